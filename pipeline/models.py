@@ -1,0 +1,142 @@
+"""Sequence classifiers: a transformers encoder, a pooling step and a linear head.
+
+The same class serves every teacher (pretrained asset, local folder, hub model, or a tiny random
+model built from a config) and, later, the student. The pooled vector is what the RL agent's state
+uses as the teacher's "[CLS]" representation.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.utils import logging as hf_logging
+
+from . import params as P
+from .io import sha256
+
+# transformers reports every asset's unused pooler as "newly initialized": noise, since we pool ourselves
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class Classifier(nn.Module):
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(self, **batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits, pooled vector)."""
+        hidden = self.encoder(**batch).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # mean over real tokens: these encoders were trained as mean-pooling sentence encoders
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.head(self.dropout(pooled)), pooled
+
+
+# ---- building encoders and tokenizers ---------------------------------------------------------
+
+def asset_path(name: str, manifest: dict) -> Path:
+    entry = manifest["assets"].get(name)
+    if entry is None or entry.get("kind") != "encoder":
+        raise P.InputError(f"asset {name!r} is not in the asset manifest; add it to assets.encoders "
+                           "and run `dvc repro assets`")
+    from .assets import verify
+    verify(Path(entry["weights"]), entry["sha256"])
+    return Path(entry["path"])
+
+
+def wordpiece_tokenizer(texts, vocab_size: int):
+    """A BERT WordPiece tokenizer over the task's own text, for random models (no download).
+
+    Built by counting, not by the `tokenizers` trainer, whose tie-breaking varies run to run: the
+    vocabulary is every character (so any word can be spelt) plus the most frequent words.
+    """
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    from transformers import BertTokenizer
+
+    normalize, split = BertNormalizer(lowercase=True).normalize_str, BertPreTokenizer().pre_tokenize_str
+    counts = Counter(w for text in texts for w, _ in split(normalize(text)))
+    chars = sorted({c for w in counts for c in w})
+    pieces = SPECIAL_TOKENS + chars + ["##" + c for c in chars]
+    taken = set(pieces)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
+    vocab = pieces + words[:max(0, vocab_size - len(pieces))]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vocab.txt"
+        path.write_text("\n".join(vocab) + "\n")
+        return BertTokenizer(str(path))
+
+
+def pretrained_encoder(name: str, spec: P.Teacher, manifest: dict | None, train_texts=None):
+    """Return (encoder, tokenizer) for a teacher spec; `name` only labels errors."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if spec.source == "random":
+        tokenizer = wordpiece_tokenizer(train_texts, spec.vocab_size)
+        try:
+            config = AutoConfig.for_model(spec.arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                          **spec.config)
+        except (ValueError, TypeError) as err:
+            raise P.InputError(f"teachers.{name}: cannot build a {spec.arch!r} config: {err}") from None
+        return AutoModel.from_config(config), tokenizer
+    if spec.source == "asset":
+        where = asset_path(spec.name, manifest)
+    elif spec.source == "path":
+        where = Path(spec.name)
+        if not (where / "config.json").is_file():
+            raise P.InputError(f"teachers.{name}.name: {where} is not a model folder (no config.json there)")
+    else:
+        where = spec.name
+    try:
+        return AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where)
+    except OSError as err:
+        raise P.InputError(f"teachers.{name}: cannot load {where!r} ({err}). Hub models need a reachable model "
+                           "hub; offline, use the embedded default assets.") from None
+
+
+# ---- saving and loading fine-tuned classifiers ------------------------------------------------
+
+def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_length: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(folder / "encoder")
+    tokenizer.save_pretrained(folder / "encoder")
+    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, folder / "head.safetensors")
+    weights = sorted((folder / "encoder").glob("*.safetensors")) + [folder / "head.safetensors"]
+    meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length,
+            "sha256": {str(w.relative_to(folder)): sha256(w) for w in weights}}
+    (folder / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load(folder: str | Path) -> tuple[Classifier, object, dict]:
+    """Load a saved classifier, refusing files whose digests do not match what was saved."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    meta_path = folder / "classifier.json"
+    if not meta_path.is_file():
+        raise P.InputError(f"{folder}: not a saved classifier (no classifier.json); run the finetune stage")
+    meta = json.loads(meta_path.read_text())
+    for rel, digest in meta["sha256"].items():
+        if not (folder / rel).is_file() or sha256(folder / rel) != digest:
+            raise P.InputError(f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); "
+                               "rerun the finetune stage for it")
+    encoder = AutoModel.from_pretrained(folder / "encoder")
+    model = Classifier(encoder, len(meta["labels"]), meta["pooling"])
+    model.head.load_state_dict(load_file(folder / "head.safetensors"))
+    return model.eval(), AutoTokenizer.from_pretrained(folder / "encoder"), meta
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,196 @@
+"""The schema of params.yaml, validated once at the start of every stage.
+
+Every key is declared here with its type and range; an unknown key (a typo) is an error, so a
+misspelt setting can never be silently ignored.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+ENCODER_ASSETS = ("mpnet", "minilm_l6", "minilm_l3")
+CORPUS_ASSETS = ("rotten_tomatoes", "chatterbot")
+
+
+class InputError(Exception):
+    """Bad input from the user: reported as one clear line, never as a traceback."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Assets(Strict):
+    dir: str = "assets"
+    encoders: list[Literal[ENCODER_ASSETS]] = list(ENCODER_ASSETS)
+    corpora: list[Literal[CORPUS_ASSETS]] = list(CORPUS_ASSETS)
+
+
+class Caps(Strict):
+    max_train: PositiveInt | None = None
+    max_dev: PositiveInt | None = None
+    max_test: PositiveInt | None = None
+
+
+class RottenTomatoes(Caps):
+    source: Literal["rotten_tomatoes"]
+    dev_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.15
+
+
+class ChatterbotQA(Caps):
+    source: Literal["chatterbot_qa"]
+    dev_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.2
+
+
+class FileTask(Caps):
+    """A user's own labelled file (CSV, JSON Lines or Parquet), split here."""
+    source: Literal["file"]
+    path: str
+    text_a: str
+    text_b: str | None = None
+    label: str
+    labels: list[str] = Field(min_length=2)
+    group: str | None = None  # rows sharing a group never straddle two splits
+    dev_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.1
+
+
+class GlueTask(Caps):
+    """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set."""
+    source: Literal["glue"]
+    name: Literal["sst2", "mrpc", "qqp", "mnli_matched", "mnli_mismatched", "qnli", "rte"]
+    dev_fraction: Fraction = 0.1
+
+
+Task = Annotated[Union[RottenTomatoes, ChatterbotQA, FileTask, GlueTask], Field(discriminator="source")]
+
+
+class Encoder(Strict):
+    """Where a classifier's encoder comes from."""
+    source: Literal["asset", "path", "hub", "random"]
+    name: str | None = None  # asset name, folder, or hub id; unused for `random`
+    arch: str = "bert"  # `random` only: a transformers model type
+    config: dict = {}  # `random` only: config overrides, e.g. hidden_size
+    vocab_size: PositiveInt = 4000  # `random` only: WordPiece vocabulary counted on the task's text
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _name_matches_source(self):
+        if self.source != "random" and not self.name:
+            raise ValueError(f"`name` is required when source is {self.source!r}")
+        if self.source == "asset" and self.name not in ENCODER_ASSETS:
+            raise ValueError(f"unknown asset {self.name!r}; expected one of {list(ENCODER_ASSETS)}")
+        return self
+
+
+class Training(Strict):
+    max_train: PositiveInt | None = None
+    epochs: PositiveInt = 2
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 64
+    lr: PositiveFloat = 5e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+class Teacher(Encoder, Training):
+    pass
+
+
+class Student(Encoder):
+    layers: PositiveInt | None = None  # keep the encoder's first k layers (the paper's BERT_3: 3 of BERT-Base)
+
+
+class Distill(Training):
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+    temperature: PositiveFloat = 5.0
+    t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]
+    no_teacher: Literal["ce", "equal"] = "ce"  # an instance whose weights are all zero
+    fixed_weights: dict[str, Annotated[float, Field(ge=0)]] | None = None  # w_ensemble; default: dev accuracy
+
+
+METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd")
+
+
+class Run(Strict):
+    tasks: list[str] = Field(min_length=1)
+    teachers: list[str] = Field(min_length=1)
+    methods: list[str] = []  # see METHODS, plus single_<teacher> for each teacher
+    seeds: list[int] = [0]
+
+
+class Params(Strict):
+    seed: int = 0
+    run: Run
+    assets: Assets = Assets()
+    tasks: dict[str, Task]
+    teachers: dict[str, Teacher]
+    student: Student = Student(source="random")
+    distill: Distill = Distill()
+
+    @model_validator(mode="after")
+    def _names_exist(self):
+        for kind in ("tasks", "teachers"):
+            known = getattr(self, kind)
+            for name in getattr(self.run, kind):
+                if name not in known:
+                    raise ValueError(f"run.{kind}: unknown name {name!r}; defined in {kind}: {sorted(known)}")
+        encoders = [(f"teachers.{n}", self.teachers[n]) for n in self.run.teachers] + [("student", self.student)]
+        for key, spec in encoders:
+            if spec.source == "asset" and spec.name not in self.assets.encoders:
+                raise ValueError(f"{key}: asset {spec.name!r} is not in assets.encoders {self.assets.encoders}")
+        allowed = list(METHODS) + [f"single_{t}" for t in self.run.teachers]
+        for method in self.run.methods:
+            if method not in allowed:
+                raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")
+        fixed = self.distill.fixed_weights
+        if fixed is not None:
+            if sorted(fixed) != sorted(self.run.teachers):
+                raise ValueError(f"distill.fixed_weights: give one weight per teacher of run.teachers "
+                                 f"{self.run.teachers}, got {sorted(fixed)}")
+            if sum(fixed.values()) <= 0:
+                raise ValueError("distill.fixed_weights: the weights sum to zero; at least one must be positive")
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in {"rotten_tomatoes", "chatterbot_qa", "file", "glue"}
+                       or p == e["loc"][-1])
+        got = "" if e["type"] in ("missing", "value_error") else f" (got {e['input']!r})"
+        lines.append(f"  {loc or '<top level>'}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: parameter file not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise InputError(f"{path} is invalid:\n{_describe(err)}") from None
+
+
+@contextmanager
+def reported_errors():
+    """Turn InputError into a one-line message and exit code 2 (for a stage's __main__)."""
+    try:
+        yield
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

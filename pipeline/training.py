@@ -1,0 +1,89 @@
+"""Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def progress(iterable, desc: str):
+    """A progress bar on a terminal; none in a log file, where the per-epoch lines say enough."""
+    return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=None)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def encode(tokenizer, df, max_length: int) -> dict[str, list]:
+    """Tokenise a split once, unpadded; batches are padded to their own longest example."""
+    pair = df.text_b.notna().any()
+    enc = tokenizer(list(df.text_a), list(df.text_b.fillna("")) if pair else None,
+                    truncation=True, max_length=max_length)
+    out = {k: enc[k] for k in INPUT_KEYS if k in enc}
+    out["truncated"] = int(sum(len(ids) >= max_length for ids in out["input_ids"]))
+    return out
+
+
+def collate(enc: dict, idx, pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(enc["input_ids"][i]) for i in idx)
+    batch = {}
+    for key in INPUT_KEYS:
+        if key in enc:
+            fill = pad_id if key == "input_ids" else 0
+            batch[key] = torch.tensor([enc[key][i] + [fill] * (width - len(enc[key][i])) for i in idx])
+    return batch
+
+
+def length_order(enc: dict) -> np.ndarray:
+    return np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+
+
+def chunks(order, size: int):
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, scheduler, pad_id: int,
+                rng: np.random.Generator, desc: str = "train") -> dict:
+    model.train()
+    order = rng.permutation(len(labels))
+    total, seen, start = 0.0, 0, time.perf_counter()
+    bar = progress(chunks(order, batch_size), desc)
+    for idx in bar:
+        logits, _ = model(**collate(enc, idx, pad_id))
+        loss = F.cross_entropy(logits, labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+    seconds = time.perf_counter() - start
+    return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
+
+
+@torch.inference_mode()
+def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and pooled vectors in the split's order, computed in length-sorted batches."""
+    model.eval()
+    order = length_order(enc)
+    logits, pooled = [None] * len(order), [None] * len(order)
+    for idx in progress(chunks(order, batch_size), desc):
+        lo, po = model(**collate(enc, idx, pad_id))
+        for j, i in enumerate(idx):
+            logits[i], pooled[i] = lo[j], po[j]
+    return torch.stack(logits).float(), torch.stack(pooled).float()
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels).float().mean())

@@ -1,0 +1,109 @@
+"""Shared fixtures: tiny synthetic tasks and tiny random teachers, so tests need no download."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+POSITIVE = "good great superb lovely moving brilliant fun charming".split()
+NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
+FILLER = "the film plot actor scene story movie script with a and of".split()
+
+
+def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Short 'reviews' whose label is carried by one sentiment word among filler words."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = int(rng.integers(2))
+        words = list(rng.choice(FILLER, size=5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
+                     "movie": f"m{i % 40}"})
+    return pd.DataFrame(rows)
+
+
+def pair_frame(n: int, seed: int = 1) -> pd.DataFrame:
+    """Question/answer pairs: label 1 when the answer repeats the question's topic word."""
+    rng = np.random.default_rng(seed)
+    topics = POSITIVE + NEGATIVE
+    rows = []
+    for i in range(n):
+        topic = rng.choice(topics)
+        label = int(rng.integers(2))
+        other = rng.choice([t for t in topics if t != topic])
+        rows.append({"question": f"what about {topic} number {i}", "answer": f"it is {topic if label else other}",
+                     "label": ["no", "yes"][label]})
+    return pd.DataFrame(rows)
+
+
+def tiny_teacher(hidden: int = 32, layers: int = 2, **overrides) -> dict:
+    spec = {"source": "random", "arch": "bert", "vocab_size": 300, "epochs": 2, "max_length": 24,
+            "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.0,
+            "config": {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
+                       "intermediate_size": 2 * hidden, "max_position_embeddings": 64}}
+    spec.update(overrides)
+    return spec
+
+
+def tiny_params(root: Path) -> dict:
+    """A profile of two user-file tasks (one single-sentence, one pair) and two tiny teachers."""
+    data = root / "user_data"
+    data.mkdir(parents=True, exist_ok=True)
+    sentiment_frame(300).to_csv(data / "reviews.csv", index=False)
+    pair_frame(240).to_json(data / "pairs.jsonl", orient="records", lines=True)
+    return {
+        "seed": 0,
+        "run": {"tasks": ["reviews", "pairs"], "teachers": ["tiny_a", "tiny_b"]},
+        "assets": {"dir": "assets", "encoders": [], "corpora": []},
+        "tasks": {
+            "reviews": {"source": "file", "path": "user_data/reviews.csv", "text_a": "review",
+                        "label": "sentiment", "labels": ["neg", "pos"], "group": "movie",
+                        "dev_fraction": 0.2, "test_fraction": 0.2},
+            "pairs": {"source": "file", "path": "user_data/pairs.jsonl", "text_a": "question", "text_b": "answer",
+                      "label": "label", "labels": ["no", "yes"], "dev_fraction": 0.2, "test_fraction": 0.2},
+        },
+        "teachers": {"tiny_a": tiny_teacher(32, 2), "tiny_b": tiny_teacher(48, 1, max_train=150)},
+    }
+
+
+def write_params(root: Path, params: dict) -> Path:
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A working folder with the tiny profile's params.yaml and data, as the current directory."""
+    write_params(tmp_path, tiny_params(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment first on PATH (DVC calls `python`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT) if not (cwd / "pipeline").is_dir() else str(cwd)}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny_repo(tmp_path) -> Path:
+    """A copy of the pipeline with the tiny profile, initialised as a DVC project without git."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copytree(ROOT / "pipeline", repo / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    write_params(repo, tiny_params(repo))
+    done = run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)
+    assert done.returncode == 0, done.stderr
+    return repo

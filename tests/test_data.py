@@ -1,0 +1,152 @@
+import pandas as pd
+import pytest
+
+from pipeline import data, params as P, prepare
+from tests.conftest import pair_frame, sentiment_frame, tiny_params, write_params
+
+
+def test_groups_never_straddle_two_splits():
+    df = data.frame("t", [f"text {i}" for i in range(500)], [None] * 500, [i % 2 for i in range(500)],
+                    [f"g{i % 37}" for i in range(500)])
+    splits = data.split_by_group(df, 0.2, 0.2, seed=3)
+    groups = [set(s.group) for s in splits.values()]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert sum(len(s) for s in splits.values()) == 500
+    assert 0.1 < len(splits["test"]) / 500 <= 0.2
+
+
+def test_ids_are_stable_and_content_based():
+    a = data.frame("t", ["x", "y"], [None, None], [0, 1])
+    b = data.frame("t", ["y", "x"], [None, None], [1, 0])
+    assert set(a.id) == set(b.id)
+    assert a.id.is_unique
+
+
+def test_split_hash_changes_with_content():
+    df = data.frame("t", ["x", "y"], [None, None], [0, 1])
+    changed = df.copy()
+    changed.loc[0, "label"] = 1
+    assert data.split_hash(df) == data.split_hash(df.copy())
+    assert data.split_hash(df) != data.split_hash(changed)
+
+
+def test_cap_is_seeded():
+    df = data.frame("t", [str(i) for i in range(100)], [None] * 100, [0] * 100)
+    assert list(data.cap(df, 10, 1).id) == list(data.cap(df, 10, 1).id)
+    assert len(data.cap(df, 10, 1)) == 10 and data.cap(df, None, 1) is df
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_user_file_formats(tmp_path, suffix):
+    raw = sentiment_frame(120)
+    path = tmp_path / f"reviews{suffix}"
+    {".csv": lambda: raw.to_csv(path, index=False),
+     ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),
+     ".parquet": lambda: raw.to_parquet(path)}[suffix]()
+    spec = P.FileTask(source="file", path=str(path), text_a="review", label="sentiment", labels=["neg", "pos"],
+                      group="movie")
+    splits, labels = data.user_file("reviews", spec, seed=0)
+    assert labels == ["neg", "pos"]
+    assert sum(len(s) for s in splits.values()) == 120
+    assert set(pd.concat(splits.values()).label) == {0, 1}
+    assert splits["train"].text_b.isna().all()
+
+
+def test_pair_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    pair_frame(50).to_json(path, orient="records", lines=True)
+    spec = P.FileTask(source="file", path=str(path), text_a="question", text_b="answer", label="label",
+                      labels=["no", "yes"])
+    splits, _ = data.user_file("pairs", spec, seed=0)
+    assert splits["train"].text_b.str.startswith("it is").all()
+
+
+def file_spec(path, **kw):
+    return P.FileTask(**{"source": "file", "path": str(path), "text_a": "review", "label": "sentiment",
+                         "labels": ["neg", "pos"], **kw})
+
+
+def test_unknown_label_names_file_row_and_parameter(tmp_path):
+    raw = sentiment_frame(20)
+    raw.loc[7, "sentiment"] = "meh"
+    raw.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(P.InputError, match=r"r.csv: row 7 has label 'meh', not in tasks.r.labels"):
+        data.user_file("r", file_spec(tmp_path / "r.csv"), 0)
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_empty_text_is_refused(tmp_path, blank):
+    raw = sentiment_frame(20)
+    raw.loc[4, "review"] = blank
+    raw.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(P.InputError, match=r"r.csv: column 'review' is empty in 1 row\(s\), first at row 4"):
+        data.user_file("r", file_spec(tmp_path / "r.csv"), 0)
+
+
+def test_missing_column_and_missing_file(tmp_path):
+    sentiment_frame(20).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(P.InputError, match=r"columns \['txt'\] .* not found"):
+        data.user_file("r", file_spec(tmp_path / "r.csv", text_a="txt"), 0)
+    with pytest.raises(P.InputError, match="data file not found"):
+        data.user_file("r", file_spec(tmp_path / "gone.csv"), 0)
+
+
+def test_glue_through_a_local_stand_in():
+    from datasets import Dataset, DatasetDict
+    rows = {"sentence1": [f"a {i}" for i in range(40)], "sentence2": [f"b {i}" for i in range(40)],
+            "label": [i % 2 for i in range(40)], "idx": list(range(40))}
+    stand_in = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows),
+                            "test": Dataset.from_dict({**rows, "label": [-1] * 40})})
+    seen = {}
+
+    def load_dataset(path, name):
+        seen.update(path=path, name=name)
+        return stand_in
+
+    spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
+    splits, labels = data.glue("mrpc", spec, 0, load_dataset=load_dataset)
+    assert seen == {"path": "glue", "name": "mrpc"}
+    assert labels == ["not_equivalent", "equivalent"]
+    assert len(splits["test"]) == 40 and len(splits["train"]) + len(splits["dev"]) == 40
+    assert splits["test"].text_b.iloc[0] == "b 0"
+
+
+def test_glue_without_a_hub_says_what_is_missing():
+    def offline(*_):
+        raise ConnectionError("no route to hub")
+
+    with pytest.raises(P.InputError, match="needs a reachable dataset hub.*embedded default"):
+        data.glue("rte", P.GlueTask(source="glue", name="rte"), 0, load_dataset=offline)
+
+
+def test_prepare_writes_splits_and_card(workdir):
+    prepare.main("reviews")
+    card = pd.read_json(workdir / "data/reviews/card.json", typ="series")
+    assert card["labels"] == ["neg", "pos"] and card["pair"] is False
+    for split in data.SPLITS:
+        df = data.load_split(workdir / "data/reviews", split)
+        assert list(df.columns) == data.COLUMNS + ["group"]
+        assert card["sizes"][split] == len(df)
+        assert card["split_sha256"][split] == data.split_hash(df)
+
+
+def test_prepare_caps_apply(workdir):
+    params = tiny_params(workdir)
+    params["tasks"]["reviews"]["max_train"] = 25
+    write_params(workdir, params)
+    prepare.main("reviews")
+    assert len(data.load_split(workdir / "data/reviews", "train")) == 25
+
+
+def test_prepare_bad_label_leaves_nothing(workdir):
+    raw = pd.read_csv(workdir / "user_data/reviews.csv")
+    raw.loc[3, "sentiment"] = "neutral"
+    raw.to_csv(workdir / "user_data/reviews.csv", index=False)
+    with pytest.raises(P.InputError, match="neutral"):
+        prepare.main("reviews")
+    assert not (workdir / "data").exists()
+
+
+def test_prepare_unknown_task(workdir):
+    with pytest.raises(P.InputError, match=r"unknown task 'nope'.*\['pairs', 'reviews'\]"):
+        prepare.main("nope")

@@ -1,0 +1,138 @@
+"""The distillation stage on the tiny profile: every method, determinism, bad input."""
+import json
+import os
+from contextlib import contextmanager
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import cache, data, distill, finetune, params as P, prepare
+from tests.conftest import tiny_params, write_params
+
+METHODS = ["ce", "single_tiny_a", "single_tiny_b", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
+           "best_single", "ca_mkd"]
+
+
+def distill_params(root):
+    params = tiny_params(root)
+    params["run"].update(tasks=["reviews"], methods=METHODS, seeds=[1, 2])
+    params["student"] = {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
+                         "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                    "intermediate_size": 32, "max_position_embeddings": 64}}
+    params["distill"] = {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0}
+    return params
+
+
+@contextmanager
+def inside(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    """A folder with the tiny task prepared, both tiny teachers fine-tuned and cached (built once)."""
+    root = tmp_path_factory.mktemp("distill")
+    write_params(root, distill_params(root))
+    with inside(root):
+        prepare.main("reviews")
+        for teacher in ("tiny_a", "tiny_b"):
+            finetune.main("reviews", teacher)
+            cache.main("reviews", teacher)
+    return root
+
+
+@pytest.fixture
+def repo(cached, monkeypatch):
+    monkeypatch.chdir(cached)
+    yield cached
+    write_params(cached, distill_params(cached))
+
+
+def edit_params(root, edit):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    edit(params)
+    write_params(root, params)
+
+
+def test_every_method_writes_its_outputs(repo):
+    test_ids = list(data.load_split(repo / "data/reviews", "test").id)
+    train_ids = list(data.load_split(repo / "data/reviews", "train").id)
+    for method in METHODS:
+        distill.main("reviews", method, "1")
+        out = repo / "runs/reviews" / method / "1"
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert 0 <= metrics["test_accuracy"] <= 1 and metrics["best_epoch"] in (1, 2)
+        assert metrics["student_parameters"] > 0 and metrics["student_inference_examples_per_s"] > 0
+        assert metrics["provenance"]["seed"] == 1
+        total = sum(metrics["teacher_weights"].values())
+        assert total == pytest.approx(0.0 if method == "ce" else 1.0, abs=1e-5), method
+        preds = pd.read_parquet(out / "predictions.parquet")
+        assert list(preds.id) == test_ids and set(preds.columns) >= {"label", "pred", "prob_neg", "prob_pos"}
+        weights = pd.read_parquet(out / "weights.parquet")
+        assert list(weights.id) == train_ids and list(weights.columns) == ["id", "tiny_a", "tiny_b"]
+        history = json.loads((out / "history.json").read_text())
+        assert [h["epoch"] for h in history] == [1, 2]
+    single = json.loads((repo / "runs/reviews/single_tiny_b/1/metrics.json").read_text())
+    assert single["teacher_weights"] == {"tiny_a": 0.0, "tiny_b": 1.0}
+
+
+def test_dynamic_methods_vary_per_instance(repo):
+    distill.main("reviews", "ca_mkd", "1")
+    w = pd.read_parquet(repo / "runs/reviews/ca_mkd/1/weights.parquet")
+    assert w.tiny_a.std() > 0.01
+    assert ((w.tiny_a + w.tiny_b) - 1).abs().max() < 1e-5
+
+
+def test_same_seed_same_numbers(repo):
+    def run(seed):
+        distill.main("reviews", "rand_single", seed)
+        out = repo / "runs/reviews/rand_single" / seed
+        return (json.loads((out / "history.json").read_text()), pd.read_parquet(out / "predictions.parquet"),
+                pd.read_parquet(out / "weights.parquet"))
+
+    first, again, other = run("2"), run("2"), run("1")
+    assert [h["train_loss"] for h in first[0]] == [h["train_loss"] for h in again[0]]
+    pd.testing.assert_frame_equal(first[1], again[1])
+    pd.testing.assert_frame_equal(first[2], again[2])
+    assert [h["train_loss"] for h in first[0]] != [h["train_loss"] for h in other[0]]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["distill"].update(alpha=1.5), "distill.alpha: Input should be less than or equal to 1"),
+    (lambda p: p["distill"].update(temperature=0), "distill.temperature: Input should be greater than 0"),
+    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
+    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
+     "distill.fixed_weights.tiny_b: Input should be greater than or equal to 0"),
+    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 0.0, "tiny_b": 0.0}), "the weights sum to zero"),
+    (lambda p: p["run"].update(methods=["u_ensemble", "v_ensemble"]), "unknown method 'v_ensemble'"),
+])
+def test_bad_parameters_stop_before_training(repo, edit, message):
+    edit_params(repo, edit)
+    with pytest.raises(P.InputError, match=message):
+        distill.main("reviews", "w_ensemble", "3")
+    assert not (repo / "runs/reviews/w_ensemble/3").exists()
+
+
+def test_unknown_method_and_bad_seed_on_the_command_line(repo):
+    with pytest.raises(P.InputError, match=r"unknown method 'single_bert'.*single_tiny_a"):
+        distill.main("reviews", "single_bert", "1")
+    with pytest.raises(P.InputError, match="seed must be an integer, got 'one'"):
+        distill.main("reviews", "ce", "one")
+
+
+def test_cache_from_another_split_is_refused(repo):
+    edit_params(repo, lambda p: p["tasks"]["reviews"].update(max_test=20))
+    prepare.main("reviews")  # the test split changes; the teacher caches do not
+    try:
+        with pytest.raises(P.InputError, match=r"logits/reviews/tiny_a/test.safetensors: computed on other data"):
+            distill.main("reviews", "u_ensemble", "3")
+        assert not (repo / "runs/reviews/u_ensemble/3").exists()
+    finally:
+        edit_params(repo, lambda p: p["tasks"]["reviews"].pop("max_test"))
+        prepare.main("reviews")

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from pipeline import models, params as P, training as T
+from tests.conftest import sentiment_frame, tiny_teacher
+
+
+@pytest.fixture
+def tiny():
+    spec = P.Teacher(**tiny_teacher(32, 2))
+    texts = list(sentiment_frame(60).review)
+    encoder, tokenizer = models.pretrained_encoder("tiny", spec, None, texts)
+    return models.Classifier(encoder, 2, "mean").eval(), tokenizer
+
+
+def batch_of(tokenizer, texts):
+    import pandas as pd
+    df = pd.DataFrame({"text_a": texts, "text_b": [None] * len(texts)})
+    enc = T.encode(tokenizer, df, 16)
+    return T.collate(enc, list(range(len(texts))), tokenizer.pad_token_id)
+
+
+def test_mean_pooling_ignores_padding(tiny):
+    model, tokenizer = tiny
+    short = batch_of(tokenizer, ["good film"])
+    padded = batch_of(tokenizer, ["good film", "the plot of the movie was a bad boring story"])
+    with torch.no_grad():
+        alone, _ = model(**short)
+        together, _ = model(**padded)
+    assert torch.allclose(alone[0], together[0], atol=1e-5)
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    model, tokenizer = tiny
+    models.save(model, tokenizer, tmp_path / "m", ["neg", "pos"], 16)
+    loaded, tok2, meta = models.load(tmp_path / "m")
+    batch = batch_of(tok2, ["a lovely moving story", "dull"])
+    with torch.no_grad():
+        assert torch.allclose(model(**batch)[0], loaded(**batch)[0], atol=1e-6)
+    assert meta["labels"] == ["neg", "pos"] and meta["max_length"] == 16
+
+
+def test_corrupted_weights_are_refused(tiny, tmp_path):
+    model, tokenizer = tiny
+    models.save(model, tokenizer, tmp_path / "m", ["neg", "pos"], 16)
+    weights = tmp_path / "m/encoder/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(P.InputError, match="model.safetensors: missing or corrupted"):
+        models.load(tmp_path / "m")
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(P.InputError, match="not a saved classifier"):
+        models.load(tmp_path / "nothing")
+
+
+def test_model_path_that_does_not_exist(tmp_path):
+    spec = P.Teacher(source="path", name=str(tmp_path / "missing"))
+    with pytest.raises(P.InputError, match=r"teachers.mine.name: .*missing is not a model folder"):
+        models.pretrained_encoder("mine", spec, None)
+
+
+def test_asset_missing_from_manifest():
+    spec = P.Teacher(source="asset", name="mpnet")
+    with pytest.raises(P.InputError, match="asset 'mpnet' is not in the asset manifest"):
+        models.pretrained_encoder("t", spec, {"assets": {}})
+
+
+def test_random_model_with_a_bad_config():
+    spec = P.Teacher(**tiny_teacher(32, 1, arch="no-such-arch"))
+    with pytest.raises(P.InputError, match="teachers.t: cannot build a 'no-such-arch' config"):
+        models.pretrained_encoder("t", spec, None, ["some text"])

@@ -1,0 +1,90 @@
+"""The stage modules called directly on the tiny profile (the DVC wiring is tested in test_pipeline)."""
+import json
+import sys
+
+import pytest
+
+from pipeline import cache, data, finetune, logits, params as P, prepare
+from tests.conftest import run, tiny_params, write_params
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_finetune_then_cache(workdir):
+    prepare.main("reviews")
+    finetune.main("reviews", "tiny_a")
+    metrics = read(workdir / "models/reviews/tiny_a/metrics.json")
+    assert metrics["dev_accuracy"] > 0.8, metrics  # the label is one keyword: a tiny model must learn it
+    assert metrics["best_epoch"] in (1, 2) and len(metrics["history"]) == 2
+    assert metrics["provenance"]["seed"] == 0 and "torch" in metrics["provenance"]["versions"]
+
+    cache.main("reviews", "tiny_a")
+    summary = read(workdir / "logits/reviews/tiny_a/summary.json")
+    for split in data.SPLITS:
+        df = data.load_split(workdir / "data/reviews", split)
+        values = logits.load(workdir / f"logits/reviews/tiny_a/{split}.safetensors", df)
+        assert values["pooled"].shape == (len(df), 32)
+        assert values["probs"].shape == (len(df), 2)
+    # the cache replays the selected model exactly
+    assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
+    assert summary["splits"]["test"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_pair_task_and_teacher_cap(workdir):
+    prepare.main("pairs")
+    finetune.main("pairs", "tiny_b")
+    metrics = read(workdir / "models/pairs/tiny_b/metrics.json")
+    card = read(workdir / "data/pairs/card.json")
+    assert card["pair"] is True
+    assert metrics["train_examples"] == min(150, card["sizes"]["train"])
+
+
+def test_same_seed_same_numbers(workdir):
+    prepare.main("reviews")
+    finetune.main("reviews", "tiny_b")
+    first = read(workdir / "models/reviews/tiny_b/model/classifier.json")["sha256"]
+    first_metrics = read(workdir / "models/reviews/tiny_b/metrics.json")
+    assert first_metrics["train_examples"] == 150  # teachers.tiny_b.max_train
+    finetune.main("reviews", "tiny_b")
+    assert read(workdir / "models/reviews/tiny_b/model/classifier.json")["sha256"] == first
+    again = read(workdir / "models/reviews/tiny_b/metrics.json")
+    assert [h["train_loss"] for h in again["history"]] == [h["train_loss"] for h in first_metrics["history"]]
+
+
+def test_unknown_teacher_is_refused_before_training(workdir):
+    prepare.main("reviews")
+    with pytest.raises(P.InputError, match=r"unknown teacher 'bert9'.*\['tiny_a', 'tiny_b'\]"):
+        finetune.main("reviews", "bert9")
+    assert not (workdir / "models").exists()
+
+
+def test_finetune_needs_prepared_data(workdir):
+    with pytest.raises(P.InputError, match=r"data/reviews/card.json: task not prepared"):
+        finetune.main("reviews", "tiny_a")
+
+
+def test_asset_teacher_without_assets_stage(workdir):
+    params = tiny_params(workdir)
+    params["assets"]["encoders"] = ["minilm_l6"]
+    params["teachers"]["l6"] = {"source": "asset", "name": "minilm_l6"}
+    write_params(workdir, params)
+    prepare.main("reviews")
+    with pytest.raises(P.InputError, match=r"manifest.json: asset manifest not found; run `dvc repro assets`"):
+        finetune.main("reviews", "l6")
+    assert not (workdir / "models").exists()
+
+
+def test_cache_needs_a_finetuned_model(workdir):
+    prepare.main("reviews")
+    with pytest.raises(P.InputError, match="not a saved classifier"):
+        cache.main("reviews", "tiny_a")
+    assert not (workdir / "logits").exists()
+
+
+def test_command_line_error_is_one_line_and_exit_code_2(workdir):
+    done = run([sys.executable, "-m", "pipeline.finetune", "reviews", "nobody"], workdir)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: unknown teacher 'nobody'")
+    assert "Traceback" not in done.stderr

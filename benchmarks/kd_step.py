@@ -1,7 +1,7 @@
 """Benchmark: a KD training step from cached teacher logits versus a `ce` step of the same student.
 
 Both run side by side in one process on the same batches, so the ratio holds on a noisy machine.
-Usage: python benchmarks/kd_step.py [--steps N] [--teachers K]   (target: ratio <= 1.10)
+Usage: python -m benchmarks.kd_step [--steps N] [--teachers K]   (target: ratio <= 1.10)
 """
 from __future__ import annotations
 

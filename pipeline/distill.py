@@ -16,6 +16,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from . import data, logits, methods, models, params as P, training as T
+from .agent import Agent, make_reward
 from .assets import load_manifest
 from .io import atomic_path, provenance, write_json
 from .losses import student_loss
@@ -35,11 +36,12 @@ def resolve(params: P.Params, task: str, method: str, seed: str) -> int:
 
 
 def load_teachers(task: str, teachers: list[str], splits: dict) -> dict:
-    """Stack the cached outputs of all teachers: logits [N, K, C], ce [N, K], pooled: one [N, H_k] per teacher."""
+    """Stack the cached outputs of all teachers: logits and probs [N, K, C], ce [N, K], pooled [N, H_k] per teacher."""
     out = {}
     for split, df in splits.items():
         cached = [logits.load(Path("logits") / task / t / f"{split}.safetensors", df) for t in teachers]
         out[split] = {"logits": torch.stack([c["logits"] for c in cached], 1),
+                      "probs": torch.stack([c["probs"] for c in cached], 1),
                       "ce": torch.stack([c["ce"] for c in cached], 1),
                       "pooled": [c["pooled"] for c in cached]}
     return out
@@ -58,26 +60,25 @@ def build_student(params: P.Params, texts: list[str], num_labels: int):
     return models.Classifier(encoder, num_labels, spec.pooling), tokenizer
 
 
-def fallback(weigh, k: int, no_teacher: str):
-    """Give an instance that no teacher was chosen for equal weights, when so configured."""
+def fill_empty(w: torch.Tensor, no_teacher: str) -> torch.Tensor:
+    """An instance with no teacher: CE alone (all-zero weights), or equal weights."""
     if no_teacher == "ce":
-        return weigh
-
-    def weigh_or_equal(idx):
-        w = weigh(idx)
-        empty = w.sum(-1, keepdim=True) == 0
-        return torch.where(empty, torch.full_like(w, 1.0 / k), w)
-    return weigh_or_equal
+        return w
+    return torch.where(w.sum(-1, keepdim=True) == 0, torch.full_like(w, 1.0 / w.shape[1]), w)
 
 
-def train_epoch(model, enc, labels, teacher_logits, weigh, cfg: P.Distill, optimizer, scheduler, pad, rng,
-                weight_sum, desc):
+def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Distill, optimizer, scheduler, pad,
+                rng, weight_sum, desc, agent=None, reward=None):
+    """One pass over `rows`; with an agent, its selections weight the teachers and it learns from `reward`."""
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
-    bar = T.progress(T.chunks(rng.permutation(len(labels)), cfg.batch_size), desc)
+    selected, rewards = torch.zeros(teacher_logits.shape[1]), []
+    bar = T.progress(T.chunks(rng.permutation(rows), cfg.batch_size), desc)
     for idx in bar:
-        w = weigh(idx)
-        student_logits, _ = model(**T.collate(enc, idx, pad))
+        batch = T.collate(enc, idx, pad)
+        student_logits, pooled = model(**batch)
+        w = agent.act(idx, student_logits, labels[idx]) if agent else weigh(idx)
+        w = fill_empty(w, fill)
         loss = student_loss(student_logits, labels[idx], teacher_logits[idx], w, cfg.alpha, cfg.temperature,
                             cfg.t2_scaling)
         optimizer.zero_grad(set_to_none=True)
@@ -85,12 +86,47 @@ def train_epoch(model, enc, labels, teacher_logits, weigh, cfg: P.Distill, optim
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
+        if agent:
+            rewards.append(agent.learn(reward(idx, batch, student_logits.detach(), pooled.detach(), w)))
+            selected += agent.last[1].sum(0)
         weight_sum[idx] += w
         total += loss.item() * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     seconds = time.perf_counter() - start
-    return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
+    stats = {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
+    if agent:
+        stats.update(selection_rate=(selected / seen).tolist(), reward_mean=sum(rewards) / len(rewards),
+                     rewards=rewards)
+    return stats
+
+
+def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, int(round(fraction * n)))
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+def pretrain_policy(model, optimizer, scheduler, weight_sum, epochs, epoch_of) -> list[dict]:
+    """Train the policy against the student's feedback, then put the student back as it was, so that
+    pre-training teaches the agent without moving the student ([reconstructed] from Algorithm 1)."""
+    saved = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), weight_sum.clone()))
+    stats = [epoch_of(f"policy pre-training {e}", True) for e in range(1, epochs + 1)]
+    model.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    scheduler.load_state_dict(saved[2])
+    weight_sum.copy_(saved[3])
+    return stats
+
+
+def final_selection(agent, model, enc, labels, pad, batch_size) -> torch.Tensor:
+    """The policy's selection probability of every teacher for every training instance, at the end."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for idx in T.chunks(np.arange(len(labels)), batch_size):
+            out.append(agent.probabilities(idx, model(**T.collate(enc, idx, pad))[0], labels[idx]))
+    return torch.cat(out)
 
 
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
@@ -112,24 +148,42 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     model, tokenizer = build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
     pad = tokenizer.pad_token_id
     enc = {s: T.encode(tokenizer, df, params.student.max_length) for s, df in splits.items()}
-    weigh, static = methods.build(method, teachers, cache["train"], cache["dev"], gold["dev"], cfg.fixed_weights, rng)
-    weigh = fallback(weigh, len(teachers), cfg.no_teacher) if method != "ce" else weigh
+    rl = method == "rl_kd"
+    weigh, static = methods.build("u_ensemble" if rl else method, teachers, cache["train"], cache["dev"], gold["dev"],
+                                  cfg.fixed_weights, rng)
+    fill = "ce" if method == "ce" else cfg.no_teacher
     teacher_logits = cache["train"]["logits"]
+    rows, held_out = np.arange(len(train)), None
+    if rl and params.rl.reward.startswith("held_out"):  # the reward's held-out batches never train the student
+        rows, held_out = data_rows_split(len(train), params.rl.held_out_fraction, params.seed)
+    agent = Agent(params.rl, cache["train"], teachers, len(labels), seed) if rl else None
+    reward = make_reward(params.rl.reward, model, enc["train"], gold["train"], teacher_logits, cfg, pad, held_out,
+                         rng) if rl else None
 
-    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    steps = cfg.epochs * -(-len(rows) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     weight_sum = torch.zeros(len(train), len(teachers))
     print(f"distill: {method} on {task}, seed {seed}: student {models.count_parameters(model) / 1e6:.2f} M "
-          f"parameters, {len(train)} training examples, teachers {teachers}", flush=True)
-    history, best, best_state, start = [], -1.0, None, time.perf_counter()
+          f"parameters, {len(rows)} training examples, teachers {teachers}", flush=True)
+
+    def epoch_of(desc, with_agent):
+        return train_epoch(model, enc["train"], rows, gold["train"], teacher_logits, weigh, fill, cfg, optimizer,
+                           scheduler, pad, rng, weight_sum, desc, agent if with_agent else None, reward)
+
+    history, best, best_state, pretraining, start = [], -1.0, None, [], time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
-        stats = train_epoch(model, enc["train"], gold["train"], teacher_logits, weigh, cfg, optimizer, scheduler, pad,
-                            rng, weight_sum, f"{method} epoch {epoch}")
+        if rl and epoch == params.rl.warmup_epochs + 1 and params.rl.pretrain_epochs:
+            pretraining = pretrain_policy(model, optimizer, scheduler, weight_sum, params.rl.pretrain_epochs,
+                                          epoch_of)
+        stats = epoch_of(f"{method} epoch {epoch}", rl and epoch > params.rl.warmup_epochs)
         dev_logits, _ = T.predict(model, enc["dev"], cfg.eval_batch_size, pad, desc="dev")
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
-        print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}", flush=True)
+        rate = "" if "selection_rate" not in stats else ", selection rate " + " ".join(
+            f"{t} {r:.2f}" for t, r in zip(teachers, stats["selection_rate"]))
+        print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
+              flush=True)
         if stats["dev_accuracy"] > best:
             best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
     train_seconds = time.perf_counter() - start
@@ -139,6 +193,10 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     infer_seconds = time.perf_counter() - t0
 
     mean_w = weight_sum / cfg.epochs
+    columns = {"id": train.id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
+    if rl:  # the agent's final selection probability of every teacher for every training instance
+        selection = final_selection(agent, model, enc["train"], gold["train"], pad, cfg.eval_batch_size)
+        columns.update({f"select_{t}": selection[:, k].numpy() for k, t in enumerate(teachers)})
     out = Path("runs") / task / method / str(seed)
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -147,8 +205,7 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
         preds = pd.DataFrame({"id": splits["test"].id, "label": gold["test"].numpy(), "pred": probs.argmax(-1),
                               **{f"prob_{c}": probs[:, i] for i, c in enumerate(labels)}})
         preds.to_parquet(tmp / "predictions.parquet", index=False)
-        pd.DataFrame({"id": train.id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}).to_parquet(
-            tmp / "weights.parquet", index=False)
+        pd.DataFrame(columns).to_parquet(tmp / "weights.parquet", index=False)
         write_json(tmp / "metrics.json", {
             "task": task, "method": method, "seed": seed, "dev_accuracy": best,
             "test_accuracy": T.accuracy(test_logits, gold["test"]),
@@ -158,8 +215,10 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
             "student_parameters": models.count_parameters(model),
             "student_inference_examples_per_s": len(splits["test"]) / infer_seconds,
             "teacher_weights": {t: float(mean_w[:, k].mean()) for k, t in enumerate(teachers)},
-            "static_weights": None if static is None else {t: float(static[k]) for k, t in enumerate(teachers)},
+            "static_weights": None if static is None or rl else {t: float(static[k]) for k, t in enumerate(teachers)},
+            "policy_pretraining": [{k: v for k, v in p.items() if k != "rewards"} for p in pretraining],
             "provenance": provenance(seed, {"student": params.student.model_dump(), "distill": cfg.model_dump(),
+                                            "rl": params.rl.model_dump() if rl else None,
                                             "teachers": teachers, "data_seed": params.seed}),
         })
     print(f"distill: {method} on {task}, seed {seed}: dev {best:.4f}, test "

@@ -121,7 +121,23 @@ class Distill(Training):
     fixed_weights: dict[str, Annotated[float, Field(ge=0)]] | None = None  # w_ensemble; default: dev accuracy
 
 
-METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd")
+class RL(Strict):
+    """RL-KD's agent; see the fidelity table in the README for what the paper says of each."""
+    reward: Literal["held_out_accuracy", "held_out_alignment", "neg_ce", "neg_ce_kd", "instance_ce_delta"] = \
+        "held_out_accuracy"
+    state: list[Literal["pooled", "probs", "ce", "student_probs", "student_ce"]] = Field(
+        default=["pooled", "probs", "ce"], min_length=1)
+    policy: Literal["shared", "per_teacher"] = "shared"
+    weights: Literal["hard", "soft"] = "hard"
+    policy_lr: PositiveFloat = 0.01
+    baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    entropy: Annotated[float, Field(ge=0)] = 0.0
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    pretrain_epochs: Annotated[int, Field(ge=0)] = 1
+    held_out_fraction: Fraction = 0.1  # rewards `held_out_*` only: part of train kept for the reward
+
+
+METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
 
 
 class Run(Strict):
@@ -139,6 +155,7 @@ class Params(Strict):
     teachers: dict[str, Teacher]
     student: Student = Student(source="random")
     distill: Distill = Distill()
+    rl: RL = RL()
 
     @model_validator(mode="after")
     def _names_exist(self):
@@ -155,6 +172,9 @@ class Params(Strict):
         for method in self.run.methods:
             if method not in allowed:
                 raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")
+        if self.rl.warmup_epochs >= self.distill.epochs:
+            raise ValueError(f"rl.warmup_epochs: {self.rl.warmup_epochs} leaves no joint training within "
+                             f"distill.epochs ({self.distill.epochs}); it must be smaller")
         fixed = self.distill.fixed_weights
         if fixed is not None:
             if sorted(fixed) != sorted(self.run.teachers):

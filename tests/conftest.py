@@ -62,7 +62,8 @@ def tiny_params(root: Path) -> dict:
     pair_frame(240).to_json(data / "pairs.jsonl", orient="records", lines=True)
     return {
         "seed": 0,
-        "run": {"tasks": ["reviews", "pairs"], "teachers": ["tiny_a", "tiny_b"]},
+        "run": {"tasks": ["reviews", "pairs"], "teachers": ["tiny_a", "tiny_b"],
+                "methods": ["ce", "u_ensemble", "ca_mkd"], "seeds": [1]},
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
         "tasks": {
             "reviews": {"source": "file", "path": "user_data/reviews.csv", "text_a": "review",
@@ -72,6 +73,10 @@ def tiny_params(root: Path) -> dict:
                       "label": "label", "labels": ["no", "yes"], "dev_fraction": 0.2, "test_fraction": 0.2},
         },
         "teachers": {"tiny_a": tiny_teacher(32, 2), "tiny_b": tiny_teacher(48, 1, max_train=150)},
+        "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
+                    "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "intermediate_size": 32, "max_position_embeddings": 64}},
+        "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
     }
 
 

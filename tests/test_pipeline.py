@@ -7,7 +7,7 @@ import yaml
 from pipeline import data, logits
 from tests.conftest import run
 
-TASKS, TEACHERS = ("reviews", "pairs"), ("tiny_a", "tiny_b")
+TASKS, TEACHERS, METHODS = ("reviews", "pairs"), ("tiny_a", "tiny_b"), ("ce", "u_ensemble", "ca_mkd")
 
 
 def dvc(repo, *args):
@@ -29,6 +29,10 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
             assert 0 <= metrics["test_accuracy"] <= 1
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())["stages"]
     assert {f"finetune@{t}-{m}" for t in TASKS for m in TEACHERS} <= set(lock)
+    for task in TASKS:
+        for method in METHODS:
+            metrics = json.loads((tiny_repo / f"runs/{task}/{method}/1/metrics.json").read_text())
+            assert metrics["method"] == method and 0 <= metrics["test_accuracy"] <= 1
 
     again = dvc(tiny_repo, "repro")
     assert again.returncode == 0
@@ -39,14 +43,15 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert shown.returncode == 0
     assert "models/pairs/tiny_b/metrics.json" in shown.stdout
 
-    # changing one teacher's setting reruns only that teacher's stages
+    # changing one teacher's setting reruns only that teacher's stages and the students that learn from it
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["teachers"]["tiny_b"]["lr"] = 1e-3
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS}
+    students = {f"distill@{task}-{method}-1" for task in TASKS for method in METHODS}
+    assert ran == {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS} | students
 
 
 def test_bad_parameter_stops_repro_before_any_output(tiny_repo):
@@ -56,5 +61,5 @@ def test_bad_parameter_stops_repro_before_any_output(tiny_repo):
     done = dvc(tiny_repo, "repro")
     assert done.returncode != 0
     assert "teachers.tiny_a.max_train: Input should be greater than 0" in done.stdout + done.stderr
-    for folder in ("data", "models", "logits"):
+    for folder in ("data", "models", "logits", "runs"):
         assert not (tiny_repo / folder).exists()

@@ -1,0 +1,175 @@
+"""RL-KD's teacher selector: a logistic policy over (instance, teacher) states, trained by REINFORCE.
+
+For each training instance j and teacher k the policy gives pi_jk = sigmoid(W s_jk + b), the
+probability of learning from teacher k on instance j; actions a_jk ~ Bernoulli(pi_jk) are drawn
+independently, so an instance may get 0..K teachers. The student's weights are the selected
+teachers, normalised (`hard`), or the probabilities themselves, normalised (`soft`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import params as P
+
+# state feature -> the cache field it is read from (student features come from the student itself)
+CACHE_FIELDS = {"pooled": "pooled", "probs": "probs", "ce": "ce"}
+STUDENT_FEATURES = ("student_probs", "student_ce")
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
+
+
+def teacher_features(cache: dict, teachers: list[str], state: list[str]) -> list[torch.Tensor]:
+    """Per teacher, the cache part of its state for every training instance, standardised: [N, d_k]."""
+    feats = []
+    for k, teacher in enumerate(teachers):
+        parts = []
+        for name in state:
+            if name in STUDENT_FEATURES:
+                continue
+            field = CACHE_FIELDS[name]
+            if field not in cache:
+                raise P.InputError(f"rl.state: feature {name!r} needs the cache field {field!r}, which the teacher "
+                                   f"cache lacks")
+            value = cache[field][k] if isinstance(cache[field], list) else cache[field][:, k]
+            parts.append(value.reshape(len(value), -1).float())
+        feats.append(standardise(torch.cat(parts, 1)) if parts else torch.zeros(len(cache["ce"]), 0))
+    return feats
+
+
+class Policy(nn.Module):
+    """sigmoid(W s + b); `shared`: one W for all teachers (narrower states zero-padded), else one per teacher."""
+
+    def __init__(self, dims: list[int], shared: bool):
+        super().__init__()
+        self.dims, self.shared = dims, shared
+        layers = [nn.Linear(max(dims), 1)] if shared else [nn.Linear(d, 1) for d in dims]
+        for layer in layers:  # start indifferent: select every teacher with probability 1/2
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.linears = nn.ModuleList(layers)
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        width = max(self.dims)
+        scores = []
+        for k, s in enumerate(states):
+            layer = self.linears[0] if self.shared else self.linears[k]
+            scores.append(layer(F.pad(s, (0, width - s.shape[1])) if self.shared else s))
+        return torch.sigmoid(torch.cat(scores, 1))
+
+
+class Agent:
+    def __init__(self, cfg: P.RL, cache: dict, teachers: list[str], num_labels: int, seed: int):
+        self.cfg = cfg
+        self.features = teacher_features(cache, teachers, cfg.state)
+        extra = (num_labels if "student_probs" in cfg.state else 0) + (1 if "student_ce" in cfg.state else 0)
+        self.policy = Policy([f.shape[1] + extra for f in self.features], cfg.policy == "shared")
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.baseline: float | None = None
+        self.last = None
+
+    def states(self, idx, student_logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+        extra = []
+        if "student_probs" in self.cfg.state:
+            extra.append(student_logits.softmax(-1))
+        if "student_ce" in self.cfg.state:
+            extra.append(F.cross_entropy(student_logits, labels, reduction="none")[:, None])
+        return [torch.cat([f[idx], *extra], 1) for f in self.features]
+
+    def probabilities(self, idx, student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.policy(self.states(idx, student_logits.detach(), labels))
+
+    def act(self, idx, student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Sample selections for a batch and return the student's teacher weights [B, K]."""
+        states = self.states(idx, student_logits.detach(), labels)
+        with torch.no_grad():
+            probs = self.policy(states)
+        actions = torch.bernoulli(probs, generator=self.generator)
+        self.last = (states, actions, probs)
+        chosen = actions if self.cfg.weights == "hard" else probs
+        total = chosen.sum(-1, keepdim=True)
+        return torch.where(total > 0, chosen / total.clamp(min=1e-12), torch.zeros_like(chosen))
+
+    def learn(self, reward: torch.Tensor) -> float:
+        """REINFORCE on the last batch's actions; `reward` is a scalar or one value per instance."""
+        states, actions, _ = self.last
+        reward = reward.detach().float().reshape(-1)
+        mean = float(reward.mean())
+        baseline = mean if self.baseline is None else self.baseline
+        advantage = (reward - baseline)[:, None] if reward.numel() > 1 else reward - baseline
+        m = self.cfg.baseline_momentum
+        self.baseline = mean if self.baseline is None else m * self.baseline + (1 - m) * mean
+        probs = self.policy(states).clamp(1e-6, 1 - 1e-6)
+        log_prob = actions * probs.log() + (1 - actions) * (1 - probs).log()
+        entropy = -(probs * probs.log() + (1 - probs) * (1 - probs).log())
+        loss = -(advantage * log_prob).sum(-1).mean() - self.cfg.entropy * entropy.sum(-1).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return mean
+
+
+def output_gradient(logits, labels, teacher_logits, weights, cfg: P.Distill) -> torch.Tensor:
+    """d(student loss of each instance)/d(student logits), in closed form: [B, C]."""
+    ce = logits.softmax(-1) - F.one_hot(labels, logits.shape[-1]).float()
+    t = cfg.temperature
+    kd = (weights[..., None] * ((logits / t).softmax(-1)[:, None] - (teacher_logits / t).softmax(-1))).sum(1)
+    kd = kd * (t if cfg.t2_scaling else 1 / t)
+    has_teacher = (weights.sum(-1, keepdim=True) > 0).float()
+    return has_teacher * ((1 - cfg.alpha) * ce + cfg.alpha * kd) + (1 - has_teacher) * ce
+
+
+def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logits: torch.Tensor, cfg: P.Distill,
+                pad: int, held_out, rng):
+    """Return reward(idx, batch, logits, pooled, weights); logits and pooled are the student's on the batch,
+    before its update.
+
+    `held_out_accuracy` (the paper's description): the student's accuracy on a held-out batch after the update.
+    `neg_ce`, `neg_ce_kd`: minus the student's CE (or its whole training loss) on the batch after the update.
+    `instance_ce_delta` (beyond the paper): per instance, the student's CE before the update minus after.
+    `held_out_alignment` (beyond the paper): per instance, how much a step on that instance, with the
+    targets its selected teachers give, would lower the student's CE on a held-out batch (first order,
+    through the classifier head): the paper's held-out feedback, credited to each instance's selection.
+    """
+    from .losses import student_loss
+    from .training import collate
+
+    def after(batch):
+        with torch.no_grad():
+            return model(**batch)[0]
+
+    def held_out_batch(size):
+        return held_out[rng.choice(len(held_out), size=min(size, len(held_out)), replace=False)]
+
+    if kind == "held_out_alignment":
+        def reward(idx, batch, before, pooled, weights):
+            rows = held_out_batch(len(idx))
+            with torch.no_grad():
+                ho_logits, ho_pooled = model(**collate(enc, rows, pad))
+                held = (ho_logits.softmax(-1) - F.one_hot(labels[rows], ho_logits.shape[-1]).float()).T @ ho_pooled
+                delta = output_gradient(before, labels[idx], teacher_logits[idx], weights, cfg)
+                return (delta @ held / len(rows) * pooled.detach()).sum(-1)
+    elif kind == "held_out_accuracy":
+        def reward(idx, batch, before, pooled, weights):
+            rows = held_out_batch(len(idx))
+            model.eval()
+            logits = after(collate(enc, rows, pad))
+            model.train()
+            return (logits.argmax(-1) == labels[rows]).float().mean()
+    elif kind == "neg_ce":
+        def reward(idx, batch, before, pooled, weights):
+            return -F.cross_entropy(after(batch), labels[idx])
+    elif kind == "neg_ce_kd":
+        def reward(idx, batch, before, pooled, weights):
+            return -student_loss(after(batch), labels[idx], teacher_logits[idx], weights, cfg.alpha,
+                                 cfg.temperature, cfg.t2_scaling)
+    else:
+        def reward(idx, batch, before, pooled, weights):
+            y = labels[idx]
+            return F.cross_entropy(before, y, reduction="none") - F.cross_entropy(after(batch), y, reduction="none")
+    return reward

@@ -96,14 +96,29 @@ class Agent:
         return torch.where(total > 0, chosen / total.clamp(min=1e-12), torch.zeros_like(chosen))
 
     def learn(self, reward: torch.Tensor) -> float:
-        """REINFORCE on the last batch's actions; `reward` is a scalar or one value per instance."""
+        """REINFORCE on the last batch's actions.
+
+        `reward` is a scalar, one value per instance [B], or one value per instance and teacher [B, K].
+        A per-teacher value counts only where that teacher was selected (only then did it shape the
+        update), and is standardised per teacher over the batch.
+        """
         states, actions, _ = self.last
-        reward = reward.detach().float().reshape(-1)
+        reward = reward.detach().float()
+        if reward.dim() == 2:
+            return self._step(states, actions, self._standardised(reward * actions), float(reward.mean()))
+        reward = reward.reshape(-1)
         mean = float(reward.mean())
         baseline = mean if self.baseline is None else self.baseline
         advantage = (reward - baseline)[:, None] if reward.numel() > 1 else reward - baseline
         m = self.cfg.baseline_momentum
         self.baseline = mean if self.baseline is None else m * self.baseline + (1 - m) * mean
+        return self._step(states, actions, advantage, mean)
+
+    @staticmethod
+    def _standardised(r: torch.Tensor) -> torch.Tensor:
+        return (r - r.mean(0)) / r.std(0).clamp(min=1e-8)
+
+    def _step(self, states, actions, advantage, mean: float) -> float:
         probs = self.policy(states).clamp(1e-6, 1 - 1e-6)
         log_prob = actions * probs.log() + (1 - actions) * (1 - probs).log()
         entropy = -(probs * probs.log() + (1 - probs) * (1 - probs).log())
@@ -114,16 +129,6 @@ class Agent:
         return mean
 
 
-def output_gradient(logits, labels, teacher_logits, weights, cfg: P.Distill) -> torch.Tensor:
-    """d(student loss of each instance)/d(student logits), in closed form: [B, C]."""
-    ce = logits.softmax(-1) - F.one_hot(labels, logits.shape[-1]).float()
-    t = cfg.temperature
-    kd = (weights[..., None] * ((logits / t).softmax(-1)[:, None] - (teacher_logits / t).softmax(-1))).sum(1)
-    kd = kd * (t if cfg.t2_scaling else 1 / t)
-    has_teacher = (weights.sum(-1, keepdim=True) > 0).float()
-    return has_teacher * ((1 - cfg.alpha) * ce + cfg.alpha * kd) + (1 - has_teacher) * ce
-
-
 def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logits: torch.Tensor, cfg: P.Distill,
                 pad: int, held_out, rng):
     """Return reward(idx, batch, logits, pooled, weights); logits and pooled are the student's on the batch,
@@ -132,9 +137,10 @@ def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logit
     `held_out_accuracy` (the paper's description): the student's accuracy on a held-out batch after the update.
     `neg_ce`, `neg_ce_kd`: minus the student's CE (or its whole training loss) on the batch after the update.
     `instance_ce_delta` (beyond the paper): per instance, the student's CE before the update minus after.
-    `held_out_alignment` (beyond the paper): per instance, how much a step on that instance, with the
-    targets its selected teachers give, would lower the student's CE on a held-out batch (first order,
-    through the classifier head): the paper's held-out feedback, credited to each instance's selection.
+    `held_out_alignment` (beyond the paper): per instance and teacher, how much a step towards that
+    teacher's soft targets would lower the student's CE on a held-out batch (first order, through the
+    classifier head); `Agent.learn` credits it to the teacher only where the teacher was selected.
+    The paper's held-out feedback, credited to each action.
     """
     from .losses import student_loss
     from .training import collate
@@ -151,9 +157,12 @@ def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logit
             rows = held_out_batch(len(idx))
             with torch.no_grad():
                 ho_logits, ho_pooled = model(**collate(enc, rows, pad))
+                # gradient of the held-out CE w.r.t. the head's weights: [C, H]
                 held = (ho_logits.softmax(-1) - F.one_hot(labels[rows], ho_logits.shape[-1]).float()).T @ ho_pooled
-                delta = output_gradient(before, labels[idx], teacher_logits[idx], weights, cfg)
-                return (delta @ held / len(rows) * pooled.detach()).sum(-1)
+                t = cfg.temperature
+                # gradient of teacher k's KD term w.r.t. the student's logits, per instance: [B, K, C]
+                kd = (before / t).softmax(-1)[:, None] - (teacher_logits[idx] / t).softmax(-1)
+                return (kd * (pooled @ held.T / len(rows))[:, None]).sum(-1)
     elif kind == "held_out_accuracy":
         def reward(idx, batch, before, pooled, weights):
             rows = held_out_batch(len(idx))

@@ -67,8 +67,8 @@ def run(root, method, seed):
     return json.loads((root / "runs/reviews" / method / seed / "metrics.json").read_text())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 4 is open: with the rewards implemented so far the agent does not "
-                   "yet learn to avoid the corrupted teachers in every seed (README, RL-KD status)")
+@pytest.mark.xfail(strict=True, reason="issue 4 is open: with its default settings the agent does not yet learn "
+                   "to avoid the corrupted teachers and beat equal weights in every seed (README, RL-KD status)")
 def test_agent_learns_to_avoid_corrupted_teachers_and_beats_equal_weights(planted):
     root, corrupted = planted
     for seed in SEEDS:

@@ -105,7 +105,7 @@ class Agent:
         states, actions, _ = self.last
         reward = reward.detach().float()
         if reward.dim() == 2:
-            return self._step(states, actions, self._standardised(reward * actions), float(reward.mean()))
+            return self._step(states, actions, standardise(reward * actions), float(reward.mean()))
         reward = reward.reshape(-1)
         mean = float(reward.mean())
         baseline = mean if self.baseline is None else self.baseline
@@ -113,10 +113,6 @@ class Agent:
         m = self.cfg.baseline_momentum
         self.baseline = mean if self.baseline is None else m * self.baseline + (1 - m) * mean
         return self._step(states, actions, advantage, mean)
-
-    @staticmethod
-    def _standardised(r: torch.Tensor) -> torch.Tensor:
-        return (r - r.mean(0)) / r.std(0).clamp(min=1e-8)
 
     def _step(self, states, actions, advantage, mean: float) -> float:
         probs = self.policy(states).clamp(1e-6, 1 - 1e-6)

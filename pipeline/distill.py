@@ -26,7 +26,7 @@ def resolve(params: P.Params, task: str, method: str, seed: str) -> int:
     """Check the names a run needs before anything is loaded or trained."""
     if task not in params.tasks:
         raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
-    allowed = list(P.METHODS) + [f"single_{t}" for t in params.run.teachers]
+    allowed = P.allowed_methods(params.run.teachers)
     if method not in allowed:
         raise P.InputError(f"unknown method {method!r}; expected one of {allowed}")
     try:

@@ -140,6 +140,10 @@ class RL(Strict):
 METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
 
 
+def allowed_methods(teachers: list[str]) -> list[str]:
+    return list(METHODS) + [f"single_{t}" for t in teachers]
+
+
 class Run(Strict):
     tasks: list[str] = Field(min_length=1)
     teachers: list[str] = Field(min_length=1)
@@ -168,7 +172,7 @@ class Params(Strict):
         for key, spec in encoders:
             if spec.source == "asset" and spec.name not in self.assets.encoders:
                 raise ValueError(f"{key}: asset {spec.name!r} is not in assets.encoders {self.assets.encoders}")
-        allowed = list(METHODS) + [f"single_{t}" for t in self.run.teachers]
+        allowed = allowed_methods(self.run.teachers)
         for method in self.run.methods:
             if method not in allowed:
                 raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")

@@ -154,8 +154,9 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     fill = "ce" if method == "ce" else cfg.no_teacher
     teacher_logits = cache["train"]["logits"]
     rows, held_out = np.arange(len(train)), None
-    if rl and params.rl.reward.startswith("held_out"):  # the reward's held-out batches never train the student
-        rows, held_out = data_rows_split(len(train), params.rl.held_out_fraction, params.seed)
+    if rl and params.rl.reward.startswith("held_out"):
+        rows, held_out = (data_rows_split(len(train), params.rl.held_out_fraction, params.seed)
+                          if params.rl.held_out_fraction else (rows, rows))
     agent = Agent(params.rl, cache["train"], teachers, len(labels), seed) if rl else None
     reward = make_reward(params.rl.reward, model, enc["train"], gold["train"], teacher_logits, cfg, pad, held_out,
                          rng) if rl else None

@@ -123,18 +123,30 @@ class Distill(Training):
 
 class RL(Strict):
     """RL-KD's agent; see the fidelity table in the README for what the paper says of each."""
+    # the default goes beyond the paper: its own rewards do not teach the agent (README, RL-KD)
     reward: Literal["held_out_accuracy", "held_out_alignment", "neg_ce", "neg_ce_kd", "instance_ce_delta"] = \
-        "held_out_accuracy"
+        "held_out_alignment"
     state: list[Literal["pooled", "probs", "ce", "student_probs", "student_ce"]] = Field(
         default=["pooled", "probs", "ce"], min_length=1)
     policy: Literal["shared", "per_teacher"] = "shared"
     weights: Literal["hard", "soft"] = "hard"
-    policy_lr: PositiveFloat = 0.01
+    policy_lr: PositiveFloat = 0.05
     baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     entropy: Annotated[float, Field(ge=0)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
-    pretrain_epochs: Annotated[int, Field(ge=0)] = 1
-    held_out_fraction: Fraction = 0.1  # rewards `held_out_*` only: part of train kept for the reward
+    pretrain_epochs: Annotated[int, Field(ge=0)] = 3
+    # rewards `held_out_*` only: the part of train kept out of training for the reward's batches; 0 draws them
+    # from the other training instances instead, so that the student trains on all of train like the baselines
+    held_out_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class Analysis(Strict):
+    """The analyze stage's statistics: RL-KD (`reference`) against every other method."""
+    reference: str = "rl_kd"
+    bootstrap: Annotated[int, Field(ge=100)] = 10_000
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
+    wilcoxon_min_seeds: Annotated[int, Field(ge=2)] = 6
 
 
 METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
@@ -160,6 +172,7 @@ class Params(Strict):
     student: Student = Student(source="random")
     distill: Distill = Distill()
     rl: RL = RL()
+    analysis: Analysis = Analysis()
 
     @model_validator(mode="after")
     def _names_exist(self):
@@ -173,6 +186,9 @@ class Params(Strict):
             if spec.source == "asset" and spec.name not in self.assets.encoders:
                 raise ValueError(f"{key}: asset {spec.name!r} is not in assets.encoders {self.assets.encoders}")
         allowed = allowed_methods(self.run.teachers)
+        if "rl_kd" in self.run.methods:  # else two stages would write the same runs/
+            raise ValueError("run.methods: rl_kd runs in its own stage, `rl_kd`, over run.tasks x run.seeds; "
+                             "remove it from run.methods")
         for method in self.run.methods:
             if method not in allowed:
                 raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")

@@ -77,6 +77,7 @@ def tiny_params(root: Path) -> dict:
                     "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                                "intermediate_size": 32, "max_position_embeddings": 64}},
         "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
+        "rl": {},  # the agent's defaults; DVC's rl_kd stage needs the section to exist
     }
 
 

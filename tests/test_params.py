@@ -40,6 +40,7 @@ def test_tiny_profile_is_valid(tmp_path, base):
     (lambda p: p["tasks"]["reviews"].update(source="imdb"), "tasks.reviews", "source"),
     (lambda p: p["assets"].update(encoders=["bert_huge"]), "assets.encoders.0", "mpnet"),
     (lambda p: p.update(seed="zero"), "seed", "integer"),
+    (lambda p: p["run"].update(methods=["ce", "rl_kd"]), "run.methods", "its own stage, `rl_kd`"),
 ])
 def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
     params = copy.deepcopy(base)

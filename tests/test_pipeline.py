@@ -33,6 +33,8 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
         for method in METHODS:
             metrics = json.loads((tiny_repo / f"runs/{task}/{method}/1/metrics.json").read_text())
             assert metrics["method"] == method and 0 <= metrics["test_accuracy"] <= 1
+        rl = json.loads((tiny_repo / f"runs/{task}/rl_kd/1/metrics.json").read_text())
+        assert rl["method"] == "rl_kd" and len(rl["policy_pretraining"]) == 3
 
     again = dvc(tiny_repo, "repro")
     assert again.returncode == 0
@@ -51,7 +53,15 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
     students = {f"distill@{task}-{method}-1" for task in TASKS for method in METHODS}
-    assert ran == {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS} | students
+    rl_kd = {f"rl_kd@{task}-1" for task in TASKS}
+    assert ran == {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS} | students | rl_kd
+
+    # changing an RL-KD setting reruns the RL-KD runs only
+    params["rl"] = {"policy_lr": 0.02}
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = dvc(tiny_repo, "repro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")} == rl_kd
 
 
 def test_bad_parameter_stops_repro_before_any_output(tiny_repo):

@@ -1,0 +1,75 @@
+"""Benchmark: an RL-KD epoch (agent acting, reward, policy update) versus an equal-weight KD epoch.
+
+Both are `pipeline.distill.train_epoch` on the embedded default's student and the same synthetic
+batches, alternated in one process so that the ratio holds on a noisy machine.
+Usage: python -m benchmarks.rl_epoch [--examples N] [--rounds R] [--reward NAME]   (target: ratio <= 1.5)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from transformers import BertConfig, BertModel, get_constant_schedule
+
+from pipeline import params as P
+from pipeline.agent import Agent, make_reward
+from pipeline.distill import train_epoch
+from pipeline.models import Classifier
+
+
+def synthetic(n: int, teachers: int, length: int, rng) -> tuple[dict, torch.Tensor, dict]:
+    """Token ids of varied length, labels, and a teacher cache shaped like pipeline.distill.load_teachers'."""
+    lengths = rng.integers(length // 2, length + 1, n)
+    enc = {"input_ids": [rng.integers(5, 8000, k).tolist() for k in lengths]}
+    enc["attention_mask"] = [[1] * k for k in lengths]
+    labels = torch.tensor(rng.integers(0, 2, n))
+    logits = torch.randn(n, teachers, 2)
+    probs = logits.softmax(-1)
+    ce = -probs.gather(-1, labels[:, None, None].expand(n, teachers, 1)).squeeze(-1).log()
+    cache = {"logits": logits, "probs": probs, "ce": ce, "pooled": [torch.randn(n, 384) for _ in range(teachers)]}
+    return enc, labels, cache
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=640)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--teachers", type=int, default=3)
+    ap.add_argument("--length", type=int, default=40)
+    ap.add_argument("--reward", default=P.RL().reward)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    enc, labels, cache = synthetic(args.examples, args.teachers, args.length, rng)
+    rl_cfg, cfg = P.RL(reward=args.reward), P.Distill()
+    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=512, max_position_embeddings=128)  # the embedded default's student
+    model = Classifier(BertModel(config, add_pooling_layer=False), 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scheduler = get_constant_schedule(optimizer)
+    rows = np.arange(args.examples)
+    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(args.teachers)], 2, seed=0)
+    reward = make_reward(rl_cfg.reward, model, enc, labels, cache["logits"], cfg, 0, rows, rng)
+    equal = torch.full((args.teachers,), 1.0 / args.teachers)
+    weight_sum = torch.zeros(args.examples, args.teachers)
+
+    def epoch(with_agent: bool) -> float:
+        return train_epoch(model, enc, rows, labels, cache["logits"], lambda idx: equal.expand(len(idx), -1), "ce",
+                           cfg, optimizer, scheduler, 0, rng, weight_sum, "bench", agent if with_agent else None,
+                           reward)["seconds"]
+
+    epoch(False)  # warm-up, not timed
+    times = {"kd": [], "rl_kd": []}
+    for r in range(args.rounds):
+        for kind in (("kd", "rl_kd") if r % 2 else ("rl_kd", "kd")):  # alternate the order to cancel drift
+            times[kind].append(epoch(kind == "rl_kd"))
+    kd, rl = np.median(times["kd"]), np.median(times["rl_kd"])
+    print(json.dumps({"kd_epoch_s": round(kd, 3), "rl_kd_epoch_s": round(rl, 3), "rl_kd_over_kd": round(rl / kd, 3),
+                      "target": "<= 1.5", "reward": args.reward, "examples": args.examples,
+                      "rounds": args.rounds, "teachers": args.teachers}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -201,7 +201,13 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     out = Path("runs") / task / method / str(seed)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        write_json(tmp / "history.json", history)
+        # per-step rewards in a flat file of their own: DVC's plots cannot read lists nested in history.json
+        steps = [{"epoch": h["epoch"], "reward": r} for h in history for r in h.pop("rewards", [])]
+        steps = [{"step": i, **s} for i, s in enumerate(steps, 1)]
+        keys = list(dict.fromkeys(k for h in history for k in h))  # DVC's plots need the same keys in every row
+        write_json(tmp / "history.json", [{k: h.get(k) for k in keys} for h in history])
+        if rl:
+            write_json(tmp / "rewards.json", steps)
         probs = test_logits.softmax(-1).numpy()
         preds = pd.DataFrame({"id": splits["test"].id, "label": gold["test"].numpy(), "pred": probs.argmax(-1),
                               **{f"prob_{c}": probs[:, i] for i, c in enumerate(labels)}})

@@ -215,11 +215,20 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "rl", "analysis")
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: parameter file not found")
     raw = yaml.safe_load(path.read_text()) or {}
+    # dvc.yaml tracks these sections; DVC stops at the first stage that names a missing one, which may
+    # be after an hour of teachers, so a missing one is refused here, at the start of every stage
+    missing = [k for k in DVC_SECTIONS if k not in raw]
+    if missing:
+        raise InputError(f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `rl: {{}}` "
+                         f"for a section's defaults)")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:

@@ -77,7 +77,8 @@ def tiny_params(root: Path) -> dict:
                     "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                                "intermediate_size": 32, "max_position_embeddings": 64}},
         "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
-        "rl": {},  # the agent's defaults; DVC's rl_kd stage needs the section to exist
+        "rl": {},  # defaults; dvc.yaml tracks every section, so each must be present
+        "analysis": {},
     }
 
 
@@ -108,7 +109,8 @@ def tiny_repo(tmp_path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
-    shutil.copytree(ROOT / "pipeline", repo / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("pipeline", "analysis"):
+        shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     write_params(repo, tiny_params(repo))
     done = run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)
     assert done.returncode == 0, done.stderr

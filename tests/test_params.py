@@ -57,6 +57,12 @@ def test_asset_teacher_must_be_installed_by_the_assets_stage(tmp_path, base):
         load(tmp_path, base)
 
 
+def test_a_section_that_dvc_tracks_must_be_present(tmp_path, base):
+    del base["rl"]
+    with pytest.raises(P.InputError, match=r"missing section\(s\) \['rl'\]"):
+        load(tmp_path, base)
+
+
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(P.InputError, match="parameter file not found"):
         P.load(tmp_path / "nope.yaml")

@@ -84,12 +84,14 @@ def test_rl_kd_writes_its_curves(planted):
     run(root, "rl_kd", "1")
     out = root / "runs/reviews/rl_kd/1"
     history = json.loads((out / "history.json").read_text())
-    assert "selection_rate" not in history[0]  # the warm-up epoch uses equal weights
+    assert history[0]["selection_rate"] is None  # the warm-up epoch uses equal weights
     assert all(len(h["selection_rate"]) == 3 for h in history[1:])
-    rewards = [r for h in history[1:] for r in h["rewards"]]
-    assert len(rewards) > len(history) and all(np.isfinite(rewards))
+    rewards = json.loads((out / "rewards.json").read_text())
+    assert {r["epoch"] for r in rewards} == {h["epoch"] for h in history[1:]}
+    assert len(rewards) > len(history) and all(np.isfinite([r["reward"] for r in rewards]))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["policy_pretraining"]) == P.RL().pretrain_epochs and "reward_mean" in metrics["policy_pretraining"][0]
+    pretraining = metrics["policy_pretraining"]
+    assert len(pretraining) == P.RL().pretrain_epochs and "reward_mean" in pretraining[0]
     weights = pd.read_parquet(out / "weights.parquet")
     assert set(weights.columns) == {"id", *TEACHERS, *(f"select_{t}" for t in TEACHERS)}
     assert weights[[f"select_{t}" for t in TEACHERS]].stack().between(0, 1).all()

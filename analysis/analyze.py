@@ -1,0 +1,177 @@
+"""Stage `analyze`: every run into the paper's tables, significance tests, figures and a report.
+
+Usage: python -m analysis.analyze   (writes results/: tables/*.{md,tex,csv}, figures/*.{png,pdf},
+metrics.json, report.md). It reads only what earlier stages wrote; it never trains anything.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import params as P
+from pipeline.io import atomic_path, provenance, write_json
+from . import collect, figures as F, tables as T
+
+RESULTS = Path("results")
+PAPER = Path(__file__).with_name("paper_results.csv")
+
+
+def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
+    """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
+    methods = [*params.run.methods, "rl_kd"]
+    have = set(zip(runs.task, runs.method, runs.seed))
+    missing = [f"runs/{t}/{m}/{s}/metrics.json" for t in params.run.tasks for m in methods for s in params.run.seeds
+               if (t, m, s) not in have]
+    if missing:
+        raise P.InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
+    if params.analysis.reference not in methods:
+        raise P.InputError(f"analysis.reference: {params.analysis.reference!r} is not a method of this run; "
+                           f"expected one of {methods}")
+
+
+def latencies(tasks: list[str]) -> list[dict]:
+    return [json.loads((RESULTS / "latency" / f"{t}.json").read_text()) for t in tasks]
+
+
+def read_teachers(t1: pd.DataFrame) -> str:
+    out = []
+    for task, df in t1.groupby("task", sort=False):
+        if df.student_test.isna().all():
+            out.append(f"On `{task}` no single-teacher student was run (add `single_<teacher>` to run.methods).")
+            continue
+        best_t, best_s = df.loc[df.teacher_test.idxmax()], df.loc[df.student_test.idxmax()]
+        same = best_t.teacher == best_s.teacher
+        out.append(f"On `{task}` the strongest teacher is `{best_t.teacher}` ({100 * best_t.teacher_test:.1f}); the "
+                   f"best single-teacher student learns from `{best_s.teacher}` ({100 * best_s.student_test:.1f})"
+                   + (" - the same teacher." if same else " - a stronger teacher did not give a stronger student."))
+        spread = 100 * (df.student_test.max() - df.student_test.min())
+        out.append(f"The single-teacher students span {spread:.1f} points, against a student standard deviation "
+                   f"over seeds of up to {100 * df.student_std.max():.1f}.")
+    if t1.paper_teacher.notna().any():
+        out.append("The paper's Table 1 numbers stand beside ours where task and teacher match.")
+    return " ".join(out)
+
+
+def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
+    out = []
+    for task in tasks:
+        m = runs[runs.task == task].groupby("method").test_accuracy.agg(["mean", "std"])
+        ranked = m["mean"].sort_values(ascending=False)
+        rank = list(ranked.index).index(ref) + 1
+        against = [f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
+                   for b in ("u_ensemble", "ce") if b in m.index]
+        out.append(f"On `{task}` the best mean is `{ranked.index[0]}` ({100 * ranked.iloc[0]:.1f}); `{ref}` ranks "
+                   f"{rank} of {len(ranked)} ({100 * m.loc[ref, 'mean']:.1f} ± {100 * m.loc[ref, 'std']:.1f})"
+                   + (", " + " and ".join(against) if against else "") + ".")
+        if m["std"].notna().any() and ranked.max() - ranked.min() < 3 * m["std"].mean():
+            out.append(f"All of `{task}`'s methods lie within three mean seed standard deviations of each other.")
+    return " ".join(out)
+
+
+def read_significance(sig: pd.DataFrame, ref: str, alpha: float) -> str:
+    hits = sig[sig.verdict != "not significant"]
+    text = (f"{len(hits)} of {len(sig)} comparisons of `{ref}` with another method are significant at "
+            f"{alpha} after Holm correction within each task.")
+    if len(hits):
+        text += " They are: " + "; ".join(f"`{r.task}` vs `{r.method}`: {100 * r['diff']:+.1f} points, {r.verdict}"
+                                          for _, r in hits.iterrows()) + "."
+    else:
+        text += " No difference between RL-KD and any baseline is established on these tasks."
+    seeds = int(sig.seeds.max())
+    return text + (f" With {seeds} seeds the seed-level tests have little power; McNemar pools the seeds' "
+                   "paired test predictions, which are not independent across seeds.")
+
+
+def read_selection(sel: pd.DataFrame) -> str:
+    m = sel.groupby(["task", "teacher"])[["right", "wrong"]].mean()
+    parts = [f"`{t}`/`{k}` {r.right:.2f} vs {r.wrong:.2f}" for (t, k), r in m.iterrows()]
+    lower = int((m.wrong < m.right).sum())
+    return (f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
+            f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of {len(m)} "
+            f"(task, teacher) pairs.")
+
+
+def read_compression(comp: pd.DataFrame) -> str:
+    out = []
+    for task, df in comp.groupby("task", sort=False):
+        teachers = df[df.model != "student"]
+        small = teachers.loc[teachers.parameters.idxmin()]
+        out.append(f"On `{task}` the student is {small.size_ratio:.0f}x smaller than the smallest teacher "
+                   f"(`{small.model}`) and {small.speedup_batch32:.1f}x faster at batch 32 "
+                   f"({small.speedup_batch1:.1f}x at batch 1).")
+    return " ".join(out)
+
+
+def main(params_path: str = "params.yaml") -> None:
+    params = P.load(params_path)
+    cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
+    runs = collect.runs("runs")
+    runs = runs[runs.task.isin(tasks) & runs.seed.isin(params.run.seeds)]
+    check_runs(runs, params)
+    order = T.method_order(runs.method.unique(), names)
+    hist = collect.histories("runs")
+    paper = pd.read_csv(PAPER)
+    tables, figs = RESULTS / "tables", RESULTS / "figures"
+
+    t1 = T.teacher_table(collect.teachers("models", tasks, names), runs, paper)
+    t2 = T.main_table(runs, order, tasks)
+    t3 = T.significance_table("runs", runs, order, tasks, cfg)
+    t4 = T.compression_table(latencies(tasks))
+    sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
+    md = {
+        "teachers": T.write(tables, "table1_teachers", "Table 1: teachers and the student distilled from each "
+                            "alone (test accuracy, %; student mean ± std over seeds).", t1),
+        "main": T.write(tables, "table2_main", "Table 2: test accuracy (%) of every method, mean ± std over "
+                        "seeds; best per column in bold.", t2),
+        "significance": T.write(tables, "table3_significance", f"Table 3: {cfg.reference} against every other "
+                                "method, per task (b / c: test predictions only it / only the other got right).", t3),
+        "compression": T.write(tables, "table4_compression", "Table 4: model size and CPU inference latency "
+                               "(forward pass on test inputs).", t4),
+    }
+    shown = {
+        "main_results": F.main_results(runs, order, tasks, cfg.confidence, cfg.reference),
+        "rl_selection": F.rl_selection(collect.policy_curve("runs"), collect.rewards("runs"), names, tasks),
+        "selection_vs_correctness": F.selection_vs_correctness(sel, names, tasks),
+        "teacher_vs_student": F.teacher_vs_student(t1[0]),
+        "learning_curves": F.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
+    }
+    for stem, fig in shown.items():
+        F.save(fig, figs, stem)
+
+    main_numbers, sig = t2[0], t3[0]
+    metrics = {"test_accuracy": {m: {c: round(float(main_numbers.loc[m, f"{c}_mean"]), 4)
+                                     for c in [*tasks, "average"] if pd.notna(main_numbers.loc[m, f"{c}_mean"])}
+                                 for m in order},
+               f"{cfg.reference}_significant_wins": int((sig.verdict.str.startswith("better")).sum()),
+               f"{cfg.reference}_significant_losses": int((sig.verdict.str.startswith("worse")).sum()),
+               "comparisons": len(sig), "seeds": params.run.seeds}
+    write_json(RESULTS / "metrics.json", metrics)
+    report = "\n".join([
+        "# Results", "",
+        f"Written by `python -m analysis.analyze` (the `analyze` stage) from {len(runs)} runs: tasks "
+        f"{', '.join(f'`{t}`' for t in tasks)}, seeds {params.run.seeds}, teachers {', '.join(names)}.", "",
+        "## Table 1: teachers and single-teacher students", "", md["teachers"], "", read_teachers(t1[0]), "",
+        "![teacher vs student](figures/teacher_vs_student.png)", "",
+        "## Table 2: main comparison", "", md["main"], "", read_main(runs, tasks, cfg.reference), "",
+        "![main results](figures/main_results.png)", "",
+        "## Table 3: significance of RL-KD against every method", "", md["significance"], "",
+        read_significance(sig, cfg.reference, cfg.significance), "",
+        "## Table 4: compression", "", md["compression"], "", read_compression(t4[0]), "",
+        "## The agent", "", "![selection](figures/rl_selection.png)", "",
+        "![selection vs correctness](figures/selection_vs_correctness.png)", "", read_selection(sel), "",
+        "## Learning curves", "", "![learning curves](figures/learning_curves.png)", "",
+        "Tables are also in `tables/` as LaTeX (booktabs) and CSV; figures in `figures/` as PNG and PDF.", ""])
+    with atomic_path(RESULTS / "report.md") as tmp:
+        tmp.write_text(report)
+    write_json(RESULTS / "provenance.json", provenance(params.seed, {"analysis": cfg.model_dump(),
+                                                                       "run": params.run.model_dump()}))
+    print(f"analyze: {len(runs)} runs -> {RESULTS}/report.md, {len(md)} tables, {len(shown)} figures", flush=True)
+
+
+if __name__ == "__main__":
+    with P.reported_errors():
+        main(*sys.argv[1:])

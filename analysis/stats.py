@@ -1,0 +1,78 @@
+"""Paired comparisons of two methods on the same test examples and seeds.
+
+Every function takes per-seed, per-example correctness (arrays [seeds, examples] of 0/1, the
+same examples in the same order for both methods) or per-seed accuracies (arrays [seeds]).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """Mean accuracy difference a - b with a percentile CI, resampling seeds and test examples (both
+    with replacement; the same resample for both methods, so the pairing is kept)."""
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two [seeds, examples] arrays of the same shape, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    diff = a - b  # [S, N]
+    s, n = diff.shape
+    seeds = rng.integers(0, s, (n_boot, s))
+    examples = rng.integers(0, n, (n_boot, n))
+    # mean over the resampled seeds of the mean over the resampled examples
+    per_seed = diff[:, examples].mean(-1)  # [S, n_boot]
+    boot = np.take_along_axis(per_seed.T, seeds, 1).mean(1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(boot, [tail, 1 - tail])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def paired_t(acc_a: np.ndarray, acc_b: np.ndarray) -> float:
+    """Two-sided p of the paired t-test over seeds; 1.0 when the differences are all equal to 0, nan
+    when they are equal and not 0 (no variance to test against)."""
+    d = np.asarray(acc_a, float) - np.asarray(acc_b, float)
+    if np.allclose(d, d[0]):
+        return 1.0 if np.isclose(d[0], 0) else float("nan")
+    return float(stats.ttest_rel(acc_a, acc_b).pvalue)
+
+
+def wilcoxon(acc_a: np.ndarray, acc_b: np.ndarray, min_seeds: int = 6) -> float | None:
+    """Two-sided p of the Wilcoxon signed-rank test over seeds; None below `min_seeds` seeds, where
+    its smallest attainable p (2 / 2^n) could never reach 0.05."""
+    d = np.asarray(acc_a, float) - np.asarray(acc_b, float)
+    if len(d) < min_seeds:
+        return None
+    if np.allclose(d, 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """Exact McNemar test on paired predictions (all seeds pooled): the discordant counts (a right and
+    b wrong, a wrong and b right) and the two-sided binomial p."""
+    a, b = np.asarray(correct_a, bool).ravel(), np.asarray(correct_b, bool).ravel()
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 0, 0, 1.0
+    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); nan stays nan and is not counted."""
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = len(order)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def cohens_dz(acc_a: np.ndarray, acc_b: np.ndarray) -> float:
+    """Effect size of paired differences over seeds: mean / standard deviation (nan without spread)."""
+    d = np.asarray(acc_a, float) - np.asarray(acc_b, float)
+    sd = d.std(ddof=1) if len(d) > 1 else 0.0
+    return float(d.mean() / sd) if sd > 1e-12 else float("nan")

@@ -1,0 +1,210 @@
+"""The paper's tables as DataFrames, and one writer for Markdown, LaTeX (booktabs) and CSV.
+
+Each builder returns (numbers, shown, bold): `numbers` for the CSV, `shown` the formatted cells
+(strings) for Markdown and LaTeX, `bold` a same-shaped mask of cells to mark (the best per column).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from . import collect, stats
+from pipeline.io import atomic_path
+
+
+def pm(mean: float, std: float) -> str:
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if np.isfinite(std) else f"{100 * mean:.1f}"
+
+
+def method_order(methods, teachers: list[str]) -> list[str]:
+    """The paper's order: no KD, each single teacher, the ensembles, then beyond the paper, then RL-KD."""
+    fixed = ["ce", *(f"single_{t}" for t in teachers), "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
+             "best_single", "ca_mkd", "rl_kd"]
+    present = set(methods)
+    return [m for m in fixed if m in present] + sorted(present - set(fixed))
+
+
+def main_table(runs: pd.DataFrame, order: list[str], tasks: list[str]):
+    """Test accuracy per method (rows) and task (columns) with the average over tasks (per seed first)."""
+    g = runs.groupby(["method", "task"]).test_accuracy
+    mean, std = g.mean().unstack()[tasks], g.std().unstack()[tasks]
+    per_seed = runs[runs.task.isin(tasks)].groupby(["method", "seed"]).test_accuracy.mean().groupby("method")
+    complete = runs.groupby("method").task.nunique() == len(tasks)  # an average needs every task
+    mean["average"] = per_seed.mean().where(complete)
+    std["average"] = per_seed.std().where(complete)
+    mean, std = mean.loc[order], std.loc[order]
+    seeds = runs.groupby("method").seed.nunique().loc[order]
+    numbers = pd.concat({"mean": mean, "std": std}, axis=1)
+    numbers.columns = [f"{task}_{stat}" for stat, task in numbers.columns]
+    numbers["seeds"] = seeds
+    shown = pd.DataFrame({c: [pm(mean.loc[m, c], std.loc[m, c]) if pd.notna(mean.loc[m, c]) else "" for m in order]
+                          for c in mean.columns}, index=pd.Index(order, name="method"))
+    shown["seeds"] = seeds.astype(str)
+    bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
+    for c in mean.columns:
+        bold[c] = mean[c] == mean[c].max()
+    return numbers, shown, bold
+
+
+def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame):
+    """Table 1: each teacher, and the student distilled from it alone; the paper's numbers beside ours
+    where the task and teacher are the paper's (the paper profile)."""
+    single = runs[runs.method.str.startswith("single_")].assign(teacher=lambda d: d.method.str[len("single_"):])
+    s = single.groupby(["task", "teacher"]).test_accuracy.agg(["mean", "std"]).reset_index()
+    df = teachers.merge(s, on=["task", "teacher"], how="left").rename(
+        columns={"test_accuracy": "teacher_test", "mean": "student_test", "std": "student_std"})
+    df = df.merge(paper.rename(columns={"teacher_accuracy": "paper_teacher", "student_accuracy": "paper_student"}),
+                  on=["task", "teacher"], how="left")
+    for who in ("teacher", "student"):
+        df[f"{who}_minus_paper"] = 100 * df[f"{who}_test" if who == "teacher" else "student_test"] - df[f"paper_{who}"]
+    numbers = df[["task", "teacher", "parameters", "teacher_test", "student_test", "student_std", "paper_teacher",
+                  "paper_student", "teacher_minus_paper", "student_minus_paper"]]
+    shown = pd.DataFrame({
+        "task": df.task, "teacher": df.teacher, "parameters (M)": (df.parameters / 1e6).map("{:.1f}".format),
+        "teacher test": (100 * df.teacher_test).map("{:.1f}".format),
+        "student (single teacher) test": [pm(m, s) if pd.notna(m) else "" for m, s in zip(df.student_test,
+                                                                                         df.student_std)]})
+    if df.paper_teacher.notna().any():
+        fmt = lambda v: "" if pd.isna(v) else f"{v:.1f}"  # noqa: E731
+        shown["paper teacher"], shown["paper student"] = df.paper_teacher.map(fmt), df.paper_student.map(fmt)
+        shown["ours - paper (teacher / student)"] = [
+            "" if pd.isna(a) else f"{a:+.1f} / {b:+.1f}"
+            for a, b in zip(df.teacher_minus_paper, df.student_minus_paper)]
+    bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
+    for column, value in (("teacher test", "teacher_test"), ("student (single teacher) test", "student_test")):
+        bold[column] = df[value] == df.groupby("task")[value].transform("max")
+    return numbers, shown.set_index(["task", "teacher"]), bold.set_index([df.task, df.teacher]).drop(
+        columns=["task", "teacher"])
+
+
+def teacher_student_rank(numbers: pd.DataFrame) -> pd.DataFrame:
+    """Per task, Spearman's rank correlation between teacher and single-teacher student accuracy."""
+    rows = []
+    for task, df in numbers.groupby("task", sort=False):
+        rho = st.spearmanr(df.teacher_test, df.student_test).statistic if len(df) > 2 else np.nan
+        best_t, best_s = df.teacher[df.teacher_test.idxmax()], df.teacher[df.student_test.idxmax()]
+        rows.append({"task": task, "spearman": rho, "best_teacher": best_t, "best_student_from": best_s})
+    return pd.DataFrame(rows)
+
+
+def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg):
+    """The reference method against every other method, per task: difference with a bootstrap CI,
+    paired t-test and Wilcoxon over seeds, McNemar on paired predictions, Holm within each task."""
+    ref = cfg.reference
+    rows = []
+    for task in tasks:
+        t_runs = runs[runs.task == task]
+        ref_acc = t_runs[t_runs.method == ref].set_index("seed").test_accuracy
+        block = []
+        for other in (m for m in order if m != ref and m in set(t_runs.method)):
+            acc = t_runs[t_runs.method == other].set_index("seed").test_accuracy
+            seeds = sorted(set(ref_acc.index) & set(acc.index))
+            a, b = collect.correctness(root, task, ref, seeds), collect.correctness(root, task, other, seeds)
+            diff, lo, hi = stats.bootstrap_diff_ci(a, b, cfg.bootstrap, cfg.confidence)
+            only_ref, only_other, p_mc = stats.mcnemar(a, b)
+            block.append({"task": task, "method": other, "seeds": len(seeds), "diff": diff, "ci_low": lo,
+                          "ci_high": hi, "p_t": stats.paired_t(ref_acc[seeds], acc[seeds]),
+                          "p_wilcoxon": stats.wilcoxon(ref_acc[seeds], acc[seeds], cfg.wilcoxon_min_seeds),
+                          "only_ref_right": only_ref, "only_other_right": only_other, "p_mcnemar": p_mc,
+                          "d_z": stats.cohens_dz(ref_acc[seeds], acc[seeds])})
+        block = pd.DataFrame(block)
+        if block.empty:
+            continue
+        block["p_t_holm"] = stats.holm(block.p_t)
+        block["p_mcnemar_holm"] = stats.holm(block.p_mcnemar)
+        rows.append(block)
+    numbers = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if numbers.empty:
+        return numbers, numbers, numbers
+    alpha = cfg.significance
+
+    def verdict(r):
+        sig_t, sig_mc = r.p_t_holm < alpha, r.p_mcnemar_holm < alpha
+        if not (sig_t or sig_mc):
+            return "not significant"
+        word = "better" if r["diff"] > 0 else "worse"
+        return f"{word} ({'both tests' if sig_t and sig_mc else 'seeds' if sig_t else 'McNemar only'})"
+
+    fmt_p = lambda p: "n/a" if p is None or pd.isna(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")  # noqa: E731
+    shown = pd.DataFrame({
+        "task": numbers.task, "vs": numbers.method,
+        f"{ref} - other (pp) [{100 * cfg.confidence:.0f}% CI]": [
+            f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi in zip(numbers["diff"], numbers.ci_low,
+                                                                                       numbers.ci_high)],
+        "paired t p (Holm)": [f"{fmt_p(p)} ({fmt_p(h)})" for p, h in zip(numbers.p_t, numbers.p_t_holm)],
+        f"Wilcoxon p (>= {cfg.wilcoxon_min_seeds} seeds)": numbers.p_wilcoxon.map(fmt_p),
+        "McNemar b / c, p (Holm)": [f"{a} / {b}, {fmt_p(p)} ({fmt_p(h)})" for a, b, p, h in
+                                    zip(numbers.only_ref_right, numbers.only_other_right, numbers.p_mcnemar,
+                                        numbers.p_mcnemar_holm)],
+        "d_z": numbers.d_z.map(lambda v: "n/a" if pd.isna(v) else f"{v:+.2f}"),
+        "verdict": numbers.apply(verdict, axis=1)}).set_index(["task", "vs"])
+    numbers["verdict"] = shown["verdict"].to_numpy()
+    bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
+    bold["verdict"] = shown["verdict"] != "not significant"
+    return numbers, shown, bold
+
+
+def compression_table(latency: list[dict]):
+    """Each teacher and the student: size, CPU latency at batch 1 and 32, and the student's speed-up."""
+    rows = []
+    for entry in latency:
+        models = {m["model"]: m for m in entry["models"]}
+        student = models["student"]
+        for name, m in models.items():
+            rows.append({"task": entry["task"], "model": name, "parameters": m["parameters"],
+                         "weight_mb": m["weight_bytes"] / 2 ** 20, "batch1_ms": m["batch1_ms"],
+                         "batch32_ms": m["batch32_ms"], "size_ratio": m["parameters"] / student["parameters"],
+                         "speedup_batch1": m["batch1_ms"] / student["batch1_ms"],
+                         "speedup_batch32": m["batch32_ms"] / student["batch32_ms"]})
+    numbers = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "task": numbers.task, "model": numbers.model, "parameters (M)": (numbers.parameters / 1e6).map("{:.2f}".format),
+        "weights (MB)": numbers.weight_mb.map("{:.1f}".format), "batch 1 (ms)": numbers.batch1_ms.map("{:.1f}".format),
+        "batch 32 (ms)": numbers.batch32_ms.map("{:.0f}".format),
+        "x student size": numbers.size_ratio.map("{:.1f}".format),
+        "x student time (batch 1 / 32)": [f"{a:.1f} / {b:.1f}" for a, b in zip(numbers.speedup_batch1,
+                                                                                numbers.speedup_batch32)]
+    }).set_index(["task", "model"])
+    return numbers, shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)
+
+
+def to_markdown(shown: pd.DataFrame, bold: pd.DataFrame) -> str:
+    cells = shown.where(~bold, "**" + shown.astype(str) + "**")
+    return cells.reset_index().to_markdown(index=False)
+
+
+def to_latex(shown: pd.DataFrame, bold: pd.DataFrame, caption: str, label: str) -> str:
+    def tex(v) -> str:
+        s = str(v)
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                     ("±", r"$\pm$"), (">=", r"$\geq$"), ("<", r"$<$")):
+            s = s.replace(a, b)
+        return s
+
+    flat = shown.reset_index()
+    marks = bold.reset_index(drop=True).reindex(columns=flat.columns, fill_value=False)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{" + "l" * shown.index.nlevels +
+             "r" * shown.shape[1] + "}", r"\toprule", " & ".join(tex(c) for c in flat.columns) + r" \\", r"\midrule"]
+    for i, row in flat.iterrows():
+        cells = [rf"\textbf{{{tex(v)}}}" if marks.loc[i, c] else tex(v) for c, v in row.items()]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", rf"\label{{{label}}}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write(folder: Path, stem: str, caption: str, table) -> str:
+    """Write STEM.csv, STEM.md and STEM.tex atomically; return the Markdown."""
+    numbers, shown, bold = table
+    folder.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(shown, bold)
+    with atomic_path(folder / f"{stem}.csv") as tmp:
+        numbers.to_csv(tmp, index=numbers.index.name is not None, float_format="%.6g")
+    with atomic_path(folder / f"{stem}.md") as tmp:
+        tmp.write_text(f"{caption}\n\n{md}\n")
+    with atomic_path(folder / f"{stem}.tex") as tmp:
+        tmp.write_text(to_latex(shown, bold, caption, f"tab:{stem}"))
+    return md

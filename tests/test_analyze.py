@@ -1,0 +1,124 @@
+"""The analyze stage on a planted tree of run outputs: no training, known answers."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis import analyze
+from pipeline import logits, params as P
+from tests.conftest import write_params
+
+TASK, TEACHERS, SEEDS, N = "toy", ["big", "small"], [1, 2, 3], 400
+# planted test accuracy per method and seed: rl_kd is clearly ahead of ce, level with u_ensemble
+ACCURACY = {"ce": [0.60, 0.62, 0.61], "single_big": [0.70, 0.69, 0.71], "single_small": [0.72, 0.73, 0.71],
+            "u_ensemble": [0.80, 0.81, 0.79], "rl_kd": [0.80, 0.82, 0.79]}
+
+
+def write_run(root, method, seed, acc, rng):
+    out = root / "runs" / TASK / method / str(seed)
+    out.mkdir(parents=True)
+    labels = np.arange(N) % 2
+    right = np.zeros(N, bool)
+    right[rng.choice(N, int(round(acc * N)), replace=False)] = True
+    pd.DataFrame({"id": [f"t{i:04d}" for i in range(N)], "label": labels,
+                  "pred": np.where(right, labels, 1 - labels)}).to_parquet(out / "predictions.parquet")
+    (out / "metrics.json").write_text(json.dumps({"task": TASK, "method": method, "seed": seed,
+                                                  "dev_accuracy": acc, "test_accuracy": float(right.mean()),
+                                                  "best_epoch": 2, "train_seconds": 1.0, "policy_pretraining":
+                                                  [{"selection_rate": [0.5, 0.5]}] if method == "rl_kd" else []}))
+    history = [{"epoch": e, "dev_accuracy": acc - 0.1 / e} for e in (1, 2)]
+    if method == "rl_kd":
+        history[1].update(selection_rate=[0.6, 0.3], reward_mean=0.1)
+        (out / "rewards.json").write_text(json.dumps([{"epoch": 2, "step": i, "reward": r}
+                                                      for i, r in enumerate([0.1, 0.2, 0.0])]))
+    (out / "history.json").write_text(json.dumps(history))
+    train_ids = [f"r{i:03d}" for i in range(100)]
+    weights = {"id": train_ids, **{t: np.full(100, 0.5) for t in TEACHERS}}
+    if method == "rl_kd":  # the agent picks `small` less where it is wrong (its first 20 instances)
+        weights.update(select_big=np.full(100, 0.5), select_small=np.r_[np.full(20, 0.1), np.full(80, 0.7)])
+    pd.DataFrame(weights).to_parquet(out / "weights.parquet")
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for method, accs in ACCURACY.items():
+        for seed, acc in zip(SEEDS, accs):
+            write_run(tmp_path, method, seed, acc, rng)
+    train = pd.DataFrame({"id": [f"r{i:03d}" for i in range(100)], "text_a": "x", "text_b": None,
+                          "label": np.arange(100) % 2, "group": "g"})
+    (tmp_path / "data" / TASK).mkdir(parents=True)
+    train.to_parquet(tmp_path / "data" / TASK / "train.parquet")
+    y = torch.tensor(train.label.to_numpy())
+    for name, acc in (("big", 0.90), ("small", 0.75)):
+        m = tmp_path / "models" / TASK / name
+        m.mkdir(parents=True)
+        m.joinpath("metrics.json").write_text(json.dumps({"dev_accuracy": acc, "test_accuracy": acc,
+                                                          "parameters": 10_000_000 if name == "big" else 2_000_000}))
+        wrong = torch.arange(100) < (20 if name == "small" else 0)
+        lg = torch.nn.functional.one_hot(torch.where(wrong, 1 - y, y), 2).float() * 3
+        (tmp_path / "logits" / TASK / name).mkdir(parents=True)
+        logits.save(tmp_path / "logits" / TASK / name / "train.safetensors", train,
+                    logits.tensors(lg, torch.zeros(100, 4), y))
+    (tmp_path / "results/latency").mkdir(parents=True)
+    rows = [{"model": m, "parameters": p, "weight_bytes": 4 * p, "batch1_ms": ms, "batch32_ms": 10 * ms}
+            for m, p, ms in (("big", 10_000_000, 40.0), ("small", 2_000_000, 10.0), ("student", 500_000, 2.0))]
+    (tmp_path / "results/latency" / f"{TASK}.json").write_text(json.dumps({"task": TASK, "models": rows}))
+    write_params(tmp_path, {
+        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {},
+        "run": {"tasks": [TASK], "teachers": TEACHERS, "seeds": SEEDS,
+                "methods": ["ce", "single_big", "single_small", "u_ensemble"]},
+        "tasks": {TASK: {"source": "file", "path": "user_data/toy.csv", "text_a": "text", "label": "label",
+                         "labels": ["neg", "pos"]}},
+        "teachers": {t: {"source": "random", "arch": "bert", "vocab_size": 50} for t in TEACHERS},
+        "analysis": {"bootstrap": 2000}})
+    return tmp_path
+
+
+def test_tables_figures_and_report_from_planted_runs(tree):
+    analyze.main()
+    main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
+    runs = {m: [json.loads((tree / f"runs/{TASK}/{m}/{s}/metrics.json").read_text())["test_accuracy"] for s in SEEDS]
+            for m in ACCURACY}
+    for method, accs in runs.items():
+        assert main.loc[method, f"{TASK}_mean"] == pytest.approx(np.mean(accs), abs=1e-6)
+        assert main.loc[method, f"{TASK}_std"] == pytest.approx(np.std(accs, ddof=1), abs=1e-6)
+    assert list(main.index) == ["ce", "single_big", "single_small", "u_ensemble", "rl_kd"]  # the paper's order
+    assert "**" in (tree / "results/tables/table2_main.md").read_text()
+    assert r"\toprule" in (tree / "results/tables/table2_main.tex").read_text()
+
+    sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index("method")
+    assert sig.loc["ce", "verdict"].startswith("better") and sig.loc["ce", "ci_low"] > 0.1
+    assert sig.loc["u_ensemble", "verdict"] == "not significant"
+    assert sig.loc["u_ensemble", "ci_low"] < 0 < sig.loc["u_ensemble", "ci_high"]
+    assert (sig.p_t_holm >= sig.p_t - 1e-12).all()
+
+    t1 = pd.read_csv(tree / "results/tables/table1_teachers.csv").set_index("teacher")
+    assert t1.loc["big", "teacher_test"] == 0.9 and t1.loc["small", "student_test"] > t1.loc["big", "student_test"]
+    report = (tree / "results/report.md").read_text()
+    assert "a stronger teacher did not give a stronger student" in report
+    assert "`toy`/`small` 0.70 vs 0.10" in report  # selection where right vs wrong, from the planted weights
+    comp = pd.read_csv(tree / "results/tables/table4_compression.csv").set_index("model")
+    assert comp.loc["small", "speedup_batch1"] == pytest.approx(5.0)
+    for stem in ("main_results", "rl_selection", "selection_vs_correctness", "teacher_vs_student", "learning_curves"):
+        for ext in ("png", "pdf"):
+            assert (tree / "results/figures" / f"{stem}.{ext}").stat().st_size > 1000
+    metrics = json.loads((tree / "results/metrics.json").read_text())
+    assert metrics["rl_kd_significant_wins"] >= 1 and metrics["comparisons"] == 4
+
+
+def test_a_missing_run_stops_before_anything_is_written(tree):
+    (tree / f"runs/{TASK}/u_ensemble/2/metrics.json").unlink()
+    with pytest.raises(P.InputError, match=f"runs/{TASK}/u_ensemble/2/metrics.json"):
+        analyze.main()
+    assert not (tree / "results/tables").exists() and not (tree / "results/report.md").exists()
+
+
+def test_an_unknown_reference_method_is_refused(tree):
+    params = (tree / "params.yaml").read_text().replace("bootstrap: 2000", "bootstrap: 2000\n  reference: rl_kdd")
+    (tree / "params.yaml").write_text(params)
+    with pytest.raises(P.InputError, match="analysis.reference: 'rl_kdd'"):
+        analyze.main()

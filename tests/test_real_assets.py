@@ -25,7 +25,8 @@ def installed(tmp_path_factory):
     write_params(root, {"run": {"tasks": ["rt"], "teachers": ["l6"]},
                         "assets": {"dir": str(root / "assets")},
                         "tasks": {"rt": {"source": "rotten_tomatoes"}},
-                        "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}}})
+                        "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},
+                        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {}, "analysis": {}})
     done = run([sys.executable, "-m", "pipeline.assets"], root)
     assert done.returncode == 0, done.stderr[-3000:]
     return root, json.loads((root / "assets/manifest.json").read_text())

@@ -122,3 +122,18 @@ def test_an_unknown_reference_method_is_refused(tree):
     (tree / "params.yaml").write_text(params)
     with pytest.raises(P.InputError, match="analysis.reference: 'rl_kdd'"):
         analyze.main()
+
+
+def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():
+    from analysis import tables
+    teachers = pd.DataFrame({"task": ["mrpc", "mrpc"], "teacher": ["bert_base", "mine"], "dev_accuracy": [0.8, 0.7],
+                             "test_accuracy": [0.85, 0.75], "parameters": [110e6, 20e6]})
+    runs = pd.DataFrame({"task": "mrpc", "method": ["single_bert_base"] * 2 + ["single_mine"] * 2, "seed": [1, 2] * 2,
+                         "test_accuracy": [0.70, 0.72, 0.60, 0.62]})
+    numbers, shown, _ = tables.teacher_table(teachers, runs, pd.read_csv(analyze.PAPER))
+    row = numbers.set_index("teacher").loc["bert_base"]
+    assert row.paper_teacher == 83.3 and row.paper_student == 74.0  # the paper's Table 1, MRPC
+    assert row.teacher_minus_paper == pytest.approx(85.0 - 83.3)
+    assert row.student_minus_paper == pytest.approx(71.0 - 74.0)
+    assert shown.loc[("mrpc", "bert_base"), "ours - paper (teacher / student)"] == "+1.7 / -3.0"
+    assert shown.loc[("mrpc", "mine"), "paper teacher"] == ""

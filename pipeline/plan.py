@@ -1,0 +1,94 @@
+"""What a parameter file will run, printed before anything runs: stages, runs, data sizes, and an
+estimate of accelerator hours. Needs no network and no data.
+
+Usage: python -m pipeline.plan [PARAMS] [--base-ex-s N] [--student-ex-s N]
+Sizes come from the prepared task card where one exists, else from GLUE's published split sizes,
+else from the task's caps. Throughputs are assumptions (flags), not measurements: the estimate is
+examples processed divided by them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import params as P
+
+# GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
+GLUE_SIZES = {"sst2": (67_349, 872), "mrpc": (3_668, 408), "qqp": (363_846, 40_430),
+              "mnli_matched": (392_702, 9_815), "mnli_mismatched": (392_702, 9_832), "qnli": (104_743, 5_463),
+              "rte": (2_490, 277)}
+
+
+def task_sizes(name: str, spec) -> dict | None:
+    card = Path("data") / name / "card.json"
+    if card.is_file():
+        return json.loads(card.read_text())["sizes"]
+    if spec.source == "glue":
+        train, test = GLUE_SIZES[spec.name]
+        dev = round(train * spec.dev_fraction)
+        sizes = {"train": train - dev, "dev": dev, "test": test}
+    else:
+        sizes = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
+        if None in sizes.values():
+            return None
+    caps = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
+    return {k: min(v, caps[k]) if caps[k] else v for k, v in sizes.items()}
+
+
+def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[str], float]:
+    """Return the report's lines and the estimated hours (training passes count 3x a forward pass)."""
+    run = params.run
+    methods = [*run.methods, "rl_kd"]
+    lines = [f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
+             f"seeds {len(run.seeds)}", ""]
+    lines.append(f"{'task':<18}{'source':<16}{'train':>10}{'dev':>9}{'test':>9}")
+    hours, unknown = 0.0, []
+    for name in run.tasks:
+        spec = params.tasks[name]
+        sizes = task_sizes(name, spec)
+        label = spec.name if spec.source == "glue" else spec.source
+        if sizes is None:
+            unknown.append(name)
+            lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
+            continue
+        lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
+        for teacher in run.teachers:
+            t = params.teachers[teacher]
+            train = min(sizes["train"], t.max_train or sizes["train"])
+            hours += (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) / base_ex_s / 3600
+        d = params.distill
+        train = min(sizes["train"], d.max_train or sizes["train"])
+        per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
+        rl_extra = (3 * params.rl.pretrain_epochs * train + d.epochs * train) * len(run.seeds)  # pre-training, reward
+        hours += (per_run * len(methods) * len(run.seeds) + rl_extra) / student_ex_s / 3600
+    stages = {"prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
+              "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
+              "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
+    lines += ["", "stages: " + ", ".join(f"{k} x{v}" for k, v in stages.items()) + f" ({sum(stages.values())} in all)"]
+    encoders = [(f"teachers.{t}", params.teachers[t]) for t in run.teachers] + [("student", params.student)]
+    hub = sorted({s.name for _, s in encoders if s.source == "hub"})
+    glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})
+    if hub or glue:
+        lines.append(f"needs a model hub for {hub} and the datasets hub for GLUE {glue} (or local caches of both)")
+    lines.append(f"estimate: {hours:.1f} accelerator hours at {base_ex_s:g} examples/s for a teacher and "
+                 f"{student_ex_s:g} for the student (assumed, not measured; set --base-ex-s / --student-ex-s)")
+    if unknown:
+        lines.append(f"not counted: {unknown} (sizes unknown until `dvc repro prepare`)")
+    return lines, hours
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("params", nargs="?", default="params.yaml")
+    ap.add_argument("--base-ex-s", type=float, default=500.0,
+                    help="teacher forward examples/s (default: a guess for a base model at length 128 on one GPU)")
+    ap.add_argument("--student-ex-s", type=float, default=2000.0, help="student forward examples/s")
+    args = ap.parse_args(argv)
+    with P.reported_errors():
+        lines, _ = plan(P.load(args.params), args.base_ex_s, args.student_ex_s)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -129,19 +129,10 @@ def final_selection(agent, model, enc, labels, pad, batch_size) -> torch.Tensor:
     return torch.cat(out)
 
 
-def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
-    seed = resolve(params, task, method, seed)
-    cfg, teachers = params.distill, params.run.teachers
-    card_path = Path("data") / task / "card.json"
-    if not card_path.is_file():
-        raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
-    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
-    splits["train"] = data.cap(splits["train"], cfg.max_train, params.seed)
-    cache = load_teachers(task, teachers, splits)
-    gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
-    labels = pd.read_json(card_path, typ="series")["labels"]
-
+def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, splits: dict, cache: dict, gold: dict,
+        labels: list[str]) -> dict:
+    """Train the student with one setting of `distill`; return its best-on-dev state and its record."""
+    teachers = params.run.teachers
     T.seed_everything(seed)
     rng = np.random.default_rng(seed)
     train = splits["train"]
@@ -192,11 +183,42 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     t0 = time.perf_counter()
     test_logits, _ = T.predict(model, enc["test"], cfg.eval_batch_size, pad, desc="test")
     infer_seconds = time.perf_counter() - t0
-
-    mean_w = weight_sum / cfg.epochs
-    columns = {"id": train.id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
     if rl:  # the agent's final selection probability of every teacher for every training instance
         selection = final_selection(agent, model, enc["train"], gold["train"], pad, cfg.eval_batch_size)
+    else:
+        selection = None
+    return {"model": model, "history": history, "dev_accuracy": best, "test_logits": test_logits,
+            "train_seconds": train_seconds, "infer_seconds": infer_seconds, "weight_sum": weight_sum,
+            "static": static, "pretraining": pretraining, "selection": selection}
+
+
+
+def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
+    params = P.load(params_path)
+    seed = resolve(params, task, method, seed)
+    cfg, teachers = params.distill, params.run.teachers
+    card_path = Path("data") / task / "card.json"
+    if not card_path.is_file():
+        raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
+    splits["train"] = data.cap(splits["train"], cfg.max_train, params.seed)
+    cache = load_teachers(task, teachers, splits)
+    gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
+    labels = pd.read_json(card_path, typ="series")["labels"]
+
+    best, grid = None, []
+    for point in cfg.points():  # the grid, if any: every setting trains from the same seed; the best on dev is kept
+        result = fit(params, point, task, method, seed, splits, cache, gold, labels)
+        grid.append({**point.point_label(cfg), "dev_accuracy": result["dev_accuracy"]})
+        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
+            best, chosen = result, point
+    model, history, test_logits, weight_sum = best["model"], best["history"], best["test_logits"], best["weight_sum"]
+    static, pretraining, train_seconds = best["static"], best["pretraining"], best["train_seconds"]
+    rl, train = method == "rl_kd", splits["train"]
+    mean_w = weight_sum / chosen.epochs
+    columns = {"id": train.id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
+    if rl:  # the agent's final selection probability of every teacher for every training instance
+        selection = best["selection"]
         columns.update({f"select_{t}": selection[:, k].numpy() for k, t in enumerate(teachers)})
     out = Path("runs") / task / method / str(seed)
     with atomic_path(out) as tmp:
@@ -214,21 +236,22 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
         preds.to_parquet(tmp / "predictions.parquet", index=False)
         pd.DataFrame(columns).to_parquet(tmp / "weights.parquet", index=False)
         write_json(tmp / "metrics.json", {
-            "task": task, "method": method, "seed": seed, "dev_accuracy": best,
+            "task": task, "method": method, "seed": seed, "dev_accuracy": best["dev_accuracy"],
             "test_accuracy": T.accuracy(test_logits, gold["test"]),
             "best_epoch": max(history, key=lambda h: h["dev_accuracy"])["epoch"],
             "train_seconds": train_seconds,
             "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
             "student_parameters": models.count_parameters(model),
-            "student_inference_examples_per_s": len(splits["test"]) / infer_seconds,
+            "student_inference_examples_per_s": len(splits["test"]) / best["infer_seconds"],
             "teacher_weights": {t: float(mean_w[:, k].mean()) for k, t in enumerate(teachers)},
             "static_weights": None if static is None or rl else {t: float(static[k]) for k, t in enumerate(teachers)},
             "policy_pretraining": [{k: v for k, v in p.items() if k != "rewards"} for p in pretraining],
+            **({"grid": grid, "selected": chosen.point_label(cfg)} if cfg.grid else {}),
             "provenance": provenance(seed, {"student": params.student.model_dump(), "distill": cfg.model_dump(),
                                             "rl": params.rl.model_dump() if rl else None,
                                             "teachers": teachers, "data_seed": params.seed}),
         })
-    print(f"distill: {method} on {task}, seed {seed}: dev {best:.4f}, test "
+    print(f"distill: {method} on {task}, seed {seed}: dev {best['dev_accuracy']:.4f}, test "
           f"{T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)
 
 

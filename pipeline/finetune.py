@@ -33,25 +33,22 @@ def resolve(params: P.Params, task: str, teacher: str):
     return spec, manifest, read_json(card_path)
 
 
-def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
-    spec, manifest, card = resolve(params, task, teacher)
-    T.seed_everything(params.seed)
-    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
-    train = data.cap(splits["train"], spec.max_train, params.seed)
+def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int) -> dict:
+    """Fine-tune one setting from the pretrained encoder; return the best epoch's model and its record."""
+    T.seed_everything(seed)
+    train = parts["train"]
     texts = list(train.text_a) + list(train.text_b.dropna())
     encoder, tokenizer = models.pretrained_encoder(teacher, spec, manifest, texts)
     model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
     pad = tokenizer.pad_token_id
-    parts = {**splits, "train": train}
     enc = {s: T.encode(tokenizer, df, spec.max_length) for s, df in parts.items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
     steps = spec.epochs * -(-len(train) // spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
-    rng = np.random.default_rng(params.seed)
+    rng = np.random.default_rng(seed)
 
-    print(f"finetune: {teacher} on {task}: {len(train)} training examples, {spec.epochs} epoch(s), "
+    print(f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
           f"{models.count_parameters(model) / 1e6:.1f} M parameters", flush=True)
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
@@ -64,22 +61,41 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
               f"{stats['examples_per_s']:.1f} examples/s", flush=True)
         if stats["dev_accuracy"] > best:
             best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
-    train_seconds = time.perf_counter() - start
     model.load_state_dict(best_state)
-    test_logits, _ = T.predict(model, enc["test"], spec.eval_batch_size, pad, desc="test")
+    return {"model": model, "tokenizer": tokenizer, "enc": enc, "gold": gold, "history": history,
+            "dev_accuracy": best, "seconds": time.perf_counter() - start}
+
+
+def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
+    params = P.load(params_path)
+    spec, manifest, card = resolve(params, task, teacher)
+    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
+    parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed)}
+    best, grid = None, []
+    for point in spec.points():  # the grid, if any; the best setting on dev is kept
+        result = fit(teacher, point, manifest, card, parts, params.seed)
+        grid.append({**point.point_label(spec), "dev_accuracy": result["dev_accuracy"]})
+        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
+            best, chosen = result, point
+    model, gold, history = best["model"], best["gold"], best["history"]
+    pad = best["tokenizer"].pad_token_id
+    test_logits, _ = T.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, desc="test")
 
     out = Path("models") / task / teacher
     with atomic_path(out / "model") as tmp:
-        models.save(model, tokenizer, tmp, card["labels"], spec.max_length)
+        models.save(model, best["tokenizer"], tmp, card["labels"], spec.max_length)
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
+    train_seconds = best["seconds"]
     write_json(out / "metrics.json", {
-        "task": task, "teacher": teacher, "dev_accuracy": best, "test_accuracy": T.accuracy(test_logits, gold["test"]),
-        "best_epoch": best_epoch, "train_examples": len(train), "train_seconds": train_seconds,
+        "task": task, "teacher": teacher, "dev_accuracy": best["dev_accuracy"],
+        "test_accuracy": T.accuracy(test_logits, gold["test"]),
+        "best_epoch": best_epoch, "train_examples": len(parts["train"]), "train_seconds": train_seconds,
         "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
-        "parameters": models.count_parameters(model), "truncated_train_examples": enc["train"]["truncated"],
-        "history": history, "provenance": provenance(params.seed, spec.model_dump()),
+        "parameters": models.count_parameters(model), "truncated_train_examples": best["enc"]["train"]["truncated"],
+        "history": history, **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),
+        "provenance": provenance(params.seed, spec.model_dump()),
     })
-    print(f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best:.4f}, "
+    print(f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best['dev_accuracy']:.4f}, "
           f"test {T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)
 
 

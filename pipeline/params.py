@@ -103,6 +103,38 @@ class Training(Strict):
     lr: PositiveFloat = 5e-5
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # a hyper-parameter grid, e.g. {lr: [1e-5, 2e-5, 5e-5]}: the stage trains every point and keeps the
+    # best on dev (the paper's model selection); the values above stand for the keys not in the grid
+    grid: dict[str, Annotated[list, Field(min_length=1)]] = {}
+
+    @model_validator(mode="after")
+    def _grid_points_are_valid(self):
+        for key in self.grid:
+            if key not in type(self).model_fields or key in ("grid", "source", "name", "arch", "config"):
+                raise ValueError(f"grid: {key!r} is not a hyper-parameter of this section")
+        self.points()  # each point must be a valid setting in its own right
+        return self
+
+    def points(self) -> list["Training"]:
+        """Every setting of the grid (one, the section itself, without a grid), in a fixed order."""
+        import itertools
+
+        if not self.grid:
+            return [self]
+        keys = list(self.grid)
+        base = self.model_dump(exclude={"grid"})
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            point = dict(zip(keys, values))
+            try:
+                out.append(type(self).model_validate({**base, **point}))
+            except ValidationError as err:
+                raise ValueError(f"grid: the point {point} is invalid: {err.errors()[0]['msg']}") from None
+        return out
+
+    def point_label(self, full: "Training") -> dict:
+        """The grid keys' values of this point (empty without a grid)."""
+        return {k: getattr(self, k) for k in full.grid}
 
 
 class Teacher(Encoder, Training):

@@ -56,16 +56,22 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
         for teacher in run.teachers:
             t = params.teachers[teacher]
             train = min(sizes["train"], t.max_train or sizes["train"])
-            hours += (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) / base_ex_s / 3600
+            points = len(t.points())
+            hours += points * (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) / base_ex_s / 3600
         d = params.distill
         train = min(sizes["train"], d.max_train or sizes["train"])
         per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
         rl_extra = (3 * params.rl.pretrain_epochs * train + d.epochs * train) * len(run.seeds)  # pre-training, reward
-        hours += (per_run * len(methods) * len(run.seeds) + rl_extra) / student_ex_s / 3600
+        hours += len(d.points()) * (per_run * len(methods) * len(run.seeds) + rl_extra) / student_ex_s / 3600
     stages = {"prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
               "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
               "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
     lines += ["", "stages: " + ", ".join(f"{k} x{v}" for k, v in stages.items()) + f" ({sum(stages.values())} in all)"]
+    grids = {f"teachers.{t}": len(params.teachers[t].points()) for t in run.teachers} | {
+        "distill": len(params.distill.points())}
+    if any(n > 1 for n in grids.values()):
+        lines.append("grids (settings trained per run, best on dev): " +
+                     ", ".join(f"{k} {n}" for k, n in grids.items() if n > 1))
     encoders = [(f"teachers.{t}", params.teachers[t]) for t in run.teachers] + [("student", params.student)]
     hub = sorted({s.name for _, s in encoders if s.source == "hub"})
     glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})

@@ -136,3 +136,19 @@ def test_cache_from_another_split_is_refused(repo):
     finally:
         edit_params(repo, lambda p: p["tasks"]["reviews"].pop("max_test"))
         prepare.main("reviews")
+
+
+def test_a_student_grid_keeps_the_best_point_on_dev_and_equals_that_point_run_alone(repo):
+    edit_params(repo, lambda p: p["distill"].update(grid={"lr": [1e-6, 2e-3], "alpha": [0.5]}))
+    distill.main("reviews", "u_ensemble", "3")
+    out = repo / "runs/reviews/u_ensemble/3"
+    grid_run = json.loads((out / "metrics.json").read_text())
+    assert [(g["lr"], g["alpha"]) for g in grid_run["grid"]] == [(1e-6, 0.5), (2e-3, 0.5)]
+    assert grid_run["dev_accuracy"] == max(g["dev_accuracy"] for g in grid_run["grid"])
+    selected, preds = grid_run["selected"], pd.read_parquet(out / "predictions.parquet")
+    # every point trains from the same seed: the selected point run on its own gives the same student
+    edit_params(repo, lambda p: p["distill"].update(grid={}, lr=selected["lr"], alpha=selected["alpha"]))
+    distill.main("reviews", "u_ensemble", "3")
+    alone = json.loads((out / "metrics.json").read_text())
+    assert alone["dev_accuracy"] == grid_run["dev_accuracy"] and "grid" not in alone
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "predictions.parquet"), preds)

@@ -27,6 +27,7 @@ def test_plan_counts_runs_and_glue_sizes_without_a_network(monkeypatch, tmp_path
     assert "finetune x28" in out and "distill x231" in out and "rl_kd x21" in out
     assert "mrpc                 3,301      367      408" in out  # 3,668 train, 10% kept as dev; 408 validation
     assert "at 1000 examples/s" in out and "needs a model hub" in out
+    assert "teachers.bert_base 3" in out and "distill 27" in out  # the paper's grids
 
 
 def test_plan_halves_with_double_throughput():

@@ -88,3 +88,33 @@ def test_command_line_error_is_one_line_and_exit_code_2(workdir):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: unknown teacher 'nobody'")
     assert "Traceback" not in done.stderr
+
+
+def test_a_teacher_grid_trains_every_point_and_keeps_the_best_on_dev(workdir):
+    params = tiny_params(workdir)
+    params["teachers"]["tiny_b"]["grid"] = {"lr": [1e-6, 2e-3]}  # 1e-6 barely moves: 2e-3 must win
+    write_params(workdir, params)
+    prepare.main("reviews")
+    finetune.main("reviews", "tiny_b")
+    metrics = read(workdir / "models/reviews/tiny_b/metrics.json")
+    assert [g["lr"] for g in metrics["grid"]] == [1e-6, 2e-3]
+    assert metrics["selected"] == {"lr": 2e-3}
+    assert metrics["dev_accuracy"] == max(g["dev_accuracy"] for g in metrics["grid"])
+    # the saved model is the selected one: the cache replays its dev accuracy
+    cache.main("reviews", "tiny_b")
+    summary = read(workdir / "logits/reviews/tiny_b/summary.json")
+    assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
+
+
+@pytest.mark.parametrize("grid, words", [
+    ({"lrr": [1e-3]}, "'lrr' is not a hyper-parameter"),
+    ({"lr": [1e-3, -1.0]}, "the point {'lr': -1.0} is invalid"),
+    ({"lr": []}, "grid.lr"),
+])
+def test_a_bad_grid_is_refused_with_the_key(workdir, grid, words):
+    params = tiny_params(workdir)
+    params["distill"]["grid"] = grid
+    write_params(workdir, params)
+    with pytest.raises(P.InputError, match="distill") as err:
+        P.load(workdir / "params.yaml")
+    assert words in str(err.value)

@@ -110,7 +110,9 @@ def main(params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
     cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
     runs = collect.runs("runs")
-    runs = runs[runs.task.isin(tasks) & runs.seed.isin(params.run.seeds)]
+    # only what params.yaml asks for: runs left over from other settings stay out of the tables
+    runs = runs[runs.task.isin(tasks) & runs.seed.isin(params.run.seeds)
+                & runs.method.isin([*params.run.methods, "rl_kd"])]
     check_runs(runs, params)
     order = T.method_order(runs.method.unique(), names)
     hist = collect.histories("runs")

@@ -110,6 +110,15 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert metrics["rl_kd_significant_wins"] >= 1 and metrics["comparisons"] == 4
 
 
+def test_runs_outside_params_stay_out_of_the_tables(tree):
+    rng = np.random.default_rng(1)
+    write_run(tree, "w_ensemble", 1, 0.99, rng)  # left over from an earlier run.methods
+    write_run(tree, "ce", 9, 0.99, rng)  # a seed that run.seeds does not list
+    analyze.main()
+    main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
+    assert "w_ensemble" not in main.index and main.loc["ce", "seeds"] == 3
+
+
 def test_a_missing_run_stops_before_anything_is_written(tree):
     (tree / f"runs/{TASK}/u_ensemble/2/metrics.json").unlink()
     with pytest.raises(P.InputError, match=f"runs/{TASK}/u_ensemble/2/metrics.json"):

@@ -146,3 +146,21 @@ def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match
     assert row.student_minus_paper == pytest.approx(71.0 - 74.0)
     assert shown.loc[("mrpc", "bert_base"), "ours - paper (teacher / student)"] == "+1.7 / -3.0"
     assert shown.loc[("mrpc", "mine"), "paper teacher"] == ""
+
+
+def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
+    from analysis import ablation
+    rl = P.RL().model_dump()
+    shown_by_dvc = [  # the shape of `dvc exp show --json -A`
+        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
+        {"rev": "abc", "name": "main", "data": {}, "experiments": [
+            {"name": "paper-reward", "revs": [{"rev": "d03d123", "name": "paper-reward", "data": {
+                "params": {"params.yaml": {"data": {"rl": {**rl, "reward": "held_out_accuracy"}}}},
+                "metrics": {"results/metrics.json": {"data": {"test_accuracy": {"rl_kd": {
+                    "rt": 0.70, "qa": 0.49, "average": 0.595}}}}}}}]},
+            {"name": "broken", "revs": [{"rev": "e1", "data": {}}]}]}]
+    exps = ablation.experiments(shown_by_dvc)
+    assert [e["name"] for e in exps] == ["paper-reward"]  # a failed experiment without metrics is left out
+    numbers, shown, bold = ablation.table(rl, {"rt": 0.69, "qa": 0.488, "average": 0.589}, exps, ["rt", "qa"])
+    assert list(numbers.index) == ["params.yaml", "rl.reward=held_out_accuracy"]
+    assert shown.loc["rl.reward=held_out_accuracy", "rt"] == "70.0" and bold.loc["rl.reward=held_out_accuracy", "rt"]

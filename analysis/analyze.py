@@ -20,9 +20,13 @@ RESULTS = Path("results")
 PAPER = Path(__file__).with_name("paper_results.csv")
 
 
+def methods_of(params: P.Params) -> list[str]:
+    return [*params.run.methods, "rl_kd"]  # rl_kd runs in a stage of its own, always
+
+
 def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
     """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
-    methods = [*params.run.methods, "rl_kd"]
+    methods = methods_of(params)
     have = set(zip(runs.task, runs.method, runs.seed))
     missing = [f"runs/{t}/{m}/{s}/metrics.json" for t in params.run.tasks for m in methods for s in params.run.seeds
                if (t, m, s) not in have]
@@ -112,7 +116,7 @@ def main(params_path: str = "params.yaml") -> None:
     runs = collect.runs("runs")
     # only what params.yaml asks for: runs left over from other settings stay out of the tables
     runs = runs[runs.task.isin(tasks) & runs.seed.isin(params.run.seeds)
-                & runs.method.isin([*params.run.methods, "rl_kd"])]
+                & runs.method.isin(methods_of(params))]
     check_runs(runs, params)
     order = T.method_order(runs.method.unique(), names)
     hist = collect.histories("runs")

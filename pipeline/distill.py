@@ -192,7 +192,6 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
             "static": static, "pretraining": pretraining, "selection": selection}
 
 
-
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
     seed = resolve(params, task, method, seed)
@@ -206,12 +205,8 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
     labels = pd.read_json(card_path, typ="series")["labels"]
 
-    best, grid = None, []
-    for point in cfg.points():  # the grid, if any: every setting trains from the same seed; the best on dev is kept
-        result = fit(params, point, task, method, seed, splits, cache, gold, labels)
-        grid.append({**point.point_label(cfg), "dev_accuracy": result["dev_accuracy"]})
-        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
-            best, chosen = result, point
+    best, chosen, grid = T.best_on_dev(cfg, lambda point: fit(params, point, task, method, seed, splits, cache, gold,
+                                                               labels))
     model, history, test_logits, weight_sum = best["model"], best["history"], best["test_logits"], best["weight_sum"]
     static, pretraining, train_seconds = best["static"], best["pretraining"], best["train_seconds"]
     rl, train = method == "rl_kd", splits["train"]

@@ -71,12 +71,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     spec, manifest, card = resolve(params, task, teacher)
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
     parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed)}
-    best, grid = None, []
-    for point in spec.points():  # the grid, if any; the best setting on dev is kept
-        result = fit(teacher, point, manifest, card, parts, params.seed)
-        grid.append({**point.point_label(spec), "dev_accuracy": result["dev_accuracy"]})
-        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
-            best, chosen = result, point
+    best, chosen, grid = T.best_on_dev(spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed))
     model, gold, history = best["model"], best["gold"], best["history"]
     pad = best["tokenizer"].pad_token_id
     test_logits, _ = T.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, desc="test")

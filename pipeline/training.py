@@ -72,6 +72,18 @@ def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, sc
     return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
 
 
+def best_on_dev(spec, fit) -> tuple[dict, object, list[dict]]:
+    """Run `fit(point)` for every point of spec's grid (just spec without one), each from the same seed;
+    return the result with the best dev accuracy, its point, and every point's dev accuracy."""
+    best, chosen, grid = None, None, []
+    for point in spec.points():
+        result = fit(point)
+        grid.append({**point.point_label(spec), "dev_accuracy": result["dev_accuracy"]})
+        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
+            best, chosen = result, point
+    return best, chosen, grid
+
+
 @torch.inference_mode()
 def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and pooled vectors in the split's order, computed in length-sorted batches."""

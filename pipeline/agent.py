@@ -7,6 +7,8 @@ teachers, normalised (`hard`), or the probabilities themselves, normalised (`sof
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -126,9 +128,9 @@ class Agent:
 
 
 def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logits: torch.Tensor, cfg: P.Distill,
-                pad: int, held_out, rng):
+                pad: int, held_out, rng, acc=None):
     """Return reward(idx, batch, logits, pooled, weights); logits and pooled are the student's on the batch,
-    before its update.
+    before its update, on the student's device (`acc`'s; the CPU without one), like the reward.
 
     `held_out_accuracy` (the paper's description): the student's accuracy on a held-out batch after the update.
     `neg_ce`, `neg_ce_kd`: minus the student's CE (or its whole training loss) on the batch after the update.
@@ -141,18 +143,30 @@ def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logit
     from .losses import student_loss
     from .training import collate
 
+    device = acc.device if acc else torch.device("cpu")
+    labels = labels.to(device)
+    autocast = acc.autocast if acc else contextlib.nullcontext
+
+    def forward(batch):
+        with torch.no_grad(), autocast():
+            logits, pooled = model(**batch)
+        return logits.float(), pooled.float()
+
     def after(batch):
-        with torch.no_grad():
-            return model(**batch)[0]
+        return forward(batch)[0]
+
+    def held_out_rows(size):
+        rows = held_out_batch(size)
+        return rows, {k: v.to(device) for k, v in collate(enc, rows, pad).items()}
 
     def held_out_batch(size):
         return held_out[rng.choice(len(held_out), size=min(size, len(held_out)), replace=False)]
 
     if kind == "held_out_alignment":
         def reward(idx, batch, before, pooled, weights):
-            rows = held_out_batch(len(idx))
+            rows, ho_batch = held_out_rows(len(idx))
+            ho_logits, ho_pooled = forward(ho_batch)
             with torch.no_grad():
-                ho_logits, ho_pooled = model(**collate(enc, rows, pad))
                 # gradient of the held-out CE w.r.t. the head's weights: [C, H]
                 held = (ho_logits.softmax(-1) - F.one_hot(labels[rows], ho_logits.shape[-1]).float()).T @ ho_pooled
                 t = cfg.temperature
@@ -161,9 +175,9 @@ def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logit
                 return (kd * (pooled @ held.T / len(rows))[:, None]).sum(-1)
     elif kind == "held_out_accuracy":
         def reward(idx, batch, before, pooled, weights):
-            rows = held_out_batch(len(idx))
+            rows, ho_batch = held_out_rows(len(idx))
             model.eval()
-            logits = after(collate(enc, rows, pad))
+            logits = after(ho_batch)
             model.train()
             return (logits.argmax(-1) == labels[rows]).float().mean()
     elif kind == "neg_ce":

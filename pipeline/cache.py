@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import data, logits, models, params as P, training as T
+from . import compute, data, logits, models, params as P, training as T
 from .io import atomic_path, provenance, write_json
 
 
@@ -21,7 +21,9 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
         if name not in getattr(params, kind):
             raise P.InputError(f"unknown {kind[:-1]} {name!r}; defined in params.yaml: {sorted(getattr(params, kind))}")
     spec = params.teachers[teacher]
+    acc = compute.from_params(params.compute)
     model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
+    model.to(acc.device)
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
     summary = {"task": task, "teacher": teacher, "splits": {}}
     with atomic_path(Path("logits") / task / teacher) as out:
@@ -30,7 +32,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
             start = time.perf_counter()
             enc = T.encode(tokenizer, df, meta["max_length"])
             out_logits, pooled = T.predict(model, enc, spec.eval_batch_size, tokenizer.pad_token_id,
-                                           desc=f"{teacher} {split}")
+                                           f"{teacher} {split}", acc, params.compute.loader_workers)
             seconds = time.perf_counter() - start
             labels = torch.tensor(df.label.to_numpy())
             logits.save(out / f"{split}.safetensors", df, logits.tensors(out_logits, pooled, labels),
@@ -39,7 +41,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
                                         "seconds": seconds, "examples_per_s": len(df) / seconds}
             print(f"cache: {teacher} on {task}/{split}: {len(df)} examples, accuracy "
                   f"{summary['splits'][split]['accuracy']:.4f}, {len(df) / seconds:.0f} examples/s", flush=True)
-        summary["provenance"] = provenance(params.seed)
+        summary["provenance"] = provenance(params.seed, compute=compute.describe(acc))
         write_json(out / "summary.json", summary)
 
 

@@ -5,6 +5,7 @@ The teachers' outputs come from the logit cache only: no teacher forward pass ru
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -15,7 +16,7 @@ import pandas as pd
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, logits, methods, models, params as P, training as T
+from . import compute, data, logits, methods, models, params as P, training as T
 from .agent import Agent, make_reward
 from .assets import load_manifest
 from .io import atomic_path, provenance, write_json
@@ -68,28 +69,32 @@ def fill_empty(w: torch.Tensor, no_teacher: str) -> torch.Tensor:
 
 
 def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Distill, optimizer, scheduler, pad,
-                rng, weight_sum, desc, agent=None, reward=None):
-    """One pass over `rows`; with an agent, its selections weight the teachers and it learns from `reward`."""
+                rng, weight_sum, desc, agent=None, reward=None, acc=None, workers=0):
+    """One pass over `rows`; with an agent, its selections weight the teachers and it learns from `reward`.
+    The student and `teacher_logits` live on `acc`'s device (the CPU without one); the agent on the CPU."""
     model.train()
+    device = acc.device if acc else torch.device("cpu")
     total, seen, start = 0.0, 0, time.perf_counter()
     selected, rewards = torch.zeros(teacher_logits.shape[1]), []
-    bar = T.progress(T.chunks(rng.permutation(rows), cfg.batch_size), desc)
-    for idx in bar:
-        batch = T.collate(enc, idx, pad)
-        student_logits, pooled = model(**batch)
-        w = agent.act(idx, student_logits, labels[idx]) if agent else weigh(idx)
-        w = fill_empty(w, fill)
-        loss = student_loss(student_logits, labels[idx], teacher_logits[idx], w, cfg.alpha, cfg.temperature,
-                            cfg.t2_scaling)
+    parts = T.chunks(rng.permutation(rows), cfg.batch_size)
+    bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
+    for idx, batch in bar:
+        with acc.autocast() if acc else contextlib.nullcontext():
+            student_logits, pooled = model(**batch)
+        student_logits, pooled = student_logits.float(), pooled.float()
+        w = agent.act(idx, student_logits.cpu(), labels[idx]) if agent else weigh(idx)
+        w = fill_empty(w, fill).to(device)
+        loss = student_loss(student_logits, labels[idx].to(device), teacher_logits[idx], w, cfg.alpha,
+                            cfg.temperature, cfg.t2_scaling)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         if agent:
-            rewards.append(agent.learn(reward(idx, batch, student_logits.detach(), pooled.detach(), w)))
+            rewards.append(agent.learn(reward(idx, batch, student_logits.detach(), pooled.detach(), w).cpu()))
             selected += agent.last[1].sum(0)
-        weight_sum[idx] += w
+        weight_sum[idx] += w.cpu()
         total += loss.item() * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
@@ -119,38 +124,41 @@ def pretrain_policy(model, optimizer, scheduler, weight_sum, epochs, epoch_of) -
     return stats
 
 
-def final_selection(agent, model, enc, labels, pad, batch_size) -> torch.Tensor:
+def final_selection(agent, model, enc, labels, pad, batch_size, acc) -> torch.Tensor:
     """The policy's selection probability of every teacher for every training instance, at the end."""
     model.eval()
     out = []
     with torch.inference_mode():
-        for idx in T.chunks(np.arange(len(labels)), batch_size):
-            out.append(agent.probabilities(idx, model(**T.collate(enc, idx, pad))[0], labels[idx]))
+        for idx, batch in T.batches(acc.device, enc, T.chunks(np.arange(len(labels)), batch_size), pad):
+            with acc.autocast():
+                student_logits = model(**batch)[0].float().cpu()
+            out.append(agent.probabilities(idx, student_logits, labels[idx]))
     return torch.cat(out)
 
 
 def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, splits: dict, cache: dict, gold: dict,
-        labels: list[str]) -> dict:
+        labels: list[str], acc) -> dict:
     """Train the student with one setting of `distill`; return its best-on-dev state and its record."""
     teachers = params.run.teachers
     T.seed_everything(seed)
     rng = np.random.default_rng(seed)
     train = splits["train"]
     model, tokenizer = build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
-    pad = tokenizer.pad_token_id
+    model.to(acc.device)
+    pad, workers = tokenizer.pad_token_id, params.compute.loader_workers
     enc = {s: T.encode(tokenizer, df, params.student.max_length) for s, df in splits.items()}
     rl = method == "rl_kd"
     weigh, static = methods.build("u_ensemble" if rl else method, teachers, cache["train"], cache["dev"], gold["dev"],
                                   cfg.fixed_weights, rng)
     fill = "ce" if method == "ce" else cfg.no_teacher
-    teacher_logits = cache["train"]["logits"]
+    teacher_logits = cache["train"]["logits"].to(acc.device)
     rows, held_out = np.arange(len(train)), None
     if rl and params.rl.reward.startswith("held_out"):
         rows, held_out = (data_rows_split(len(train), params.rl.held_out_fraction, params.seed)
                           if params.rl.held_out_fraction else (rows, rows))
     agent = Agent(params.rl, cache["train"], teachers, len(labels), seed) if rl else None
     reward = make_reward(params.rl.reward, model, enc["train"], gold["train"], teacher_logits, cfg, pad, held_out,
-                         rng) if rl else None
+                         rng, acc) if rl else None
 
     steps = cfg.epochs * -(-len(rows) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -161,7 +169,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
 
     def epoch_of(desc, with_agent):
         return train_epoch(model, enc["train"], rows, gold["train"], teacher_logits, weigh, fill, cfg, optimizer,
-                           scheduler, pad, rng, weight_sum, desc, agent if with_agent else None, reward)
+                           scheduler, pad, rng, weight_sum, desc, agent if with_agent else None, reward, acc, workers)
 
     history, best, best_state, pretraining, start = [], -1.0, None, [], time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -169,7 +177,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
             pretraining = pretrain_policy(model, optimizer, scheduler, weight_sum, params.rl.pretrain_epochs,
                                           epoch_of)
         stats = epoch_of(f"{method} epoch {epoch}", rl and epoch > params.rl.warmup_epochs)
-        dev_logits, _ = T.predict(model, enc["dev"], cfg.eval_batch_size, pad, desc="dev")
+        dev_logits, _ = T.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, workers)
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
         rate = "" if "selection_rate" not in stats else ", selection rate " + " ".join(
@@ -181,10 +189,10 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best_state)
     t0 = time.perf_counter()
-    test_logits, _ = T.predict(model, enc["test"], cfg.eval_batch_size, pad, desc="test")
+    test_logits, _ = T.predict(model, enc["test"], cfg.eval_batch_size, pad, "test", acc, workers)
     infer_seconds = time.perf_counter() - t0
     if rl:  # the agent's final selection probability of every teacher for every training instance
-        selection = final_selection(agent, model, enc["train"], gold["train"], pad, cfg.eval_batch_size)
+        selection = final_selection(agent, model, enc["train"], gold["train"], pad, cfg.eval_batch_size, acc)
     else:
         selection = None
     return {"model": model, "history": history, "dev_accuracy": best, "test_logits": test_logits,
@@ -195,6 +203,10 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
     seed = resolve(params, task, method, seed)
+    acc = compute.from_params(params.compute)
+    if acc.num_processes > 1:
+        raise P.InputError("compute.launch: distill runs on one device (its student is small); run many distill "
+                           "runs at once with DVC's queue instead (README, GPUs)")
     cfg, teachers = params.distill, params.run.teachers
     card_path = Path("data") / task / "card.json"
     if not card_path.is_file():
@@ -206,7 +218,7 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     labels = pd.read_json(card_path, typ="series")["labels"]
 
     best, chosen, grid = T.best_on_dev(cfg, lambda point: fit(params, point, task, method, seed, splits, cache, gold,
-                                                               labels))
+                                                               labels, acc))
     model, history, test_logits, weight_sum = best["model"], best["history"], best["test_logits"], best["weight_sum"]
     static, pretraining, train_seconds = best["static"], best["pretraining"], best["train_seconds"]
     rl, train = method == "rl_kd", splits["train"]
@@ -244,7 +256,8 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
             **({"grid": grid, "selected": chosen.point_label(cfg)} if cfg.grid else {}),
             "provenance": provenance(seed, {"student": params.student.model_dump(), "distill": cfg.model_dump(),
                                             "rl": params.rl.model_dump() if rl else None,
-                                            "teachers": teachers, "data_seed": params.seed}),
+                                            "teachers": teachers, "data_seed": params.seed},
+                                     compute.describe(acc)),
         })
     print(f"distill: {method} on {task}, seed {seed}: dev {best['dev_accuracy']:.4f}, test "
           f"{T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, models, params as P, training as T
+from . import compute, data, models, params as P, training as T
 from .assets import load_manifest
 from .io import atomic_path, provenance, read_json, write_json
 
@@ -33,8 +33,9 @@ def resolve(params: P.Params, task: str, teacher: str):
     return spec, manifest, read_json(card_path)
 
 
-def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int) -> dict:
+def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> dict:
     """Fine-tune one setting from the pretrained encoder; return the best epoch's model and its record."""
+    acc.free_memory()  # the previous grid point's prepared model and optimizer
     T.seed_everything(seed)
     train = parts["train"]
     texts = list(train.text_a) + list(train.text_b.dropna())
@@ -46,21 +47,23 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     steps = spec.epochs * -(-len(train) // spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
+    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     rng = np.random.default_rng(seed)
 
-    print(f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
+    acc.print(f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
           f"{models.count_parameters(model) / 1e6:.1f} M parameters", flush=True)
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
         stats = T.train_epoch(model, enc["train"], gold["train"], spec.batch_size, optimizer, scheduler, pad, rng,
-                              desc=f"{teacher} epoch {epoch}")
-        dev_logits, _ = T.predict(model, enc["dev"], spec.eval_batch_size, pad, desc="dev")
+                              acc, workers, desc=f"{teacher} epoch {epoch}")
+        dev_logits, _ = T.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
-        print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
+        acc.print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
               f"{stats['examples_per_s']:.1f} examples/s", flush=True)
         if stats["dev_accuracy"] > best:
-            best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
+            best, best_state = stats["dev_accuracy"], copy.deepcopy(acc.unwrap_model(model).state_dict())
+    model = acc.unwrap_model(model)
     model.load_state_dict(best_state)
     return {"model": model, "tokenizer": tokenizer, "enc": enc, "gold": gold, "history": history,
             "dev_accuracy": best, "seconds": time.perf_counter() - start}
@@ -71,14 +74,18 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     spec, manifest, card = resolve(params, task, teacher)
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
     parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed)}
-    best, chosen, grid = T.best_on_dev(spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed))
+    acc, workers = compute.from_params(params.compute), params.compute.loader_workers
+    best, chosen, grid = T.best_on_dev(spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed,
+                                                               acc, workers))
     model, gold, history = best["model"], best["gold"], best["history"]
     pad = best["tokenizer"].pad_token_id
-    test_logits, _ = T.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, desc="test")
+    test_logits, _ = T.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, "test", acc, workers)
+    if not acc.is_main_process:  # data parallel: the first process writes
+        return
 
     out = Path("models") / task / teacher
     with atomic_path(out / "model") as tmp:
-        models.save(model, best["tokenizer"], tmp, card["labels"], spec.max_length)
+        models.save(model.cpu(), best["tokenizer"], tmp, card["labels"], spec.max_length)
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
     train_seconds = best["seconds"]
     write_json(out / "metrics.json", {
@@ -88,7 +95,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
         "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
         "parameters": models.count_parameters(model), "truncated_train_examples": best["enc"]["train"]["truncated"],
         "history": history, **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),
-        "provenance": provenance(params.seed, spec.model_dump()),
+        "provenance": provenance(params.seed, spec.model_dump(), compute.describe(acc)),
     })
     print(f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best['dev_accuracy']:.4f}, "
           f"test {T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)

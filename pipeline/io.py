@@ -52,8 +52,8 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def provenance(seed: int | None = None, params=None) -> dict:
-    """What a reader needs to reproduce a run: seed, versions, parameters."""
+def provenance(seed: int | None = None, params=None, compute: dict | None = None) -> dict:
+    """What a reader needs to reproduce a run: seed, versions, parameters, and where it computed."""
     names = ["torch", "transformers", "datasets", "tokenizers", "numpy", "pandas", "dvc"]
     versions = {}
     for n in names:
@@ -66,4 +66,6 @@ def provenance(seed: int | None = None, params=None) -> dict:
         out["seed"] = seed
     if params is not None:
         out["params"] = params
+    if compute is not None:
+        out["compute"] = compute
     return out

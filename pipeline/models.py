@@ -26,11 +26,12 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 class Classifier(nn.Module):
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float | None = None):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
+        # by default the encoder's own rate (0.1 in every model used here), so one config key sets both
+        self.dropout = nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1) if dropout is None else dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
     def forward(self, **batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,13 +5,14 @@ misspelt setting can never be silently ignored.
 """
 from __future__ import annotations
 
+import difflib
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML, YAMLError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -181,6 +182,16 @@ class Analysis(Strict):
     wilcoxon_min_seeds: Annotated[int, Field(ge=2)] = 6
 
 
+class Compute(Strict):
+    """How the stages run, not what they compute (pipeline/compute.py); dvc.yaml's finetune command
+    starts with `launch`: `accelerate launch -m` runs fine-tuning data parallel on the GPUs that
+    `accelerate config` set up."""
+    launch: Literal["python -m", "accelerate launch -m"] = "python -m"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU if torch sees one, else the CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
+    loader_workers: Annotated[int, Field(ge=0)] = 0  # processes that pad and collate batches
+
+
 METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
 
 
@@ -205,6 +216,7 @@ class Params(Strict):
     distill: Distill = Distill()
     rl: RL = RL()
     analysis: Analysis = Analysis()
+    compute: Compute = Compute()
 
     @model_validator(mode="after")
     def _names_exist(self):
@@ -237,30 +249,50 @@ class Params(Strict):
         return self
 
 
+def _known_keys() -> set[str]:
+    models = [m for m in globals().values() if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
+    return {name for m in models for name in m.model_fields}
+
+
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p not in {"rotten_tomatoes", "chatterbot_qa", "file", "glue"}
                        or p == e["loc"][-1])
-        got = "" if e["type"] in ("missing", "value_error") else f" (got {e['input']!r})"
-        lines.append(f"  {loc or '<top level>'}: {e['msg']}{got}")
+        got = "" if e["type"] in ("missing", "value_error", "extra_forbidden") else f" (got {e['input']!r})"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][-1]), sorted(_known_keys()), n=1, cutoff=0.75)
+            msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else " (Extra inputs are not permitted)")
+        lines.append(f"  {loc or '<top level>'}: {msg}{got}")
     return "\n".join(lines)
 
 
-DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "rl", "analysis")
+DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "rl", "analysis", "compute")
 
 
 def load(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: parameter file not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    # YAML 1.2, as DVC reads and writes it: `dvc exp run -S` rewrites the file, and leaves a label such as
+    # `no` unquoted, which an older (1.1) reader would take for false
+    try:
+        raw = YAML(typ="safe", pure=True).load(path.read_text()) or {}
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of sections (seed, run, tasks, ...), got a {type(raw).__name__}")
     # dvc.yaml tracks these sections; DVC stops at the first stage that names a missing one, which may
     # be after an hour of teachers, so a missing one is refused here, at the start of every stage
     missing = [k for k in DVC_SECTIONS if k not in raw]
+    if isinstance(raw.get("compute"), dict) and "launch" not in raw["compute"]:
+        missing.append("compute.launch")  # dvc.yaml's finetune command starts with it
     if missing:
         raise InputError(f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `rl: {{}}` "
-                         f"for a section's defaults)")
+                         f"for a section's defaults, and `compute: {{launch: python -m}}`)")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:

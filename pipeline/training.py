@@ -1,20 +1,25 @@
 """Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from .compute import shard
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
-def progress(iterable, desc: str):
+def progress(iterable, desc: str, total: int | None = None):
     """A progress bar on a terminal; none in a log file, where the per-epoch lines say enough."""
-    return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=None)
+    return tqdm(iterable, desc=desc, total=total, unit="batch", leave=False, disable=None)
 
 
 def seed_everything(seed: int) -> None:
@@ -43,6 +48,16 @@ def collate(enc: dict, idx, pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def batches(device: torch.device, enc: dict, chunks: list, pad_id: int, workers: int = 0):
+    """Yield (rows, padded batch on `device`) for each chunk of rows, in order; `workers` loader processes
+    collate them, into pinned memory on a GPU."""
+    # its own generator: a loader draws a seed when it starts, which must not move the global one (dropout)
+    loader = DataLoader(chunks, batch_size=None, shuffle=False, collate_fn=partial(collate, enc, pad_id=pad_id),
+                        num_workers=workers, pin_memory=device.type == "cuda", generator=torch.Generator())
+    for idx, batch in zip(chunks, loader):
+        yield idx, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def length_order(enc: dict) -> np.ndarray:
     return np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
 
@@ -52,24 +67,31 @@ def chunks(order, size: int):
 
 
 def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, scheduler, pad_id: int,
-                rng: np.random.Generator, desc: str = "train") -> dict:
+                rng: np.random.Generator, acc, workers: int = 0, desc: str = "train") -> dict:
+    """One epoch of fine-tuning; `model`, `optimizer` and `scheduler` prepared by `acc` (data parallel when
+    launched on several processes: each takes its share of every batch)."""
     model.train()
     order = rng.permutation(len(labels))
     total, seen, start = 0.0, 0, time.perf_counter()
-    bar = progress(chunks(order, batch_size), desc)
-    for idx in bar:
-        logits, _ = model(**collate(enc, idx, pad_id))
-        loss = F.cross_entropy(logits, labels[idx])
+    whole = chunks(order, batch_size)
+    parts = [shard(acc, c) for c in whole]
+    bar = progress(batches(acc.device, enc, parts, pad_id, workers), desc, total=len(parts))
+    for (idx, batch), size in zip(bar, map(len, whole)):
+        with acc.autocast():
+            logits, _ = model(**batch)
+        loss = F.cross_entropy(logits.float(), labels[idx].to(acc.device))
+        if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
+            loss = loss * (len(idx) * acc.num_processes / size)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        acc.backward(loss)
+        acc.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         total += loss.item() * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     seconds = time.perf_counter() - start
-    return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
+    return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen * acc.num_processes / seconds}
 
 
 def best_on_dev(spec, fit) -> tuple[dict, object, list[dict]]:
@@ -85,16 +107,22 @@ def best_on_dev(spec, fit) -> tuple[dict, object, list[dict]]:
 
 
 @torch.inference_mode()
-def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and pooled vectors in the split's order, computed in length-sorted batches."""
+def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict", acc=None,
+            workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and pooled vectors in the split's order, on the CPU in fp32, computed in length-sorted batches
+    on `acc`'s device under its autocast (the CPU without one)."""
     model.eval()
     order = length_order(enc)
+    parts = chunks(order, batch_size)
+    device = acc.device if acc else torch.device("cpu")
     logits, pooled = [None] * len(order), [None] * len(order)
-    for idx in progress(chunks(order, batch_size), desc):
-        lo, po = model(**collate(enc, idx, pad_id))
+    for idx, batch in progress(batches(device, enc, parts, pad_id, workers), desc, total=len(parts)):
+        with acc.autocast() if acc else contextlib.nullcontext():
+            lo, po = model(**batch)
+        lo, po = lo.float().cpu(), po.float().cpu()
         for j, i in enumerate(idx):
             logits[i], pooled[i] = lo[j], po[j]
-    return torch.stack(logits).float(), torch.stack(pooled).float()
+    return torch.stack(logits), torch.stack(pooled)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -74,7 +74,7 @@ def tree(tmp_path, monkeypatch):
         "tasks": {TASK: {"source": "file", "path": "user_data/toy.csv", "text_a": "text", "label": "label",
                          "labels": ["neg", "pos"]}},
         "teachers": {t: {"source": "random", "arch": "bert", "vocab_size": 50} for t in TEACHERS},
-        "analysis": {"bootstrap": 2000}})
+        "analysis": {"bootstrap": 2000}, "compute": {"launch": "python -m"}})
     return tmp_path
 
 

@@ -34,7 +34,7 @@ def test_tiny_profile_is_valid(tmp_path, base):
     (lambda p: p["teachers"]["tiny_a"].update(lr=0), "teachers.tiny_a.lr", "greater than 0"),
     (lambda p: p["run"].update(teachers=["tiny_a", "nobody"]), "run.teachers", "'nobody'"),
     (lambda p: p["run"].update(tasks=["sst9"]), "run.tasks", "'sst9'"),
-    (lambda p: p["teachers"]["tiny_a"].update(epocs=3), "teachers.tiny_a.epocs", "Extra inputs"),
+    (lambda p: p["teachers"]["tiny_a"].update(epocs=3), "teachers.tiny_a.epocs", "did you mean 'epochs'"),
     (lambda p: p["teachers"].update(x={"source": "asset", "name": "gpt9"}), "teachers.x", "unknown asset 'gpt9'"),
     (lambda p: p["teachers"].update(x={"source": "path"}), "teachers.x", "`name` is required"),
     (lambda p: p["tasks"]["reviews"].update(source="imdb"), "tasks.reviews", "source"),

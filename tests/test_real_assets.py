@@ -26,7 +26,8 @@ def installed(tmp_path_factory):
                         "assets": {"dir": str(root / "assets")},
                         "tasks": {"rt": {"source": "rotten_tomatoes"}},
                         "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},
-                        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {}, "analysis": {}})
+                        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {}, "analysis": {},
+                        "compute": {"launch": "python -m"}})
     done = run([sys.executable, "-m", "pipeline.assets"], root)
     assert done.returncode == 0, done.stderr[-3000:]
     return root, json.loads((root / "assets/manifest.json").read_text())

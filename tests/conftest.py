@@ -107,7 +107,10 @@ def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedPr
 @pytest.fixture
 def tiny_repo(tmp_path) -> Path:
     """A copy of the pipeline with the tiny profile, initialised as a DVC project without git."""
-    repo = tmp_path / "repo"
+    return make_tiny_repo(tmp_path / "repo")
+
+
+def make_tiny_repo(repo: Path) -> Path:
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
     for package in ("pipeline", "analysis"):

@@ -4,18 +4,16 @@ Data parallelism runs here as two CPU processes (torchrun, gloo), the same code 
 `accelerate launch` takes on several GPUs; no test needs a GPU.
 """
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import compute, params as P, prepare
+from pipeline import compute, params as P
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -104,15 +102,12 @@ def test_distill_refuses_several_processes(tmp_path):
 
 
 def test_loader_workers_give_the_same_numbers(tmp_path):
-    """Worker processes only pad and collate: the same batches, the same student."""
-    preds = {}
+    """Worker processes only pad and collate: the same batches, the same fine-tuned weights (distill batches
+    through the same loader)."""
+    digests = {}
     for workers in (0, 2):
         root = prepared(tmp_path / f"w{workers}", {"loader_workers": workers})
-        for args in (("pipeline.finetune", "reviews", "tiny_a"), ("pipeline.finetune", "reviews", "tiny_b"),
-                     ("pipeline.cache", "reviews", "tiny_a"), ("pipeline.cache", "reviews", "tiny_b"),
-                     ("pipeline.distill", "reviews", "u_ensemble", "1")):
-            done = stage(root, *args)
-            assert done.returncode == 0, done.stderr
-        preds[workers] = pd.read_parquet(root / "runs/reviews/u_ensemble/1/predictions.parquet")
-        shutil.rmtree(root / "models")
-    pd.testing.assert_frame_equal(preds[0], preds[2])
+        done = stage(root, "pipeline.finetune", "reviews", "tiny_a")
+        assert done.returncode == 0, done.stderr
+        digests[workers] = json.loads((root / "models/reviews/tiny_a/model/classifier.json").read_text())["sha256"]
+    assert digests[0] == digests[2]

@@ -104,7 +104,7 @@ def test_glue_through_a_local_stand_in():
         return stand_in
 
     spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
-    splits, labels = data.glue("mrpc", spec, 0, load_dataset=load_dataset)
+    splits, labels, _ = data.glue("mrpc", spec, 0, load_dataset=load_dataset)
     assert seen == {"path": "glue", "name": "mrpc"}
     assert labels == ["not_equivalent", "equivalent"]
     assert len(splits["test"]) == 40 and len(splits["train"]) + len(splits["dev"]) == 40

@@ -46,3 +46,14 @@ def test_truncated_cache_is_refused(tmp_path, split):
 def test_missing_cache(tmp_path, split):
     with pytest.raises(P.InputError, match="teacher cache not found"):
         logits.load(tmp_path / "none.safetensors", split)
+
+
+def test_a_flipped_byte_in_the_tensors_is_detected(tmp_path, split):
+    """A file that still parses, with the right shapes, but other numbers: only the digest can tell."""
+    path = tmp_path / "c.safetensors"
+    logits.save(path, split, values())
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF  # inside the last tensor's data, past the header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(P.InputError, match=r"c.safetensors: corrupted \(the sha256 of its tensors differs"):
+        logits.load(path, split)

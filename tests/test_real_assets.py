@@ -76,7 +76,7 @@ def test_real_tasks_split_as_promised(installed):
     root, _ = installed
     for name, spec in {"rt": P.RottenTomatoes(source="rotten_tomatoes"),
                        "qa": P.ChatterbotQA(source="chatterbot_qa")}.items():
-        splits, labels, _ = data.build(name, spec, root / "assets", seed=0)
+        splits, labels, _, _ = data.build(name, spec, root / "assets", seed=0)
         groups = [set(df.group) for df in splits.values()]
         assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2]), name
         total = sum(len(df) for df in splits.values())

@@ -1,0 +1,104 @@
+"""Nothing lost under faults: a run killed part way, writes that never leave a half file, damaged models."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+
+from pipeline import io
+from tests.conftest import make_tiny_repo, run
+
+STAGE = "distill@reviews-u_ensemble-1"
+OUT = "runs/reviews/u_ensemble/1"
+
+
+def dvc(repo, *args):
+    done = run([sys.executable, "-m", "dvc", *args], repo)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def long_distill(tmp_path_factory):
+    """The tiny profile with one distill run long enough (40 epochs, a few seconds) to be killed in the middle;
+    its teachers fine-tuned and cached once for the module."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("kill") / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["run"].update(tasks=["reviews"], methods=["u_ensemble"], seeds=[1])
+    params["distill"]["epochs"] = 40
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(repo, "repro", "-q", "cache@reviews-tiny_a", "cache@reviews-tiny_b")
+    return repo
+
+
+def start_and_kill(repo, whole_group: bool) -> None:
+    """Start `dvc repro -f -s STAGE` (this stage only); once two epochs are done, SIGKILL the training process (as the kernel's
+    out-of-memory killer would) or DVC and all it started (a lost machine)."""
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", STAGE], cwd=repo, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.strip().startswith("epoch 2:"):
+            break
+    else:
+        pytest.fail("the run ended before its second epoch:\n" + "".join(lines))
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        trainer = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                   if "pipeline.distill" in " ".join(c.cmdline())]
+        assert trainer, "the distill process was not found"
+        trainer[0].kill()
+    proc.communicate(timeout=120)
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["training-process", "dvc-and-all"])
+def test_a_killed_distill_run_is_completed_by_repro_with_the_same_numbers(long_distill, whole_group):
+    repo = long_distill
+    start_and_kill(repo, whole_group)
+    out = repo / OUT
+    # nothing that a later stage would take as a result: no run folder, at most a hidden partial one
+    assert not (out / "predictions.parquet").exists() and not (out / "metrics.json").exists()
+    assert STAGE in dvc(repo, "status", STAGE)
+
+    dvc(repo, "repro", STAGE)  # picks up cleanly: no stale lock, no partial file in the way
+    assert not list(out.parent.glob(".*partial"))
+    resumed = {f: (out / f).read_bytes() for f in ("predictions.parquet", "weights.parquet")}
+    dvc(repo, "repro", "-f", "-s", STAGE)  # the same run, uninterrupted
+    for name, content in resumed.items():
+        assert (out / name).read_bytes() == content, name
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 1
+
+
+def test_atomic_path_leaves_the_old_file_or_nothing(tmp_path):
+    target = tmp_path / "metrics.json"
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("crash mid-write")
+    assert not target.exists() and not list(tmp_path.iterdir())
+    io.write_json(target, {"ok": 1})
+    with pytest.raises(TypeError):
+        io.write_json(target, {"not json": object()})
+    assert json.loads(target.read_text()) == {"ok": 1}  # the old file, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_stale_partial_folder_is_cleared_by_the_next_write(tmp_path):
+    stale = tmp_path / ".run.partial"
+    stale.mkdir()
+    (stale / "predictions.parquet").write_text("half")
+    with io.atomic_path(tmp_path / "run") as tmp:
+        tmp.mkdir()
+        (tmp / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["metrics.json"]

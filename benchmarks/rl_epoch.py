@@ -32,28 +32,22 @@ def synthetic(n: int, teachers: int, length: int, rng) -> tuple[dict, torch.Tens
     return enc, labels, cache
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=640)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--teachers", type=int, default=3)
-    ap.add_argument("--length", type=int, default=40)
-    ap.add_argument("--reward", default=P.RL().reward)
-    args = ap.parse_args()
+def measure(examples: int = 640, rounds: int = 3, teachers: int = 3, length: int = 40,
+            reward_name: str = P.RL().reward) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    enc, labels, cache = synthetic(args.examples, args.teachers, args.length, rng)
-    rl_cfg, cfg = P.RL(reward=args.reward), P.Distill()
+    enc, labels, cache = synthetic(examples, teachers, length, rng)
+    rl_cfg, cfg = P.RL(reward=reward_name), P.Distill()
     config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=512, max_position_embeddings=128)  # the embedded default's student
     model = Classifier(BertModel(config, add_pooling_layer=False), 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = get_constant_schedule(optimizer)
-    rows = np.arange(args.examples)
-    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(args.teachers)], 2, seed=0)
+    rows = np.arange(examples)
+    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, seed=0)
     reward = make_reward(rl_cfg.reward, model, enc, labels, cache["logits"], cfg, 0, rows, rng)
-    equal = torch.full((args.teachers,), 1.0 / args.teachers)
-    weight_sum = torch.zeros(args.examples, args.teachers)
+    equal = torch.full((teachers,), 1.0 / teachers)
+    weight_sum = torch.zeros(examples, teachers)
 
     def epoch(with_agent: bool) -> float:
         return train_epoch(model, enc, rows, labels, cache["logits"], lambda idx: equal.expand(len(idx), -1), "ce",
@@ -62,13 +56,24 @@ def main() -> None:
 
     epoch(False)  # warm-up, not timed
     times = {"kd": [], "rl_kd": []}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for kind in (("kd", "rl_kd") if r % 2 else ("rl_kd", "kd")):  # alternate the order to cancel drift
             times[kind].append(epoch(kind == "rl_kd"))
-    kd, rl = np.median(times["kd"]), np.median(times["rl_kd"])
-    print(json.dumps({"kd_epoch_s": round(kd, 3), "rl_kd_epoch_s": round(rl, 3), "rl_kd_over_kd": round(rl / kd, 3),
-                      "target": "<= 1.5", "reward": args.reward, "examples": args.examples,
-                      "rounds": args.rounds, "teachers": args.teachers}, indent=2))
+    kd, rl = float(np.median(times["kd"])), float(np.median(times["rl_kd"]))
+    return {"kd_epoch_s": round(kd, 3), "rl_kd_epoch_s": round(rl, 3), "ratio": round(rl / kd, 3),
+            "target": "<= 1.5", "met": bool(rl / kd <= 1.5), "reward": reward_name, "examples": examples,
+            "rounds": rounds, "teachers": teachers}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=640)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--teachers", type=int, default=3)
+    ap.add_argument("--length", type=int, default=40)
+    ap.add_argument("--reward", default=P.RL().reward)
+    args = ap.parse_args()
+    print(json.dumps(measure(args.examples, args.rounds, args.teachers, args.length, args.reward), indent=2))
 
 
 if __name__ == "__main__":

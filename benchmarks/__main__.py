@@ -1,0 +1,89 @@
+"""Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
+
+Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step rl_epoch online caching repro memory)
+Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
+fine-tuned teachers and outputs. About 15 minutes on 2 cores, most of it the memory benchmark's
+MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipeline.io import provenance, write_json
+
+from . import kd_step, memory, repro, rl_epoch, teachers
+
+BENCHMARKS = {
+    "kd_step": kd_step.measure,
+    "rl_epoch": rl_epoch.measure,
+    "online": teachers.online,
+    "caching": teachers.caching,
+    "repro": repro.measure,
+    "memory": memory.measure,
+}
+OUT = Path("results/benchmarks.json")
+
+
+def table(results: dict) -> str:
+    rows = ["| benchmark | measured | target | met |", "|---|---|---|---|"]
+    r = results
+    if "kd_step" in r:
+        k = r["kd_step"]
+        rows.append(f"| KD step / CE step | {k['ratio']} ({k['kd_step_ms']} v {k['ce_step_ms']} ms) | <= 1.10 | "
+                    f"{'yes' if k['met'] else 'no'} |")
+    if "rl_epoch" in r:
+        k = r["rl_epoch"]
+        rows.append(f"| RL-KD epoch / KD epoch | {k['ratio']} ({k['rl_kd_epoch_s']} v {k['kd_epoch_s']} s) | <= 1.5 | "
+                    f"{'yes' if k['met'] else 'no'} |")
+    if "online" in r:
+        k = r["online"]
+        rows.append(f"| distill step, teachers online / from the cache | {k['speedup']}x ({k['online_step_ms']} v "
+                    f"{k['cached_step_ms']} ms) | (the cache's speed-up) | - |")
+    if "caching" in r:
+        k = r["caching"]
+        rows.append(f"| caching / bare forward throughput ({k['teacher']}) | {k['ratio']} "
+                    f"({k['cache_examples_per_s']} v {k['bare_forward_examples_per_s']} examples/s) | >= 0.9 | "
+                    f"{'yes' if k['met'] else 'no'} |")
+    if "repro" in r:
+        w, t = r["repro"]["workspace"], r["repro"]["tiny_profile"]
+        rows.append(f"| `dvc repro`, nothing changed (embedded default) | {w['nothing_changed_s']} s, "
+                    f"{len(w['nothing_changed_stages_run'])} stages run | a few seconds | "
+                    f"{'yes' if w['nothing_changed_s'] < 15 and not w['nothing_changed_stages_run'] else 'no'} |")
+        only = all(s.startswith("rl_kd@") for s in w["rl_change_would_run"])
+        rows.append(f"| `rl.policy_lr` changed (embedded default, `dvc repro --dry`) | "
+                    f"{len(w['rl_change_would_run'])} stages: {', '.join(w['rl_change_would_run'])} (analyze follows "
+                    f"once their outputs change) | the rl_kd runs only | {'yes' if only else 'no'} |")
+        tiny_only = all(s.startswith("rl_kd@") or s == "analyze" for s in t["rl_change_stages_run"])
+        rows.append(f"| same, run for real (tiny profile) | {t['rl_change_s']} s: "
+                    f"{', '.join(t['rl_change_stages_run'])}, of {t['stages']} stages (nothing changed: "
+                    f"{t['nothing_changed_s']} s) | rl_kd and analyze only | {'yes' if tiny_only else 'no'} |")
+    if "memory" in r:
+        m = r["memory"]
+        peaks = ", ".join(f"{k} {v['peak_rss_gib']}" for k, v in m["stages"].items())
+        rows.append(f"| peak memory per stage (GiB) | {peaks} | < 4 each | {'yes' if m['met'] else 'no'} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip", nargs="*", default=[], choices=list(BENCHMARKS))
+    args = ap.parse_args()
+    results = {}
+    for name, measure in BENCHMARKS.items():
+        if name in args.skip:
+            continue
+        start = time.perf_counter()
+        print(f"benchmark {name} ...", file=sys.stderr, flush=True)
+        results[name] = measure()
+        print(f"benchmark {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    write_json(OUT, {**results, "provenance": provenance()})
+    print(table(results))
+    print(f"\nwritten to {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

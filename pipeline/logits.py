@@ -35,9 +35,11 @@ def digest(values: dict[str, torch.Tensor]) -> str:
 
 
 def save(path: Path, split: pd.DataFrame, values: dict[str, torch.Tensor], **meta) -> None:
-    metadata = {"ids": json.dumps(list(split.id)), "split_sha256": split_hash(split), "sha256": digest(values),
+    metadata = {"ids": list(split.id), "split_sha256": split_hash(split), "sha256": digest(values),
                 **{k: str(v) for k, v in meta.items()}}
-    save_file({k: values[k].contiguous() for k in FIELDS}, str(path), metadata=metadata)
+    # one metadata entry: safetensors writes several in a random order, and the same cache must be the same bytes
+    save_file({k: values[k].contiguous() for k in FIELDS}, str(path),
+              metadata={"rlkd": json.dumps(metadata, sort_keys=True)})
 
 
 def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
@@ -47,11 +49,11 @@ def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
         raise P.InputError(f"{path}: teacher cache not found; run the cache stage for it")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get("rlkd", "{}"))
         values = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise P.InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
-    if meta.get("split_sha256") != split_hash(split) or json.loads(meta.get("ids", "[]")) != list(split.id):
+    if meta.get("split_sha256") != split_hash(split) or meta.get("ids") != list(split.id):
         raise P.InputError(f"{path}: computed on other data (example ids or split digest differ from the "
                            "prepared split); rerun the cache stage for it")
     n = len(split)

@@ -30,6 +30,11 @@ def test_finetune_then_cache(workdir):
     # the cache replays the selected model exactly
     assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
     assert summary["splits"]["test"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    # and a rerun writes the same bytes, so DVC sees nothing new downstream
+    folder = workdir / "logits/reviews/tiny_a"
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    cache.main("reviews", "tiny_a")
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
 
 
 def test_pair_task_and_teacher_cap(workdir):

@@ -2,7 +2,7 @@
 
 Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step rl_epoch online caching repro memory)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
-fine-tuned teachers and outputs. About 15 minutes on 2 cores, most of it the memory benchmark's
+fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
 MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
 """
 from __future__ import annotations

@@ -9,6 +9,7 @@ Usage: python -m benchmarks.repro
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,14 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def dvc(args: list[str], cwd: Path) -> tuple[float, str]:
+    # the stages' commands call `python`: this interpreter's, whether or not its venv is activated
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"dvc {' '.join(args)} failed in {cwd}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - start, done.stdout
@@ -35,9 +38,12 @@ def stages_run(output: str) -> list[str]:
 
 
 def change_rl(params_file: Path) -> None:
-    params = yaml.safe_load(params_file.read_text())
+    """Double rl.policy_lr, leaving the rest of the file as it is (a round trip through DVC's own YAML 1.2)."""
+    yaml = YAML()
+    params = yaml.load(params_file.read_text())
     params["rl"]["policy_lr"] = params["rl"].get("policy_lr", 0.05) * 2
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    with params_file.open("w") as f:
+        yaml.dump(params, f)
 
 
 def workspace(root: Path = ROOT) -> dict:

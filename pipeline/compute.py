@@ -1,7 +1,8 @@
 """Where the stages compute: device, bf16 autocast, batch loading and data parallelism, through Accelerate.
 
-`compute` in params.yaml says how to run, never what: on the CPU in fp32 (the embedded default) the
-numbers are the same bit for bit whatever else it says. Fine-tuning runs data parallel on several
+`compute` in params.yaml says how to run. Device and precision can change the last digits (bf16 on a
+GPU), so the stages track them as parameters; the loader workers and the launcher do not change a
+number (on the CPU in fp32 the results are the same bit for bit). Fine-tuning runs data parallel on several
 GPUs when its stage command is `accelerate launch` (compute.launch); every process then takes its
 share of each batch, so the global batch, the number of steps and the schedule stay as configured.
 """
@@ -24,9 +25,11 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
         raise P.InputError("compute.device: cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is "
                            "False); use auto or cpu")
     on_gpu = gpu and device != "cpu"
+    # native bf16 only (Ampere and later): an emulated one is slow, and probing it opens a context on GPU 0
+    native = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     if precision == "auto":
-        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "bf16" and on_gpu and not torch.cuda.is_bf16_supported():
+        precision = "bf16" if native else "fp32"
+    if precision == "bf16" and on_gpu and not native:
         raise P.InputError(f"compute.precision: bf16, but {torch.cuda.get_device_name()} has no bf16; use fp32")
     # some encoders carry parameters our classifier never uses (e.g. a pooler): data parallel must skip them
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)

@@ -162,7 +162,7 @@ def glue(name: str, spec, seed: int, load_dataset=None):
 
     def to_frame(split):
         d = ds[split].to_pandas()
-        keep = d[a].str.strip().astype(bool) & (d[b].str.strip().astype(bool) if b else True)
+        keep = d[a].fillna("").str.strip().astype(bool) & (d[b].fillna("").str.strip().astype(bool) if b else True)
         d = d[keep]  # a few GLUE rows have an empty text (QQP); dropped, and counted in the task card
         dropped[split] = int((~keep).sum())
         return frame(name, d[a], d[b] if b else [None] * len(d), d["label"])

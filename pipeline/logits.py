@@ -49,7 +49,10 @@ def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
         raise P.InputError(f"{path}: teacher cache not found; run the cache stage for it")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("rlkd", "{}"))
+            stored = f.metadata() or {}
+        if "rlkd" not in stored:
+            raise P.InputError(f"{path}: written by an older cache stage (no rlkd metadata); rerun the cache stage")
+        meta = json.loads(stored["rlkd"])
         values = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise P.InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None

@@ -79,7 +79,7 @@ def tiny_params(root: Path) -> dict:
         "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
         "rl": {},  # defaults; dvc.yaml tracks every section, so each must be present
         "analysis": {},
-        "compute": {"launch": "python -m", "device": "cpu"},
+        "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
     }
 
 

@@ -7,13 +7,11 @@ teachers, normalised (`hard`), or the probabilities themselves, normalised (`sof
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import params as P
+from . import compute, params as P
 
 # state feature -> the cache field it is read from (student features come from the student itself)
 CACHE_FIELDS = {"pooled": "pooled", "probs": "probs", "ce": "ce"}
@@ -143,12 +141,11 @@ def make_reward(kind: str, model, enc: dict, labels: torch.Tensor, teacher_logit
     from .losses import student_loss
     from .training import collate
 
-    device = acc.device if acc else torch.device("cpu")
+    device = compute.device(acc)
     labels = labels.to(device)
-    autocast = acc.autocast if acc else contextlib.nullcontext
 
     def forward(batch):
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), compute.autocast(acc):
             logits, pooled = model(**batch)
         return logits.float(), pooled.float()
 

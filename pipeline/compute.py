@@ -8,6 +8,7 @@ share of each batch, so the global batch, the number of steps and the schedule s
 """
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 
 import numpy as np
@@ -40,6 +41,16 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
 
 def from_params(compute: P.Compute) -> Accelerator:
     return accelerator(compute.device, compute.precision)
+
+
+def device(acc: Accelerator | None) -> torch.device:
+    """`acc`'s device; the CPU for code called without one (latency, benchmarks, unit tests)."""
+    return acc.device if acc else torch.device("cpu")
+
+
+def autocast(acc: Accelerator | None):
+    """`acc`'s autocast (bf16 where chosen); nothing without one."""
+    return acc.autocast() if acc else contextlib.nullcontext()
 
 
 def describe(acc: Accelerator) -> dict:

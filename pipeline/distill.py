@@ -5,7 +5,6 @@ The teachers' outputs come from the logit cache only: no teacher forward pass ru
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import sys
 import time
@@ -73,13 +72,13 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     """One pass over `rows`; with an agent, its selections weight the teachers and it learns from `reward`.
     The student and `teacher_logits` live on `acc`'s device (the CPU without one); the agent on the CPU."""
     model.train()
-    device = acc.device if acc else torch.device("cpu")
+    device = compute.device(acc)
     total, seen, start = 0.0, 0, time.perf_counter()
     selected, rewards = torch.zeros(teacher_logits.shape[1]), []
     parts = T.chunks(rng.permutation(rows), cfg.batch_size)
     bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
     for idx, batch in bar:
-        with acc.autocast() if acc else contextlib.nullcontext():
+        with compute.autocast(acc):
             student_logits, pooled = model(**batch)
         student_logits, pooled = student_logits.float(), pooled.float()
         w = agent.act(idx, student_logits.cpu(), labels[idx]) if agent else weigh(idx)

@@ -1,7 +1,6 @@
 """Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from functools import partial
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .compute import shard
+from . import compute
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -74,7 +73,7 @@ def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, sc
     order = rng.permutation(len(labels))
     total, seen, start = 0.0, 0, time.perf_counter()
     whole = chunks(order, batch_size)
-    parts = [shard(acc, c) for c in whole]
+    parts = [compute.shard(acc, c) for c in whole]
     bar = progress(batches(acc.device, enc, parts, pad_id, workers), desc, total=len(parts))
     for (idx, batch), size in zip(bar, map(len, whole)):
         with acc.autocast():
@@ -114,10 +113,10 @@ def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict", acc
     model.eval()
     order = length_order(enc)
     parts = chunks(order, batch_size)
-    device = acc.device if acc else torch.device("cpu")
+    device = compute.device(acc)
     logits, pooled = [None] * len(order), [None] * len(order)
     for idx, batch in progress(batches(device, enc, parts, pad_id, workers), desc, total=len(parts)):
-        with acc.autocast() if acc else contextlib.nullcontext():
+        with compute.autocast(acc):
             lo, po = model(**batch)
         lo, po = lo.float().cpu(), po.float().cpu()
         for j, i in enumerate(idx):

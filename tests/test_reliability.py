@@ -53,8 +53,10 @@ def start_and_kill(repo, whole_group: bool) -> None:
     if whole_group:
         os.killpg(proc.pid, signal.SIGKILL)
     else:
+        # the Python process itself: where DVC runs the command through dash (SHELL unset, as in CI), a
+        # `sh -c "python -m pipeline.distill ..."` parent matches too, and killing it leaves the run going
         trainer = [c for c in psutil.Process(proc.pid).children(recursive=True)
-                   if "pipeline.distill" in " ".join(c.cmdline())]
+                   if c.cmdline()[1:3] == ["-m", "pipeline.distill"]]
         assert trainer, "the distill process was not found"
         trainer[0].kill()
     proc.communicate(timeout=120)

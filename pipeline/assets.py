@@ -189,9 +189,9 @@ def main(params_path: str = "params.yaml") -> None:
         (root / sub).mkdir(parents=True, exist_ok=True)
     entries = {name: ensure_encoder(name, root) for name in cfg.encoders}
     entries.update({name: ensure_corpus(name, root) for name in cfg.corpora})
-    manifest = {"assets": entries, "provenance": provenance()}
+    manifest = {"assets": entries, "provenance": provenance(machine=False)}
     old = root / "manifest.json"
-    if not old.is_file() or read_json(old).get("assets") != entries:
+    if not old.is_file() or read_json(old) != manifest:
         write_json(old, manifest)
     print(f"assets: {len(entries)} assets verified; manifest at {old}")
 

@@ -41,7 +41,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
             summary["splits"][split] = {"examples": len(df), "accuracy": T.accuracy(out_logits, labels)}
             print(f"cache: {teacher} on {task}/{split}: {len(df)} examples, accuracy "
                   f"{summary['splits'][split]['accuracy']:.4f}, {len(df) / seconds:.0f} examples/s", flush=True)
-        summary["provenance"] = provenance(params.seed, compute=compute.describe(acc))
+        summary["provenance"] = provenance(params.seed, compute=compute.describe(acc), machine=False)
         write_json(out / "summary.json", summary)
 
 

@@ -52,8 +52,11 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def provenance(seed: int | None = None, params=None, compute: dict | None = None) -> dict:
-    """What a reader needs to reproduce a run: seed, versions, parameters, and where it computed."""
+def provenance(seed: int | None = None, params=None, compute: dict | None = None, machine: bool = True) -> dict:
+    """What a reader needs to reproduce a run: seed, versions, parameters, and where it computed.
+
+    `machine=False` for files that later stages depend on (manifest, task card, cache summary): the same bytes
+    must come out on another machine when the numbers do, or DVC would redo everything downstream there."""
     names = ["torch", "transformers", "datasets", "tokenizers", "numpy", "pandas", "dvc"]
     versions = {}
     for n in names:
@@ -61,7 +64,9 @@ def provenance(seed: int | None = None, params=None, compute: dict | None = None
             versions[n] = metadata.version(n)
         except metadata.PackageNotFoundError:
             pass
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions}
+    out = {"python": sys.version.split()[0], "versions": versions}
+    if machine:
+        out.update(this_machine())
     if seed is not None:
         out["seed"] = seed
     if params is not None:
@@ -69,3 +74,19 @@ def provenance(seed: int | None = None, params=None, compute: dict | None = None
     if compute is not None:
         out["compute"] = compute
     return out
+
+
+def this_machine() -> dict:
+    """The OS and the CPU: float kernels differ between CPU types (AVX2, AVX-512, vendors), and so do the
+    last digits of a training run and what follows from them; the same CPU type gives the same bytes."""
+    import torch
+
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"platform": platform.platform(),
+            "cpu": {"model": model, "capability": torch.backends.cpu.get_cpu_capability(),
+                    "threads": torch.get_num_threads()}}

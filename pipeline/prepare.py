@@ -63,7 +63,7 @@ def main(task: str, params_path: str = "params.yaml") -> None:
     spec = params.tasks[task]
     splits, labels, source, dropped = data.build(task, spec, Path(params.assets.dir), params.seed)
     info = card(task, splits, labels, source, dropped)
-    info["provenance"] = provenance(params.seed, spec.model_dump())
+    info["provenance"] = provenance(params.seed, spec.model_dump(), machine=False)
     with atomic_path(Path("data") / task) as out:
         out.mkdir()
         for s, df in splits.items():

@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from pipeline import cache, data, finetune, logits, params as P, prepare
+import torch
+
+from pipeline import cache, data, finetune, io, logits, params as P, prepare
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -35,6 +37,24 @@ def test_finetune_then_cache(workdir):
     before = {f.name: f.read_bytes() for f in folder.iterdir()}
     cache.main("reviews", "tiny_a")
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+
+
+def test_files_that_stages_read_are_the_same_on_another_machine(workdir, monkeypatch):
+    """The task card and the cache are dependencies of later stages: naming the machine in them would make DVC
+    redo everything downstream on every other machine. The runs' own metrics record it."""
+    prepare.main("reviews")
+    finetune.main("reviews", "tiny_a")
+    cache.main("reviews", "tiny_a")
+    metrics = read(workdir / "models/reviews/tiny_a/metrics.json")["provenance"]
+    assert metrics["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and metrics["platform"]
+    read_back = {p: p.read_bytes() for d in ("data/reviews", "logits/reviews/tiny_a") for p in (workdir / d).iterdir()}
+
+    monkeypatch.setattr(io.platform, "platform", lambda *a, **k: "Linux-another-kernel")
+    prepare.main("reviews")
+    finetune.main("reviews", "tiny_a")
+    cache.main("reviews", "tiny_a")
+    assert {p: p.read_bytes() for p in read_back} == read_back
+    assert read(workdir / "models/reviews/tiny_a/metrics.json")["provenance"]["platform"] == "Linux-another-kernel"
 
 
 def test_pair_task_and_teacher_cap(workdir):

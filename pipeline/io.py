@@ -76,17 +76,22 @@ def provenance(seed: int | None = None, params=None, compute: dict | None = None
     return out
 
 
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
 def this_machine() -> dict:
     """The OS and the CPU: float kernels differ between CPU types (AVX2, AVX-512, vendors), and so do the
     last digits of a training run and what follows from them; the same CPU type gives the same bytes."""
     import torch
 
-    model = platform.processor()
+    model = None
     try:
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
     except OSError:
         pass
+    kernels = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ}  # set by hand, they change the bytes
     return {"platform": platform.platform(),
-            "cpu": {"model": model, "capability": torch.backends.cpu.get_cpu_capability(),
-                    "threads": torch.get_num_threads()}}
+            "cpu": {"model": model or platform.processor() or platform.machine(), "arch": platform.machine(),
+                    "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                    **({"kernel_overrides": kernels} if kernels else {})}}

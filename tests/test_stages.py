@@ -50,11 +50,14 @@ def test_files_that_stages_read_are_the_same_on_another_machine(workdir, monkeyp
     read_back = {p: p.read_bytes() for d in ("data/reviews", "logits/reviews/tiny_a") for p in (workdir / d).iterdir()}
 
     monkeypatch.setattr(io.platform, "platform", lambda *a, **k: "Linux-another-kernel")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # recorded as a kernel override: the CPU entry differs too
     prepare.main("reviews")
     finetune.main("reviews", "tiny_a")
     cache.main("reviews", "tiny_a")
     assert {p: p.read_bytes() for p in read_back} == read_back
-    assert read(workdir / "models/reviews/tiny_a/metrics.json")["provenance"]["platform"] == "Linux-another-kernel"
+    again = read(workdir / "models/reviews/tiny_a/metrics.json")["provenance"]
+    assert again["platform"] == "Linux-another-kernel"
+    assert again["cpu"]["kernel_overrides"] == {"ATEN_CPU_CAPABILITY": "default"}
 
 
 def test_pair_task_and_teacher_cap(workdir):

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from pipeline import data, logits, models, params as P, training as T
-from pipeline.distill import build_student
 from pipeline.losses import student_loss
 
 
@@ -38,7 +37,7 @@ def online(task: str = "rt", steps: int = 12, params_path: str = "params.yaml") 
     loaded = {t: fine_tuned(task, t) for t in teachers}
     cache = {t: logits.load(Path("logits") / task / t / "train.safetensors", train)["logits"] for t in teachers}
     T.seed_everything(0)
-    student, tokenizer = build_student(params, list(train.text_a) + list(train.text_b.dropna()),
+    student, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()),
                                        cache[teachers[0]].shape[-1])
     optimizer = torch.optim.AdamW(student.parameters(), lr=params.distill.lr)
     enc = T.encode(tokenizer, train, params.student.max_length)

@@ -1,7 +1,9 @@
 """Stage `distill`: train the student on one task with one teacher-weighting method and one seed.
 
 Usage: python -m pipeline.distill TASK METHOD SEED   (writes runs/TASK/METHOD/SEED/)
-The teachers' outputs come from the logit cache only: no teacher forward pass runs here.
+The teachers' outputs come from the logit cache only: no teacher forward pass runs here. RL-KD runs
+through this module's training loop from `pipeline.rl_kd`, which brings the agent: the baselines never
+import it, so a change to the agent reruns the RL-KD runs only.
 """
 from __future__ import annotations
 
@@ -16,19 +18,20 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from . import compute, data, logits, methods, models, params as P, training as T
-from .agent import Agent, make_reward
-from .assets import load_manifest
 from .io import atomic_path, provenance, write_json
 from .losses import student_loss
 
 
-def resolve(params: P.Params, task: str, method: str, seed: str) -> int:
+def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) -> int:
     """Check the names a run needs before anything is loaded or trained."""
     if task not in params.tasks:
         raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
     allowed = P.allowed_methods(params.run.teachers)
     if method not in allowed:
         raise P.InputError(f"unknown method {method!r}; expected one of {allowed}")
+    if (method == "rl_kd") != (rl_setup is not None):
+        raise P.InputError("method rl_kd runs as `python -m pipeline.rl_kd TASK SEED` (the rl_kd stage), "
+                           "and only there")
     try:
         return int(seed)
     except ValueError:
@@ -45,19 +48,6 @@ def load_teachers(task: str, teachers: list[str], splits: dict) -> dict:
                       "ce": torch.stack([c["ce"] for c in cached], 1),
                       "pooled": [c["pooled"] for c in cached]}
     return out
-
-
-def build_student(params: P.Params, texts: list[str], num_labels: int):
-    spec = params.student
-    manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
-    encoder, tokenizer = models.pretrained_encoder("student", spec, manifest, texts)
-    if spec.layers is not None:
-        stack = encoder.encoder.layer
-        if spec.layers > len(stack):
-            raise P.InputError(f"student.layers: {spec.layers} is more than the encoder's {len(stack)} layers")
-        encoder.encoder.layer = stack[:spec.layers]
-        encoder.config.num_hidden_layers = spec.layers
-    return models.Classifier(encoder, num_labels, spec.pooling), tokenizer
 
 
 def fill_empty(w: torch.Tensor, no_teacher: str) -> torch.Tensor:
@@ -105,12 +95,6 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     return stats
 
 
-def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    cut = max(1, int(round(fraction * n)))
-    return np.sort(order[cut:]), np.sort(order[:cut])
-
-
 def pretrain_policy(model, optimizer, scheduler, weight_sum, epochs, epoch_of) -> list[dict]:
     """Train the policy against the student's feedback, then put the student back as it was, so that
     pre-training teaches the agent without moving the student ([reconstructed] from Algorithm 1)."""
@@ -136,13 +120,14 @@ def final_selection(agent, model, enc, labels, pad, batch_size, acc) -> torch.Te
 
 
 def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, splits: dict, cache: dict, gold: dict,
-        labels: list[str], acc) -> dict:
-    """Train the student with one setting of `distill`; return its best-on-dev state and its record."""
+        labels: list[str], acc, rl_setup=None) -> dict:
+    """Train the student with one setting of `distill`; return its best-on-dev state and its record.
+    `rl_setup` (RL-KD only, from pipeline.rl_kd) returns the training rows, the agent and its reward."""
     teachers = params.run.teachers
     T.seed_everything(seed)
     rng = np.random.default_rng(seed)
     train = splits["train"]
-    model, tokenizer = build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
+    model, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
     model.to(acc.device)
     pad, workers = tokenizer.pad_token_id, params.compute.loader_workers
     enc = {s: T.encode(tokenizer, df, params.student.max_length) for s, df in splits.items()}
@@ -151,13 +136,10 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
                                   cfg.fixed_weights, rng)
     fill = "ce" if method == "ce" else cfg.no_teacher
     teacher_logits = cache["train"]["logits"].to(acc.device)
-    rows, held_out = np.arange(len(train)), None
-    if rl and params.rl.reward.startswith("held_out"):
-        rows, held_out = (data_rows_split(len(train), params.rl.held_out_fraction, params.seed)
-                          if params.rl.held_out_fraction else (rows, rows))
-    agent = Agent(params.rl, cache["train"], teachers, len(labels), seed) if rl else None
-    reward = make_reward(params.rl.reward, model, enc["train"], gold["train"], teacher_logits, cfg, pad, held_out,
-                         rng, acc) if rl else None
+    rows, agent, reward = np.arange(len(train)), None, None
+    if rl:
+        rows, agent, reward = rl_setup(params, cfg, model, enc["train"], gold["train"], cache["train"], teacher_logits,
+                                       pad, rng, acc, seed, len(labels))
 
     steps = cfg.epochs * -(-len(rows) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -199,9 +181,9 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
             "static": static, "pretraining": pretraining, "selection": selection}
 
 
-def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
+def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl_setup=None) -> None:
     params = P.load(params_path)
-    seed = resolve(params, task, method, seed)
+    seed = resolve(params, task, method, seed, rl_setup)
     acc = compute.from_params(params.compute)
     if acc.num_processes > 1:
         raise P.InputError("compute.launch: distill runs on one device (its student is small); run many distill "
@@ -217,7 +199,7 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
     labels = pd.read_json(card_path, typ="series")["labels"]
 
     best, chosen, grid = T.best_on_dev(cfg, lambda point: fit(params, point, task, method, seed, splits, cache, gold,
-                                                               labels, acc))
+                                                               labels, acc, rl_setup))
     model, history, test_logits, weight_sum = best["model"], best["history"], best["test_logits"], best["weight_sum"]
     static, pretraining, train_seconds = best["static"], best["pretraining"], best["train_seconds"]
     rl, train = method == "rl_kd", splits["train"]

@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import save_file
 
 from . import data, models, params as P, training as T
-from .distill import build_student
 from .io import provenance, write_json
 
 
@@ -68,7 +67,7 @@ def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
         model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
         rows.append(measure(teacher, model, tokenizer, splits["test"], meta["max_length"], repeats))
     train = splits["train"]
-    student, tokenizer = build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
+    student, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
     rows.append(measure("student", student, tokenizer, splits["test"], params.student.max_length, repeats))
     write_json(Path("results/latency") / f"{task}.json",
                {"task": task, "threads": torch.get_num_threads(), "models": rows,

@@ -107,6 +107,22 @@ def pretrained_encoder(name: str, spec: P.Teacher, manifest: dict | None, train_
                            "hub; offline, use the embedded default assets.") from None
 
 
+def build_student(params: P.Params, texts: list[str], num_labels: int):
+    """The student of params.yaml, untrained: an encoder (optionally its first `student.layers` layers) and a head."""
+    from .assets import load_manifest
+
+    spec = params.student
+    manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
+    encoder, tokenizer = pretrained_encoder("student", spec, manifest, texts)
+    if spec.layers is not None:
+        stack = encoder.encoder.layer
+        if spec.layers > len(stack):
+            raise P.InputError(f"student.layers: {spec.layers} is more than the encoder's {len(stack)} layers")
+        encoder.encoder.layer = stack[:spec.layers]
+        encoder.config.num_hidden_layers = spec.layers
+    return Classifier(encoder, num_labels, spec.pooling), tokenizer
+
+
 # ---- saving and loading fine-tuned classifiers ------------------------------------------------
 
 def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_length: int) -> None:

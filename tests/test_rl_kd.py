@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import data, distill, logits, params as P, prepare
+from pipeline import data, distill, logits, params as P, prepare, rl_kd
 from tests.conftest import sentiment_frame, tiny_params, tiny_teacher, write_params
 
 SEEDS = ["1", "2", "3"]
@@ -63,7 +63,7 @@ def planted(tmp_path, monkeypatch):
 
 
 def run(root, method, seed):
-    distill.main("reviews", method, seed)
+    rl_kd.main("reviews", seed) if method == "rl_kd" else distill.main("reviews", method, seed)
     return json.loads((root / "runs/reviews" / method / seed / "metrics.json").read_text())
 
 
@@ -108,7 +108,7 @@ def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, messa
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, planted_params(tmp_path, **rl))
     with pytest.raises(P.InputError, match=message):
-        distill.main("reviews", "rl_kd", "1")
+        rl_kd.main("reviews", "1")
     assert not (tmp_path / "runs").exists()
 
 

@@ -1,0 +1,117 @@
+"""dvc.yaml tells the truth: every stage lists, as deps, every module of this repository that its command
+runs (followed through the imports, transitively), so that a change to any of them makes DVC rerun it."""
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    """The file of a dotted module name within the repository, or None for a third-party module."""
+    path = ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_of(path: Path) -> set[str]:
+    """Dotted names of every module that `path` imports anywhere (top level or inside a function)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: `from . import data` or `from .io import sha256`
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return names
+
+
+def closure(module: str) -> set[Path]:
+    """Every repository file that running `python -m module` executes, following imports."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+        for i in range(1, len(parts) + 1):
+            path = module_file(".".join(parts[:i]))
+            if path is not None and path not in seen:
+                seen.add(path)
+                todo.extend(imports_of(path))
+    # an empty package marker cannot change what a stage computes; one with code in it must be listed
+    return {p for p in seen if not (p.name == "__init__.py" and p.stat().st_size == 0)}
+
+
+def command_module(cmd: str) -> str:
+    """`python -m pipeline.distill ${item.task} ...` or `${compute.launch} pipeline.finetune ...` -> the module."""
+    found = re.search(r"(?:^|\s)((?:pipeline|analysis)(?:\.\w+)+)", cmd)
+    assert found, f"cannot find the module that {cmd!r} runs"
+    return found.group(1)
+
+
+def covered(path: Path, deps: list) -> bool:
+    rel = path.relative_to(ROOT).as_posix()
+    names = [d if isinstance(d, str) else next(iter(d)) for d in deps]
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in names)
+
+
+def test_every_stage_command_runs_a_module_of_this_repository():
+    for name, stage in STAGES.items():
+        assert module_file(command_module(stage["do"]["cmd"] if "do" in stage else stage["cmd"])), name
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_lists_every_module_its_command_imports(name):
+    stage = STAGES[name].get("do", STAGES[name])
+    needed = closure(command_module(stage["cmd"]))
+    missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p, stage["deps"]))
+    assert not missing, f"dvc.yaml: stage {name!r} runs {missing} but does not list them as deps"
+
+
+def test_the_import_walk_follows_relative_lazy_and_absolute_imports():
+    # worked out by reading the files: cache.py imports models.py at the top; models.py imports assets.py
+    # inside a function; assets.py imports onnx_bert.py inside a function; analysis/collect.py imports
+    # pipeline/logits.py inside a function, with an absolute import
+    cache = {p.relative_to(ROOT).as_posix() for p in closure("pipeline.cache")}
+    assert {"pipeline/cache.py", "pipeline/models.py", "pipeline/assets.py", "pipeline/onnx_bert.py"} <= cache
+    assert "pipeline/agent.py" not in cache and "pipeline/distill.py" not in cache
+    collect = {p.relative_to(ROOT).as_posix() for p in closure("analysis.collect")}
+    assert {"pipeline/logits.py", "pipeline/data.py", "pipeline/params.py"} <= collect
+
+
+def test_editing_a_module_makes_dvc_status_name_the_stages_that_run_it(tiny_repo):
+    """cache.py runs models.py (through `models.load`): an edit to it must leave cache@... out of date."""
+    done = run([sys.executable, "-m", "dvc", "repro", "-q", "cache@reviews-tiny_a"], tiny_repo)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def stale():
+        out = run([sys.executable, "-m", "dvc", "status", "--with-deps", "cache@reviews-tiny_a"], tiny_repo)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "up to date" in stale()
+    models = tiny_repo / "pipeline" / "models.py"
+    models.write_text(models.read_text() + "\n# an edit\n")
+    status = stale()
+    for stage in ("finetune@reviews-tiny_a", "cache@reviews-tiny_a"):
+        assert f"{stage}:" in status, status
+    assert "modified:           pipeline/models.py" in status
+    assert "prepare@reviews" not in status  # prepare runs no model code
+
+    agent = tiny_repo / "pipeline" / "agent.py"  # only distill and rl_kd run the agent
+    models.write_text(models.read_text().removesuffix("\n# an edit\n"))
+    agent.write_text(agent.read_text() + "\n# an edit\n")
+    assert "up to date" in stale()

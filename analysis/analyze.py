@@ -27,7 +27,7 @@ def methods_of(params: P.Params) -> list[str]:
 def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
     """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
     methods = methods_of(params)
-    have = set(zip(runs.task, runs.method, runs.seed))
+    have = set(zip(runs.run_task, runs.method, runs.seed))
     missing = [f"runs/{t}/{m}/{s}/metrics.json" for t in params.run.tasks for m in methods for s in params.run.seeds
                if (t, m, s) not in have]
     if missing:
@@ -115,17 +115,20 @@ def main(params_path: str = "params.yaml") -> None:
     cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
     runs = collect.runs("runs")
     # only what params.yaml asks for: runs left over from other settings stay out of the tables
-    runs = runs[runs.task.isin(tasks) & runs.seed.isin(params.run.seeds)
+    runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds)
                 & runs.method.isin(methods_of(params))]
     check_runs(runs, params)
+    # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
+    sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
+    n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
     order = T.method_order(runs.method.unique(), names)
     hist = collect.histories("runs")
     paper = pd.read_csv(PAPER)
     tables, figs = RESULTS / "tables", RESULTS / "figures"
 
     t1 = T.teacher_table(collect.teachers("models", tasks, names), runs, paper)
-    t2 = T.main_table(runs, order, tasks)
-    t3 = T.significance_table("runs", runs, order, tasks, cfg)
+    t2 = T.main_table(runs, order, sets)
+    t3 = T.significance_table("runs", runs, order, sets, cfg)
     t4 = T.compression_table(latencies(tasks))
     sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
     md = {
@@ -139,7 +142,7 @@ def main(params_path: str = "params.yaml") -> None:
                                "(forward pass on test inputs).", t4),
     }
     shown = {
-        "main_results": F.main_results(runs, order, tasks, cfg.confidence, cfg.reference),
+        "main_results": F.main_results(runs, order, sets, cfg.confidence, cfg.reference),
         "rl_selection": F.rl_selection(collect.policy_curve("runs"), collect.rewards("runs"), names, tasks),
         "selection_vs_correctness": F.selection_vs_correctness(sel, names, tasks),
         "teacher_vs_student": F.teacher_vs_student(t1[0]),
@@ -150,7 +153,7 @@ def main(params_path: str = "params.yaml") -> None:
 
     main_numbers, sig = t2[0], t3[0]
     metrics = {"test_accuracy": {m: {c: round(float(main_numbers.loc[m, f"{c}_mean"]), 4)
-                                     for c in [*tasks, "average"] if pd.notna(main_numbers.loc[m, f"{c}_mean"])}
+                                     for c in [*sets, "average"] if pd.notna(main_numbers.loc[m, f"{c}_mean"])}
                                  for m in order},
                f"{cfg.reference}_significant_wins": int((sig.verdict.str.startswith("better")).sum()),
                f"{cfg.reference}_significant_losses": int((sig.verdict.str.startswith("worse")).sum()),
@@ -158,11 +161,13 @@ def main(params_path: str = "params.yaml") -> None:
     write_json(RESULTS / "metrics.json", metrics)
     report = "\n".join([
         "# Results", "",
-        f"Written by `python -m analysis.analyze` (the `analyze` stage) from {len(runs)} runs: tasks "
-        f"{', '.join(f'`{t}`' for t in tasks)}, seeds {params.run.seeds}, teachers {', '.join(names)}.", "",
+        f"Written by `python -m analysis.analyze` (the `analyze` stage) from {n_runs} runs: tasks "
+        f"{', '.join(f'`{t}`' for t in tasks)}"
+        + (f" (evaluation sets {', '.join(f'`{s}`' for s in sets)})" if sets != tasks else "")
+        + f", seeds {params.run.seeds}, teachers {', '.join(names)}.", "",
         "## Table 1: teachers and single-teacher students", "", md["teachers"], "", read_teachers(t1[0]), "",
         "![teacher vs student](figures/teacher_vs_student.png)", "",
-        "## Table 2: main comparison", "", md["main"], "", read_main(runs, tasks, cfg.reference), "",
+        "## Table 2: main comparison", "", md["main"], "", read_main(runs, sets, cfg.reference), "",
         "![main results](figures/main_results.png)", "",
         "## Table 3: significance of RL-KD against every method", "", md["significance"], "",
         read_significance(sig, cfg.reference, cfg.significance), "",
@@ -175,7 +180,7 @@ def main(params_path: str = "params.yaml") -> None:
         tmp.write_text(report)
     write_json(RESULTS / "provenance.json", provenance(params.seed, {"analysis": cfg.model_dump(),
                                                                        "run": params.run.model_dump()}))
-    print(f"analyze: {len(runs)} runs -> {RESULTS}/report.md, {len(md)} tables, {len(shown)} figures", flush=True)
+    print(f"analyze: {n_runs} runs -> {RESULTS}/report.md, {len(md)} tables, {len(shown)} figures", flush=True)
 
 
 if __name__ == "__main__":

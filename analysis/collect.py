@@ -13,19 +13,34 @@ import numpy as np
 import pandas as pd
 
 
+def by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
+    """One row per evaluation set of a run's (or teacher's) record: `task` is the set's name and `run_task` the
+    task that was trained (MNLI's one run gives mnli_m and mnli_mm); a task of one set gives one row."""
+    sets = record.get(f"{key}_by_set")
+    if not sets:
+        return [{**record, "run_task": record["task"], "eval_set": None}]
+    return [{**record, "task": name, key: value, "run_task": record["task"], "eval_set": name}
+            for name, value in sets.items()]
+
+
 def runs(root: str | Path = "runs") -> pd.DataFrame:
-    rows = [json.loads(p.read_text()) for p in sorted(Path(root).glob("*/*/*/metrics.json"))]
+    """One row per (evaluation set, method, seed); `run_task` is the task the run trained on."""
+    rows = [row for p in sorted(Path(root).glob("*/*/*/metrics.json")) for row in by_eval_set(json.loads(p.read_text()))]
     if not rows:
         raise SystemExit(f"no runs found under {root}/TASK/METHOD/SEED/metrics.json")
-    keep = ["task", "method", "seed", "dev_accuracy", "test_accuracy", "best_epoch", "train_seconds"]
+    keep = ["task", "method", "seed", "dev_accuracy", "test_accuracy", "best_epoch", "train_seconds", "run_task",
+            "eval_set"]
     return pd.DataFrame([{k: r[k] for k in keep} for r in rows])
 
 
-def correctness(root: str | Path, task: str, method: str, seeds: list[int]) -> np.ndarray:
-    """[seeds, test examples] of 0/1, examples ordered by id so that two methods line up."""
+def correctness(root: str | Path, task: str, method: str, seeds: list[int], eval_set: str | None = None) -> np.ndarray:
+    """[seeds, test examples] of 0/1, examples ordered by id so that two methods line up; `eval_set` keeps
+    one evaluation set of a test split that has several."""
     out = []
     for seed in seeds:
         df = pd.read_parquet(Path(root) / task / method / str(seed) / "predictions.parquet").sort_values("id")
+        if eval_set is not None:
+            df = df[df.eval_set == eval_set]
         out.append((df.pred == df.label).to_numpy(int))
     return np.stack(out)
 
@@ -74,8 +89,8 @@ def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFra
     for task in tasks:
         for name in names:
             m = json.loads((Path(root) / task / name / "metrics.json").read_text())
-            rows.append({"task": task, "teacher": name, "dev_accuracy": m["dev_accuracy"],
-                         "test_accuracy": m["test_accuracy"], "parameters": m["parameters"]})
+            rows += [{"task": r["task"], "teacher": name, "dev_accuracy": r["dev_accuracy"],
+                      "test_accuracy": r["test_accuracy"], "parameters": r["parameters"]} for r in by_eval_set({**m, "task": task})]
     return pd.DataFrame(rows)
 
 

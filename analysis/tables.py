@@ -99,13 +99,14 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
         t_runs = runs[runs.task == task]
         ref_acc = t_runs[t_runs.method == ref].set_index("seed").test_accuracy
         ref_seeds = sorted(ref_acc.index)
-        ref_correct = collect.correctness(root, task, ref, ref_seeds)  # read once, compared with every method
+        where = dict(task=t_runs.run_task.iloc[0], eval_set=t_runs.eval_set.iloc[0])  # MNLI-m: a part of mnli's runs
+        ref_correct = collect.correctness(root, method=ref, seeds=ref_seeds, **where)  # read once, compared with all
         block = []
         for other in (m for m in order if m != ref and m in set(t_runs.method)):
             acc = t_runs[t_runs.method == other].set_index("seed").test_accuracy
             seeds = sorted(set(ref_acc.index) & set(acc.index))
             a = ref_correct[[ref_seeds.index(s) for s in seeds]]
-            b = collect.correctness(root, task, other, seeds)
+            b = collect.correctness(root, method=other, seeds=seeds, **where)
             diff, lo, hi = stats.bootstrap_diff_ci(a, b, cfg.bootstrap, cfg.confidence)
             only_ref, only_other, p_mc = stats.mcnemar(a, b)
             block.append({"task": task, "method": other, "seeds": len(seeds), "diff": diff, "ci_low": lo,

@@ -38,7 +38,8 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
             logits.save(out / f"{split}.safetensors", df, logits.tensors(out_logits, pooled, labels),
                         task=task, teacher=teacher)
             # no timings in the folder: the same model gives the same bytes, so a rerun leaves distill untouched
-            summary["splits"][split] = {"examples": len(df), "accuracy": T.accuracy(out_logits, labels)}
+            summary["splits"][split] = {"examples": len(df), "accuracy": T.accuracy(out_logits, labels),
+                                        **data.by_eval_set("accuracy", df, out_logits, labels)}
             print(f"cache: {teacher} on {task}/{split}: {len(df)} examples, accuracy "
                   f"{summary['splits'][split]['accuracy']:.4f}, {len(df) / seconds:.0f} examples/s", flush=True)
         summary["provenance"] = provenance(params.seed, compute=compute.describe(acc), machine=False)

@@ -2,7 +2,9 @@
 
 Every task becomes three splits with the same columns: a stable example `id` (a digest of the
 example, so it survives re-splitting and capping), `text_a`, `text_b` (None for single-sentence
-tasks) and an integer `label`.
+tasks) and an integer `label`. A test split may hold several evaluation sets that share one training
+set (GLUE's `mnli`: MNLI-m and MNLI-mm); its `eval_set` column names each row's set, and the
+analysis reports each set as a column of its own.
 """
 from __future__ import annotations
 
@@ -19,14 +21,21 @@ from . import params as P
 SPLITS = ("train", "dev", "test")
 COLUMNS = ["id", "text_a", "text_b", "label"]
 GLUE_COLUMNS = {"sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-                "qqp": ("question1", "question2"), "mnli_matched": ("premise", "hypothesis"),
+                "qqp": ("question1", "question2"), "mnli": ("premise", "hypothesis"),
+                "mnli_matched": ("premise", "hypothesis"),
                 "mnli_mismatched": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
                 "rte": ("sentence1", "sentence2")}
 GLUE_LABELS = {"sst2": ["negative", "positive"], "mrpc": ["not_equivalent", "equivalent"],
                "qqp": ["not_duplicate", "duplicate"], "qnli": ["entailment", "not_entailment"],
                "rte": ["entailment", "not_entailment"],
+               "mnli": ["entailment", "neutral", "contradiction"],
                "mnli_matched": ["entailment", "neutral", "contradiction"],
                "mnli_mismatched": ["entailment", "neutral", "contradiction"]}
+
+
+# tasks whose test split is several GLUE validation splits: {evaluation set: GLUE split}
+GLUE_EVAL_SETS = {"mnli": {"mnli_m": "validation_matched", "mnli_mm": "validation_mismatched"},
+                  "mnli_matched": {None: "validation_matched"}, "mnli_mismatched": {None: "validation_mismatched"}}
 
 
 def example_id(prefix: str, *parts) -> str:
@@ -151,7 +160,8 @@ def glue(name: str, spec, seed: int, load_dataset=None):
     if load_dataset is None:
         from datasets import load_dataset
     config = "mnli" if spec.name.startswith("mnli") else spec.name
-    evaluation = {"mnli_matched": "validation_matched", "mnli_mismatched": "validation_mismatched"}
+    # GLUE validation split(s) that serve as our test set, each an evaluation set named as in the paper's tables
+    evaluation = GLUE_EVAL_SETS.get(spec.name, {None: "validation"})
     try:
         ds = load_dataset("glue", config)
     except Exception as err:  # no hub: say what is missing and what works offline
@@ -160,17 +170,21 @@ def glue(name: str, spec, seed: int, load_dataset=None):
                            "offline, use the embedded default tasks.") from None
     a, b = GLUE_COLUMNS[spec.name]
 
-    def to_frame(split):
+    def to_frame(split, prefix=name):
         d = ds[split].to_pandas()
         keep = d[a].fillna("").str.strip().astype(bool) & (d[b].fillna("").str.strip().astype(bool) if b else True)
         d = d[keep]  # a few GLUE rows have an empty text (QQP); dropped, and counted in the task card
         dropped[split] = int((~keep).sum())
-        return frame(name, d[a], d[b] if b else [None] * len(d), d["label"])
+        return frame(prefix, d[a], d[b] if b else [None] * len(d), d["label"])
 
     dropped = {}
 
     train = to_frame("train")
-    test = to_frame(evaluation.get(spec.name, "validation"))
+    if None in evaluation:
+        test = to_frame(evaluation[None])
+    else:  # one test split, several evaluation sets: ids carry the set's name, so a text in both stays two rows
+        test = pd.concat([to_frame(split, label).assign(eval_set=label) for label, split in evaluation.items()],
+                         ignore_index=True)
     # GLUE's test labels are hidden: hold out part of train as dev, report on GLUE's validation set
     parts = split_by_group(train, spec.dev_fraction, 1e-9, seed)
     return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name], dropped
@@ -197,6 +211,16 @@ def build(name: str, spec, assets_dir: Path, seed: int):
         if len(df) == 0:
             raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
     return splits, labels, source, dropped
+
+
+def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
+    """{f"{key}_by_set": {evaluation set: accuracy}} of `logits` (rows in the split's order) for a split with
+    an `eval_set` column, to merge into a metrics record; {} for a split that is one set."""
+    if "eval_set" not in df.columns:
+        return {}
+    correct = pd.Series((logits.argmax(-1) == labels).numpy().astype(float), index=df.index)
+    return {f"{key}_by_set": {str(k): float(v) for k, v in correct.groupby(df.eval_set.to_numpy(), sort=False)
+                              .mean().items()}}
 
 
 def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:

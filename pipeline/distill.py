@@ -221,11 +221,14 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl
         probs = test_logits.softmax(-1).numpy()
         preds = pd.DataFrame({"id": splits["test"].id, "label": gold["test"].numpy(), "pred": probs.argmax(-1),
                               **{f"prob_{c}": probs[:, i] for i, c in enumerate(labels)}})
+        if "eval_set" in splits["test"].columns:  # MNLI-m and -mm in one test split: the analysis splits them
+            preds["eval_set"] = splits["test"].eval_set.to_numpy()
         preds.to_parquet(tmp / "predictions.parquet", index=False)
         pd.DataFrame(columns).to_parquet(tmp / "weights.parquet", index=False)
         write_json(tmp / "metrics.json", {
             "task": task, "method": method, "seed": seed, "dev_accuracy": best["dev_accuracy"],
             "test_accuracy": T.accuracy(test_logits, gold["test"]),
+            **data.by_eval_set("test_accuracy", splits["test"], test_logits, gold["test"]),
             "best_epoch": max(history, key=lambda h: h["dev_accuracy"])["epoch"],
             "train_seconds": train_seconds,
             "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),

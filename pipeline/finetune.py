@@ -91,6 +91,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     write_json(out / "metrics.json", {
         "task": task, "teacher": teacher, "dev_accuracy": best["dev_accuracy"],
         "test_accuracy": T.accuracy(test_logits, gold["test"]),
+        **data.by_eval_set("test_accuracy", splits["test"], test_logits, gold["test"]),
         "best_epoch": best_epoch, "train_examples": len(parts["train"]), "train_seconds": train_seconds,
         "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
         "parameters": models.count_parameters(model), "truncated_train_examples": best["enc"]["train"]["truncated"],

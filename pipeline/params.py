@@ -68,9 +68,10 @@ class FileTask(Caps):
 
 
 class GlueTask(Caps):
-    """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set."""
+    """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set. `mnli` trains
+    once and is tested on both MNLI validation sets (reported as mnli_m and mnli_mm)."""
     source: Literal["glue"]
-    name: Literal["sst2", "mrpc", "qqp", "mnli_matched", "mnli_mismatched", "qnli", "rte"]
+    name: Literal["sst2", "mrpc", "qqp", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "rte"]
     dev_fraction: Fraction = 0.1
 
 

@@ -16,8 +16,10 @@ from . import params as P
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
 GLUE_SIZES = {"sst2": (67_349, 872), "mrpc": (3_668, 408), "qqp": (363_846, 40_430),
-              "mnli_matched": (392_702, 9_815), "mnli_mismatched": (392_702, 9_832), "qnli": (104_743, 5_463),
+              "mnli": (392_702, 9_815 + 9_832), "mnli_matched": (392_702, 9_815), "mnli_mismatched": (392_702, 9_832), "qnli": (104_743, 5_463),
               "rte": (2_490, 277)}
+# a task tested on several evaluation sets that share its training set: the sets' sizes
+GLUE_EVAL_SIZES = {"mnli": {"mnli_m": 9_815, "mnli_mm": 9_832}}
 
 
 def task_sizes(name: str, spec) -> dict | None:
@@ -36,14 +38,30 @@ def task_sizes(name: str, spec) -> dict | None:
     return {k: min(v, caps[k]) if caps[k] else v for k, v in sizes.items()}
 
 
+def task_hours(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> float:
+    """Accelerator hours of one task: every teacher's fine-tuning and caching, every student run (training
+    passes count 3x a forward pass)."""
+    run, d = params.run, params.distill
+    hours = 0.0
+    for teacher in run.teachers:
+        t = params.teachers[teacher]
+        train = min(sizes["train"], t.max_train or sizes["train"])
+        hours += len(t.points()) * (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) \
+            / base_ex_s / 3600
+    train = min(sizes["train"], d.max_train or sizes["train"])
+    per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
+    rl_extra = (3 * params.rl.pretrain_epochs * train + d.epochs * train) * len(run.seeds)  # pre-training, reward
+    return hours + len(d.points()) * (per_run * (len(run.methods) + 1) * len(run.seeds) + rl_extra) / student_ex_s / 3600
+
+
 def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[str], float]:
-    """Return the report's lines and the estimated hours (training passes count 3x a forward pass)."""
+    """Return the report's lines and the estimated hours."""
     run = params.run
     methods = [*run.methods, "rl_kd"]
     lines = [f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
              f"seeds {len(run.seeds)}", ""]
     lines.append(f"{'task':<18}{'source':<16}{'train':>10}{'dev':>9}{'test':>9}")
-    hours, unknown = 0.0, []
+    hours, unknown, shared = 0.0, [], []
     for name in run.tasks:
         spec = params.tasks[name]
         sizes = task_sizes(name, spec)
@@ -53,16 +71,13 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
-        for teacher in run.teachers:
-            t = params.teachers[teacher]
-            train = min(sizes["train"], t.max_train or sizes["train"])
-            points = len(t.points())
-            hours += points * (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) / base_ex_s / 3600
-        d = params.distill
-        train = min(sizes["train"], d.max_train or sizes["train"])
-        per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-        rl_extra = (3 * params.rl.pretrain_epochs * train + d.epochs * train) * len(run.seeds)  # pre-training, reward
-        hours += len(d.points()) * (per_run * len(methods) * len(run.seeds) + rl_extra) / student_ex_s / 3600
+        hours += task_hours(params, sizes, base_ex_s, student_ex_s)
+        if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
+            # what two tasks, one per evaluation set, would cost on top: everything trained a second time
+            apart = sum(task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s)
+                        for n in GLUE_EVAL_SIZES[spec.name].values())
+            shared.append((name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s,
+                                                                                        student_ex_s)))
     stages = {"prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
               "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
               "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
@@ -75,6 +90,11 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
     encoders = [(f"teachers.{t}", params.teachers[t]) for t in run.teachers] + [("student", params.student)]
     hub = sorted({s.name for _, s in encoders if s.source == "hub"})
     glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})
+    for name, sets, saved in shared:
+        per_task = 2 * len(run.teachers) + len(methods) * len(run.seeds) + 2  # finetune, cache, students, prepare, latency
+        lines.append(f"{name}: {' and '.join(sets)} share one training set: each teacher is fine-tuned and cached once "
+                     f"and each student trained once, then tested on both ({per_task * (len(sets) - 1)} stages and "
+                     f"{saved:.1f} accelerator hours fewer than one task per set)")
     if hub or glue:
         lines.append(f"needs a model hub for {hub} and the datasets hub for GLUE {glue} (or local caches of both)")
     lines.append(f"estimate: {hours:.1f} accelerator hours at {base_ex_s:g} examples/s for a teacher and "

@@ -42,6 +42,9 @@ def card(name: str, splits: dict, labels: list[str], source: str, dropped: dict 
         "pair": bool(any(df.text_b.notna().any() for df in splits.values())),
         "source": source,
         "sizes": {s: len(df) for s, df in splits.items()},
+        # several evaluation sets in one test split (MNLI-m and -mm): their sizes; the analysis reports each
+        **({"eval_sets": splits["test"].eval_set.value_counts(sort=False).to_dict()}
+           if "eval_set" in splits["test"].columns else {}),
         "groups": {s: int(df.group.nunique()) for s, df in splits.items()},
         "class_balance": {s: {labels[k]: int(v) for k, v in df.label.value_counts().sort_index().items()}
                           for s, df in splits.items()},

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_paper_profile_is_valid_and_is_the_papers_setup():
     params = P.load(ROOT / "params-paper.yaml")
-    assert {params.tasks[t].name for t in params.run.tasks} == set(plan.GLUE_SIZES)
+    # the paper's GLUE tasks; MNLI is one task tested on its matched and mismatched sets
+    assert {params.tasks[t].name for t in params.run.tasks} == {"sst2", "mrpc", "qqp", "mnli", "qnli", "rte"}
     assert [params.teachers[t].name for t in params.run.teachers] == [
         "bert-base-uncased", "roberta-base", "albert-base-v2", "xlnet-base-cased"]
     assert all(params.teachers[t].max_length == 128 and params.teachers[t].epochs == 4 for t in params.run.teachers)
@@ -24,7 +25,7 @@ def test_plan_counts_runs_and_glue_sizes_without_a_network(monkeypatch, tmp_path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plan.main([str(ROOT / "params-paper.yaml"), "--base-ex-s", "1000"])
     out = capsys.readouterr().out
-    assert "finetune x28" in out and "distill x231" in out and "rl_kd x21" in out
+    assert "finetune x24" in out and "distill x198" in out and "rl_kd x18" in out
     assert "mrpc                 3,301      367      408" in out  # 3,668 train, 10% kept as dev; 408 validation
     assert "at 1000 examples/s" in out and "needs a model hub" in out
     assert "teachers.bert_base 3" in out and "distill 27" in out  # the paper's grids

@@ -10,7 +10,7 @@ from scipy import stats
 
 
 # Memory for one chunk of resamples in bootstrap_diff_ci: its example indices and the gathered differences
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20  # at QQP size, 64 MiB chunks were 10-15% slower
 
 
 def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,

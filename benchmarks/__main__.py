@@ -1,6 +1,6 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
-Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step rl_epoch online caching repro memory)
+Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step rl_epoch online caching repro memory bootstrap)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
 fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
 MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.io import provenance, write_json
 
-from . import kd_step, memory, repro, rl_epoch, teachers
+from . import bootstrap, kd_step, memory, repro, rl_epoch, teachers
 
 BENCHMARKS = {
     "kd_step": kd_step.measure,
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "caching": teachers.caching,
     "repro": repro.measure,
     "memory": memory.measure,
+    "bootstrap": bootstrap.measure,
 }
 OUT = Path("results/benchmarks.json")
 
@@ -65,6 +66,11 @@ def table(results: dict) -> str:
         m = r["memory"]
         peaks = ", ".join(f"{k} {v['peak_rss_gib']}" for k, v in m["stages"].items())
         rows.append(f"| peak memory per stage (GiB) | {peaks} | < 4 each | {'yes' if m['met'] else 'no'} |")
+    if "bootstrap" in r:
+        k = r["bootstrap"]
+        rows.append(f"| bootstrap CI at QQP size ({k['seeds']} seeds x {k['examples']:,} examples, "
+                    f"{k['resamples']:,} resamples) | {k['peak_gib']} GiB peak (unchunked {k['unchunked_gib']} GiB), "
+                    f"{k['seconds']} s | < 1 GiB | {'yes' if k['met'] else 'no'} |")
     return "\n".join(rows)
 
 

@@ -1,7 +1,7 @@
 """The benchmarks run and report (their speed targets are measured by `python -m benchmarks`, not here)."""
 import json
 
-from benchmarks import __main__ as bench, kd_step, rl_epoch
+from benchmarks import __main__ as bench, bootstrap, kd_step, rl_epoch
 from tests.conftest import ROOT
 
 
@@ -17,4 +17,12 @@ def test_the_committed_results_render_as_the_readme_table():
     results = json.loads((ROOT / "results/benchmarks.json").read_text())
     table = bench.table(results)
     assert table in (ROOT / "README.md").read_text()  # the README shows what the last run measured
-    assert len(table.splitlines()) == 2 + 8  # header, rule, one row per measure
+    assert len(table.splitlines()) == 2 + 9  # header, rule, one row per measure
+
+
+def test_bootstrap_benchmark_reports_a_bounded_peak():
+    small = bootstrap.measure(examples=2000, resamples=2000)
+    assert small["seconds"] > 0 and small["met"]
+    # all at once, 0.12 GiB (rounded to 0.1); in chunks, one chunk of 16 MiB (0.016 GiB) and small arrays
+    assert small["unchunked_gib"] == 0.1 and 0.01 < small["peak_gib"] < 0.025
+    assert small["ci"][1] < small["ci"][0] < small["ci"][2]

@@ -69,3 +69,60 @@ def test_bootstrap_ci_covers_the_planted_difference_and_is_reproducible():
 def test_bootstrap_ci_refuses_unpaired_shapes():
     with pytest.raises(ValueError, match="same shape"):
         stats.bootstrap_diff_ci(np.zeros((3, 10)), np.zeros((3, 11)))
+
+
+def test_drawing_indices_in_chunks_of_rows_continues_the_same_stream():
+    # bootstrap_diff_ci's chunks reproduce the one-shot draw (and so the committed results) only if this holds,
+    # for odd chunk sizes too and for a range that rejects half its raw draws (Lemire's method)
+    for high in (7, 40_430, 2**31 + 1):
+        whole = np.random.default_rng(3).integers(0, high, (9, 5))
+        rng = np.random.default_rng(3)
+        parts = [rng.integers(0, high, (rows, 5)) for rows in (1, 3, 2, 3)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def planted(seeds: int, examples: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 correctness of two methods that disagree on about a tenth of the examples."""
+    rng = np.random.default_rng(seed)
+    b = (rng.random((seeds, examples)) < 0.7).astype(int)
+    flip = rng.random((seeds, examples)) < 0.1
+    return np.where(flip, 1 - b, b), b
+
+
+def test_bootstrap_ci_equals_an_explicit_loop_over_the_same_draws():
+    a, b = planted(3, 25)
+    n_boot, level = 400, 0.9
+    # the same draws, in the same order: every resample's seeds first, then each resample's examples
+    rng = np.random.default_rng(7)
+    seeds = rng.integers(0, 3, (n_boot, 3))
+    boot = []
+    for i in range(n_boot):
+        examples = rng.integers(0, 25, 25)
+        boot.append(np.mean([np.mean([a[s, e] - b[s, e] for e in examples]) for s in seeds[i]]))
+    lo, hi = np.quantile(boot, [0.05, 0.95])
+    mean, got_lo, got_hi = stats.bootstrap_diff_ci(a, b, n_boot, level, seed=7)
+    assert mean == pytest.approx(np.mean(a - b))
+    assert (got_lo, got_hi) == pytest.approx((lo, hi), abs=1e-12)
+
+
+def test_bootstrap_ci_does_not_depend_on_the_chunk_size():
+    a, b = planted(4, 301)
+    whole = stats.bootstrap_diff_ci(a, b, 250, seed=2, chunk=250)
+    for chunk in (1, 7, 64, None, 10_000):
+        assert stats.bootstrap_diff_ci(a, b, 250, seed=2, chunk=chunk) == whole
+
+
+def test_bootstrap_ci_memory_is_bounded_by_the_chunk_not_the_resamples(monkeypatch):
+    import tracemalloc
+    a, b = planted(3, 10_000)
+    # unchunked, the indices [1000, 10000] and the gathered differences [3, 1000, 10000] would take 320 MB;
+    # chunked, one chunk (4 MiB) plus the inputs as floats and their difference (3 x 240 kB) and the
+    # per-resample arrays (a few [1000, 3] arrays, 24 kB each)
+    monkeypatch.setattr(stats, "CHUNK_BYTES", 4 * 2**20)
+    tracemalloc.start()
+    try:
+        stats.bootstrap_diff_ci(a, b, 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 4 * 2**20 * 0.8 < peak < 6 * 2**20  # a chunk is allocated, and not much else

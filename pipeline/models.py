@@ -30,6 +30,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        # where `cls` pooling reads: XLNet puts its <cls> last (its own sequence head pools the "last" token)
+        self.cls_last = getattr(encoder.config, "summary_type", None) == "last"
         # by default the encoder's own rate (0.1 in every model used here), so one config key sets both
         self.dropout = nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1) if dropout is None else dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
@@ -37,8 +39,11 @@ class Classifier(nn.Module):
     def forward(self, **batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits, pooled vector)."""
         hidden = self.encoder(**batch).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
+        if self.pooling == "cls":  # a row's first real token (its last for XLNet), on either padding side
+            real = batch["attention_mask"]
+            # argmax gives the first 1 of each row; of the flipped mask, the last
+            at = real.size(1) - 1 - real.flip(1).argmax(1) if self.cls_last else real.argmax(1)
+            pooled = hidden[torch.arange(len(hidden), device=hidden.device), at]
         else:  # mean over real tokens: these encoders were trained as mean-pooling sentence encoders
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

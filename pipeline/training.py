@@ -34,16 +34,22 @@ def encode(tokenizer, df, max_length: int) -> dict[str, list]:
                     truncation=True, max_length=max_length)
     out = {k: enc[k] for k in INPUT_KEYS if k in enc}
     out["truncated"] = int(sum(len(ids) >= max_length for ids in out["input_ids"]))
+    # how the tokenizer pads (XLNet: on the left, its own pad token type), for `collate`
+    out.update(padding_side=tokenizer.padding_side, pad_token_type_id=tokenizer.pad_token_type_id)
     return out
 
 
 def collate(enc: dict, idx, pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad rows `idx` of `enc` to their longest, on the tokenizer's side (right unless `encode` said left)."""
     width = max(len(enc["input_ids"][i]) for i in idx)
+    left = enc.get("padding_side") == "left"
+    fills = {"input_ids": pad_id, "token_type_ids": enc.get("pad_token_type_id", 0), "attention_mask": 0}
     batch = {}
     for key in INPUT_KEYS:
         if key in enc:
-            fill = pad_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([enc[key][i] + [fill] * (width - len(enc[key][i])) for i in idx])
+            rows = [enc[key][i] for i in idx]
+            pads = [[fills[key]] * (width - len(row)) for row in rows]
+            batch[key] = torch.tensor([pad + row if left else row + pad for row, pad in zip(rows, pads)])
     return batch
 
 

@@ -1,12 +1,13 @@
-"""Awkward data: very long texts, non-ASCII and broken encodings, duplicates across splits, empty GLUE rows,
-and damaged prepared splits."""
+"""Awkward data: very long texts, non-ASCII text, declared and broken encodings, a missing file, a text over two
+lines, duplicates across splits, empty GLUE rows, and damaged prepared splits."""
 import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import data, finetune, params as P, prepare
-from tests.conftest import sentiment_frame
+from tests.conftest import sentiment_frame, write_params
 
 
 def card(root):
@@ -38,20 +39,55 @@ def test_non_ascii_text_survives_unchanged(workdir):
     assert (workdir / "models/reviews/tiny_a/model/classifier.json").is_file()
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_a_file_that_is_not_utf8_is_refused_with_its_name(workdir, suffix):
+def write_latin1(workdir, suffix, raw):
     params_path = workdir / "params.yaml"
     params_path.write_text(params_path.read_text().replace("user_data/reviews.csv", f"user_data/latin1{suffix}"))
-    raw = sentiment_frame(40)
-    raw.loc[3, "review"] = "très mauvais, déçu"
     target = workdir / f"user_data/latin1{suffix}"
     if suffix == ".csv":
         target.write_bytes(raw.to_csv(index=False).encode("latin-1"))
     else:
         target.write_bytes(raw.to_json(orient="records", lines=True, force_ascii=False).encode("latin-1"))
-    with pytest.raises(P.InputError, match=rf"latin1\{suffix}: not valid UTF-8 .* save the file as UTF-8"):
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_that_is_not_utf8_is_refused_with_its_name(workdir, suffix):
+    raw = sentiment_frame(40)
+    raw.loc[3, "review"] = "très mauvais, déçu"
+    write_latin1(workdir, suffix, raw)
+    with pytest.raises(P.InputError, match=rf"latin1\{suffix}: not valid utf-8 .* set tasks.reviews.encoding "
+                                           r"\(e.g. latin-1, cp1252\) or save the file as UTF-8"):
         prepare.main("reviews")
     assert not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_declared_encoding_is_read(workdir, suffix):
+    raw = sentiment_frame(40)
+    raw.loc[3, "review"] = "très mauvais, déçu"
+    write_latin1(workdir, suffix, raw)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["tasks"]["reviews"]["encoding"] = "latin-1"
+    write_params(workdir, params)
+    prepare.main("reviews")
+    prepared = pd.concat(data.load_split(workdir / "data/reviews", s) for s in data.SPLITS)
+    assert "très mauvais, déçu" in set(prepared.text_a) and len(prepared) == 40
+
+
+def test_a_missing_data_file_names_its_parameter(workdir):
+    (workdir / "user_data/reviews.csv").unlink()
+    with pytest.raises(P.InputError, match=r"^tasks.reviews.path: user_data/reviews.csv: data file not found$"):
+        prepare.main("reviews")
+    assert not (workdir / "data").exists()
+
+
+def test_a_text_over_two_lines_counts_in_the_csv_line(workdir):
+    raw = sentiment_frame(40)
+    raw.loc[2, "review"] = "first line\nsecond line"  # quoted: data row 2 spans lines 4 and 5
+    raw.loc[7, "sentiment"] = "meh"  # data row 7: line 2 + 7, and one more for the break above
+    raw.to_csv(workdir / "user_data/reviews.csv", index=False)
+    assert (workdir / "user_data/reviews.csv").read_text().splitlines()[9].endswith(",meh,m7")  # line 10
+    with pytest.raises(P.InputError, match=r"reviews.csv: line 10 has label 'meh'"):
+        prepare.main("reviews")
 
 
 def test_duplicate_texts_across_splits_are_reported(workdir, capsys):

@@ -42,8 +42,25 @@ def frame(task: str, text_a, text_b, labels, group=None) -> pd.DataFrame:
     return df
 
 
+def text_key(df: pd.DataFrame) -> pd.Series:
+    """An example's text, or its pair of texts, as one string."""
+    return df.text_a + "\x1f" + df.text_b.fillna("")
+
+
+def join_groups_sharing_a_text(df: pd.DataFrame) -> pd.Series:
+    """Each row's group, merged with every group that shares one of its texts (whatever the label), so that
+    a text never lands in two splits. A merged group takes its smallest name; the others keep theirs."""
+    texts, groups = text_key(df), df.group
+    while True:  # the smallest name spreads through shared texts, then through groups, until nothing changes
+        joined = groups.groupby(texts).transform("min").groupby(groups).transform("min")
+        if joined.equals(groups):
+            return groups
+        groups = joined
+
+
 def split_by_group(df: pd.DataFrame, dev: float, test: float, seed: int) -> dict:
     """Assign whole groups to test, then dev, then train, in a seeded random order."""
+    df = df.assign(group=join_groups_sharing_a_text(df))
     groups = df.group
     keys = np.array(sorted(groups.unique()))
     np.random.default_rng(seed).shuffle(keys)
@@ -196,8 +213,25 @@ def glue(name: str, spec, seed: int, load_dataset=None):
     return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name], dropped
 
 
+def drop_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop exact copies (same text or pair, same label) of an earlier example: real data repeats itself
+    (retweets, GLUE), and a copy would count twice in training and in accuracy. The same text with another
+    label is kept; split_by_group keeps every example of a text in one split."""
+    copy = df.duplicated(["text_a", "text_b", "label"])
+    return df[~copy].reset_index(drop=True), int(copy.sum())
+
+
+def check_ids(df: pd.DataFrame, where: str, then: str = "") -> None:
+    """Runs, caches and the analysis match examples by id, so an id must name one example of its split."""
+    repeats = df.id[df.id.duplicated()]
+    if len(repeats):
+        raise P.InputError(f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
+                           f"repeat(s)); ids must be unique within a split{then}")
+
+
 def build(name: str, spec, assets_dir: Path, seed: int):
-    """Return ({split: frame}, label names, source description, {GLUE split: rows dropped for an empty text})."""
+    """Return ({split: frame}, label names, source description, rows removed: {"empty_text": {GLUE split: n},
+    "exact_copy": {split: n}})."""
     dropped = {}
     if spec.source == "rotten_tomatoes":
         splits, labels = rotten_tomatoes(assets_dir / "corpora" / "rotten_tomatoes", spec, seed)
@@ -211,12 +245,16 @@ def build(name: str, spec, assets_dir: Path, seed: int):
     else:
         splits, labels, dropped = glue(name, spec, seed)
         source = f"GLUE {spec.name} via datasets"
+    copies = {}
+    for s in SPLITS:
+        splits[s], copies[s] = drop_copies(splits[s])
     caps = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
     splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
     for s, df in splits.items():
         if len(df) == 0:
             raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
-    return splits, labels, source, dropped
+        check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
+    return splits, labels, source, {"empty_text": dropped, "exact_copy": copies}
 
 
 def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
@@ -231,4 +269,5 @@ def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
     card = Path(task_dir) / "card.json"
     if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
         raise P.InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
+    check_ids(df, str(path), "; rerun `dvc repro prepare`")
     return df

@@ -15,6 +15,17 @@ def test_groups_never_straddle_two_splits():
     assert 0.1 < len(splits["test"]) / 500 <= 0.2
 
 
+def test_groups_sharing_a_text_are_joined():
+    # g2 and g1 share "x" (two labels), g2 and g3 share "y": one group, named g1; g4 shares nothing
+    df = data.frame("t", ["x", "x", "y", "y", "z", "w"], [None] * 6, [0, 1, 0, 1, 0, 0],
+                    ["g2", "g1", "g2", "g3", "g3", "g4"])
+    assert data.join_groups_sharing_a_text(df).tolist() == ["g1"] * 5 + ["g4"]
+    for seed in range(5):
+        splits = data.split_by_group(df, 0.3, 0.3, seed)
+        joined = [int(s.text_a.isin(["x", "y", "z"]).sum()) for s in splits.values()]
+        assert sorted(joined) == [0, 0, 5]  # the joined group, whole, in one split
+
+
 def test_ids_are_stable_and_content_based():
     a = data.frame("t", ["x", "y"], [None, None], [0, 1])
     b = data.frame("t", ["y", "x"], [None, None], [1, 0])

@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make repro   creates .venv if needed and runs the embedded default `dvc repro`
+#   make repro   creates .venv if needed, prints the plan and runs the embedded default `dvc repro`
 #   make test    creates .venv if needed and runs the test suite
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the plan checks params.yaml first: DVC reads the stages' outputs before any stage's own check runs
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest

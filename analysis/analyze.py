@@ -52,9 +52,11 @@ def read_teachers(t1: pd.DataFrame) -> str:
         out.append(f"On `{task}` the strongest teacher is `{best_t.teacher}` ({100 * best_t.teacher_test:.1f}); the "
                    f"best single-teacher student learns from `{best_s.teacher}` ({100 * best_s.student_test:.1f})"
                    + (" - the same teacher." if same else " - a stronger teacher did not give a stronger student."))
-        spread = 100 * (df.student_test.max() - df.student_test.min())
-        out.append(f"The single-teacher students span {spread:.1f} points, against a student standard deviation "
-                   f"over seeds of up to {100 * df.student_std.max():.1f}.")
+        if df.student_test.notna().sum() > 1:
+            spread = 100 * (df.student_test.max() - df.student_test.min())
+            noise = (f", against a student standard deviation over seeds of up to {100 * df.student_std.max():.1f}"
+                     if df.student_std.notna().any() else "")  # one seed: no standard deviation
+            out.append(f"The single-teacher students span {spread:.1f} points{noise}.")
     if t1.paper_teacher.notna().any():
         out.append("The paper's Table 1 numbers stand beside ours where task and teacher match.")
     return " ".join(out)
@@ -69,7 +71,7 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
         against = [f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
                    for b in ("u_ensemble", "ce") if b in m.index]
         out.append(f"On `{task}` the best mean is `{ranked.index[0]}` ({100 * ranked.iloc[0]:.1f}); `{ref}` ranks "
-                   f"{rank} of {len(ranked)} ({100 * m.loc[ref, 'mean']:.1f} ± {100 * m.loc[ref, 'std']:.1f})"
+                   f"{rank} of {len(ranked)} ({T.pm(m.loc[ref, 'mean'], m.loc[ref, 'std'])})"
                    + (", " + " and ".join(against) if against else "") + ".")
         if m["std"].notna().any() and ranked.max() - ranked.min() < 3 * m["std"].mean():
             out.append(f"All of `{task}`'s methods lie within three mean seed standard deviations of each other.")
@@ -86,17 +88,21 @@ def read_significance(sig: pd.DataFrame, ref: str, alpha: float) -> str:
     else:
         text += " No difference between RL-KD and any baseline is established on these tasks."
     seeds = int(sig.seeds.max())
+    if seeds == 1:
+        return text + (" With one seed there is no test over seeds (paired t, Wilcoxon, d_z); McNemar compares "
+                       "the paired test predictions.")
     return text + (f" With {seeds} seeds the seed-level tests have little power; McNemar pools the seeds' "
                    "paired test predictions, which are not independent across seeds.")
 
 
 def read_selection(sel: pd.DataFrame) -> str:
     m = sel.groupby(["task", "teacher"])[["right", "wrong"]].mean()
-    parts = [f"`{t}`/`{k}` {r.right:.2f} vs {r.wrong:.2f}" for (t, k), r in m.iterrows()]
+    parts = [f"`{t}`/`{k}` {r.right:.2f} vs " + (f"{r.wrong:.2f}" if pd.notna(r.wrong) else "- (never wrong)")
+             for (t, k), r in m.iterrows()]
     lower = int((m.wrong < m.right).sum())
     return (f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
-            f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of {len(m)} "
-            f"(task, teacher) pairs.")
+            f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of "
+            f"{int(m.wrong.notna().sum())} (task, teacher) pairs with a wrong instance.")
 
 
 def read_compression(comp: pd.DataFrame) -> str:
@@ -131,11 +137,12 @@ def main(params_path: str = "params.yaml") -> None:
     t3 = T.significance_table("runs", runs, order, sets, cfg)
     t4 = T.compression_table(latencies(tasks))
     sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
+    spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
     md = {
         "teachers": T.write(tables, "table1_teachers", "Table 1: teachers and the student distilled from each "
-                            "alone (test accuracy, %; student mean ± std over seeds).", t1),
-        "main": T.write(tables, "table2_main", "Table 2: test accuracy (%) of every method, mean ± std over "
-                        "seeds; best per column in bold.", t2),
+                            f"alone (test accuracy, %; student {spread}).", t1),
+        "main": T.write(tables, "table2_main", f"Table 2: test accuracy (%) of every method, {spread}; best per "
+                        "column in bold.", t2),
         "significance": T.write(tables, "table3_significance", f"Table 3: {cfg.reference} against every other "
                                 "method, per task (b / c: test predictions only it / only the other got right).", t3),
         "compression": T.write(tables, "table4_compression", "Table 4: model size and CPU inference latency "

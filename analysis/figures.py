@@ -42,7 +42,9 @@ def t_interval(values: np.ndarray, confidence: float) -> float:
 def main_results(runs: pd.DataFrame, order: list[str], tasks: list[str], confidence: float, reference: str):
     """Test accuracy per method and task: mean over seeds with its t interval, and every seed as a dot."""
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(7, 0.22 * len(order) + 0.8), sharey=True, squeeze=False)
+        # constrained: the figure title gets its own room above the panel titles
+        fig, axes = plt.subplots(1, len(tasks), figsize=(7, 0.22 * len(order) + 0.8), sharey=True, squeeze=False,
+                                 layout="constrained")
         for ax, task in zip(axes[0], tasks):
             t = runs[runs.task == task]
             for y, method in enumerate(order):
@@ -51,7 +53,8 @@ def main_results(runs: pd.DataFrame, order: list[str], tasks: list[str], confide
                     continue
                 color = REFERENCE if method == reference else COLORS[0]
                 ax.errorbar(acc.mean(), y, xerr=t_interval(acc, confidence), fmt="o", color=color, ms=4, capsize=2)
-                ax.scatter(acc, np.full(len(acc), y + 0.25), s=5, color=color, alpha=0.5, linewidths=0)
+                if len(acc) > 1:  # one seed: its dot would only repeat the mean
+                    ax.scatter(acc, np.full(len(acc), y + 0.25), s=5, color=color, alpha=0.5, linewidths=0)
             u = t[t.method == "u_ensemble"].test_accuracy
             if len(u):
                 ax.axvline(100 * u.mean(), color="grey", lw=0.6, ls="--")
@@ -60,8 +63,10 @@ def main_results(runs: pd.DataFrame, order: list[str], tasks: list[str], confide
             ax.grid(axis="x", lw=0.3)
         axes[0, 0].set_yticks(range(len(order)), order)
         axes[0, 0].invert_yaxis()
-        fig.suptitle(f"Mean over seeds with {100 * confidence:.0f}% t interval; dots: seeds; dashed: u_ensemble",
-                     fontsize=7)
+        seeds = runs.seed.nunique()
+        what = f"Mean over seeds with {100 * confidence:.0f}% t interval; dots: seeds" if seeds > 1 else "One seed"
+        dashed = "; dashed: u_ensemble" if (runs.method == "u_ensemble").any() else ""
+        fig.suptitle(what + dashed, fontsize=7)
         return fig
 
 

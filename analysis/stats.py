@@ -43,8 +43,10 @@ def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int 
 
 def paired_t(acc_a: np.ndarray, acc_b: np.ndarray) -> float:
     """Two-sided p of the paired t-test over seeds; 1.0 when the differences are all equal to 0, nan
-    when they are equal and not 0 (no variance to test against)."""
+    when they are equal and not 0 (no variance to test against) or there is one seed (no test)."""
     d = np.asarray(acc_a, float) - np.asarray(acc_b, float)
+    if len(d) < 2:
+        return float("nan")
     if np.allclose(d, d[0]):
         return 1.0 if np.isclose(d[0], 0) else float("nan")
     return float(stats.ttest_rel(acc_a, acc_b).pvalue)

@@ -51,8 +51,25 @@ def frame(task: str, text_a, text_b, labels, group=None) -> pd.DataFrame:
     return df
 
 
+def text_key(df: pd.DataFrame) -> pd.Series:
+    """An example's text, or its pair of texts, as one string."""
+    return df.text_a + "\x1f" + df.text_b.fillna("")
+
+
+def join_groups_sharing_a_text(df: pd.DataFrame) -> pd.Series:
+    """Each row's group, merged with every group that shares one of its texts (whatever the label), so that
+    a text never lands in two splits. A merged group takes its smallest name; the others keep theirs."""
+    texts, groups = text_key(df), df.group
+    while True:  # the smallest name spreads through shared texts, then through groups, until nothing changes
+        joined = groups.groupby(texts).transform("min").groupby(groups).transform("min")
+        if joined.equals(groups):
+            return groups
+        groups = joined
+
+
 def split_by_group(df: pd.DataFrame, dev: float, test: float, seed: int) -> dict:
     """Assign whole groups to test, then dev, then train, in a seeded random order."""
+    df = df.assign(group=join_groups_sharing_a_text(df))
     groups = df.group
     keys = np.array(sorted(groups.unique()))
     np.random.default_rng(seed).shuffle(keys)
@@ -114,42 +131,62 @@ def chatterbot_qa(folder: Path, spec, seed: int):
 
 # ---- a user's file and GLUE -------------------------------------------------------------------
 
-def read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise P.InputError(f"{path}: data file not found")
+def file_kind(path: Path, key: str) -> str:
     suffix = "".join(path.suffixes[-2:]) if path.suffix in {".gz", ".bz2"} else path.suffix
+    for kind in ("csv", "jsonl", "json", "parquet"):
+        if suffix.startswith(f".{kind}"):
+            return "jsonl" if kind == "json" else kind
+    raise P.InputError(f"{key}.path: {path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
+
+
+def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a user's file; `key` (tasks.NAME) is named in every error."""
+    if not path.is_file():
+        raise P.InputError(f"{key}.path: {path}: data file not found")
+    kind = file_kind(path, key)
     try:
-        if suffix.startswith(".csv"):
-            return pd.read_csv(path, keep_default_na=False, encoding="utf-8")
-        if suffix.startswith((".jsonl", ".json")):
-            return pd.read_json(path, lines=True, encoding="utf-8")
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-    except UnicodeDecodeError as err:  # text in any language is welcome, but as UTF-8
-        raise P.InputError(f"{path}: not valid UTF-8 (byte {err.object[err.start:err.start + 1]!r} at offset "
-                           f"{err.start} of a decoded block); save the file as UTF-8") from None
-    raise P.InputError(f"{path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
+        if kind == "csv":
+            return pd.read_csv(path, keep_default_na=False, encoding=encoding)
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, encoding=encoding)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as err:  # text in any language is welcome, in the encoding the task declares
+        raise P.InputError(f"{path}: not valid {encoding} (byte {err.object[err.start:err.start + 1]!r} at offset "
+                           f"{err.start} of a decoded block); set {key}.encoding (e.g. latin-1, cp1252) or save "
+                           "the file as UTF-8") from None
+
+
+def locate(raw: pd.DataFrame, row: int, kind: str) -> str:
+    """Where data row `row` (0-based, as read) starts in its file, as an editor counts: the CSV header is
+    line 1 and a quoted text may span lines; blank lines, which pandas skips, are not counted."""
+    if kind == "parquet":
+        return f"row {row + 1}"
+    if kind == "jsonl":
+        return f"line {row + 1}"
+    breaks = sum(int(raw[c].iloc[:row].astype(str).str.count("\n").sum()) for c in raw.columns)
+    return f"line {row + 2 + breaks}"
 
 
 def user_file(name: str, spec, seed: int):
-    path = Path(spec.path)
-    raw = read_table(path)
+    path, key = Path(spec.path), f"tasks.{name}"
+    raw = read_table(path, key, spec.encoding)
+    kind = file_kind(path, key)
     wanted = [c for c in (spec.text_a, spec.text_b, spec.label, spec.group) if c]
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
-        raise P.InputError(f"{path}: columns {missing} (from tasks.{name}) not found; the file has {list(raw.columns)}")
+        raise P.InputError(f"{path}: columns {missing} (from {key}) not found; the file has {list(raw.columns)}")
     labels = raw[spec.label].astype(str)
     unknown = sorted(set(labels) - set(spec.labels))
     if unknown:
         row = int(np.flatnonzero(~labels.isin(spec.labels))[0])
-        raise P.InputError(f"{path}: row {row} has label {unknown[0]!r}, not in tasks.{name}.labels {spec.labels} "
-                           f"({len(unknown)} unknown label value(s) in all)")
+        raise P.InputError(f"{path}: {locate(raw, row, kind)} has label {labels.iloc[row]!r}, not in {key}.labels "
+                           f"{spec.labels} ({len(unknown)} unknown label value(s) in all: {unknown[:5]})")
     for col in (spec.text_a, spec.text_b):
         if col:
             empty = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
             if empty.any():
                 raise P.InputError(f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
-                                   f"first at row {int(np.flatnonzero(empty)[0])}")
+                                   f"first at {locate(raw, int(np.flatnonzero(empty)[0]), kind)}")
     index = {lab: i for i, lab in enumerate(spec.labels)}
     text_b = raw[spec.text_b].astype(str) if spec.text_b else [None] * len(raw)
     df = frame(name, raw[spec.text_a].astype(str), text_b, labels.map(index), raw[spec.group] if spec.group else None)
@@ -190,8 +227,25 @@ def glue(name: str, spec, seed: int, load_dataset=None):
     return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name], dropped
 
 
+def drop_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop exact copies (same text or pair, same label) of an earlier example: real data repeats itself
+    (retweets, GLUE), and a copy would count twice in training and in accuracy. The same text with another
+    label is kept; split_by_group keeps every example of a text in one split."""
+    copy = df.duplicated(["text_a", "text_b", "label"])
+    return df[~copy].reset_index(drop=True), int(copy.sum())
+
+
+def check_ids(df: pd.DataFrame, where: str, then: str = "") -> None:
+    """Runs, caches and the analysis match examples by id, so an id must name one example of its split."""
+    repeats = df.id[df.id.duplicated()]
+    if len(repeats):
+        raise P.InputError(f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
+                           f"repeat(s)); ids must be unique within a split{then}")
+
+
 def build(name: str, spec, assets_dir: Path, seed: int):
-    """Return ({split: frame}, label names, source description, {GLUE split: rows dropped for an empty text})."""
+    """Return ({split: frame}, label names, source description, rows removed: {"empty_text": {GLUE split: n},
+    "exact_copy": {split: n}})."""
     dropped = {}
     if spec.source == "rotten_tomatoes":
         splits, labels = rotten_tomatoes(assets_dir / "corpora" / "rotten_tomatoes", spec, seed)
@@ -205,12 +259,16 @@ def build(name: str, spec, assets_dir: Path, seed: int):
     else:
         splits, labels, dropped = glue(name, spec, seed)
         source = f"GLUE {spec.name} via datasets"
+    copies = {}
+    for s in SPLITS:
+        splits[s], copies[s] = drop_copies(splits[s])
     caps = {"train": spec.max_train, "dev": spec.max_dev, "test": spec.max_test}
     splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
     for s, df in splits.items():
         if len(df) == 0:
             raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
-    return splits, labels, source, dropped
+        check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
+    return splits, labels, source, {"empty_text": dropped, "exact_copy": copies}
 
 
 def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
@@ -235,4 +293,5 @@ def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
     card = Path(task_dir) / "card.json"
     if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
         raise P.InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
+    check_ids(df, str(path), "; rerun `dvc repro prepare`")
     return df

@@ -5,13 +5,14 @@ misspelt setting can never be silently ignored.
 """
 from __future__ import annotations
 
+import codecs
 import difflib
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -63,8 +64,19 @@ class FileTask(Caps):
     label: str
     labels: list[str] = Field(min_length=2)
     group: str | None = None  # rows sharing a group never straddle two splits
+    encoding: str = "utf-8"  # of a CSV or JSON Lines file, e.g. latin-1 or cp1252 (Parquet text is always UTF-8)
     dev_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding_is_known(cls, name: str) -> str:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise ValueError(f"unknown encoding {name!r}; expected a Python codec name such as 'utf-8', 'latin-1' "
+                             "or 'cp1252'") from None
+        return name
 
 
 class GlueTask(Caps):

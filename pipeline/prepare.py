@@ -21,17 +21,18 @@ def word_counts(df):
     return n
 
 
-def duplicates(splits: dict) -> dict:
-    """Examples of dev and test whose text (pair) also occurs in train, and repeats within each split."""
-    def texts(df):
-        return df.text_a + "\x1f" + df.text_b.fillna("")
+def duplicates(splits: dict, removed: dict) -> dict:
+    """Exact copies removed per split; kept examples whose text (pair) occurs in their split with another
+    label; and texts of dev and test also in train (only GLUE's own test split can have any: the splits
+    made here keep every example of a text in one split)."""
+    texts = {s: data.text_key(df) for s, df in splits.items()}
+    train = set(texts["train"])
+    return {"removed": removed,
+            "conflicting_labels": {s: int(t.duplicated(keep=False).sum()) for s, t in texts.items()},
+            "in_train": {s: int(texts[s].isin(train).sum()) for s in ("dev", "test")}}
 
-    train = set(texts(splits["train"]))
-    return {"in_train": {s: int(texts(splits[s]).isin(train).sum()) for s in ("dev", "test")},
-            "within_split": {s: int(texts(df).duplicated().sum()) for s, df in splits.items()}}
 
-
-def card(name: str, splits: dict, labels: list[str], source: str, dropped: dict | None = None) -> dict:
+def card(name: str, splits: dict, labels: list[str], source: str, removed: dict) -> dict:
     def words(df):
         n = word_counts(df)
         return {"median": float(n.median()), "max": int(n.max())}
@@ -53,8 +54,8 @@ def card(name: str, splits: dict, labels: list[str], source: str, dropped: dict 
         # metrics.json counts exactly how many of its training examples it truncated)
         "examples_over_words": {str(k): {s: int((word_counts(df) > k).sum()) for s, df in splits.items()}
                                 for k in LONG},
-        "duplicate_texts": duplicates(splits),
-        "empty_texts_dropped": dropped or {},
+        "duplicate_texts": duplicates(splits, removed["exact_copy"]),
+        "empty_texts_dropped": removed["empty_text"],
         "split_sha256": {s: data.split_hash(df) for s, df in splits.items()},
     }
 
@@ -64,8 +65,8 @@ def main(task: str, params_path: str = "params.yaml") -> None:
     if task not in params.tasks:
         raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
     spec = params.tasks[task]
-    splits, labels, source, dropped = data.build(task, spec, Path(params.assets.dir), params.seed)
-    info = card(task, splits, labels, source, dropped)
+    splits, labels, source, removed = data.build(task, spec, Path(params.assets.dir), params.seed)
+    info = card(task, splits, labels, source, removed)
     info["provenance"] = provenance(params.seed, spec.model_dump(), machine=False)
     with atomic_path(Path("data") / task) as out:
         out.mkdir()
@@ -74,10 +75,11 @@ def main(task: str, params_path: str = "params.yaml") -> None:
         write_json(out / "card.json", info)
     sizes = ", ".join(f"{s} {n}" for s, n in info["sizes"].items())
     print(f"prepare: {task}: {sizes}; labels {labels}; written to data/{task}/")
-    dup = info["duplicate_texts"]["in_train"]
-    if any(dup.values()):  # reported, not removed: the same text may carry another label, or be a real repeat
-        print(f"prepare: {task}: texts also in train: dev {dup['dev']}, test {dup['test']} (card.json, "
-              "duplicate_texts)")
+    dup = info["duplicate_texts"]
+    for key, what in (("removed", "exact copies removed"), ("conflicting_labels", "examples whose text also has "
+                      "another label (kept, in one split)"), ("in_train", "texts also in train")):
+        if any(dup[key].values()):
+            print(f"prepare: {task}: {what}: {dup[key]} (card.json, duplicate_texts.{key})")
     if any(info["empty_texts_dropped"].values()):
         print(f"prepare: {task}: rows with an empty text dropped: {info['empty_texts_dropped']}")
 

@@ -110,6 +110,24 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert metrics["rl_kd_significant_wins"] >= 1 and metrics["comparisons"] == 4
 
 
+def test_one_seed_shows_means_alone_and_says_so(tree):
+    params = (tree / "params.yaml").read_text().replace("seeds:\n  - 1\n  - 2\n  - 3\n", "seeds:\n  - 1\n")
+    (tree / "params.yaml").write_text(params)
+    analyze.main()
+    report = (tree / "results/report.md").read_text()
+    # seed 1 plants 80.0 for rl_kd and u_ensemble, 60.0 for ce, 70.0 and 72.0 for the single-teacher students
+    assert "(80.0), +0.0 points against `u_ensemble` and +20.0 points against `ce`." in report
+    assert "The single-teacher students span 2.0 points." in report
+    assert "With one seed there is no test over seeds" in report and "1 seeds" not in report
+    main = (tree / "results/tables/table2_main.md").read_text()
+    assert main.startswith("Table 2: test accuracy (%) of every method, one seed;")
+    assert "| rl_kd        | **80.0** | **80.0**  |       1 |" in main
+    sig = pd.read_csv(tree / "results/tables/table3_significance.csv")
+    assert sig.p_t.isna().all() and sig.d_z.isna().all()
+    for text in [report, *(p.read_text() for p in (tree / "results/tables").glob("*.*"))]:
+        assert "nan" not in text.lower() and "±" not in text.replace("mean ± std", "")
+
+
 def test_runs_outside_params_stay_out_of_the_tables(tree):
     rng = np.random.default_rng(1)
     write_run(tree, "w_ensemble", 1, 0.99, rng)  # left over from an earlier run.methods

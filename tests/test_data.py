@@ -15,6 +15,17 @@ def test_groups_never_straddle_two_splits():
     assert 0.1 < len(splits["test"]) / 500 <= 0.2
 
 
+def test_groups_sharing_a_text_are_joined():
+    # g2 and g1 share "x" (two labels), g2 and g3 share "y": one group, named g1; g4 shares nothing
+    df = data.frame("t", ["x", "x", "y", "y", "z", "w"], [None] * 6, [0, 1, 0, 1, 0, 0],
+                    ["g2", "g1", "g2", "g3", "g3", "g4"])
+    assert data.join_groups_sharing_a_text(df).tolist() == ["g1"] * 5 + ["g4"]
+    for seed in range(5):
+        splits = data.split_by_group(df, 0.3, 0.3, seed)
+        joined = [int(s.text_a.isin(["x", "y", "z"]).sum()) for s in splits.values()]
+        assert sorted(joined) == [0, 0, 5]  # the joined group, whole, in one split
+
+
 def test_ids_are_stable_and_content_based():
     a = data.frame("t", ["x", "y"], [None, None], [0, 1])
     b = data.frame("t", ["y", "x"], [None, None], [1, 0])
@@ -36,13 +47,17 @@ def test_cap_is_seeded():
     assert len(data.cap(df, 10, 1)) == 10 and data.cap(df, None, 1) is df
 
 
+def write_table(raw: pd.DataFrame, path):
+    {".csv": lambda: raw.to_csv(path, index=False),
+     ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),
+     ".parquet": lambda: raw.to_parquet(path)}[path.suffix]()
+    return path
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_user_file_formats(tmp_path, suffix):
     raw = sentiment_frame(120)
-    path = tmp_path / f"reviews{suffix}"
-    {".csv": lambda: raw.to_csv(path, index=False),
-     ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: raw.to_parquet(path)}[suffix]()
+    path = write_table(raw, tmp_path / f"reviews{suffix}")
     spec = P.FileTask(source="file", path=str(path), text_a="review", label="sentiment", labels=["neg", "pos"],
                       group="movie")
     splits, labels = data.user_file("reviews", spec, seed=0)
@@ -66,29 +81,37 @@ def file_spec(path, **kw):
                          "labels": ["neg", "pos"], **kw})
 
 
-def test_unknown_label_names_file_row_and_parameter(tmp_path):
+# the 8th data row (index 7) is line 9 of a CSV file under its header, line 8 of a JSON Lines file, row 8 of Parquet
+@pytest.mark.parametrize("suffix, position", [(".csv", "line 9"), (".jsonl", "line 8"), (".parquet", "row 8")])
+def test_unknown_label_names_the_file_line_and_parameter(tmp_path, suffix, position):
     raw = sentiment_frame(20)
     raw.loc[7, "sentiment"] = "meh"
-    raw.to_csv(tmp_path / "r.csv", index=False)
-    with pytest.raises(P.InputError, match=r"r.csv: row 7 has label 'meh', not in tasks.r.labels"):
-        data.user_file("r", file_spec(tmp_path / "r.csv"), 0)
+    raw.loc[12, "sentiment"] = "awful"
+    path = write_table(raw, tmp_path / f"r{suffix}")
+    with pytest.raises(P.InputError, match=rf"r\{suffix}: {position} has label 'meh', not in tasks.r.labels "
+                                           r"\['neg', 'pos'\] \(2 unknown label value\(s\) in all: \['awful', 'meh'\]\)"):
+        data.user_file("r", file_spec(path), 0)
 
 
+@pytest.mark.parametrize("suffix, position", [(".csv", "line 6"), (".jsonl", "line 5"), (".parquet", "row 5")])
 @pytest.mark.parametrize("blank", ["", "   "])
-def test_empty_text_is_refused(tmp_path, blank):
+def test_empty_text_is_refused_with_its_line(tmp_path, blank, suffix, position):
     raw = sentiment_frame(20)
     raw.loc[4, "review"] = blank
-    raw.to_csv(tmp_path / "r.csv", index=False)
-    with pytest.raises(P.InputError, match=r"r.csv: column 'review' is empty in 1 row\(s\), first at row 4"):
-        data.user_file("r", file_spec(tmp_path / "r.csv"), 0)
+    path = write_table(raw, tmp_path / f"r{suffix}")
+    with pytest.raises(P.InputError, match=rf"r\{suffix}: column 'review' is empty in 1 row\(s\), first at {position}$"):
+        data.user_file("r", file_spec(path), 0)
 
 
 def test_missing_column_and_missing_file(tmp_path):
     sentiment_frame(20).to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(P.InputError, match=r"columns \['txt'\] .* not found"):
         data.user_file("r", file_spec(tmp_path / "r.csv", text_a="txt"), 0)
-    with pytest.raises(P.InputError, match="data file not found"):
+    with pytest.raises(P.InputError, match=r"^tasks.r.path: .*/gone.csv: data file not found$"):
         data.user_file("r", file_spec(tmp_path / "gone.csv"), 0)
+    (tmp_path / "r.xlsx").write_text("x")
+    with pytest.raises(P.InputError, match=r"^tasks.r.path: .*/r.xlsx: unknown file type '.xlsx'; expected .csv"):
+        data.user_file("r", file_spec(tmp_path / "r.xlsx"), 0)
 
 
 def test_glue_through_a_local_stand_in():

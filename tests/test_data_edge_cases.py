@@ -1,12 +1,13 @@
-"""Awkward data: very long texts, non-ASCII and broken encodings, duplicates across splits, empty GLUE rows,
-and damaged prepared splits."""
+"""Awkward data: very long texts, non-ASCII text, declared and broken encodings, a missing file, a text over two
+lines, duplicates, empty GLUE rows, and damaged prepared splits."""
 import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import data, finetune, params as P, prepare
-from tests.conftest import sentiment_frame
+from tests.conftest import sentiment_frame, write_params
 
 
 def card(root):
@@ -38,35 +39,94 @@ def test_non_ascii_text_survives_unchanged(workdir):
     assert (workdir / "models/reviews/tiny_a/model/classifier.json").is_file()
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_a_file_that_is_not_utf8_is_refused_with_its_name(workdir, suffix):
+def write_latin1(workdir, suffix, raw):
     params_path = workdir / "params.yaml"
     params_path.write_text(params_path.read_text().replace("user_data/reviews.csv", f"user_data/latin1{suffix}"))
-    raw = sentiment_frame(40)
-    raw.loc[3, "review"] = "très mauvais, déçu"
     target = workdir / f"user_data/latin1{suffix}"
     if suffix == ".csv":
         target.write_bytes(raw.to_csv(index=False).encode("latin-1"))
     else:
         target.write_bytes(raw.to_json(orient="records", lines=True, force_ascii=False).encode("latin-1"))
-    with pytest.raises(P.InputError, match=rf"latin1\{suffix}: not valid UTF-8 .* save the file as UTF-8"):
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_that_is_not_utf8_is_refused_with_its_name(workdir, suffix):
+    raw = sentiment_frame(40)
+    raw.loc[3, "review"] = "très mauvais, déçu"
+    write_latin1(workdir, suffix, raw)
+    with pytest.raises(P.InputError, match=rf"latin1\{suffix}: not valid utf-8 .* set tasks.reviews.encoding "
+                                           r"\(e.g. latin-1, cp1252\) or save the file as UTF-8"):
         prepare.main("reviews")
     assert not (workdir / "data").exists()
 
 
-def test_duplicate_texts_across_splits_are_reported(workdir, capsys):
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_declared_encoding_is_read(workdir, suffix):
+    raw = sentiment_frame(40)
+    raw.loc[3, "review"] = "très mauvais, déçu"
+    write_latin1(workdir, suffix, raw)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["tasks"]["reviews"]["encoding"] = "latin-1"
+    write_params(workdir, params)
+    prepare.main("reviews")
+    prepared = pd.concat(data.load_split(workdir / "data/reviews", s) for s in data.SPLITS)
+    assert "très mauvais, déçu" in set(prepared.text_a) and len(prepared) == 40
+
+
+def test_a_missing_data_file_names_its_parameter(workdir):
+    (workdir / "user_data/reviews.csv").unlink()
+    with pytest.raises(P.InputError, match=r"^tasks.reviews.path: user_data/reviews.csv: data file not found$"):
+        prepare.main("reviews")
+    assert not (workdir / "data").exists()
+
+
+def test_a_text_over_two_lines_counts_in_the_csv_line(workdir):
+    raw = sentiment_frame(40)
+    raw.loc[2, "review"] = "first line\nsecond line"  # quoted: data row 2 spans lines 4 and 5
+    raw.loc[7, "sentiment"] = "meh"  # data row 7: line 2 + 7, and one more for the break above
+    raw.to_csv(workdir / "user_data/reviews.csv", index=False)
+    assert (workdir / "user_data/reviews.csv").read_text().splitlines()[9].endswith(",meh,m7")  # line 10
+    with pytest.raises(P.InputError, match=r"reviews.csv: line 10 has label 'meh'"):
+        prepare.main("reviews")
+
+
+def test_exact_copies_are_removed_and_conflicting_labels_kept_in_one_split(workdir, capsys):
     raw = sentiment_frame(300)
-    raw.loc[:, "movie"] = [f"m{i}" for i in range(len(raw))]  # every row its own group: copies land anywhere
-    raw.loc[200:259, "review"] = raw.loc[0:59, "review"].to_numpy()  # 60 texts twice
+    raw.loc[:, "movie"] = [f"m{i}" for i in range(len(raw))]  # every row its own group: copies could land anywhere
+    flipped = raw.loc[30:59, "sentiment"].map({"neg": "pos", "pos": "neg"}).to_numpy()
+    raw.loc[200:229, ["review", "sentiment"]] = raw.loc[0:29, ["review", "sentiment"]].to_numpy()  # 30 exact copies
+    raw.loc[230:259, "review"] = raw.loc[30:59, "review"].to_numpy()  # 30 texts again, with the other label
+    raw.loc[230:259, "sentiment"] = flipped
     raw.to_csv(workdir / "user_data/reviews.csv", index=False)
     prepare.main("reviews")
     dup = card(workdir)["duplicate_texts"]
     splits = {s: data.load_split(workdir / "data/reviews", s) for s in data.SPLITS}
-    train = set(splits["train"].text_a)
-    for s in ("dev", "test"):
-        assert dup["in_train"][s] == int(splits[s].text_a.isin(train).sum())
-    assert dup["in_train"]["dev"] + dup["in_train"]["test"] > 0
-    assert "texts also in train" in capsys.readouterr().out
+    assert sum(len(df) for df in splits.values()) == 300 - 30
+    assert sum(dup["removed"].values()) == 30
+    assert sum(dup["conflicting_labels"].values()) == 60  # both examples of each of the 30 texts
+    assert dup["in_train"] == {"dev": 0, "test": 0}
+    split_of = {t: s for s, df in splits.items() for t in df.text_a}
+    assert len(split_of) == sum(df.text_a.nunique() for df in splits.values()) == 300 - 30 - 30  # no text in two splits
+    for s, df in splits.items():
+        assert df.id.is_unique
+        assert dup["removed"][s] == sum(split_of[t] == s for t in raw.review[0:30])
+        assert dup["conflicting_labels"][s] == 2 * sum(split_of[t] == s for t in raw.review[30:60])
+    out = capsys.readouterr().out
+    assert "exact copies removed" in out and "another label (kept, in one split)" in out
+
+
+def test_repeated_ids_in_a_prepared_split_are_refused(workdir):
+    """A split with an exact copy, as an older prepare wrote it, and a card digest that matches it."""
+    prepare.main("reviews")
+    df = data.load_split(workdir / "data/reviews", "train")
+    df = pd.concat([df, df.iloc[:1]], ignore_index=True)
+    df.to_parquet(workdir / "data/reviews/train.parquet", index=False)
+    info = card(workdir)
+    info["split_sha256"]["train"] = data.split_hash(df)
+    (workdir / "data/reviews/card.json").write_text(json.dumps(info))
+    with pytest.raises(P.InputError, match=r"train.parquet: example id 'reviews-[0-9a-f]{16}' occurs more than once "
+                                           r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare`"):
+        data.load_split(workdir / "data/reviews", "train")
 
 
 def test_glue_rows_with_an_empty_text_are_dropped_and_counted():

@@ -53,6 +53,8 @@ def test_tiny_profile_is_valid(tmp_path, base):
     (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
     (lambda p: p["compute"].update(launch="torchrun -m"), "compute.launch", "'python -m' or 'accelerate launch -m'"),
     (lambda p: p["distill"].update(no_teacher="skip"), "distill.no_teacher", "'ce' or 'equal'"),
+    (lambda p: p["tasks"]["reviews"].update(encoding="latin-9"), "tasks.reviews.encoding",
+     "unknown encoding 'latin-9'; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"),
     # out of range
     (lambda p: p["distill"].update(alpha=1.5), "distill.alpha", "less than or equal to 1"),
     (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than 0"),

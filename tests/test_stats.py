@@ -43,6 +43,7 @@ def test_paired_t_and_effect_size_by_hand():
 def test_paired_t_without_spread():
     assert stats.paired_t([0.7, 0.8], [0.7, 0.8]) == 1.0
     assert np.isnan(stats.paired_t([0.7, 0.8], [0.6, 0.7]))
+    assert np.isnan(stats.paired_t([0.7], [0.7]))  # one seed: no test, not p = 1
     assert np.isnan(stats.cohens_dz([0.7, 0.8], [0.6, 0.7]))
 
 

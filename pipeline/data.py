@@ -231,7 +231,8 @@ def drop_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop exact copies (same text or pair, same label) of an earlier example: real data repeats itself
     (retweets, GLUE), and a copy would count twice in training and in accuracy. The same text with another
     label is kept; split_by_group keeps every example of a text in one split."""
-    copy = df.duplicated(["text_a", "text_b", "label"])
+    # within an evaluation set: MNLI-m and MNLI-mm are two test sets, and a text in both counts in each
+    copy = df.duplicated(["text_a", "text_b", "label", *(["eval_set"] if "eval_set" in df.columns else [])])
     return df[~copy].reset_index(drop=True), int(copy.sum())
 
 

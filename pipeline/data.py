@@ -269,6 +269,14 @@ def build(name: str, spec, assets_dir: Path, seed: int):
         if len(df) == 0:
             raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
         check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
+    present = set().union(*(set(df.label) for df in splits.values()))
+    if len(present) < 2:
+        raise P.InputError(f"tasks.{name}: only the class {labels[present.pop()]!r} occurs in the data; a classifier "
+                           "needs at least two")
+    missing = [labels[k] for k in range(len(labels)) if k not in set(splits["train"].label)]
+    if missing:  # a class the student never sees in training (a tiny max_train, or a label declared but unused)
+        raise P.InputError(f"tasks.{name}: the train split ({len(splits['train'])} examples, after max_train) has no "
+                           f"example of {missing}; every class of tasks.{name} needs training examples")
     return splits, labels, source, {"empty_text": dropped, "exact_copy": copies}
 
 

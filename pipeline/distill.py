@@ -32,10 +32,9 @@ def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) 
     if (method == "rl_kd") != (rl_setup is not None):
         raise P.InputError("method rl_kd runs as `python -m pipeline.rl_kd TASK SEED` (the rl_kd stage), "
                            "and only there")
-    try:
-        return int(seed)
-    except ValueError:
-        raise P.InputError(f"seed must be an integer, got {seed!r}") from None
+    if not seed.isdigit() or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
+        raise P.InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    return int(seed)
 
 
 def load_teachers(task: str, teachers: list[str], splits: dict) -> dict:
@@ -67,7 +66,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     selected, rewards = torch.zeros(teacher_logits.shape[1]), []
     parts = T.chunks(rng.permutation(rows), cfg.batch_size)
     bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
-    for idx, batch in bar:
+    for step, (idx, batch) in enumerate(bar, 1):
         with compute.autocast(acc):
             student_logits, pooled = model(**batch)
         student_logits, pooled = student_logits.float(), pooled.float()
@@ -75,6 +74,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
         w = fill_empty(w, fill).to(device)
         loss = student_loss(student_logits, labels[idx].to(device), teacher_logits[idx], w, cfg.alpha,
                             cfg.temperature, cfg.t2_scaling)
+        value = T.finite(loss, desc, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -84,7 +84,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
             rewards.append(agent.learn(reward(idx, batch, student_logits.detach(), pooled.detach(), w).cpu()))
             selected += agent.last[1].sum(0)
         weight_sum[idx] += w.cpu()
-        total += loss.item() * len(idx)
+        total += value * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     seconds = time.perf_counter() - start
@@ -193,8 +193,12 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl
     if not card_path.is_file():
         raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
-    splits["train"] = data.cap(splits["train"], cfg.max_train, params.seed)
-    cache = load_teachers(task, teachers, splits)
+    cache = load_teachers(task, teachers, splits)  # checked against the whole prepared split, as it was cached
+    if cfg.max_train is not None and cfg.max_train < len(splits["train"]):  # the cached rows of the capped subset
+        keep = np.flatnonzero(splits["train"].id.isin(data.cap(splits["train"], cfg.max_train, params.seed).id))
+        splits["train"] = splits["train"].iloc[keep].reset_index(drop=True)
+        rows = torch.from_numpy(keep)
+        cache["train"] = {k: [x[rows] for x in v] if isinstance(v, list) else v[rows] for k, v in cache["train"].items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
     labels = pd.read_json(card_path, typ="series")["labels"]
 

@@ -39,7 +39,7 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     T.seed_everything(seed)
     train = parts["train"]
     texts = list(train.text_a) + list(train.text_b.dropna())
-    encoder, tokenizer = models.pretrained_encoder(teacher, spec, manifest, texts)
+    encoder, tokenizer = models.pretrained_encoder(f"teachers.{teacher}", spec, manifest, texts)
     model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
     pad = tokenizer.pad_token_id
     enc = {s: T.encode(tokenizer, df, spec.max_length) for s, df in parts.items()}

@@ -62,11 +62,12 @@ def asset_path(name: str, manifest: dict) -> Path:
     return Path(entry["path"])
 
 
-def wordpiece_tokenizer(texts, vocab_size: int):
+def wordpiece_tokenizer(texts, vocab_size: int, key: str = "student"):
     """A BERT WordPiece tokenizer over the task's own text, for random models (no download).
 
     Built by counting, not by the `tokenizers` trainer, whose tie-breaking varies run to run: the
-    vocabulary is every character (so any word can be spelt) plus the most frequent words.
+    vocabulary is every character (so any word can be spelt) plus the most frequent words. `key` (the
+    params section) labels errors.
     """
     from tokenizers.normalizers import BertNormalizer
     from tokenizers.pre_tokenizers import BertPreTokenizer
@@ -76,6 +77,10 @@ def wordpiece_tokenizer(texts, vocab_size: int):
     counts = Counter(w for text in texts for w, _ in split(normalize(text)))
     chars = sorted({c for w in counts for c in w})
     pieces = SPECIAL_TOKENS + chars + ["##" + c for c in chars]
+    if vocab_size < len(pieces):
+        raise P.InputError(f"{key}.vocab_size: {vocab_size} is smaller than the {len(pieces)} pieces that this task's "
+                           f"vocabulary needs (5 special tokens, and each of its {len(chars)} characters alone and "
+                           "as a word piece)")
     taken = set(pieces)
     words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
     vocab = pieces + words[:max(0, vocab_size - len(pieces))]
@@ -85,31 +90,50 @@ def wordpiece_tokenizer(texts, vocab_size: int):
         return BertTokenizer(str(path))
 
 
-def pretrained_encoder(name: str, spec: P.Teacher, manifest: dict | None, train_texts=None):
-    """Return (encoder, tokenizer) for a teacher spec; `name` only labels errors."""
+# models whose position ids start after the padding index, so that max_position_embeddings - (pad + 1) are usable
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def check_length(key: str, spec: P.Encoder, config) -> None:
+    """Refuse a max_length beyond the encoder's position embeddings before training, not in its first step."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None or positions < 0:  # relative positions (XLNet): any length
+        return
+    if config.model_type in PADDED_POSITIONS:
+        positions -= (config.pad_token_id or 0) + 1
+    if spec.max_length > positions:
+        raise P.InputError(f"{key}.max_length: {spec.max_length} is more than the {positions} positions of the "
+                           f"{config.model_type} model; at most {positions}")
+
+
+def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_texts=None):
+    """Return (encoder, tokenizer) for an encoder spec; `key` (`teachers.NAME` or `student`) labels errors."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if spec.source == "random":
-        tokenizer = wordpiece_tokenizer(train_texts, spec.vocab_size)
+        tokenizer = wordpiece_tokenizer(train_texts, spec.vocab_size, key)
         try:
             config = AutoConfig.for_model(spec.arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                           **spec.config)
-        except (ValueError, TypeError) as err:
-            raise P.InputError(f"teachers.{name}: cannot build a {spec.arch!r} config: {err}") from None
-        return AutoModel.from_config(config), tokenizer
+            check_length(key, spec, config)
+            return AutoModel.from_config(config), tokenizer
+        except (ValueError, TypeError) as err:  # an unknown arch, or sizes that do not fit (hidden % heads)
+            raise P.InputError(f"{key}: cannot build a {spec.arch!r} model from {key}.config: {err}") from None
     if spec.source == "asset":
         where = asset_path(spec.name, manifest)
     elif spec.source == "path":
         where = Path(spec.name)
         if not (where / "config.json").is_file():
-            raise P.InputError(f"teachers.{name}.name: {where} is not a model folder (no config.json there)")
+            raise P.InputError(f"{key}.name: {where} is not a model folder (no config.json there)")
     else:
         where = spec.name
     try:
-        return AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where)
+        encoder, tokenizer = AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where)
     except OSError as err:
-        raise P.InputError(f"teachers.{name}: cannot load {where!r} ({err}). Hub models need a reachable model "
+        raise P.InputError(f"{key}: cannot load {where!r} ({err}). Hub models need a reachable model "
                            "hub; offline, use the embedded default assets.") from None
+    check_length(key, spec, encoder.config)
+    return encoder, tokenizer
 
 
 def build_student(params: P.Params, texts: list[str], num_labels: int):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,13 @@ from ruamel.yaml import YAML, YAMLError
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
+# bounds past which a value only burns hours or overflows: an epoch count of a million is a typo, not a plan
+Epochs = Annotated[int, Field(gt=0, le=1000)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seed range
+MaxLength = Annotated[int, Field(ge=8, le=100_000)]  # [CLS] a [SEP] b [SEP] and a few words; checked against the model
+# task and teacher names become folder names and DVC stage names (`finetune@TASK-TEACHER`): plain identifiers only
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 ENCODER_ASSETS = ("mpnet", "minilm_l6", "minilm_l3")
 CORPUS_ASSETS = ("rotten_tomatoes", "chatterbot")
@@ -28,13 +36,21 @@ class InputError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `true` is no integer and 3.0 no epoch count; no inf or nan, which only make NaN losses
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Assets(Strict):
     dir: str = "assets"
     encoders: list[Literal[ENCODER_ASSETS]] = list(ENCODER_ASSETS)
     corpora: list[Literal[CORPUS_ASSETS]] = list(CORPUS_ASSETS)
+
+    @model_validator(mode="after")
+    def _inside(self):
+        path = Path(self.dir)
+        if path.is_absolute() or ".." in path.parts or not path.parts:  # the assets stage writes there
+            raise ValueError(f"dir: {self.dir!r} must be a folder inside the repository (dvc.yaml expects `assets`)")
+        return self
 
 
 class Caps(Strict):
@@ -78,6 +94,12 @@ class FileTask(Caps):
                              "or 'cp1252'") from None
         return name
 
+    @model_validator(mode="after")
+    def _checked(self):
+        if len(set(self.labels)) < len(self.labels):
+            raise ValueError(f"labels: {self.labels} names a label twice; each class once, in the order of its index")
+        return self
+
 
 class GlueTask(Caps):
     """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set. `mnli` trains
@@ -96,9 +118,9 @@ class Encoder(Strict):
     name: str | None = None  # asset name, folder, or hub id; unused for `random`
     arch: str = "bert"  # `random` only: a transformers model type
     config: dict = {}  # `random` only: config overrides, e.g. hidden_size
-    vocab_size: PositiveInt = 4000  # `random` only: WordPiece vocabulary counted on the task's text
+    vocab_size: Annotated[int, Field(gt=0, le=1_000_000)] = 4000  # `random` only: WordPiece vocabulary of the task
     pooling: Literal["mean", "cls"] = "mean"
-    max_length: PositiveInt = 64
+    max_length: MaxLength = 64
 
     @model_validator(mode="after")
     def _name_matches_source(self):
@@ -111,11 +133,11 @@ class Encoder(Strict):
 
 class Training(Strict):
     max_train: PositiveInt | None = None
-    epochs: PositiveInt = 2
-    batch_size: PositiveInt = 32
-    eval_batch_size: PositiveInt = 64
-    lr: PositiveFloat = 5e-5
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    epochs: Epochs = 2
+    batch_size: Annotated[int, Field(gt=0, le=100_000)] = 32
+    eval_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 64
+    lr: LearningRate = 5e-5
+    weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.01
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # a hyper-parameter grid, e.g. {lr: [1e-5, 2e-5, 5e-5]}: the stage trains every point and keeps the
     # best on dev (the paper's model selection); the values above stand for the keys not in the grid
@@ -161,10 +183,10 @@ class Student(Encoder):
 
 class Distill(Training):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
-    temperature: PositiveFloat = 5.0
+    temperature: Annotated[float, Field(ge=0.1, le=100)] = 5.0  # softmax(z / T) under or overflows beyond
     t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]
     no_teacher: Literal["ce", "equal"] = "ce"  # an instance whose weights are all zero
-    fixed_weights: dict[str, Annotated[float, Field(ge=0)]] | None = None  # w_ensemble; default: dev accuracy
+    fixed_weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] | None = None  # w_ensemble; default: dev accuracy
 
 
 class RL(Strict):
@@ -176,23 +198,23 @@ class RL(Strict):
         default=["pooled", "probs", "ce"], min_length=1)
     policy: Literal["shared", "per_teacher"] = "shared"
     weights: Literal["hard", "soft"] = "hard"
-    policy_lr: PositiveFloat = 0.05
+    policy_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
     baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    entropy: Annotated[float, Field(ge=0)] = 0.0
-    warmup_epochs: Annotated[int, Field(ge=0)] = 1
-    pretrain_epochs: Annotated[int, Field(ge=0)] = 3
+    entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
+    warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
+    pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
     # rewards `held_out_*` only: the part of train kept out of training for the reward's batches; 0 draws them
     # from the other training instances instead, so that the student trains on all of train like the baselines
-    held_out_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    held_out_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # the student keeps at least half of train
 
 
 class Analysis(Strict):
     """The analyze stage's statistics: RL-KD (`reference`) against every other method."""
     reference: str = "rl_kd"
-    bootstrap: Annotated[int, Field(ge=100)] = 10_000
+    bootstrap: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
-    wilcoxon_min_seeds: Annotated[int, Field(ge=2)] = 6
+    wilcoxon_min_seeds: Annotated[int, Field(ge=2, le=1000)] = 6
 
 
 class Compute(Strict):
@@ -202,7 +224,7 @@ class Compute(Strict):
     launch: Literal["python -m", "accelerate launch -m"] = "python -m"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU if torch sees one, else the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
-    loader_workers: Annotated[int, Field(ge=0)] = 0  # processes that pad and collate batches
+    loader_workers: Annotated[int, Field(ge=0, le=256)] = 0  # processes that pad and collate batches
 
 
 METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
@@ -216,11 +238,11 @@ class Run(Strict):
     tasks: list[str] = Field(min_length=1)
     teachers: list[str] = Field(min_length=1)
     methods: list[str] = []  # see METHODS, plus single_<teacher> for each teacher
-    seeds: list[int] = [0]
+    seeds: list[Seed] = Field(default=[0], min_length=1)
 
 
 class Params(Strict):
-    seed: int = 0
+    seed: Seed = 0
     run: Run
     assets: Assets = Assets()
     tasks: dict[str, Task]
@@ -233,6 +255,22 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _names_exist(self):
+        for kind in ("tasks", "teachers", "methods", "seeds"):
+            values = getattr(self.run, kind)
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:  # a teacher listed twice would count twice in every ensemble
+                raise ValueError(f"run.{kind}: {', '.join(twice)} listed more than once")
+        for kind in ("tasks", "teachers"):
+            for name in getattr(self, kind):
+                if not NAME.fullmatch(name):
+                    raise ValueError(f"{kind}: {name!r} is not a plain name (a letter, then letters, digits or _): "
+                                     "names become folder and DVC stage names")
+        for name, task in self.tasks.items():
+            path = Path(getattr(task, "path", "user_data/x"))
+            # dvc.yaml tracks user_data/ as prepare's dependency: a file elsewhere could change unnoticed, or be anywhere
+            if path.is_absolute() or ".." in path.parts or path.parts[:1] != ("user_data",) or len(path.parts) < 2:
+                raise ValueError(f"tasks.{name}.path: {str(path)!r} is not a file inside user_data/; put the file there "
+                                 "(dvc.yaml tracks that folder, so an edit to it reruns prepare)")
         for kind in ("tasks", "teachers"):
             known = getattr(self, kind)
             for name in getattr(self.run, kind):
@@ -269,11 +307,20 @@ def _known_keys() -> set[str]:
 
 def _describe(err: ValidationError) -> str:
     lines = []
+    tags = {"rotten_tomatoes", "chatterbot_qa", "file", "glue"}  # the task union's tags: not keys of the file
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in {"rotten_tomatoes", "chatterbot_qa", "file", "glue"}
-                       or p == e["loc"][-1])
+        parts = [str(p) for i, p in enumerate(e["loc"]) if p not in tags or (i == len(e["loc"]) - 1
+                                                                              and e["type"] != "value_error")]
         got = "" if e["type"] in ("missing", "value_error", "extra_forbidden") else f" (got {e['input']!r})"
         msg = e["msg"]
+        if e["type"] == "value_error":  # our validators' messages start with the key they are about
+            msg = msg.removeprefix("Value error, ")
+            head, sep, rest = msg.partition(": ")
+            if sep and "." not in head and " " not in head and parts:  # `labels: ...` of tasks.x -> tasks.x.labels
+                parts, msg = parts + [head], rest
+            elif sep and not parts and " " not in head:  # `run.methods: ...` of the whole file
+                parts, msg = [head], rest
+        loc = ".".join(parts)
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(e["loc"][-1]), sorted(_known_keys()), n=1, cutoff=0.75)
             msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else " (Extra inputs are not permitted)")
@@ -284,6 +331,22 @@ def _describe(err: ValidationError) -> str:
 DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "rl", "analysis", "compute")
 
 
+MAX_VALUES = 100_000  # a params file has hundreds; a grid of thousands of points is still far below
+
+
+def expanded_size(node, sizes: dict | None = None) -> int:
+    """How many values a composed YAML node stands for once its aliases are expanded, counted without
+    expanding them: an alias is the same node object again, so each node's size is computed once."""
+    sizes = {} if sizes is None else sizes
+    if node is None:
+        return 0
+    if id(node) not in sizes:
+        children = [c for pair in node.value for c in pair] if isinstance(node.value, list) and node.value and \
+            isinstance(node.value[0], tuple) else node.value if isinstance(node.value, list) else []
+        sizes[id(node)] = 1 + sum(expanded_size(c, sizes) for c in children)
+    return sizes[id(node)]
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
@@ -291,7 +354,13 @@ def load(path: str | Path = "params.yaml") -> Params:
     # YAML 1.2, as DVC reads and writes it: `dvc exp run -S` rewrites the file, and leaves a label such as
     # `no` unquoted, which an older (1.1) reader would take for false
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text()) or {}
+        text = path.read_text()
+        yaml = YAML(typ="safe", pure=True)
+        size = expanded_size(yaml.compose(text))
+        if size > MAX_VALUES:  # aliases of aliases: a few lines that expand to a billion values
+            raise InputError(f"{path}: its YAML aliases expand to {size:,} values (at most {MAX_VALUES:,}); write the "
+                             "values out instead of repeating them with aliases")
+        raw = yaml.load(text) or {}
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,6 +1,7 @@
 """Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
 from __future__ import annotations
 
+import math
 import random
 import time
 from functools import partial
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import compute
+from . import compute, params as P
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -71,6 +72,16 @@ def chunks(order, size: int):
     return [order[i:i + size] for i in range(0, len(order), size)]
 
 
+def finite(loss: torch.Tensor, desc: str, step: int) -> float:
+    """The loss's value; a run whose loss is NaN or infinite stops here, before that step's update, with
+    nothing written (every stage writes its outputs only at its end)."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise P.InputError(f"{desc}: the training loss is {value} at batch {step}; stopped, nothing written (lower "
+                           "the learning rate, or check the temperature and teacher weights in params.yaml)")
+    return value
+
+
 def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, scheduler, pad_id: int,
                 rng: np.random.Generator, acc, workers: int = 0, desc: str = "train") -> dict:
     """One epoch of fine-tuning; `model`, `optimizer` and `scheduler` prepared by `acc` (data parallel when
@@ -81,18 +92,19 @@ def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, sc
     whole = chunks(order, batch_size)
     parts = [compute.shard(acc, c) for c in whole]
     bar = progress(batches(acc.device, enc, parts, pad_id, workers), desc, total=len(parts))
-    for (idx, batch), size in zip(bar, map(len, whole)):
+    for step, ((idx, batch), size) in enumerate(zip(bar, map(len, whole)), 1):
         with acc.autocast():
             logits, _ = model(**batch)
         loss = F.cross_entropy(logits.float(), labels[idx].to(acc.device))
         if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
             loss = loss * (len(idx) * acc.num_processes / size)
+        value = finite(loss, desc, step)
         optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
         acc.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(idx)
+        total += value * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     seconds = time.perf_counter() - start

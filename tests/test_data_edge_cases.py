@@ -156,3 +156,22 @@ def test_a_damaged_prepared_split_is_refused(workdir, damage):
         words = "differ from the digest in"
     with pytest.raises(P.InputError, match=rf"train.parquet: .*{words}.*rerun `dvc repro prepare`"):
         data.load_split(workdir / "data/reviews", "train")
+
+
+def test_a_file_with_one_class_is_refused(workdir):
+    raw = sentiment_frame(120)
+    raw["sentiment"] = "pos"
+    raw.to_csv(workdir / "user_data/reviews.csv", index=False)
+    with pytest.raises(P.InputError, match=r"tasks.reviews: only the class 'pos' occurs in the data"):
+        prepare.main("reviews")
+    assert not (workdir / "data").exists()
+
+
+def test_a_train_split_without_every_class_is_refused(workdir):
+    params_path = workdir / "params.yaml"
+    params_path.write_text(params_path.read_text().replace("    label: sentiment\n",
+                                                           "    label: sentiment\n    max_train: 1\n", 1))
+    with pytest.raises(P.InputError, match=r"tasks.reviews: the train split \(1 examples, after max_train\) has no "
+                                           r"example of \['(neg|pos)'\]"):
+        prepare.main("reviews")
+    assert not (workdir / "data").exists()

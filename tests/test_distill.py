@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from pipeline import cache, data, distill, finetune, params as P, prepare
@@ -105,7 +106,7 @@ def test_same_seed_same_numbers(repo):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda p: p["distill"].update(alpha=1.5), "distill.alpha: Input should be less than or equal to 1"),
-    (lambda p: p["distill"].update(temperature=0), "distill.temperature: Input should be greater than 0"),
+    (lambda p: p["distill"].update(temperature=0), "distill.temperature: Input should be greater than or equal to 0.1"),
     (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
     (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
      "distill.fixed_weights.tiny_b: Input should be greater than or equal to 0"),
@@ -122,7 +123,7 @@ def test_bad_parameters_stop_before_training(repo, edit, message):
 def test_unknown_method_and_bad_seed_on_the_command_line(repo):
     with pytest.raises(P.InputError, match=r"unknown method 'single_bert'.*single_tiny_a"):
         distill.main("reviews", "single_bert", "1")
-    with pytest.raises(P.InputError, match="seed must be an integer, got 'one'"):
+    with pytest.raises(P.InputError, match=r"seed must be an integer from 0 to 2\*\*32 - 1, got 'one'"):
         distill.main("reviews", "ce", "one")
 
 
@@ -152,3 +153,44 @@ def test_a_student_grid_keeps_the_best_point_on_dev_and_equals_that_point_run_al
     alone = json.loads((out / "metrics.json").read_text())
     assert alone["dev_accuracy"] == grid_run["dev_accuracy"] and "grid" not in alone
     pd.testing.assert_frame_equal(pd.read_parquet(out / "predictions.parquet"), preds)
+
+
+def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo):
+    """distill.max_train below the train size takes the cached outputs of the sampled rows (by id)."""
+    edit_params(repo, lambda p: p["distill"].update(max_train=50))
+    distill.main("reviews", "u_ensemble", "3")
+    weights = pd.read_parquet(repo / "runs/reviews/u_ensemble/3/weights.parquet")
+    train = data.load_split(repo / "data/reviews", "train")
+    assert len(weights) == 50 and len(train) > 50
+    assert list(weights.id) == list(data.cap(train, 50, 0).id)  # the sample max_train draws with params' seed
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_with_nothing_written(repo, monkeypatch):
+    calls = []
+
+    def poisoned(*args, **kwargs):  # a loss that turns NaN at the third batch, as an overflow would
+        calls.append(1)
+        loss = student_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    from pipeline.losses import student_loss
+    monkeypatch.setattr(distill, "student_loss", poisoned)
+    with pytest.raises(P.InputError, match=r"u_ensemble epoch 1: the training loss is nan at batch 3; stopped, "
+                                           "nothing written"):
+        distill.main("reviews", "u_ensemble", "4")
+    assert not (repo / "runs/reviews/u_ensemble/4").exists()
+
+
+def test_a_teacher_whose_loss_is_not_finite_stops_with_nothing_written(repo, monkeypatch):
+    from pipeline import training
+    monkeypatch.setattr(training.F, "cross_entropy", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
+    edit_params(repo, lambda p: p["teachers"].update(fresh=p["teachers"]["tiny_a"]))
+    with pytest.raises(P.InputError, match=r"fresh epoch 1: the training loss is inf at batch 1"):
+        finetune.main("reviews", "fresh")
+    assert not (repo / "models/reviews/fresh").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1e3"])
+def test_a_seed_outside_numpys_range_is_refused_on_the_command_line(repo, seed):
+    with pytest.raises(P.InputError, match=rf"seed must be an integer from 0 to 2\*\*32 - 1, got '{seed}'"):
+        distill.main("reviews", "ce", seed)

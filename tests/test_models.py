@@ -9,7 +9,7 @@ from tests.conftest import sentiment_frame, tiny_teacher
 def tiny():
     spec = P.Teacher(**tiny_teacher(32, 2))
     texts = list(sentiment_frame(60).review)
-    encoder, tokenizer = models.pretrained_encoder("tiny", spec, None, texts)
+    encoder, tokenizer = models.pretrained_encoder("teachers.tiny", spec, None, texts)
     return models.Classifier(encoder, 2, "mean").eval(), tokenizer
 
 
@@ -57,16 +57,41 @@ def test_missing_model_folder(tmp_path):
 def test_model_path_that_does_not_exist(tmp_path):
     spec = P.Teacher(source="path", name=str(tmp_path / "missing"))
     with pytest.raises(P.InputError, match=r"teachers.mine.name: .*missing is not a model folder"):
-        models.pretrained_encoder("mine", spec, None)
+        models.pretrained_encoder("teachers.mine", spec, None)
 
 
 def test_asset_missing_from_manifest():
     spec = P.Teacher(source="asset", name="mpnet")
     with pytest.raises(P.InputError, match="asset 'mpnet' is not in the asset manifest"):
-        models.pretrained_encoder("t", spec, {"assets": {}})
+        models.pretrained_encoder("teachers.t", spec, {"assets": {}})
 
 
 def test_random_model_with_a_bad_config():
     spec = P.Teacher(**tiny_teacher(32, 1, arch="no-such-arch"))
-    with pytest.raises(P.InputError, match="teachers.t: cannot build a 'no-such-arch' config"):
-        models.pretrained_encoder("t", spec, None, ["some text"])
+    with pytest.raises(P.InputError, match="teachers.t: cannot build a 'no-such-arch' model from teachers.t.config"):
+        models.pretrained_encoder("teachers.t", spec, None, ["some text"])
+
+
+@pytest.mark.parametrize("key, spec, words", [
+    # 5 special tokens + every character of the texts, alone and as ##c: far more than 1
+    ("student", P.Student(source="random", vocab_size=1), r"student.vocab_size: 1 is smaller than the \d+ pieces"),
+    ("student", P.Student(source="random", arch="no-such-arch"), "student: cannot build a 'no-such-arch' model"),
+    ("student", P.Student(source="random", config={"hidden_size": 30, "num_attention_heads": 4}),
+     r"student: cannot build a 'bert' model from student.config: .*not a multiple of the number of attention heads"),
+    ("student", P.Student(source="random", max_length=100, config={"max_position_embeddings": 64}),
+     "student.max_length: 100 is more than the 64 positions of the bert model; at most 64"),
+    # RoBERTa's position ids start after its padding index (0 in our WordPiece vocabulary): 66 - 1 = 65 usable
+    ("teachers.r", P.Teacher(source="random", arch="roberta", max_length=66, config={"max_position_embeddings": 66}),
+     "teachers.r.max_length: 66 is more than the 65 positions of the roberta model"),
+])
+def test_an_encoder_that_cannot_be_built_is_refused_before_training(key, spec, words):
+    with pytest.raises(P.InputError, match=words):
+        models.pretrained_encoder(key, spec, None, list(sentiment_frame(60).review))
+
+
+def test_max_length_up_to_the_positions_is_accepted():
+    spec = P.Teacher(source="random", arch="roberta", max_length=65,
+                     config={"max_position_embeddings": 66, "hidden_size": 16, "num_hidden_layers": 1,
+                             "num_attention_heads": 2, "intermediate_size": 32})
+    encoder, _ = models.pretrained_encoder("teachers.r", spec, None, ["a text"])
+    assert encoder.config.max_position_embeddings == 66

@@ -27,6 +27,12 @@ def test_tiny_profile_is_valid(tmp_path, base):
     assert params.tasks["pairs"].text_b == "answer"
 
 
+def rename(params, kind, old, new):
+    """Rename a task or teacher everywhere params.yaml names it."""
+    params[kind][new] = params[kind].pop(old)
+    params["run"][kind] = [new if n == old else n for n in params["run"][kind]]
+
+
 @pytest.mark.parametrize("edit, key, words", [
     (lambda p: p["tasks"]["reviews"].update(max_train=0), "tasks.reviews.max_train", "greater than 0"),
     (lambda p: p["tasks"]["pairs"].update(max_test=-3), "tasks.pairs.max_test", "greater than 0"),
@@ -57,7 +63,7 @@ def test_tiny_profile_is_valid(tmp_path, base):
      "unknown encoding 'latin-9'; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"),
     # out of range
     (lambda p: p["distill"].update(alpha=1.5), "distill.alpha", "less than or equal to 1"),
-    (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than 0"),
+    (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than or equal to 0.1"),
     (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
     (lambda p: p["rl"].update(policy_lr=-1), "rl.policy_lr", "greater than 0"),
     (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
@@ -73,6 +79,44 @@ def test_tiny_profile_is_valid(tmp_path, base):
     (lambda p: p["compute"].update(devise="cpu"), "compute.devise", "did you mean 'device'"),
     (lambda p: p.update(sead=1), "sead", "did you mean 'seed'"),
     (lambda p: p["distill"].update(colour="red"), "distill.colour", "unknown key"),
+    # a careless or hostile params.yaml (issue 13): names and paths that would write outside the repository
+    (lambda p: rename(p, "tasks", "reviews", "../../x-task"), "tasks", "'../../x-task' is not a plain name"),
+    (lambda p: rename(p, "teachers", "tiny_a", "../../../x-teacher"), "teachers", "is not a plain name"),
+    (lambda p: rename(p, "tasks", "reviews", "a/b"), "tasks", "'a/b' is not a plain name"),
+    (lambda p: rename(p, "teachers", "tiny_a", "tiny-a"), "teachers", "'tiny-a' is not a plain name"),
+    (lambda p: p["tasks"]["reviews"].update(path="/tmp/reviews.csv"), "tasks.reviews.path", "not a file inside user_data/"),
+    (lambda p: p["tasks"]["reviews"].update(path="user_data/../../x.csv"), "tasks.reviews.path", "inside user_data/"),
+    (lambda p: p["tasks"]["reviews"].update(path="reviews.csv"), "tasks.reviews.path", "inside user_data/"),
+    (lambda p: p["assets"].update(dir="../../elsewhere"), "assets.dir", "must be a folder inside the repository"),
+    (lambda p: p["assets"].update(dir="/tmp/assets"), "assets.dir", "must be a folder inside the repository"),
+    # values that ran to a NaN loss, or a silently wrong result
+    (lambda p: p["distill"].update(temperature=float("inf")), "distill.temperature", "finite number"),
+    (lambda p: p["distill"].update(temperature=1e-300), "distill.temperature", "greater than or equal to 0.1"),
+    (lambda p: p["distill"].update(lr=1e9), "distill.lr", "less than or equal to 1"),
+    (lambda p: p["distill"].update(fixed_weights={"tiny_a": float("inf"), "tiny_b": 1.0}),
+     "distill.fixed_weights.tiny_a", "finite number"),
+    (lambda p: p["rl"].update(entropy=float("inf")), "rl.entropy", "finite number"),
+    (lambda p: p["distill"].update(epochs=True), "distill.epochs", "valid integer"),
+    (lambda p: p["rl"].update(pretrain_epochs=True), "rl.pretrain_epochs", "valid integer"),
+    (lambda p: p.update(seed=True), "seed", "valid integer"),
+    (lambda p: p["distill"].update(epochs=3.0), "distill.epochs", "valid integer"),
+    (lambda p: p["tasks"]["reviews"].update(labels=["neg", "neg", "pos"]), "tasks.reviews", "names a label twice"),
+    (lambda p: p["student"].update(max_length=1), "student.max_length", "greater than or equal to 8"),
+    (lambda p: p["run"].update(seeds=[1, 1, 2]), "run.seeds", "1 listed more than once"),
+    (lambda p: p["run"].update(methods=["ce", "ce"]), "run.methods", "ce listed more than once"),
+    (lambda p: p["run"].update(tasks=["reviews", "reviews"]), "run.tasks", "reviews listed more than once"),
+    (lambda p: p["run"].update(teachers=["tiny_a", "tiny_a"]), "run.teachers", "tiny_a listed more than once"),
+    (lambda p: p["run"].update(seeds=[]), "run.seeds", "at least 1 item"),
+    # values that only waste hours
+    (lambda p: p["rl"].update(pretrain_epochs=1_000_000), "rl.pretrain_epochs", "less than or equal to 100"),
+    (lambda p: p["analysis"].update(bootstrap=1e9), "analysis.bootstrap", "valid integer"),
+    (lambda p: p["analysis"].update(bootstrap=10**9), "analysis.bootstrap", "less than or equal to 1000000"),
+    (lambda p: p["distill"].update(epochs=10**6), "distill.epochs", "less than or equal to 1000"),
+    # values that crashed with a traceback
+    (lambda p: p.update(seed=-1), "seed", "greater than or equal to 0"),
+    (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
+    (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
+    (lambda p: p["rl"].update(held_out_fraction=0.9999), "rl.held_out_fraction", "less than or equal to 0.5"),
 ])
 def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
     params = copy.deepcopy(base)
@@ -119,3 +163,25 @@ def test_unquoted_yes_and_no_stay_strings_as_dvc_writes_them(tmp_path, base):
     path.write_text(path.read_text().replace("- 'no'\n", "- no\n").replace("- 'yes'\n", "- yes\n"))
     assert "- no\n" in path.read_text()
     assert P.load(path).tasks["pairs"].labels == ["no", "yes"]
+
+
+def test_yaml_aliases_that_expand_beyond_reason_are_refused_before_they_expand(tmp_path, base):
+    """A "billion laughs" params.yaml: nine levels of ten aliases over a list of ten stand for 10^10 values."""
+    path = write_params(tmp_path, base)
+    bomb = "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"b{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+        f"*a{i - 1}, *a{i - 1}]\n" for i in range(1, 10))
+    path.write_text(bomb + path.read_text())
+    # worked out: level 0 is a list of 10 scalars (11 values), level i a list of 10 level-(i-1) lists, so
+    # size(i) = 1 + 10 size(i - 1) = (10^(i+2) - 1) / 9, and levels 0..9 sum to (10^2 + ... + 10^11 - 10) / 9
+    # = 12,345,679,010; the mapping, its keys and the tiny profile's own values add a few hundred
+    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 12,345,679,\d\d\d values \(at most 100,000\)"):
+        P.load(path)
+
+
+def test_a_few_aliases_are_fine(tmp_path, base):
+    """PyYAML writes an alias when one object appears twice: such a file is a valid params.yaml."""
+    base["teachers"]["tiny_c"] = base["teachers"]["tiny_a"]
+    path = write_params(tmp_path, base)
+    assert "*id001" in path.read_text()
+    assert P.load(path).teachers["tiny_c"] == P.load(path).teachers["tiny_a"]

@@ -23,14 +23,19 @@ HIDDEN = {"mpnet": 768, "minilm_l6": 384, "minilm_l3": 384}
 def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
     write_params(root, {"run": {"tasks": ["rt"], "teachers": ["l6"]},
-                        "assets": {"dir": str(root / "assets")},
+                        "assets": {"dir": "assets"},  # inside the folder the stage runs in
                         "tasks": {"rt": {"source": "rotten_tomatoes"}},
                         "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},
                         "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {}, "analysis": {},
                         "compute": {"launch": "python -m"}})
     done = run([sys.executable, "-m", "pipeline.assets"], root)
     assert done.returncode == 0, done.stderr[-3000:]
-    return root, json.loads((root / "assets/manifest.json").read_text())
+    old = os.getcwd()
+    os.chdir(root)  # the manifest's paths are relative to the folder the stages run in, as in the repository
+    try:
+        yield root, json.loads((root / "assets/manifest.json").read_text())
+    finally:
+        os.chdir(old)
 
 
 def embed(name, manifest, sentences):

@@ -79,6 +79,8 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
 
 
 def read_significance(sig: pd.DataFrame, ref: str, alpha: float) -> str:
+    if sig.empty:
+        return f"No other method ran, so there is nothing to compare `{ref}` with."
     hits = sig[sig.verdict != "not significant"]
     text = (f"{len(hits)} of {len(sig)} comparisons of `{ref}` with another method are significant at "
             f"{alpha} after Holm correction within each task.")

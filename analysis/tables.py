@@ -121,7 +121,8 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
         block["p_mcnemar_holm"] = stats.holm(block.p_mcnemar)
         rows.append(block)
     numbers = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    if numbers.empty:
+    if numbers.empty:  # the reference ran alone (run.methods: [])
+        numbers = pd.DataFrame(columns=["task", "method", "seeds", "diff", "verdict"])
         return numbers, numbers, numbers
     alpha = cfg.significance
 

@@ -78,7 +78,7 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
                         for n in GLUE_EVAL_SIZES[spec.name].values())
             shared.append((name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s,
                                                                                         student_ex_s)))
-    stages = {"prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
+    stages = {"assets": 1, "prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
               "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
               "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
     lines += ["", "stages: " + ", ".join(f"{k} x{v}" for k, v in stages.items()) + f" ({sum(stages.values())} in all)"]

@@ -182,3 +182,16 @@ def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
     numbers, shown, bold = ablation.table(rl, {"rt": 0.69, "qa": 0.488, "average": 0.589}, exps, ["rt", "qa"])
     assert list(numbers.index) == ["params.yaml", "rl.reward=held_out_accuracy"]
     assert shown.loc["rl.reward=held_out_accuracy", "rt"] == "70.0" and bold.loc["rl.reward=held_out_accuracy", "rt"]
+
+
+def test_rl_kd_alone_has_no_comparison_and_says_so(tree):
+    """run.methods: [] runs RL-KD only: the tables and report are written, with no significance to test."""
+    params = (tree / "params.yaml").read_text()
+    (tree / "params.yaml").write_text(params.replace("methods:\n  - ce\n  - single_big\n  - single_small\n"
+                                                     "  - u_ensemble\n", "methods: []\n"))
+    analyze.main()
+    report = (tree / "results/report.md").read_text()
+    assert "No other method ran, so there is nothing to compare `rl_kd` with." in report
+    main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
+    assert list(main.index) == ["rl_kd"]
+    assert json.loads((tree / "results/metrics.json").read_text())["comparisons"] == 0

@@ -85,6 +85,8 @@ def test_dry_run_on_a_clone_with_nothing_built_lists_the_stages_with_force(tiny_
     listed = {line.split("'")[1] for line in forced.stdout.splitlines() if line.startswith("Running stage")}
     stages = {line.split()[0] for line in dvc(tiny_repo, "stage", "list").stdout.splitlines()}
     assert listed == stages and len(stages) == 22  # assets, 2 prepare, 4 finetune, 4 cache, 6 distill, 2 rl_kd, ...
+    plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
+    assert "(22 in all)" in plan.stdout  # the plan counts what DVC runs
     assert not any((tiny_repo / folder).exists() for folder in ("assets", "data", "models", "runs", "results"))
 
 

@@ -30,7 +30,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
         out.mkdir()
         for split, df in splits.items():
             start = time.perf_counter()
-            enc = T.encode(tokenizer, df, meta["max_length"])
+            enc = T.encode(tokenizer, df, meta["max_length"], models.uses_token_types(model.encoder))
             out_logits, pooled = T.predict(model, enc, spec.eval_batch_size, tokenizer.pad_token_id,
                                            f"{teacher} {split}", acc, params.compute.loader_workers)
             seconds = time.perf_counter() - start

@@ -130,7 +130,8 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
     model, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
     model.to(acc.device)
     pad, workers = tokenizer.pad_token_id, params.compute.loader_workers
-    enc = {s: T.encode(tokenizer, df, params.student.max_length) for s, df in splits.items()}
+    segments = models.uses_token_types(model.encoder)
+    enc = {s: T.encode(tokenizer, df, params.student.max_length, segments) for s, df in splits.items()}
     rl = method == "rl_kd"
     weigh, static = methods.build("u_ensemble" if rl else method, teachers, cache["train"], cache["dev"], gold["dev"],
                                   cfg.fixed_weights, rng)

@@ -42,7 +42,7 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     encoder, tokenizer = models.pretrained_encoder(f"teachers.{teacher}", spec, manifest, texts)
     model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
     pad = tokenizer.pad_token_id
-    enc = {s: T.encode(tokenizer, df, spec.max_length) for s, df in parts.items()}
+    enc = {s: T.encode(tokenizer, df, spec.max_length, models.uses_token_types(encoder)) for s, df in parts.items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
     steps = spec.epochs * -(-len(train) // spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

@@ -45,7 +45,7 @@ def weight_bytes(model) -> int:
 
 
 def measure(name: str, model, tokenizer, test: pd.DataFrame, max_length: int, repeats: int) -> dict:
-    enc = T.encode(tokenizer, test, max_length)
+    enc = T.encode(tokenizer, test, max_length, models.uses_token_types(model.encoder))
     pad = tokenizer.pad_token_id
     one, many = time_forward(model, enc, pad, 1, repeats), time_forward(model, enc, pad, 32, repeats)
     row = {"model": name, "parameters": models.count_parameters(model), "weight_bytes": weight_bytes(model),

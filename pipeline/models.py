@@ -184,5 +184,12 @@ def load(folder: str | Path) -> tuple[Classifier, object, dict]:
     return model.eval(), AutoTokenizer.from_pretrained(folder / "encoder"), meta
 
 
+def uses_token_types(encoder: nn.Module) -> bool:
+    """Whether the encoder reads segment ids: BERT and ALBERT (two segment embeddings), XLNet (relative
+    segments, its <cls> in a segment of its own); not RoBERTa or MPNet, which have one or none."""
+    config = encoder.config
+    return config.model_type == "xlnet" or (getattr(config, "type_vocab_size", None) or 0) > 1
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -28,11 +28,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encode(tokenizer, df, max_length: int) -> dict[str, list]:
-    """Tokenise a split once, unpadded; batches are padded to their own longest example."""
+def encode(tokenizer, df, max_length: int, token_types: bool | None = None) -> dict[str, list]:
+    """Tokenise a split once, unpadded; batches are padded to their own longest example. `token_types`
+    (models.uses_token_types) asks for segment ids, which ALBERT's and XLNet's tokenizers leave out by default
+    although their models read them; None keeps the tokenizer's default."""
     pair = df.text_b.notna().any()
     enc = tokenizer(list(df.text_a), list(df.text_b.fillna("")) if pair else None,
-                    truncation=True, max_length=max_length)
+                    truncation=True, max_length=max_length, return_token_type_ids=token_types)
     out = {k: enc[k] for k in INPUT_KEYS if k in enc}
     out["truncated"] = int(sum(len(ids) >= max_length for ids in out["input_ids"]))
     # how the tokenizer pads (XLNet: on the left, its own pad token type), for `collate`

@@ -138,3 +138,29 @@ def test_cls_pooling_reads_the_cls_token_on_either_padding_side(teachers, arch, 
     for row in range(2):
         at = batch["input_ids"][row].tolist().index(tokenizer.cls_token_id)
         assert torch.equal(pooled[row], hidden[row, at])
+
+
+@pytest.mark.parametrize("arch, segments", [
+    # worked from each tokenizer's layout: [CLS] a [SEP] b [SEP] is 0 then 1 (BERT, ALBERT); XLNet's
+    # a <sep> b <sep> <cls> is 0, 1, then 2 for its <cls>. ALBERT's and XLNet's tokenizers leave them out by default
+    ("bert", {0, 1}), ("albert", {0, 1}), ("xlnet", {0, 1, 2})])
+def test_sentence_pairs_carry_segment_ids_where_the_model_reads_them(teachers, arch, segments):
+    tokenizer, encoder = AutoTokenizer.from_pretrained(teachers[arch]), AutoModel.from_pretrained(teachers[arch])
+    pair = pd.DataFrame({"text_a": ["what about good number 1"], "text_b": ["it is good"]})
+    enc = T.encode(tokenizer, pair, 32, models.uses_token_types(encoder))
+    types = enc["token_type_ids"][0]
+    assert set(types) == segments
+    ids = enc["input_ids"][0]
+    first_sep = ids.index(tokenizer.sep_token_id)
+    assert set(types[:first_sep + 1]) == {0} and types[first_sep + 1] == 1  # text a, then text b
+    if arch == "xlnet":
+        assert ids[-1] == tokenizer.cls_token_id and types[-1] == 2
+
+
+@pytest.mark.parametrize("arch, sizes, reads", [
+    ("bert", {}, True), ("albert", {}, True), ("xlnet", {}, True),  # two segment embeddings; XLNet's relative ones
+    ("roberta", {"type_vocab_size": 1}, False),  # roberta-base's config: one segment embedding, nothing to tell
+    ("mpnet", {}, False)])  # no segment embedding at all
+def test_which_encoders_read_segment_ids(arch, sizes, reads):
+    config = AutoConfig.for_model(arch, **sizes)
+    assert models.uses_token_types(type("Encoder", (), {"config": config})()) is reads

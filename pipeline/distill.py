@@ -32,7 +32,7 @@ def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) 
     if (method == "rl_kd") != (rl_setup is not None):
         raise P.InputError("method rl_kd runs as `python -m pipeline.rl_kd TASK SEED` (the rl_kd stage), "
                            "and only there")
-    if not seed.isdigit() or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
+    if not (seed.isascii() and seed.isdigit()) or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
         raise P.InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     return int(seed)
 

@@ -90,18 +90,11 @@ def wordpiece_tokenizer(texts, vocab_size: int, key: str = "student"):
         return BertTokenizer(str(path))
 
 
-# models whose position ids start after the padding index, so that max_position_embeddings - (pad + 1) are usable
-PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
-
-
 def check_length(key: str, spec: P.Encoder, config) -> None:
-    """Refuse a max_length beyond the encoder's position embeddings before training, not in its first step."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is None or positions < 0:  # relative positions (XLNet): any length
-        return
-    if config.model_type in PADDED_POSITIONS:
-        positions -= (config.pad_token_id or 0) + 1
-    if spec.max_length > positions:
+    """Refuse a max_length beyond the encoder's position embeddings before training, not in its first step
+    (for a random encoder params.py has already checked it)."""
+    positions = P.usable_positions(config)
+    if positions is not None and spec.max_length > positions:
         raise P.InputError(f"{key}.max_length: {spec.max_length} is more than the {positions} positions of the "
                            f"{config.model_type} model; at most {positions}")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -41,16 +42,9 @@ class Strict(BaseModel):
 
 
 class Assets(Strict):
-    dir: str = "assets"
+    dir: Literal["assets"] = "assets"  # dvc.yaml declares the assets stage's outputs there
     encoders: list[Literal[ENCODER_ASSETS]] = list(ENCODER_ASSETS)
     corpora: list[Literal[CORPUS_ASSETS]] = list(CORPUS_ASSETS)
-
-    @model_validator(mode="after")
-    def _inside(self):
-        path = Path(self.dir)
-        if path.is_absolute() or ".." in path.parts or not path.parts:  # the assets stage writes there
-            raise ValueError(f"dir: {self.dir!r} must be a folder inside the repository (dvc.yaml expects `assets`)")
-        return self
 
 
 class Caps(Strict):
@@ -128,7 +122,53 @@ class Encoder(Strict):
             raise ValueError(f"`name` is required when source is {self.source!r}")
         if self.source == "asset" and self.name not in ENCODER_ASSETS:
             raise ValueError(f"unknown asset {self.name!r}; expected one of {list(ENCODER_ASSETS)}")
+        if self.source == "random":  # checked at the first stage, not when distill builds the student an hour later
+            check_random_encoder(self.arch, self.config, self.max_length)
         return self
+
+
+# models whose position ids start after the padding index, so that max_position_embeddings - (pad + 1) are usable
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def usable_positions(config) -> int | None:
+    """How many tokens an encoder of this transformers config can take; None for relative positions (XLNet)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None or positions < 0:
+        return None
+    if config.model_type in PADDED_POSITIONS:
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
+
+
+def check_random_encoder(arch: str, config: dict, max_length: int) -> None:
+    """What a model built from a config needs, without building it: a known type, finite sizes in range,
+    heads that divide the hidden size, and room for max_length positions."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if arch not in CONFIG_MAPPING:
+        raise ValueError(f"arch: unknown model type {arch!r}; expected a transformers model type such as 'bert', "
+                         "'roberta', 'albert' or 'xlnet'")
+    for key, value in config.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"config: {key} must be a finite number, a string or a boolean (got {value!r})")
+        if isinstance(value, int) and value > (1000 if "layer" in key else 1_000_000):  # size keys: a typo's hours
+            raise ValueError(f"config: {key} = {value} is beyond any model this suite can train")
+    try:
+        built = AutoConfig.for_model(arch, pad_token_id=0, **config)  # [PAD] is 0 in the WordPiece of models.py
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"config: not a valid {arch!r} config ({err})") from None
+    for hidden, heads in (("hidden_size", "num_attention_heads"), ("d_model", "n_head")):
+        h, n = getattr(built, hidden, None), getattr(built, heads, None)
+        if isinstance(h, int) and isinstance(n, int) and n > 0 and h % n:
+            raise ValueError(f"config: {hidden} {h} is not a multiple of {heads} {n}")
+    positions = usable_positions(built)
+    if positions is not None and max_length > positions:
+        raise ValueError(f"max_length: {max_length} is more than the {positions} positions of the {arch} model "
+                         f"(config.max_position_embeddings); at most {positions}")
 
 
 class Training(Strict):
@@ -146,7 +186,8 @@ class Training(Strict):
     @model_validator(mode="after")
     def _grid_points_are_valid(self):
         for key in self.grid:
-            if key not in type(self).model_fields or key in ("grid", "source", "name", "arch", "config"):
+            # max_train: the stages sample the training rows once, before the grid
+            if key not in type(self).model_fields or key in ("grid", "source", "name", "arch", "config", "max_train"):
                 raise ValueError(f"grid: {key!r} is not a hyper-parameter of this section")
         self.points()  # each point must be a valid setting in its own right
         return self
@@ -266,7 +307,9 @@ class Params(Strict):
                     raise ValueError(f"{kind}: {name!r} is not a plain name (a letter, then letters, digits or _): "
                                      "names become folder and DVC stage names")
         for name, task in self.tasks.items():
-            path = Path(getattr(task, "path", "user_data/x"))
+            if not isinstance(task, FileTask):
+                continue
+            path = Path(task.path)
             # dvc.yaml tracks user_data/ as prepare's dependency: a file elsewhere could change unnoticed, or be anywhere
             if path.is_absolute() or ".." in path.parts or path.parts[:1] != ("user_data",) or len(path.parts) < 2:
                 raise ValueError(f"tasks.{name}.path: {str(path)!r} is not a file inside user_data/; put the file there "
@@ -336,13 +379,15 @@ MAX_VALUES = 100_000  # a params file has hundreds; a grid of thousands of point
 
 def expanded_size(node, sizes: dict | None = None) -> int:
     """How many values a composed YAML node stands for once its aliases are expanded, counted without
-    expanding them: an alias is the same node object again, so each node's size is computed once."""
+    expanding them: an alias is the same node object again, so each node's size is computed once. A node
+    that contains itself (`x: &a [*a]`) counts as too many."""
     sizes = {} if sizes is None else sizes
     if node is None:
         return 0
     if id(node) not in sizes:
-        children = [c for pair in node.value for c in pair] if isinstance(node.value, list) and node.value and \
-            isinstance(node.value[0], tuple) else node.value if isinstance(node.value, list) else []
+        sizes[id(node)] = MAX_VALUES + 1  # until its children are counted: a cycle back to it is unbounded
+        children = ([c for pair in node.value for c in pair] if isinstance(node, MappingNode)
+                    else node.value if isinstance(node, SequenceNode) else [])
         sizes[id(node)] = 1 + sum(expanded_size(c, sizes) for c in children)
     return sizes[id(node)]
 
@@ -356,10 +401,13 @@ def load(path: str | Path = "params.yaml") -> Params:
     try:
         text = path.read_text()
         yaml = YAML(typ="safe", pure=True)
-        size = expanded_size(yaml.compose(text))
-        if size > MAX_VALUES:  # aliases of aliases: a few lines that expand to a billion values
-            raise InputError(f"{path}: its YAML aliases expand to {size:,} values (at most {MAX_VALUES:,}); write the "
-                             "values out instead of repeating them with aliases")
+        sizes: dict = {}
+        size = expanded_size(yaml.compose(text), sizes)
+        if size > MAX_VALUES and len(sizes) > MAX_VALUES:
+            raise InputError(f"{path}: holds {len(sizes):,} values (at most {MAX_VALUES:,}); not a parameter file")
+        if size > MAX_VALUES:  # aliases of aliases: a few lines that expand to a billion values, or to themselves
+            raise InputError(f"{path}: its YAML aliases expand to {size:,} values or more (at most {MAX_VALUES:,}); "
+                             "write the values out instead of repeating them with aliases")
         raw = yaml.load(text) or {}
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)

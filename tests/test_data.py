@@ -173,3 +173,25 @@ def test_prepare_bad_label_leaves_nothing(workdir):
 def test_prepare_unknown_task(workdir):
     with pytest.raises(P.InputError, match=r"unknown task 'nope'.*\['pairs', 'reviews'\]"):
         prepare.main("nope")
+
+
+def test_glue_keeps_its_validation_copies_and_drops_those_of_train(tmp_path):
+    """The paper scored GLUE's validation set as it is, copies included; train loses its copies."""
+    from datasets import Dataset, DatasetDict
+    rows = {"sentence1": [f"a {i}" for i in range(40)], "sentence2": [f"b {i}" for i in range(40)],
+            "label": [i % 2 for i in range(40)], "idx": list(range(40))}
+    copied = {k: v + v[:3] for k, v in rows.items()}  # rows 0, 1, 2 twice
+    stand_in = DatasetDict({"train": Dataset.from_dict(copied), "validation": Dataset.from_dict(copied)})
+    spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
+    import datasets
+    original, datasets.load_dataset = datasets.load_dataset, lambda path, name: stand_in
+    try:
+        splits, _, _, removed = data.build("mrpc", spec, tmp_path, 0)
+    finally:
+        datasets.load_dataset = original
+    assert len(splits["test"]) == 43 and splits["test"].id.is_unique  # 40 + 3 copies, each its own id
+    assert sorted(i for i in splits["test"].id if i.endswith("-1")) == sorted(
+        i + "-1" for i in splits["test"].id[:3])  # the three first rows' ids, numbered
+    # a text's copies all land in one of train and dev (groups sharing a text are joined), and go there
+    assert removed["exact_copy"]["test"] == 0 and removed["exact_copy"]["train"] + removed["exact_copy"]["dev"] == 3
+    assert len(splits["train"]) + len(splits["dev"]) == 40

@@ -155,14 +155,28 @@ def test_a_student_grid_keeps_the_best_point_on_dev_and_equals_that_point_run_al
     pd.testing.assert_frame_equal(pd.read_parquet(out / "predictions.parquet"), preds)
 
 
-def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo):
-    """distill.max_train below the train size takes the cached outputs of the sampled rows (by id)."""
+def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo, monkeypatch):
+    """distill.max_train below the train size: each kept example must get its own teacher outputs."""
+    from pipeline import logits
+    seen = {}
+    fit = distill.fit
+
+    def spy(params, cfg, task, method, seed, splits, cache, *rest):
+        seen.update(ids=list(splits["train"].id), logits=cache["train"]["logits"].clone())
+        return fit(params, cfg, task, method, seed, splits, cache, *rest)
+
+    monkeypatch.setattr(distill, "fit", spy)
     edit_params(repo, lambda p: p["distill"].update(max_train=50))
-    distill.main("reviews", "u_ensemble", "3")
-    weights = pd.read_parquet(repo / "runs/reviews/u_ensemble/3/weights.parquet")
-    train = data.load_split(repo / "data/reviews", "train")
-    assert len(weights) == 50 and len(train) > 50
-    assert list(weights.id) == list(data.cap(train, 50, 0).id)  # the sample max_train draws with params' seed
+    distill.main("reviews", "best_single", "3")
+    full = data.load_split(repo / "data/reviews", "train")
+    assert len(seen["ids"]) == 50 < len(full) and len(set(seen["ids"])) == 50
+    # each row the student trains on, looked up by its id in each teacher's whole cached train split
+    for k, teacher in enumerate(["tiny_a", "tiny_b"]):
+        cached = logits.load(repo / f"logits/reviews/{teacher}/train.safetensors", full)["logits"]
+        rows = [full.index[full.id == i][0] for i in seen["ids"]]
+        assert torch.equal(seen["logits"][:, k], cached[rows])
+    weights = pd.read_parquet(repo / "runs/reviews/best_single/3/weights.parquet")
+    assert list(weights.id) == seen["ids"]
 
 
 def test_a_loss_that_is_not_finite_stops_the_run_with_nothing_written(repo, monkeypatch):

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from pydantic import ValidationError
 
 from pipeline import models, params as P, training as T
 from tests.conftest import sentiment_frame, tiny_teacher
@@ -66,27 +67,26 @@ def test_asset_missing_from_manifest():
         models.pretrained_encoder("teachers.t", spec, {"assets": {}})
 
 
-def test_random_model_with_a_bad_config():
-    spec = P.Teacher(**tiny_teacher(32, 1, arch="no-such-arch"))
-    with pytest.raises(P.InputError, match="teachers.t: cannot build a 'no-such-arch' model from teachers.t.config"):
-        models.pretrained_encoder("teachers.t", spec, None, ["some text"])
-
-
-@pytest.mark.parametrize("key, spec, words", [
+def test_a_vocabulary_smaller_than_the_tasks_pieces_is_refused_before_training():
     # 5 special tokens + every character of the texts, alone and as ##c: far more than 1
-    ("student", P.Student(source="random", vocab_size=1), r"student.vocab_size: 1 is smaller than the \d+ pieces"),
-    ("student", P.Student(source="random", arch="no-such-arch"), "student: cannot build a 'no-such-arch' model"),
-    ("student", P.Student(source="random", config={"hidden_size": 30, "num_attention_heads": 4}),
-     r"student: cannot build a 'bert' model from student.config: .*not a multiple of the number of attention heads"),
-    ("student", P.Student(source="random", max_length=100, config={"max_position_embeddings": 64}),
-     "student.max_length: 100 is more than the 64 positions of the bert model; at most 64"),
-    # RoBERTa's position ids start after its padding index (0 in our WordPiece vocabulary): 66 - 1 = 65 usable
-    ("teachers.r", P.Teacher(source="random", arch="roberta", max_length=66, config={"max_position_embeddings": 66}),
-     "teachers.r.max_length: 66 is more than the 65 positions of the roberta model"),
+    with pytest.raises(P.InputError, match=r"student.vocab_size: 1 is smaller than the \d+ pieces"):
+        models.pretrained_encoder("student", P.Student(source="random", vocab_size=1), None,
+                                  list(sentiment_frame(60).review))
+
+
+@pytest.mark.parametrize("spec, words", [
+    (dict(arch="no-such-arch"), "arch: unknown model type 'no-such-arch'"),
+    (dict(config={"hidden_size": 30, "num_attention_heads": 4}),
+     "config: hidden_size 30 is not a multiple of num_attention_heads 4"),
+    (dict(max_length=100, config={"max_position_embeddings": 64}),
+     "max_length: 100 is more than the 64 positions of the bert model"),
+    # RoBERTa's position ids start after its padding index ([PAD] is 0 in our WordPiece): 66 - 1 = 65 usable
+    (dict(arch="roberta", max_length=66, config={"max_position_embeddings": 66}),
+     "max_length: 66 is more than the 65 positions of the roberta model"),
 ])
-def test_an_encoder_that_cannot_be_built_is_refused_before_training(key, spec, words):
-    with pytest.raises(P.InputError, match=words):
-        models.pretrained_encoder(key, spec, None, list(sentiment_frame(60).review))
+def test_a_random_encoder_that_cannot_be_built_is_refused_where_it_is_declared(spec, words):
+    with pytest.raises(ValidationError, match=words):
+        P.Student(source="random", **spec)
 
 
 def test_max_length_up_to_the_positions_is_accepted():

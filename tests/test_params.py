@@ -87,8 +87,19 @@ def rename(params, kind, old, new):
     (lambda p: p["tasks"]["reviews"].update(path="/tmp/reviews.csv"), "tasks.reviews.path", "not a file inside user_data/"),
     (lambda p: p["tasks"]["reviews"].update(path="user_data/../../x.csv"), "tasks.reviews.path", "inside user_data/"),
     (lambda p: p["tasks"]["reviews"].update(path="reviews.csv"), "tasks.reviews.path", "inside user_data/"),
-    (lambda p: p["assets"].update(dir="../../elsewhere"), "assets.dir", "must be a folder inside the repository"),
-    (lambda p: p["assets"].update(dir="/tmp/assets"), "assets.dir", "must be a folder inside the repository"),
+    (lambda p: p["assets"].update(dir="../../elsewhere"), "assets.dir", "Input should be 'assets'"),
+    (lambda p: p["assets"].update(dir="pipeline"), "assets.dir", "Input should be 'assets'"),
+    # a model built from a config: checked when params.yaml is read, not when distill builds the student
+    (lambda p: p["student"].update(arch="nope"), "student.arch", "unknown model type 'nope'"),
+    (lambda p: p["student"]["config"].update(hidden_size=30, num_attention_heads=4), "student.config",
+     "hidden_size 30 is not a multiple of num_attention_heads 4"),
+    (lambda p: p["student"].update(max_length=100), "student.max_length",
+     "100 is more than the 64 positions of the bert model"),  # the tiny student has 64 position embeddings
+    (lambda p: p["student"]["config"].update(num_hidden_layers=10**6), "student.config",
+     "num_hidden_layers = 1000000 is beyond"),
+    (lambda p: p["teachers"]["tiny_a"]["config"].update(hidden_dropout_prob=float("nan")), "teachers.tiny_a.config",
+     "hidden_dropout_prob must be a finite number"),
+    (lambda p: p["distill"].update(grid={"max_train": [10, 20]}), "distill", "'max_train' is not a hyper-parameter"),
     # values that ran to a NaN loss, or a silently wrong result
     (lambda p: p["distill"].update(temperature=float("inf")), "distill.temperature", "finite number"),
     (lambda p: p["distill"].update(temperature=1e-300), "distill.temperature", "greater than or equal to 0.1"),
@@ -175,7 +186,22 @@ def test_yaml_aliases_that_expand_beyond_reason_are_refused_before_they_expand(t
     # worked out: level 0 is a list of 10 scalars (11 values), level i a list of 10 level-(i-1) lists, so
     # size(i) = 1 + 10 size(i - 1) = (10^(i+2) - 1) / 9, and levels 0..9 sum to (10^2 + ... + 10^11 - 10) / 9
     # = 12,345,679,010; the mapping, its keys and the tiny profile's own values add a few hundred
-    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 12,345,679,\d\d\d values \(at most 100,000\)"):
+    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 12,345,679,\d\d\d values or more \(at most "
+                                           r"100,000\)"):
+        P.load(path)
+
+
+def test_an_alias_inside_itself_is_refused_not_a_recursion_error(tmp_path, base):
+    path = write_params(tmp_path, base)
+    path.write_text("loop: &a [1, *a]\n" + path.read_text())
+    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 100,\d\d\d values or more"):  # counted as 100,001+
+        P.load(path)
+
+
+def test_a_huge_file_without_aliases_is_called_what_it_is(tmp_path, base):
+    path = write_params(tmp_path, base)
+    path.write_text(path.read_text() + "big: [" + ", ".join(["1"] * 100_001) + "]\n")
+    with pytest.raises(P.InputError, match=r"holds 100,\d\d\d values \(at most 100,000\); not a parameter file"):
         P.load(path)
 
 

@@ -409,6 +409,8 @@ def load(path: str | Path = "params.yaml") -> Params:
             raise InputError(f"{path}: its YAML aliases expand to {size:,} values or more (at most {MAX_VALUES:,}); "
                              "write the values out instead of repeating them with aliases")
         raw = yaml.load(text) or {}
+    except RecursionError:  # lists within lists a few thousand deep
+        raise InputError(f"{path}: nested too deeply to be a parameter file") from None
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

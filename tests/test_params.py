@@ -211,3 +211,10 @@ def test_a_few_aliases_are_fine(tmp_path, base):
     path = write_params(tmp_path, base)
     assert "*id001" in path.read_text()
     assert P.load(path).teachers["tiny_c"] == P.load(path).teachers["tiny_a"]
+
+
+def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
+    path = write_params(tmp_path, base)
+    path.write_text(path.read_text() + "deep: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(P.InputError, match="nested too deeply to be a parameter file"):
+        P.load(path)

@@ -1,65 +1,33 @@
-"""RL-KD must be shown to work, not only to run: the planted-teacher test.
+"""RL-KD must be shown to work, not only to run: the planted-teacher test, a 3-seed CI version of
+`python -m benchmarks.planted` (which says how the teachers are planted).
 
-Three teachers: one good, and two copies of it made confidently wrong on a known half of the
-training instances. With a high KD weight, equal weighting teaches the student wrong labels on
-that half. The agent must learn to stop selecting the corrupted teachers where they are wrong
-(their selection probability clearly lower there than on their clean instances) and its student
-must beat the equal-weight student, in every seed.
+Two designs. `coin`: one good teacher and two copies of it made confidently wrong on a known half of the
+training instances. `specialists`: three teachers, each right on one kind of review (told apart by length),
+confidently wrong on another and uninformative on the third. Equal weighting teaches the student wrong or no
+labels; the agent must learn to stop selecting a teacher where it is wrong (its selection probability
+clearly lower there than on its clean instances) and its student must beat the equal-weight student, in
+every seed.
 """
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from pipeline import data, distill, logits, params as P, prepare, rl_kd
-from tests.conftest import sentiment_frame, tiny_params, tiny_teacher, write_params
+from benchmarks import planted as B
+from pipeline import data, distill, params as P, prepare, rl_kd
+from tests.conftest import write_params
 
 SEEDS = ["1", "2", "3"]
-TEACHERS = ["good", "bad_a", "bad_b"]
-
-
-def planted_params(root, **rl):
-    params = tiny_params(root)
-    sentiment_frame(700).to_csv(root / "user_data/reviews.csv", index=False)
-    params["run"] = {"tasks": ["reviews"], "teachers": TEACHERS, "methods": ["u_ensemble"], "seeds": [1]}
-    params["teachers"] = {t: tiny_teacher() for t in TEACHERS}  # never trained: their cache is planted below
-    params["student"] = {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
-                         "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                    "intermediate_size": 32, "max_position_embeddings": 64}}
-    params["distill"] = {"epochs": 4, "batch_size": 16, "lr": 3e-3, "alpha": 0.9, "temperature": 2.0}
-    params["rl"] = rl  # the agent's defaults
-    return params
-
-
-def plant(root):
-    """Write teacher caches: `good` is right everywhere; `bad_a` and `bad_b` are wrong on a known half of train."""
-    rng = np.random.default_rng(0)
-    corrupted = {}
-    for split in data.SPLITS:
-        df = data.load_split(root / "data/reviews", split)
-        y = torch.tensor(df.label.to_numpy())
-        n = len(df)
-        right = torch.nn.functional.one_hot(y, 2).float() * 4 - 2 + torch.tensor(rng.normal(0, 0.3, (n, 2))).float()
-        flip = torch.tensor(rng.random(n) < 0.5) if split == "train" else torch.zeros(n, dtype=torch.bool)
-        wrong = torch.where(flip[:, None], right.flip(-1), right)
-        for name, lg in (("good", right), ("bad_a", wrong), ("bad_b", wrong)):
-            path = root / "logits/reviews" / name / f"{split}.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pooled = torch.tensor(rng.normal(0, 1, (n, 8))).float()
-            logits.save(path, df, logits.tensors(lg, pooled, y))
-        if split == "train":
-            corrupted = dict(zip(df.id, flip.numpy()))
-    return corrupted
+TEACHERS = B.TEACHERS["coin"]
 
 
 @pytest.fixture
 def planted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, planted_params(tmp_path))
+    write_params(tmp_path, B.params("coin", tmp_path))
     prepare.main("reviews")
-    return tmp_path, plant(tmp_path)
+    return tmp_path, B.plant("coin", tmp_path)
 
 
 def run(root, method, seed):
@@ -67,16 +35,17 @@ def run(root, method, seed):
     return json.loads((root / "runs/reviews" / method / seed / "metrics.json").read_text())
 
 
-def test_agent_learns_to_avoid_corrupted_teachers_and_beats_equal_weights(planted):
-    root, corrupted = planted
-    for seed in SEEDS:
-        equal, rl = run(root, "u_ensemble", seed), run(root, "rl_kd", seed)
-        sel = pd.read_parquet(root / "runs/reviews/rl_kd" / seed / "weights.parquet")
-        bad = sel.id.map(corrupted).astype(bool)
-        for teacher in ("select_bad_a", "select_bad_b"):
-            gap = sel.loc[~bad, teacher].mean() - sel.loc[bad, teacher].mean()
-            assert gap >= 0.3, (seed, teacher, gap)
-        assert rl["test_accuracy"] > equal["test_accuracy"], (seed, rl["test_accuracy"], equal["test_accuracy"])
+@pytest.mark.parametrize("design", B.DESIGNS)
+def test_agent_learns_to_avoid_corrupted_teachers_and_beats_equal_weights(tmp_path, design):
+    runs = B.run_design(design, SEEDS, {"default": {}}, tmp_path)["default"]["runs"]
+    assert [r["seed"] for r in runs] == SEEDS and all("error" not in r for r in runs), runs
+    failed = []
+    for r in runs:
+        assert set(r["gaps"]) == ({"bad_a", "bad_b"} if design == "coin" else set(B.TEACHERS[design]))
+        failed += [(r["seed"], f"gap {t}", g) for t, g in r["gaps"].items() if g < B.MIN_GAP]
+        if not r["rl_kd"] > r["u_ensemble"]:
+            failed.append((r["seed"], "rl_kd <= u_ensemble", (r["rl_kd"], r["u_ensemble"])))
+    assert not failed, (design, failed)  # every seed's every check, to read at once
 
 
 def test_rl_kd_writes_its_curves(planted):
@@ -106,7 +75,7 @@ def test_rl_kd_writes_its_curves(planted):
 ])
 def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, message):
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, planted_params(tmp_path, **rl))
+    write_params(tmp_path, B.params("coin", tmp_path, rl))
     with pytest.raises(P.InputError, match=message):
         rl_kd.main("reviews", "1")
     assert not (tmp_path / "runs").exists()

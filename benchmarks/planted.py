@@ -1,0 +1,389 @@
+"""Benchmark: does RL-KD's agent learn which teacher to trust? Teachers with planted, known errors.
+
+Nothing is trained but the student: each design writes a tiny review task and plants its teachers'
+logit caches directly, so which teacher is wrong on which training instance is known. Per seed, the
+equal-weight student (u_ensemble) is distilled once and RL-KD once per named agent setting (a dict
+written into params.yaml's `rl:` section, unchanged; `{}` is the agent's defaults). Measured per
+corrupted teacher: the selection gap, its mean selection probability (`select_<teacher>` in
+runs/reviews/rl_kd/SEED/weights.parquet) on its clean training instances minus on its corrupted ones
+(met at >= 0.3); and whether RL-KD's student beats the equal-weight one on test accuracy.
+
+Designs (700 reviews each; student, distillation settings and seeds as in the original test):
+  coin         `good` right everywhere; `bad_a` and `bad_b` the same logits flipped (confidently wrong)
+               on a random half of train (a coin flip per instance), right on dev and test. Equal
+               weighting teaches the student the wrong label on that half (two of three teachers).
+  specialists  reviews of three kinds by length: 2, 6 or 10 filler words, plus one sentiment word and
+               the index (4, 8 or 12 words). Teacher `spec_k` is right and confident on kind k, flipped
+               (confidently wrong) on kind k+1 and uninformative (near-uniform logits) on kind k+2 (mod 3),
+               in every split, as a real specialised teacher would be. Its corrupted set: its train
+               instances of kind k+1. The pooled vectors are noise: the kind reaches the agent only
+               through the teachers' own outputs (and the student, through the input's length).
+               On every instance the three teachers' soft targets average to uniform, so equal weighting
+               carries no label information. With the coin design's alpha 0.9 that is not enough to hurt:
+               the student learns from the 10 % gold-label CE (seeds 1-3: equal weights 0.960 mean test
+               accuracy against 0.997 for a student distilled from the right specialist per kind,
+               `--oracle`). So distill.alpha is 1.0 here (KD only): equal weights 0.495 (chance), the
+               right specialist 0.997. An instance on which RL-KD's agent selects no teacher is then
+               learnt from its gold label alone (distill.no_teacher: ce). The student's max_length (24)
+               holds the longest text: 16 word pieces with [CLS] and [SEP].
+
+Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists] [--setting NAME=JSON ...]
+                                    [--rewards R ...] [--oracle] [--merge] [--out results/planted.json]
+Default settings: `default` ({}) and one per reward in REWARDS ({"reward": R}); --setting replaces
+them all. About 3 s a run on 2 cores; the full default is 2 designs x 10 seeds x (1 + 6) runs.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from pipeline import data, distill, logits, prepare, rl_kd
+from pipeline.io import provenance, write_json
+
+# the agent's rewards, one default setting each; their names change with the agent: edit here
+REWARDS = ["held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta", "gradient_alignment"]
+DESIGNS = ("coin", "specialists")
+TEACHERS = {"coin": ["good", "bad_a", "bad_b"], "specialists": ["spec_0", "spec_1", "spec_2"]}
+MIN_GAP = 0.3
+TASK = "reviews"
+OUT = Path("results/planted.json")
+
+POSITIVE = "good great superb lovely moving brilliant fun charming".split()
+NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
+FILLER = "the film plot actor scene story movie script with a and of".split()
+KIND_FILLERS = (2, 6, 10)  # specialists: filler words per kind; a text has 2 more words (sentiment, index)
+ALPHA = {"coin": 0.9, "specialists": 1.0}  # distill.alpha, the KD loss's weight (module docstring)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Short 'reviews' whose label is carried by one sentiment word among 5 filler words (coin design)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = int(rng.integers(2))
+        words = list(rng.choice(FILLER, size=5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
+                     "movie": f"m{i % 40}"})
+    return pd.DataFrame(rows)
+
+
+def kinds_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Reviews of three kinds, told apart by length: 2, 6 or 10 filler words, one sentiment word, the index."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label, kind = int(rng.integers(2)), int(rng.integers(3))
+        words = list(rng.choice(FILLER, size=KIND_FILLERS[kind])) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
+                     "movie": f"m{i % 40}"})
+    return pd.DataFrame(rows)
+
+
+def kind_of(texts: pd.Series) -> np.ndarray:
+    """The kind of a specialists review, read back from its number of words."""
+    words = texts.str.split().str.len().to_numpy()
+    by_words = {f + 2: k for k, f in enumerate(KIND_FILLERS)}
+    return np.array([by_words[w] for w in words])
+
+
+def params(design: str, root: Path, rl: dict | None = None) -> dict:
+    """Write the design's reviews under root/user_data and return its params dict (`rl`: the agent's section)."""
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}; one of {DESIGNS}")
+    teachers = TEACHERS[design]
+    (root / "user_data").mkdir(parents=True, exist_ok=True)
+    frame = sentiment_frame(700) if design == "coin" else kinds_frame(700)
+    frame.to_csv(root / "user_data/reviews.csv", index=False)
+    # the longest text: 12 words and [CLS], [SEP]; an index of 3 digits is at most 3 word pieces: 16 <= 24
+    teacher = {"source": "random", "arch": "bert", "vocab_size": 300, "epochs": 2, "max_length": 24,
+               "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.0,
+               "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                          "intermediate_size": 64, "max_position_embeddings": 64}}
+    return {
+        "seed": 0,
+        "run": {"tasks": [TASK], "teachers": teachers, "methods": ["u_ensemble"], "seeds": [1]},
+        "assets": {"dir": "assets", "encoders": [], "corpora": []},
+        "tasks": {TASK: {"source": "file", "path": "user_data/reviews.csv", "text_a": "review",
+                         "label": "sentiment", "labels": ["neg", "pos"], "group": "movie",
+                         "dev_fraction": 0.2, "test_fraction": 0.2}},
+        "teachers": {t: dict(teacher) for t in teachers},  # never trained: their caches are planted
+        "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
+                    "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "intermediate_size": 32, "max_position_embeddings": 64}},
+        "distill": {"epochs": 4, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA[design],
+                    "temperature": 2.0},
+        "rl": dict(rl or {}),
+        "analysis": {},
+        "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
+    }
+
+
+def write_params(root: Path, values: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+# ---- planted teacher caches ---------------------------------------------------------------------
+
+def _save(root: Path, teacher: str, split: str, df: pd.DataFrame, lg: torch.Tensor, pooled, y) -> None:
+    path = root / "logits" / TASK / teacher / f"{split}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logits.save(path, df, logits.tensors(lg, pooled, y))
+
+
+def _right(y: torch.Tensor, rng) -> torch.Tensor:
+    """Confident, right logits: +2 on the gold label, -2 on the other, plus N(0, 0.3) noise."""
+    n = len(y)
+    return torch.nn.functional.one_hot(y, 2).float() * 4 - 2 + torch.tensor(rng.normal(0, 0.3, (n, 2))).float()
+
+
+def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, bool]]:
+    """Write the teachers' caches for the prepared task in root; return, per corrupted teacher, id -> corrupted.
+
+    `oracle`: write instead a single teacher `oracle`, right everywhere (the right teacher per instance)."""
+    rng = np.random.default_rng(0)
+    corrupted = {}
+    for split in data.SPLITS:
+        df = data.load_split(root / "data" / TASK, split)
+        y = torch.tensor(df.label.to_numpy())
+        n = len(df)
+        if oracle:
+            _save(root, "oracle", split, df, _right(y, rng), torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
+            continue
+        if design == "coin":  # the original planted-teacher test's draws, in the same order
+            right = _right(y, rng)
+            flip = torch.tensor(rng.random(n) < 0.5) if split == "train" else torch.zeros(n, dtype=torch.bool)
+            wrong = torch.where(flip[:, None], right.flip(-1), right)
+            for name, lg in (("good", right), ("bad_a", wrong), ("bad_b", wrong)):
+                _save(root, name, split, df, lg, torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
+            if split == "train":
+                corrupted = {t: dict(zip(df.id, flip.numpy().tolist())) for t in ("bad_a", "bad_b")}
+        else:
+            kind = torch.tensor(kind_of(df.text_a))
+            for k, name in enumerate(TEACHERS["specialists"]):
+                right = _right(y, rng)
+                flat = torch.tensor(rng.normal(0, 0.3, (n, 2))).float()  # near-uniform probabilities
+                lg = torch.where((kind == k)[:, None], right,
+                                 torch.where((kind == (k + 1) % 3)[:, None], right.flip(-1), flat))
+                _save(root, name, split, df, lg, torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
+                if split == "train":
+                    corrupted[name] = dict(zip(df.id, (kind == (k + 1) % 3).numpy().tolist()))
+    return corrupted
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+
+def _run(method: str, seed: str) -> float:
+    with contextlib.redirect_stdout(sys.stderr):  # the pipeline's own lines; stdout keeps the table
+        if method == "rl_kd":
+            rl_kd.main(TASK, seed)
+        else:
+            distill.main(TASK, method, seed)
+    return json.loads((Path("runs") / TASK / method / seed / "metrics.json").read_text())["test_accuracy"]
+
+
+def gaps(weights: pd.DataFrame, corrupted: dict[str, dict[str, bool]]) -> dict[str, float]:
+    """Per corrupted teacher: mean selection probability on its clean train instances minus on its corrupted ones."""
+    out = {}
+    for teacher, bad in corrupted.items():
+        mask = weights.id.map(bad).astype(bool)
+        col = weights[f"select_{teacher}"]
+        out[teacher] = float(col[~mask].mean() - col[mask].mean())
+    return out
+
+
+def summary(runs: list[dict]) -> dict:
+    ok = [r for r in runs if "error" not in r]
+    met = [all(g >= MIN_GAP for g in r["gaps"].values()) for r in ok]
+    won = [r["rl_kd"] > r["u_ensemble"] for r in ok]
+    all_gaps = [g for r in ok for g in r["gaps"].values()]
+    mean = (lambda xs: round(float(np.mean(xs)), 4) if xs else None)
+    return {"seeds": len(runs), "errors": len(runs) - len(ok), "seeds_gap_met": sum(met), "seeds_won": sum(won),
+            "seeds_both": sum(m and w for m, w in zip(met, won)),
+            "mean_gap": mean(all_gaps), "min_gap": round(min(all_gaps), 4) if all_gaps else None,
+            "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
+            "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok])}
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_design(design: str, seeds, rl_settings: dict[str, dict], workdir: str | Path | None = None,
+               oracle: bool = False) -> dict[str, dict]:
+    """Run the design: u_ensemble once per seed, rl_kd once per (setting, seed).
+
+    Returns {setting: {"rl": dict, "runs": [per seed: {"seed", "gaps", "rl_kd", "u_ensemble",
+    "selection_rate"}], "summary": {...}}}. A run that raises records {"seed", "error"} instead.
+    `oracle`: also distil, per seed, a student from the single right teacher (each run's "oracle" accuracy)."""
+    seeds = [str(s) for s in seeds]
+    owned = workdir is None
+    base = Path(tempfile.mkdtemp(prefix="planted-")) if owned else Path(workdir)
+    base.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{design}-", dir=base)).resolve()  # fresh per design
+    home = os.getcwd()
+    total = len(seeds) * (1 + len(rl_settings) + oracle)
+    done = 0
+    results = {name: {"rl": dict(rl), "runs": []} for name, rl in rl_settings.items()}
+    try:
+        os.chdir(root)
+        base_params = params(design, root)
+        write_params(root, base_params)
+        with contextlib.redirect_stdout(sys.stderr):
+            prepare.main(TASK)
+        corrupted = plant(design, root)
+        oracle_acc = {}
+        if oracle:  # a sibling folder: the same data, one teacher
+            sibling = root / "oracle"
+            sibling.mkdir()
+            shutil.copytree(root / "user_data", sibling / "user_data")
+            shutil.copytree(root / "data", sibling / "data")
+            os.chdir(sibling)
+            write_params(sibling, {**base_params, "run": {**base_params["run"], "teachers": ["oracle"]},
+                                   "teachers": {"oracle": base_params["teachers"][TEACHERS[design][0]]}})
+            plant(design, sibling, oracle=True)
+            for seed in seeds:
+                start = time.perf_counter()
+                oracle_acc[seed] = _run("u_ensemble", seed)
+                done += 1
+                progress(f"[{done}/{total}] {design} seed {seed} oracle: test {oracle_acc[seed]:.4f} "
+                         f"({time.perf_counter() - start:.1f} s)")
+            os.chdir(root)
+        for seed in seeds:
+            write_params(root, base_params)  # the agent's defaults: a setting the agent refuses fails its runs only
+            start = time.perf_counter()
+            equal = _run("u_ensemble", seed)
+            done += 1
+            progress(f"[{done}/{total}] {design} seed {seed} u_ensemble: test {equal:.4f} "
+                     f"({time.perf_counter() - start:.1f} s)")
+            for name, rl in rl_settings.items():
+                write_params(root, {**base_params, "rl": dict(rl)})
+                shutil.rmtree(root / "runs" / TASK / "rl_kd" / seed, ignore_errors=True)
+                start = time.perf_counter()
+                try:
+                    acc = _run("rl_kd", seed)
+                    sel = pd.read_parquet(root / "runs" / TASK / "rl_kd" / seed / "weights.parquet")
+                    row = {"seed": seed, "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
+                           "rl_kd": acc, "u_ensemble": equal,
+                           "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4)
+                                              for t in TEACHERS[design]},
+                           "seconds": round(time.perf_counter() - start, 2)}
+                    if oracle:
+                        row["oracle"] = oracle_acc[seed]
+                    line = (f"rl_kd {acc:.4f} (u_ensemble {equal:.4f}), gaps "
+                            + ", ".join(f"{t} {g:+.2f}" for t, g in row["gaps"].items()))
+                except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others
+                    row = {"seed": seed, "error": f"{type(err).__name__}: {err}"}
+                    line = f"FAILED: {row['error']}"
+                results[name]["runs"].append(row)
+                done += 1
+                progress(f"[{done}/{total}] {design} seed {seed} {name}: {line} "
+                         f"({time.perf_counter() - start:.1f} s)")
+    finally:
+        os.chdir(home)
+        if owned:
+            shutil.rmtree(base, ignore_errors=True)
+    for entry in results.values():
+        entry["summary"] = summary(entry["runs"])
+        if oracle:
+            entry["summary"]["mean_oracle"] = round(float(np.mean(list(oracle_acc.values()))), 4)
+            entry["summary"]["mean_u_ensemble"] = round(float(np.mean(
+                [r["u_ensemble"] for r in entry["runs"] if "error" not in r] or [np.nan])), 4)
+    return results
+
+
+# ---- command ------------------------------------------------------------------------------------
+
+def parse_seeds(tokens: list[str]) -> list[str]:
+    """`1-10`, `1,2,5`, `1-3 7` -> seed strings."""
+    seeds = []
+    for token in tokens:
+        for part in token.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                seeds.extend(str(s) for s in range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(str(int(part)))
+    return list(dict.fromkeys(seeds))
+
+
+def parse_setting(text: str) -> tuple[str, dict]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--setting {text!r}: expected NAME=JSON, e.g. default={{}}")
+    try:
+        rl = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--setting {text!r}: {err}") from None
+    if not isinstance(rl, dict):
+        raise argparse.ArgumentTypeError(f"--setting {text!r}: the JSON must be an object (the rl section)")
+    return name, rl
+
+
+def default_settings(rewards=REWARDS) -> dict[str, dict]:
+    return {"default": {}, **{r: {"reward": r} for r in rewards}}
+
+
+def table(designs: dict) -> str:
+    rows = ["| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff |",
+            "|---|---|---|---|---|---|---|"]
+    fmt = (lambda x, spec: "-" if x is None else format(x, spec))
+    for design, settings in designs.items():
+        for name, entry in settings.items():
+            s = entry["summary"]
+            n = f"/{s['seeds']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
+            rows.append(f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
+                        f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
+                        f"{fmt(s['mean_acc_diff'], '+.4f')} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", nargs="+", default=["1-10"], help="e.g. 1-10, or 1 2 5")
+    ap.add_argument("--design", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    ap.add_argument("--setting", nargs="+", type=parse_setting, default=None, metavar="NAME=JSON",
+                    help="rl sections to run (replace the defaults), e.g. default={} lr='{\"policy_lr\": 0.1}'")
+    ap.add_argument("--rewards", nargs="+", default=REWARDS, help="the rewards of the default settings")
+    ap.add_argument("--oracle", action="store_true", help="also distil from the single right teacher per seed")
+    ap.add_argument("--merge", action="store_true", help="keep the out file's other designs and settings")
+    ap.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    settings = dict(args.setting) if args.setting else default_settings(args.rewards)
+    start = time.perf_counter()
+    designs = {d: run_design(d, seeds, settings, args.workdir, args.oracle) for d in args.design}
+    seconds = time.perf_counter() - start
+    runs = len(args.design) * len(seeds) * (1 + len(settings) + args.oracle)
+    merged = {}
+    if args.merge and args.out.is_file():
+        merged = json.loads(args.out.read_text()).get("designs", {})
+    for design, entries in designs.items():
+        merged.setdefault(design, {}).update(entries)
+    write_json(args.out, {"designs": merged, "min_gap": MIN_GAP,
+                          "last_run": {"designs": args.design, "settings": list(settings), "seeds": seeds,
+                                       "runs": runs, "seconds": round(seconds, 1),
+                                       "seconds_per_run": round(seconds / runs, 2)},
+                          "provenance": provenance()})
+    print(table(designs))
+    progress(f"\n{runs} runs in {seconds:.0f} s ({seconds / runs:.1f} s a run); written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,8 @@ POSITIVE = "good great superb lovely moving brilliant fun charming".split()
 NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
 FILLER = "the film plot actor scene story movie script with a and of".split()
 KIND_FILLERS = (2, 6, 10)  # specialists: filler words per kind; a text has 2 more words (sentiment, index)
-ALPHA = {"coin": 0.9, "specialists": 1.0}  # distill.alpha, the KD loss's weight (module docstring)
+ALPHA = {"coin": 0.9, "specialists": 0.9}  # distill.alpha, the KD loss's weight (module docstring)
+EPOCHS = 8  # distill.epochs: one equal-weight warm-up epoch, then the agent
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
         "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
                     "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                                "intermediate_size": 32, "max_position_embeddings": 64}},
-        "distill": {"epochs": 4, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA[design],
+        "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA[design],
                     "temperature": 2.0},
         "rl": dict(rl or {}),
         "analysis": {},
@@ -177,12 +178,10 @@ def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, 
             kind = torch.tensor(kind_of(df.text_a))
             for k, name in enumerate(TEACHERS["specialists"]):
                 right = _right(y, rng)
-                flat = torch.tensor(rng.normal(0, 0.3, (n, 2))).float()  # near-uniform probabilities
-                lg = torch.where((kind == k)[:, None], right,
-                                 torch.where((kind == (k + 1) % 3)[:, None], right.flip(-1), flat))
+                lg = torch.where((kind == k)[:, None], right, right.flip(-1))
                 _save(root, name, split, df, lg, torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
                 if split == "train":
-                    corrupted[name] = dict(zip(df.id, (kind == (k + 1) % 3).numpy().tolist()))
+                    corrupted[name] = dict(zip(df.id, (kind != k).numpy().tolist()))
     return corrupted
 
 

@@ -14,9 +14,10 @@ import torch
 from transformers import BertConfig, BertModel, get_constant_schedule
 
 from pipeline import params as P
-from pipeline.agent import Agent, make_reward
+from pipeline.agent import Agent, Reward
 from pipeline.distill import train_epoch
 from pipeline.models import Classifier
+from pipeline.rl_kd import data_rows_split
 
 
 def synthetic(n: int, teachers: int, length: int, rng) -> tuple[dict, torch.Tensor, dict]:
@@ -43,9 +44,10 @@ def measure(examples: int = 640, rounds: int = 3, teachers: int = 3, length: int
     model = Classifier(BertModel(config, add_pooling_layer=False), 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = get_constant_schedule(optimizer)
-    rows = np.arange(examples)
-    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, seed=0)
-    reward = make_reward(rl_cfg.reward, model, enc, labels, cache["logits"], cfg, 0, rows, rng)
+    rows, held_out = data_rows_split(examples, rl_cfg.held_out_fraction, 0)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, 0, lengths)
+    reward = Reward(rl_cfg, model, enc, labels, cache["logits"], cfg, 0, held_out, rng)
     equal = torch.full((teachers,), 1.0 / teachers)
     weight_sum = torch.zeros(examples, teachers)
 

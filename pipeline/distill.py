@@ -19,7 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import compute, data, logits, methods, models, params as P, training as T
 from .io import atomic_path, provenance, write_json
-from .losses import student_loss
+from .losses import fill_empty, student_loss
 
 
 def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) -> int:
@@ -49,13 +49,6 @@ def load_teachers(task: str, teachers: list[str], splits: dict) -> dict:
     return out
 
 
-def fill_empty(w: torch.Tensor, no_teacher: str) -> torch.Tensor:
-    """An instance with no teacher: CE alone (all-zero weights), or equal weights."""
-    if no_teacher == "ce":
-        return w
-    return torch.where(w.sum(-1, keepdim=True) == 0, torch.full_like(w, 1.0 / w.shape[1]), w)
-
-
 def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Distill, optimizer, scheduler, pad,
                 rng, weight_sum, desc, agent=None, reward=None, acc=None, workers=0):
     """One pass over `rows`; with an agent, its selections weight the teachers and it learns from `reward`.
@@ -67,6 +60,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     parts = T.chunks(rng.permutation(rows), cfg.batch_size)
     bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
     for step, (idx, batch) in enumerate(bar, 1):
+        measured = reward.before(idx) if agent else None  # the student before its update, in eval mode
         with compute.autocast(acc):
             student_logits, pooled = model(**batch)
         student_logits, pooled = student_logits.float(), pooled.float()
@@ -81,7 +75,9 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
         optimizer.step()
         scheduler.step()
         if agent:
-            rewards.append(agent.learn(reward(idx, batch, student_logits.detach(), pooled.detach(), w).cpu()))
+            actions = agent.last[1]
+            rewards.append(agent.learn(reward.after(measured, idx, student_logits.detach(), pooled.detach(),
+                                                    actions.to(device)).cpu()))
             selected += agent.last[1].sum(0)
         weight_sum[idx] += w.cpu()
         total += value * len(idx)
@@ -96,8 +92,9 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
 
 
 def pretrain_policy(model, optimizer, scheduler, weight_sum, epochs, epoch_of) -> list[dict]:
-    """Train the policy against the student's feedback, then put the student back as it was, so that
-    pre-training teaches the agent without moving the student ([reconstructed] from Algorithm 1)."""
+    """Train the policy against the student's feedback while the student trains as usual, then put the
+    student (and its optimiser, schedule and weight record) back as it was, so that pre-training teaches
+    the agent without moving the student ([reconstructed] from Algorithm 1)."""
     saved = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), weight_sum.clone()))
     stats = [epoch_of(f"policy pre-training {e}", True) for e in range(1, epochs + 1)]
     model.load_state_dict(saved[0])
@@ -135,7 +132,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
     rl = method == "rl_kd"
     weigh, static = methods.build("u_ensemble" if rl else method, teachers, cache["train"], cache["dev"], gold["dev"],
                                   cfg.fixed_weights, rng)
-    fill = "ce" if method == "ce" else cfg.no_teacher
+    fill = params.rl.no_teacher if rl else "ce"  # only the agent leaves an instance without teachers
     teacher_logits = cache["train"]["logits"].to(acc.device)
     rows, agent, reward = np.arange(len(train)), None, None
     if rl:

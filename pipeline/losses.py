@@ -34,3 +34,10 @@ def student_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_log
         has_teacher = weights.sum(-1) > 0
         loss = torch.where(has_teacher, (1 - alpha) * ce + alpha * kd, ce)
     return loss.mean() if reduction == "mean" else loss
+
+
+def fill_empty(w: torch.Tensor, no_teacher: str) -> torch.Tensor:
+    """An instance with no teacher: CE alone (all-zero weights, `no_teacher: ce`), or equal weights (`equal`)."""
+    if no_teacher == "ce":
+        return w
+    return torch.where(w.sum(-1, keepdim=True) == 0, torch.full_like(w, 1.0 / w.shape[1]), w)

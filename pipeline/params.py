@@ -226,27 +226,48 @@ class Distill(Training):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
     temperature: Annotated[float, Field(ge=0.1, le=100)] = 5.0  # softmax(z / T) under or overflows beyond
     t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]
-    no_teacher: Literal["ce", "equal"] = "ce"  # an instance whose weights are all zero
     fixed_weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] | None = None  # w_ensemble; default: dev accuracy
 
 
+SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's: one value per batch
+TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per instance and teacher
+
+
 class RL(Strict):
-    """RL-KD's agent; see the fidelity table in the README for what the paper says of each."""
-    # the default goes beyond the paper: its own rewards do not teach the agent (README, RL-KD)
-    reward: Literal["held_out_accuracy", "held_out_alignment", "neg_ce", "neg_ce_kd", "instance_ce_delta"] = \
-        "held_out_alignment"
-    state: list[Literal["pooled", "probs", "ce", "student_probs", "student_ce"]] = Field(
+    """RL-KD's agent (pipeline/agent.py); see the fidelity table in the README for what the paper says of each."""
+    # the default goes beyond the paper: its own rewards are noisier (README, RL-KD)
+    reward: Literal["held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd",
+                    "instance_ce_delta"] = "held_out_effect"
+    state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
         default=["pooled", "probs", "ce"], min_length=1)
     policy: Literal["shared", "per_teacher"] = "shared"
-    weights: Literal["hard", "soft"] = "hard"
+    # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; README, RL-KD)
+    no_teacher: Literal["equal", "ce"] = "equal"
+    weights: Literal["hard", "soft"] = "hard"  # soft is refused below; kept so that its error explains why
     policy_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
-    baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    policy_batches: Annotated[int, Field(ge=1, le=1000)] = 1  # student batches per policy update
+    scalar_reward: Literal["after", "gain"] = "after"  # the paper's rewards: after the update, or after - before
+    baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # scalar and per-instance rewards only
     entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
-    # rewards `held_out_*` only: the part of train kept out of training for the reward's batches; 0 draws them
-    # from the other training instances instead, so that the student trains on all of train like the baselines
-    held_out_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.0  # the student keeps at least half of train
+    # every reward but instance_ce_delta: the part of train the student never trains on, for the reward's batches
+    held_out_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.1  # the student keeps at least half of train
+
+    @model_validator(mode="after")
+    def _workable(self):
+        if self.weights == "soft":
+            raise ValueError("weights: soft makes the student learn from the selection probabilities, so neither "
+                             "its update nor any reward depends on the sampled selections and the policy gradient "
+                             "is zero in expectation; use hard")
+        unused = {"baseline_momentum": self.reward in TEACHER_REWARDS,
+                  "scalar_reward": self.reward not in SCALAR_REWARDS,
+                  "held_out_fraction": self.reward == "instance_ce_delta"}
+        for key in sorted(self.model_fields_set):
+            if unused.get(key):
+                raise ValueError(f"{key} is not used by reward {self.reward} (README, RL-KD, says which reward uses "
+                                 f"it); remove it")
+        return self
 
 
 class Analysis(Strict):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from . import distill, params as P
-from .agent import Agent, make_reward
+from .agent import Agent, Reward
 
 
 def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -25,11 +26,11 @@ def setup(params: P.Params, cfg: P.Distill, model, enc: dict, gold, cache: dict,
           acc, seed: int, num_labels: int):
     """The student's training rows, the agent and its reward, for `distill.fit`."""
     rows, held_out = np.arange(len(gold)), None
-    if params.rl.reward.startswith("held_out"):
-        rows, held_out = (data_rows_split(len(gold), params.rl.held_out_fraction, params.seed)
-                          if params.rl.held_out_fraction else (rows, rows))
-    agent = Agent(params.rl, cache, params.run.teachers, num_labels, seed)
-    reward = make_reward(params.rl.reward, model, enc, gold, teacher_logits, cfg, pad, held_out, rng, acc)
+    if params.rl.reward != "instance_ce_delta":  # every other reward measures the student on held-out rows
+        rows, held_out = data_rows_split(len(gold), params.rl.held_out_fraction, params.seed)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+    agent = Agent(params.rl, cache, params.run.teachers, num_labels, seed, lengths)
+    reward = Reward(params.rl, model, enc, gold, teacher_logits, cfg, pad, held_out, rng, acc)
     return rows, agent, reward
 
 

@@ -55,10 +55,10 @@ def rename(params, kind, old, new):
     (lambda p: p.update(rl=[1]), "rl", "valid dictionary"),
     # unknown names, with the allowed values
     (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "run.methods", "expected one of ['ce', "),
-    (lambda p: p["rl"].update(reward="accuracy"), "rl.reward", "'held_out_accuracy', 'held_out_alignment'"),
+    (lambda p: p["rl"].update(reward="accuracy"), "rl.reward", "'held_out_effect', 'gradient_alignment'"),
     (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
     (lambda p: p["compute"].update(launch="torchrun -m"), "compute.launch", "'python -m' or 'accelerate launch -m'"),
-    (lambda p: p["distill"].update(no_teacher="skip"), "distill.no_teacher", "'ce' or 'equal'"),
+    (lambda p: p["rl"].update(no_teacher="skip"), "rl.no_teacher", "'equal' or 'ce'"),
     (lambda p: p["tasks"]["reviews"].update(encoding="latin-9"), "tasks.reviews.encoding",
      "unknown encoding 'latin-9'; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"),
     # out of range

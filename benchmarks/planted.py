@@ -8,24 +8,23 @@ corrupted teacher: the selection gap, its mean selection probability (`select_<t
 runs/reviews/rl_kd/SEED/weights.parquet) on its clean training instances minus on its corrupted ones
 (met at >= 0.3); and whether RL-KD's student beats the equal-weight one on test accuracy.
 
-Designs (700 reviews each; student, distillation settings and seeds as in the original test):
+Designs (700 reviews each; a tiny random-init student; distill.alpha 0.9, temperature 2, 8 epochs):
   coin         `good` right everywhere; `bad_a` and `bad_b` the same logits flipped (confidently wrong)
                on a random half of train (a coin flip per instance), right on dev and test. Equal
                weighting teaches the student the wrong label on that half (two of three teachers).
   specialists  reviews of three kinds by length: 2, 6 or 10 filler words, plus one sentiment word and
-               the index (4, 8 or 12 words). Teacher `spec_k` is right and confident on kind k, flipped
-               (confidently wrong) on kind k+1 and uninformative (near-uniform logits) on kind k+2 (mod 3),
-               in every split, as a real specialised teacher would be. Its corrupted set: its train
-               instances of kind k+1. The pooled vectors are noise: the kind reaches the agent only
-               through the teachers' own outputs (and the student, through the input's length).
-               On every instance the three teachers' soft targets average to uniform, so equal weighting
-               carries no label information. With the coin design's alpha 0.9 that is not enough to hurt:
-               the student learns from the 10 % gold-label CE (seeds 1-3: equal weights 0.960 mean test
-               accuracy against 0.997 for a student distilled from the right specialist per kind,
-               `--oracle`). So distill.alpha is 1.0 here (KD only): equal weights 0.495 (chance), the
-               right specialist 0.997. An instance on which RL-KD's agent selects no teacher is then
-               learnt from its gold label alone (distill.no_teacher: ce). The student's max_length (24)
-               holds the longest text: 16 word pieces with [CLS] and [SEP].
+               the index (4, 8 or 12 words). Teacher `spec_k` is right and confident on kind k and
+               confidently wrong (flipped) on the two other kinds, in every split, as a narrow specialist
+               would be. Its corrupted set: its train instances of the other kinds. On every instance
+               two of the three teachers are wrong, so equal weighting teaches the wrong label
+               everywhere (test accuracy 13-33 % in seeds 1-3, below chance); the right teacher differs
+               by kind of input, so no single teacher, and no one rule over teachers, is right. The pooled
+               vectors are noise in both designs.
+  (An earlier specialists design, uninformative rather than wrong on a third kind, left equal weighting
+  unhurt at alpha 0.9: its three soft targets average to uniform and the student learns from gold.)
+8 epochs: one equal-weight warm-up epoch and seven with the agent. With 4 (three with the agent) the
+tiny student had not recovered from the switch of targets when training ended, and the best-on-dev
+epoch of RL-KD was in some seeds the warm-up epoch, before the agent acted (coin, seed 3).
 
 Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists] [--setting NAME=JSON ...]
                                     [--rewards R ...] [--oracle] [--merge] [--out results/planted.json]
@@ -54,6 +53,7 @@ from pipeline.io import provenance, write_json
 
 # the agent's rewards, one default setting each; their names change with the agent: edit here
 REWARDS = ["held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta", "gradient_alignment"]
+SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's
 DESIGNS = ("coin", "specialists")
 TEACHERS = {"coin": ["good", "bad_a", "bad_b"], "specialists": ["spec_0", "spec_1", "spec_2"]}
 MIN_GAP = 0.3
@@ -64,8 +64,8 @@ POSITIVE = "good great superb lovely moving brilliant fun charming".split()
 NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
 FILLER = "the film plot actor scene story movie script with a and of".split()
 KIND_FILLERS = (2, 6, 10)  # specialists: filler words per kind; a text has 2 more words (sentiment, index)
-ALPHA = {"coin": 0.9, "specialists": 0.9}  # distill.alpha, the KD loss's weight (module docstring)
-EPOCHS = 8  # distill.epochs: one equal-weight warm-up epoch, then the agent
+ALPHA = 0.9  # distill.alpha, the KD loss's weight: high, so that wrong teachers hurt
+EPOCHS = 8  # distill.epochs: one equal-weight warm-up epoch, then the agent (module docstring)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
         "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
                     "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                                "intermediate_size": 32, "max_position_embeddings": 64}},
-        "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA[design],
+        "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA,
                     "temperature": 2.0},
         "rl": dict(rl or {}),
         "analysis": {},
@@ -335,7 +335,19 @@ def parse_setting(text: str) -> tuple[str, dict]:
 
 
 def default_settings(rewards=REWARDS) -> dict[str, dict]:
-    return {"default": {}, **{r: {"reward": r} for r in rewards}}
+    """The agent's defaults; each reward; the remedies tried on the paper's scalar rewards (the reward's
+    gain over the same held-out batch before the update, 8 student batches per policy step, 6 pre-training
+    epochs); and the paper's state (with the teachers' pooled vectors)."""
+    settings = {"default": {}}
+    for reward in rewards:
+        settings[reward] = {"reward": reward}
+        if reward in SCALAR_REWARDS:
+            gain = {"reward": reward, "scalar_reward": "gain"}
+            settings[f"{reward}+gain"] = gain
+            settings[f"{reward}+gain+batches8"] = {**gain, "policy_batches": 8}
+            settings[f"{reward}+gain+pretrain6"] = {**gain, "pretrain_epochs": 6}
+    settings["pooled"] = {"state": ["pooled", "probs", "ce"]}
+    return settings
 
 
 def table(designs: dict) -> str:
@@ -350,6 +362,27 @@ def table(designs: dict) -> str:
                         f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
                         f"{fmt(s['mean_acc_diff'], '+.4f')} |")
     return "\n".join(rows)
+
+
+def per_seed(designs: dict, setting: str = "default") -> str:
+    """One row per design and seed for `setting`: each corrupted teacher's gap, RL-KD and equal weights."""
+    rows = ["| design | seed | gaps (corrupted teachers) | RL-KD | equal weights |", "|---|---|---|---|---|"]
+    for design, settings in designs.items():
+        for r in settings.get(setting, {}).get("runs", []):
+            if "error" in r:
+                rows.append(f"| {design} | {r['seed']} | failed: {r['error']} | | |")
+                continue
+            gaps_text = " / ".join(f"{g:.2f}" for g in r["gaps"].values())
+            rows.append(f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} |")
+    return "\n".join(rows)
+
+
+def markdown(designs: dict, command: str) -> str:
+    """The page results/planted.md: written by this command, never edited by hand."""
+    return (f"# Planted-teacher benchmark\n\nWritten by `{command}` (benchmarks/planted.py; docs/rl-kd.md "
+            f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
+            f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'.\n\n"
+            f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n")
 
 
 def main(argv=None) -> None:
@@ -380,6 +413,8 @@ def main(argv=None) -> None:
                                        "runs": runs, "seconds": round(seconds, 1),
                                        "seconds_per_run": round(seconds / runs, 2)},
                           "provenance": provenance()})
+    args.out.with_suffix(".md").write_text(markdown(merged, "python -m benchmarks.planted "
+                                                    + " ".join(argv if argv is not None else sys.argv[1:])))
     print(table(designs))
     progress(f"\n{runs} runs in {seconds:.0f} s ({seconds / runs:.1f} s a run); written to {args.out}")
 

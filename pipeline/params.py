@@ -239,7 +239,7 @@ class RL(Strict):
     reward: Literal["held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd",
                     "instance_ce_delta"] = "held_out_effect"
     state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
-        default=["pooled", "probs", "ce"], min_length=1)
+        default=["probs", "ce"], min_length=1)
     policy: Literal["shared", "per_teacher"] = "shared"
     # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; README, RL-KD)
     no_teacher: Literal["equal", "ce"] = "equal"

@@ -337,7 +337,8 @@ def parse_setting(text: str) -> tuple[str, dict]:
 def default_settings(rewards=REWARDS) -> dict[str, dict]:
     """The agent's defaults; each reward; the remedies tried on the paper's scalar rewards (the reward's
     gain over the same held-out batch before the update, 8 student batches per policy step, 6 pre-training
-    epochs); and the paper's state (with the teachers' pooled vectors)."""
+    epochs); the paper's state (with the teachers' pooled vectors); and states and policies that can
+    express "this teacher on this kind of input" (input length, teacher identity, a policy per teacher)."""
     settings = {"default": {}}
     for reward in rewards:
         settings[reward] = {"reward": reward}
@@ -347,6 +348,10 @@ def default_settings(rewards=REWARDS) -> dict[str, dict]:
             settings[f"{reward}+gain+batches8"] = {**gain, "policy_batches": 8}
             settings[f"{reward}+gain+pretrain6"] = {**gain, "pretrain_epochs": 6}
     settings["pooled"] = {"state": ["pooled", "probs", "ce"]}
+    # states and policies that can tell kinds of input or teachers apart
+    settings["length"] = {"state": ["probs", "ce", "length"]}
+    settings["teacher"] = {"state": ["probs", "ce", "teacher"]}
+    settings["per_teacher"] = {"policy": "per_teacher", "state": ["probs", "ce", "length"]}
     return settings
 
 

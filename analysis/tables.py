@@ -22,7 +22,7 @@ def pm(mean: float, std: float) -> str:
 def method_order(methods, teachers: list[str]) -> list[str]:
     """The paper's order: no KD, each single teacher, the ensembles, then beyond the paper, then RL-KD."""
     fixed = ["ce", *(f"single_{t}" for t in teachers), "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
-             "best_single", "ca_mkd", "rl_kd"]
+             "best_single", "ca_mkd", "ae_kd", "mtkd_rl", "rl_kd"]
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 

@@ -8,7 +8,7 @@ normalised; an instance with none learns from all of them equally, or from the g
 The reward (`Reward`) is measured around each student update: before it (`Reward.before`) and after
 it (`Reward.after`), always with the student in eval mode, so that dropout does not enter a reward,
 and on rows of train that the student never trains on (`rl.held_out_fraction`) where a reward needs
-held-out data. docs: README, "RL-KD".
+held-out data. docs: docs/rl-kd.md.
 """
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
         with compute.autocast(acc):
             student_logits, pooled = model(**batch)
         student_logits, pooled = student_logits.float(), pooled.float()
-        w = agent.act(idx, student_logits.cpu(), labels[idx]) if agent else weigh(idx)
+        w = agent.act(idx, student_logits.cpu(), labels[idx]) if agent else weigh(idx, student_logits.detach().cpu())
         w = fill_empty(w, fill).to(device)
         loss = student_loss(student_logits, labels[idx].to(device), teacher_logits[idx], w, cfg.alpha,
                             cfg.temperature, cfg.t2_scaling)
@@ -130,8 +130,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
     segments = models.uses_token_types(model.encoder)
     enc = {s: T.encode(tokenizer, df, params.student.max_length, segments) for s, df in splits.items()}
     rl = method == "rl_kd"
-    weigh, static = methods.build("u_ensemble" if rl else method, teachers, cache["train"], cache["dev"], gold["dev"],
-                                  cfg.fixed_weights, rng)
+    weighting = methods.build("u_ensemble" if rl else method, teachers, cache, gold, cfg, rng, seed)
     fill = params.rl.no_teacher if rl else "ce"  # only the agent leaves an instance without teachers
     teacher_logits = cache["train"]["logits"].to(acc.device)
     rows, agent, reward = np.arange(len(train)), None, None
@@ -147,8 +146,9 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
           f"parameters, {len(rows)} training examples, teachers {teachers}", flush=True)
 
     def epoch_of(desc, with_agent):
-        return train_epoch(model, enc["train"], rows, gold["train"], teacher_logits, weigh, fill, cfg, optimizer,
-                           scheduler, pad, rng, weight_sum, desc, agent if with_agent else None, reward, acc, workers)
+        return train_epoch(model, enc["train"], rows, gold["train"], teacher_logits, weighting.weigh, fill, cfg,
+                           optimizer, scheduler, pad, rng, weight_sum, desc, agent if with_agent else None, reward, acc,
+                           workers)
 
     history, best, best_state, pretraining, start = [], -1.0, None, [], time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -156,6 +156,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
             pretraining = pretrain_policy(model, optimizer, scheduler, weight_sum, params.rl.pretrain_epochs,
                                           epoch_of)
         stats = epoch_of(f"{method} epoch {epoch}", rl and epoch > params.rl.warmup_epochs)
+        stats.update(weighting.end_epoch())  # MTKD-RL's agent learns here
         dev_logits, _ = T.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, workers)
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
@@ -176,7 +177,7 @@ def fit(params: P.Params, cfg: P.Distill, task: str, method: str, seed: int, spl
         selection = None
     return {"model": model, "history": history, "dev_accuracy": best, "test_logits": test_logits,
             "train_seconds": train_seconds, "infer_seconds": infer_seconds, "weight_sum": weight_sum,
-            "static": static, "pretraining": pretraining, "selection": selection}
+            "static": weighting.static, "pretraining": pretraining, "selection": selection}
 
 
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl_setup=None) -> None:

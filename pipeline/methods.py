@@ -1,23 +1,37 @@
 """Teacher weighting methods: each maps a batch of cached teacher outputs to per-instance weights.
 
-A method is a callable `weigh(idx) -> [B, K]` over training rows `idx`; each row of weights sums to
-one (or to zero: that instance learns from the gold label alone). Names follow the paper:
-`u_ensemble` (equal), `w_ensemble` (fixed), `rand_single`, `lr_ensemble`, `best_single`, plus
-`single_<teacher>`, `ce` (no KD) and `ca_mkd` (confidence-aware, Zhang et al. 2022). RL-KD plugs
-into the same place.
+A method is a `Weighting`: `weigh(idx, student_logits) -> [B, K]` over training rows `idx`; each row
+of weights sums to one (or to zero: that instance learns from the gold label alone). Names follow the
+paper: `u_ensemble` (equal), `w_ensemble` (fixed), `rand_single`, `lr_ensemble`, `best_single`, plus
+`single_<teacher>` and `ce` (no KD). Beyond the paper: `ca_mkd` (Zhang et al. 2022, pipeline/ca_mkd.py), `ae_kd`
+(Du et al. 2020, pipeline/ae_kd.py) and `mtkd_rl` (Yang et al. 2025, pipeline/mtkd_rl.py). RL-KD's
+agent plugs into the same place (pipeline/agent.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-Weigh = Callable[[np.ndarray], torch.Tensor]
+from . import ae_kd, mtkd_rl, params as P
+from .ca_mkd import ca_mkd_weights
+
+# (training rows [B], the student's logits on them [B, C], detached, on the CPU) -> weights [B, K]
+Weigh = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
 
 
-def constant(weights: torch.Tensor) -> Weigh:
-    return lambda idx: weights.expand(len(idx), -1)
+@dataclass
+class Weighting:
+    """What a method brings to the training loop: its weights per batch, and what it learns between epochs."""
+    weigh: Weigh
+    static: torch.Tensor | None = None  # a fixed method's one weight vector [K], for the run's record
+    end_epoch: Callable[[], dict] = dict  # called after every epoch; returns figures for the epoch's history
+
+
+def constant(weights: torch.Tensor) -> Weighting:
+    return Weighting(lambda idx, _: weights.expand(len(idx), -1), static=weights)
 
 
 def one_hot(k: torch.Tensor, num: int) -> torch.Tensor:
@@ -46,36 +60,35 @@ def lr_weights(dev_logits: torch.Tensor, dev_labels: torch.Tensor, steps: int = 
     return w / w.sum() if w.sum() > 0 else torch.full_like(w, 1.0 / len(w))
 
 
-def build(method: str, teachers: list[str], train: dict, dev: dict, dev_labels: torch.Tensor,
-          fixed: dict[str, float] | None, rng: np.random.Generator) -> tuple[Weigh, torch.Tensor | None]:
-    """Return (weigh, static weights or None).
-
-    `train` and `dev` hold the stacked cache: logits [N, K, C] and ce [N, K].
-    """
-    k = len(teachers)
+def build(method: str, teachers: list[str], cache: dict, gold: dict, cfg: P.Distill, rng: np.random.Generator,
+          seed: int = 0) -> Weighting:
+    """The weighting of `method`. `cache` holds the train and dev splits' stacked teacher outputs (logits
+    [N, K, C], ce [N, K], pooled: one [N, H_k] per teacher), `gold` their labels; `rng` is the run's (drawn
+    from by methods that draw per batch), `seed` the run's seed (for a method's own start)."""
+    k, train, dev = len(teachers), cache["train"], cache.get("dev")
     if method == "ce":
-        w = torch.zeros(1, k)
-        return constant(w), w[0]
+        return constant(torch.zeros(k))
     if method.startswith("single_"):
-        w = one_hot(torch.tensor([teachers.index(method[len("single_"):])]), k)
-        return constant(w), w[0]
+        return constant(one_hot(torch.tensor(teachers.index(method[len("single_"):])), k))
     if method == "u_ensemble":
-        w = torch.full((1, k), 1.0 / k)
-        return constant(w), w[0]
+        return constant(torch.full((k,), 1.0 / k))
     if method == "w_ensemble":
-        if fixed is None:  # proportional to each teacher's dev accuracy
-            acc = (dev["logits"].argmax(-1) == dev_labels[:, None]).float().mean(0)
+        if cfg.fixed_weights is None:  # proportional to each teacher's dev accuracy
+            acc = (dev["logits"].argmax(-1) == gold["dev"][:, None]).float().mean(0)
         else:
-            acc = torch.tensor([fixed[t] for t in teachers], dtype=torch.float)
-        w = (acc / acc.sum())[None]
-        return constant(w), w[0]
+            acc = torch.tensor([cfg.fixed_weights[t] for t in teachers], dtype=torch.float)
+        return constant(acc / acc.sum())
     if method == "lr_ensemble":
-        w = lr_weights(dev["logits"], dev_labels)[None]
-        return constant(w), w[0]
+        return constant(lr_weights(dev["logits"], gold["dev"]))
     if method == "rand_single":  # one teacher per mini-batch
-        return (lambda idx: one_hot(torch.tensor(int(rng.integers(k))), k).expand(len(idx), -1)), None
+        return Weighting(lambda idx, _: one_hot(torch.tensor(int(rng.integers(k))), k).expand(len(idx), -1))
     if method == "best_single":  # per instance, the teacher most confident in the gold label
-        return (lambda idx: one_hot(train["ce"][idx].argmin(-1), k)), None
-    if method == "ca_mkd":  # softmax over each teacher's negative CE against the gold label
-        return (lambda idx: (-train["ce"][idx]).softmax(-1)), None
+        return Weighting(lambda idx, _: one_hot(train["ce"][idx].argmin(-1), k))
+    if method == "ca_mkd":
+        return Weighting(lambda idx, _: ca_mkd_weights(train["ce"][idx]))
+    if method == "ae_kd":
+        return Weighting(ae_kd.weigher(train["logits"], cfg.temperature, cfg.ae_kd_tolerance))
+    if method == "mtkd_rl":
+        agent = mtkd_rl.Weigher(train, gold["train"], cfg, seed)
+        return Weighting(agent, end_epoch=agent.end_epoch)
     raise ValueError(f"unknown method {method!r}")

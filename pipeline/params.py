@@ -227,6 +227,9 @@ class Distill(Training):
     temperature: Annotated[float, Field(ge=0.1, le=100)] = 5.0  # softmax(z / T) under or overflows beyond
     t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]
     fixed_weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] | None = None  # w_ensemble; default: dev accuracy
+    # ae_kd: the cap C on each teacher's weight, from 1 / K (equal weights) to 1 (plain min-norm); the authors' 0.6
+    ae_kd_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.6
+    mtkd_rl_lr: Annotated[float, Field(gt=0, le=10)] = 0.1  # mtkd_rl: the agent's SGD learning rate, the authors' 0.1
 
 
 SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's: one value per batch
@@ -234,14 +237,14 @@ TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per ins
 
 
 class RL(Strict):
-    """RL-KD's agent (pipeline/agent.py); see the fidelity table in the README for what the paper says of each."""
-    # the default goes beyond the paper: its own rewards are noisier (README, RL-KD)
+    """RL-KD's agent (pipeline/agent.py); docs/rl-kd.md's fidelity table says what the paper says of each."""
+    # the default goes beyond the paper: its own rewards are noisier (docs/rl-kd.md)
     reward: Literal["held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd",
                     "instance_ce_delta"] = "held_out_effect"
     state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
         default=["probs", "ce"], min_length=1)
     policy: Literal["shared", "per_teacher"] = "shared"
-    # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; README, RL-KD)
+    # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; docs/rl-kd.md)
     no_teacher: Literal["equal", "ce"] = "equal"
     weights: Literal["hard", "soft"] = "hard"  # soft is refused below; kept so that its error explains why
     policy_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
@@ -265,7 +268,7 @@ class RL(Strict):
                   "held_out_fraction": self.reward == "instance_ce_delta"}
         for key in sorted(self.model_fields_set):
             if unused.get(key):
-                raise ValueError(f"{key} is not used by reward {self.reward} (README, RL-KD, says which reward uses "
+                raise ValueError(f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses "
                                  f"it); remove it")
         return self
 
@@ -289,7 +292,9 @@ class Compute(Strict):
     loader_workers: Annotated[int, Field(ge=0, le=256)] = 0  # processes that pad and collate batches
 
 
-METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "rl_kd")
+METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd",
+           "mtkd_rl", "rl_kd")
+MANY_TEACHERS = ("ca_mkd", "mtkd_rl")  # their weights divide by K - 1
 
 
 def allowed_methods(teachers: list[str]) -> list[str]:
@@ -351,6 +356,19 @@ class Params(Strict):
         for method in self.run.methods:
             if method not in allowed:
                 raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")
+        k = len(self.run.teachers)
+        for method in MANY_TEACHERS:
+            if method in self.run.methods and k < 2:
+                raise ValueError(f"run.methods: {method} weighs teachers against each other and needs at least two "
+                                 f"in run.teachers (got {self.run.teachers})")
+        if "ae_kd" in self.run.methods:
+            low = min(p.ae_kd_tolerance for p in self.distill.points())
+            if low * k < 1 - 1e-3:  # 0.333 stands for 1/3
+                raise ValueError(f"distill.ae_kd_tolerance: {low} caps each of the {k} teachers' weights below 1/{k}, "
+                                 f"so they cannot sum to one; at least 1/{k} ({1 / k:.3f}: equal weights)")
+        if "mtkd_rl" in self.run.methods and min(p.epochs for p in self.distill.points()) < 2:
+            raise ValueError("distill.epochs: mtkd_rl trains the student with equal weights in its first epoch, while "
+                             "its agent gathers rewards; give it at least 2 epochs")
         if self.rl.warmup_epochs >= self.distill.epochs:
             raise ValueError(f"rl.warmup_epochs: {self.rl.warmup_epochs} leaves no joint training within "
                              f"distill.epochs ({self.distill.epochs}); it must be smaller")

@@ -12,7 +12,7 @@ from pipeline import cache, data, distill, finetune, params as P, prepare
 from tests.conftest import tiny_params, write_params
 
 METHODS = ["ce", "single_tiny_a", "single_tiny_b", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
-           "best_single", "ca_mkd"]
+           "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
 
 
 def distill_params(root):
@@ -83,11 +83,19 @@ def test_every_method_writes_its_outputs(repo):
     assert single["teacher_weights"] == {"tiny_a": 0.0, "tiny_b": 1.0}
 
 
-def test_dynamic_methods_vary_per_instance(repo):
-    distill.main("reviews", "ca_mkd", "1")
-    w = pd.read_parquet(repo / "runs/reviews/ca_mkd/1/weights.parquet")
-    assert w.tiny_a.std() > 0.01
+@pytest.mark.parametrize("method, distinct", [("ca_mkd", 100), ("mtkd_rl", 100), ("ae_kd", 4)])  # ae_kd: per batch
+def test_dynamic_methods_vary_per_instance(repo, method, distinct):
+    distill.main("reviews", method, "1")
+    w = pd.read_parquet(repo / f"runs/reviews/{method}/1/weights.parquet")  # the mean over the epochs, 180 rows
+    assert w.tiny_a.std() > 1e-3 and w.tiny_a.round(5).nunique() >= distinct
     assert ((w.tiny_a + w.tiny_b) - 1).abs().max() < 1e-5
+
+
+def test_mtkd_rl_records_its_agent(repo):
+    distill.main("reviews", "mtkd_rl", "1")
+    history = json.loads((repo / "runs/reviews/mtkd_rl/1/history.json").read_text())
+    assert all(h["agent_loss"] >= 0 and 0 <= h["reward_mean"] <= 1 for h in history)
+    assert all(sum(h["agent_mix"]) == pytest.approx(1.0) for h in history)
 
 
 def test_same_seed_same_numbers(repo):

@@ -128,6 +128,12 @@ def rename(params, kind, old, new):
     (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
     (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
     (lambda p: p["rl"].update(held_out_fraction=0.9999), "rl.held_out_fraction", "less than or equal to 0.5"),
+    # methods that need more than the run gives them
+    (lambda p: p["run"].update(teachers=["tiny_a"]), "run.methods", "ca_mkd weighs teachers against each other"),
+    (lambda p: (p["run"]["methods"].append("ae_kd"), p["distill"].update(ae_kd_tolerance=0.49)),
+     "distill.ae_kd_tolerance", "below 1/2"),
+    (lambda p: (p["run"]["methods"].append("mtkd_rl"), p["distill"].update(epochs=1), p["rl"].update(warmup_epochs=0)),
+     "distill.epochs", "at least 2 epochs"),
 ])
 def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
     params = copy.deepcopy(base)
@@ -135,6 +141,13 @@ def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
     with pytest.raises(P.InputError) as err:
         load(tmp_path, params)
     assert key in str(err.value) and words in str(err.value)
+
+
+def test_ae_kd_tolerance_of_exactly_one_over_k_means_equal_weights_and_is_valid(tmp_path, base):
+    params = copy.deepcopy(base)
+    params["run"]["methods"].append("ae_kd")
+    params["distill"]["ae_kd_tolerance"] = 0.5
+    assert load(tmp_path, params).distill.ae_kd_tolerance == 0.5
 
 
 def test_asset_teacher_must_be_installed_by_the_assets_stage(tmp_path, base):

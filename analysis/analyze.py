@@ -32,9 +32,10 @@ def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
                if (t, m, s) not in have]
     if missing:
         raise P.InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
-    if params.analysis.reference not in methods:
-        raise P.InputError(f"analysis.reference: {params.analysis.reference!r} is not a method of this run; "
-                           f"expected one of {methods}")
+    for key in ("reference", "baseline") if len(methods) > 1 else ("reference",):  # alone: nothing to compare
+        if getattr(params.analysis, key) not in methods:
+            raise P.InputError(f"analysis.{key}: {getattr(params.analysis, key)!r} is not a method of this run; "
+                               f"expected one of {methods}")
 
 
 def latencies(tasks: list[str]) -> list[dict]:
@@ -78,23 +79,62 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
     return " ".join(out)
 
 
-def read_significance(sig: pd.DataFrame, ref: str, alpha: float) -> str:
+def read_significance(sig: pd.DataFrame, cfg) -> str:
     if sig.empty:
-        return f"No other method ran, so there is nothing to compare `{ref}` with."
-    hits = sig[sig.verdict != "not significant"]
-    text = (f"{len(hits)} of {len(sig)} comparisons of `{ref}` with another method are significant at "
-            f"{alpha} after Holm correction within each task.")
-    if len(hits):
-        text += " They are: " + "; ".join(f"`{r.task}` vs `{r.method}`: {100 * r['diff']:+.1f} points, {r.verdict}"
-                                          for _, r in hits.iterrows()) + "."
-    else:
-        text += " No difference between RL-KD and any baseline is established on these tasks."
+        return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
+    pp = lambda v: f"{100 * v:+.1f}"  # noqa: E731
+    out = [f"Each verdict comes from the two-way bootstrap (seeds and test examples resampled together): the primary "
+           f"comparison at {cfg.significance}, the secondary ones at {cfg.significance} after Holm correction within "
+           f"each task. A comparison that is not significant is `inconclusive` unless the experiment had "
+           f"{100 * cfg.power:.0f}% power to see a difference of {cfg.gap:g} pp (percentage points; the paper's own gaps "
+           "could not be recovered, docs/statistics.md). Detectable differences are at the comparison's level: the "
+           "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."]
+    for task, t in sig.groupby("task", sort=False):
+        for _, r in t[t.role == "primary"].iterrows():
+            power = ("its power is unknown with one seed" if pd.isna(r.mdd) else
+                     f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
+                     f"{cfg.gap:g} pp)")
+            out.append(f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
+                       f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**.")
+        premise = t[(t.role == "secondary") & (t.b == "ce") & (t.a == cfg.baseline)]
+        for _, r in premise.iterrows():
+            out.append(f"KD's premise, `{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], "
+                       f"{r.verdict}.")
+        second = t[t.role == "secondary"]
+        hits = second[second.verdict.str.startswith(("better", "worse"))]
+        out.append(f"{len(hits)} of {len(second)} secondary comparisons on `{task}` are significant"
+                   + (": " + "; ".join(f"`{r.a}` - `{r.b}` {pp(r['diff'])} ({r.verdict})" for _, r in hits.iterrows())
+                      if len(hits) else "")
+                   + f"; {int(second.verdict.str.startswith('inconclusive').sum())} are inconclusive.")
     seeds = int(sig.seeds.max())
     if seeds == 1:
-        return text + (" With one seed there is no test over seeds (paired t, Wilcoxon, d_z); McNemar compares "
-                       "the paired test predictions.")
-    return text + (f" With {seeds} seeds the seed-level tests have little power; McNemar pools the seeds' "
-                   "paired test predictions, which are not independent across seeds.")
+        out.append("With one seed the seed-to-seed variance is unknown: no power, no test over seeds (paired t, "
+                   "Wilcoxon, d_z), and the bootstrap resamples test examples only.")
+    out.append("The paired t-test, Wilcoxon and McNemar stand beside each verdict without deciding it; McNemar pools "
+               "the seeds' predictions as if they were independent draws.")
+    return " ".join(out)
+
+
+def read_power(power: pd.DataFrame, cfg) -> str:
+    if power.empty:
+        return "No power to report: it needs the primary comparison over two seeds or more."
+    out = []
+    for task, t in power.groupby("task", sort=False):
+        now = t[t.measured].iloc[0]
+        enough = t[t.mdd <= cfg.gap / 100]
+        plan = (f"a difference of {cfg.gap:g} pp needs, at {now.examples:,} test examples, "
+                + (f"{int(enough[enough.examples == now.examples].seeds.min())} seeds"
+                   if (enough.examples == now.examples).any() else f"more than {int(t.seeds.max())} seeds"))
+        bigger = enough.sort_values(["minutes", "examples"]).iloc[0] if len(enough) else None
+        if bigger is not None and bigger.examples != now.examples:
+            plan += (f", or {int(bigger.seeds)} seeds at {int(bigger.examples):,} test examples "
+                     f"(about {bigger.minutes:.0f} training minutes)")
+        out.append(f"On `{task}` ({now.comparison}): seed variance {now.var_seed:.2g}, example variance "
+                   f"{now.var_example:.2g}, interaction {now.var_residual:.2g} (per seed x example); with "
+                   f"{int(now.seeds)} seeds and {int(now.examples):,} test examples it detects {100 * now.mdd:.1f} "
+                   f"pp with {100 * cfg.power:.0f}% power at {cfg.significance}; {plan}.")
+    return " ".join(out) + (" Minutes count the training of every method once per seed on this machine, not the "
+                            "teachers or the overhead of each run.")
 
 
 def read_selection(sel: pd.DataFrame) -> str:
@@ -137,6 +177,7 @@ def main(params_path: str = "params.yaml") -> None:
     t1 = T.teacher_table(collect.teachers("models", tasks, names), runs, paper)
     t2 = T.main_table(runs, order, sets)
     t3 = T.significance_table("runs", runs, order, sets, cfg)
+    power = T.power_table("runs", runs, sets, cfg, t3[0])
     t4 = T.compression_table(latencies(tasks))
     sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
@@ -145,8 +186,12 @@ def main(params_path: str = "params.yaml") -> None:
                             f"alone (test accuracy, %; student {spread}).", t1),
         "main": T.write(tables, "table2_main", f"Table 2: test accuracy (%) of every method, {spread}; best per "
                         "column in bold.", t2),
-        "significance": T.write(tables, "table3_significance", f"Table 3: {cfg.reference} against every other "
-                                "method, per task (b / c: test predictions only it / only the other got right).", t3),
+        "significance": T.write(tables, "table3_significance", f"Table 3: the declared comparisons, per task: the "
+                                f"primary one ({cfg.reference} - {cfg.baseline}) and the secondary ones (Holm); b / c: "
+                                "test predictions only the first / only the second got right, over all seeds.", t3),
+        "power": T.write(tables, "table3_power", f"Power: the smallest difference (pp) that the primary comparison "
+                         f"detects with {100 * cfg.power:.0f}% power at {cfg.significance}, by seeds and test-set size, "
+                         "from its measured variance.", power),
         "compression": T.write(tables, "table4_compression", "Table 4: model size and CPU inference latency "
                                "(forward pass on test inputs).", t4),
     }
@@ -157,6 +202,8 @@ def main(params_path: str = "params.yaml") -> None:
         "teacher_vs_student": F.teacher_vs_student(t1[0]),
         "learning_curves": F.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
     }
+    if not power[0].empty:
+        shown["power"] = F.power(power[0], cfg.gap, cfg.power)
     for stem, fig in shown.items():
         F.save(fig, figs, stem)
 
@@ -164,9 +211,13 @@ def main(params_path: str = "params.yaml") -> None:
     metrics = {"test_accuracy": {m: {c: round(float(main_numbers.loc[m, f"{c}_mean"]), 4)
                                      for c in [*sets, "average"] if pd.notna(main_numbers.loc[m, f"{c}_mean"])}
                                  for m in order},
-               f"{cfg.reference}_significant_wins": int((sig.verdict.str.startswith("better")).sum()),
-               f"{cfg.reference}_significant_losses": int((sig.verdict.str.startswith("worse")).sum()),
-               "comparisons": len(sig), "seeds": params.run.seeds}
+               f"{cfg.reference}_significant_wins": int(((sig.a == cfg.reference) & (sig.verdict == "better")).sum()),
+               f"{cfg.reference}_significant_losses": int(((sig.a == cfg.reference) & (sig.verdict == "worse")).sum()),
+               "comparisons": [{k: (None if pd.isna(r[k]) else round(float(r[k]), 4)) if k not in ("task", "a", "b",
+                                    "role", "verdict") else r[k]
+                                for k in ("task", "a", "b", "role", "diff", "ci_low", "ci_high", "p", "p_adjusted",
+                                          "mdd", "power", "verdict")} for _, r in sig.iterrows()],
+               "seeds": params.run.seeds}
     write_json(RESULTS / "metrics.json", metrics)
     report = "\n".join([
         "# Results", "",
@@ -178,8 +229,9 @@ def main(params_path: str = "params.yaml") -> None:
         "![teacher vs student](figures/teacher_vs_student.png)", "",
         "## Table 2: main comparison", "", md["main"], "", read_main(runs, sets, cfg.reference), "",
         "![main results](figures/main_results.png)", "",
-        "## Table 3: significance of RL-KD against every method", "", md["significance"], "",
-        read_significance(sig, cfg.reference, cfg.significance), "",
+        "## Table 3: the decision", "", md["significance"], "", read_significance(sig, cfg), "",
+        "## Power", "", md["power"], "", read_power(power[0], cfg), "",
+        *(["![power](figures/power.png)", ""] if "power" in shown else []),
         "## Table 4: compression", "", md["compression"], "", read_compression(t4[0]), "",
         "## The agent", "", "![selection](figures/rl_selection.png)", "",
         "![selection vs correctness](figures/selection_vs_correctness.png)", "", read_selection(sel), "",

@@ -19,6 +19,7 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
          "axes.spines.right": False}
 COLORS = plt.get_cmap("tab10").colors
 REFERENCE = "black"  # RL-KD's colour in every figure
+SEED_TICKS = (1, 2, 3, 5, 10, 20)
 
 
 def save(fig, folder: Path, stem: str) -> list[str]:
@@ -160,3 +161,32 @@ def learning_curves(hist: pd.DataFrame, order: list[str], tasks: list[str], refe
         axes[0, -1].legend(frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
         fig.tight_layout()
         return fig
+
+
+def power(numbers: pd.DataFrame, gap: float, confidence_power: float):
+    """The primary comparison's smallest detectable difference against seeds, one line per test-set size, per
+    task; the training minutes of each number of seeds on a second axis; the gap of interest dashed."""
+    tasks = list(dict.fromkeys(numbers.task))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * min(len(tasks), 2), 2.6), squeeze=False,
+                                 constrained_layout=True)
+        for ax, task in zip(axes[0], tasks):
+            t = numbers[numbers.task == task]
+            for i, (examples, line) in enumerate(t.groupby("examples")):
+                ax.plot(line.seeds, 100 * line.mdd, marker="o", ms=2.5, color=COLORS[i], label=f"{examples:,} test")
+            here = t[t.measured]
+            ax.plot(here.seeds, 100 * here.mdd, "k*", ms=7, label="this run")
+            ax.axhline(gap, color="grey", ls="--", lw=0.8)
+            ax.set(xscale="log", yscale="log", xlabel="seeds", title=f"{task}: {t.comparison.iloc[0]}")
+            ax.set_xticks(SEED_TICKS, [str(s) for s in SEED_TICKS])
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.annotate(f"{gap:g} pp", (1, gap), xytext=(2, 2), textcoords="offset points", color="grey", fontsize=6)
+            per_seed = t.minutes.iloc[0] / t.seeds.iloc[0]
+            top = ax.secondary_xaxis("top", functions=(lambda s, m=per_seed: s * m, lambda m, p=per_seed: m / p))
+            top.set_xlabel("training minutes (every method)")
+            top.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axes[0][0].set_ylabel(f"detectable difference (pp, {100 * confidence_power:.0f}% power)")
+        axes[0][-1].legend(frameon=False)
+    return fig
+

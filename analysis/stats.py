@@ -5,6 +5,8 @@ same examples in the same order for both methods) or per-seed accuracies (arrays
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats
 
@@ -13,10 +15,12 @@ from scipy import stats
 CHUNK_BYTES = 16 * 2**20  # at QQP size, 64 MiB chunks were 10-15% slower
 
 
-def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
-                      seed: int = 0, chunk: int | None = None) -> tuple[float, float, float]:
-    """Mean accuracy difference a - b with a percentile CI, resampling seeds and test examples (both
-    with replacement; the same resample for both methods, so the pairing is kept).
+def bootstrap_diffs(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, seed: int = 0,
+                    chunk: int | None = None) -> np.ndarray:
+    """The two-way bootstrap of the mean accuracy difference a - b: [n_boot] resampled differences, each
+    resampling seeds and test examples (both with replacement; the same resample for both methods, so the
+    pairing is kept). It accounts for both sources of chance in a comparison: training randomness (seeds)
+    and test-set sampling (examples).
 
     The resamples are computed `chunk` at a time (by default as many as fit in CHUNK_BYTES), so memory
     does not grow with n_boot x examples; the chunk size does not change the result."""
@@ -35,10 +39,67 @@ def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int 
         examples = rng.integers(0, n, (min(chunk, n_boot - start), n))
         per_seed[start:start + len(examples)] = diff[:, examples].mean(-1).T
     # mean over the resampled seeds of the mean over the resampled examples
-    boot = np.take_along_axis(per_seed, seeds, 1).mean(1)
+    return np.take_along_axis(per_seed, seeds, 1).mean(1)
+
+
+def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
+                      seed: int = 0, chunk: int | None = None) -> tuple[float, float, float]:
+    """Mean accuracy difference a - b with the percentile CI of its two-way bootstrap (`bootstrap_diffs`)."""
+    boot = bootstrap_diffs(correct_a, correct_b, n_boot, seed, chunk)
     tail = (1 - level) / 2
     lo, hi = np.quantile(boot, [tail, 1 - tail])
-    return float(diff.mean()), float(lo), float(hi)
+    return float(np.mean(np.asarray(correct_a, float) - np.asarray(correct_b, float))), float(lo), float(hi)
+
+
+def bootstrap_p(boot: np.ndarray) -> float:
+    """Two-sided p of "no difference" from bootstrap resamples: 2 min(P*(diff <= 0), P*(diff >= 0)), capped at 1.
+    The percentile CI at level 1 - alpha excludes 0 exactly when this p is below alpha (up to the quantiles'
+    interpolation), so the p and the CI tell one story."""
+    boot = np.asarray(boot, float)
+    return float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
+
+
+@dataclass
+class Variance:
+    """The variance components of a paired difference d[seed, example] = mu + a_seed + b_example + e, a two-way
+    crossed random-effects model: seed-to-seed (training randomness), example-to-example (which test examples
+    were drawn) and their interaction. The mean difference over S seeds and N examples has variance
+    seed / S + example / N + residual / (S N)."""
+    seed: float
+    example: float
+    residual: float
+
+    def se(self, seeds: int, examples: int) -> float:
+        return float(np.sqrt(self.seed / seeds + self.example / examples + self.residual / (seeds * examples)))
+
+
+def variance_components(correct_a: np.ndarray, correct_b: np.ndarray) -> Variance:
+    """The components of `Variance` from [seeds, examples] correctness, by the ANOVA method of moments (negative
+    estimates set to 0). One seed: the seed-to-seed component is unknown (nan)."""
+    d = np.asarray(correct_a, float) - np.asarray(correct_b, float)
+    s, n = d.shape
+    rows, cols, grand = d.mean(1), d.mean(0), d.mean()
+    ms_example = s * ((cols - grand) ** 2).sum() / (n - 1)
+    if s == 1:
+        return Variance(float("nan"), float(ms_example), 0.0)  # examples and interaction are not separable
+    ms_seed = n * ((rows - grand) ** 2).sum() / (s - 1)
+    ms_residual = ((d - rows[:, None] - cols[None, :] + grand) ** 2).sum() / ((s - 1) * (n - 1))
+    return Variance(max(0.0, (ms_seed - ms_residual) / n), max(0.0, (ms_example - ms_residual) / s),
+                    float(ms_residual))
+
+
+def min_detectable(var: Variance, seeds: int, examples: int, alpha: float, power: float) -> float:
+    """The smallest true difference that a two-sided test at level alpha finds with probability `power`, for
+    a mean difference over `seeds` and `examples` (normal approximation): (z_{1-alpha/2} + z_power) SE."""
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * var.se(seeds, examples))
+
+
+def power_at(var: Variance, seeds: int, examples: int, alpha: float, gap: float) -> float:
+    """The probability that a two-sided test at level alpha finds a true difference `gap` (normal
+    approximation, the far tail included)."""
+    se = var.se(seeds, examples)
+    z = stats.norm.ppf(1 - alpha / 2)
+    return float(stats.norm.sf(z - gap / se) + stats.norm.cdf(-z - gap / se))
 
 
 def paired_t(acc_a: np.ndarray, acc_b: np.ndarray) -> float:

@@ -90,11 +90,22 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert "**" in (tree / "results/tables/table2_main.md").read_text()
     assert r"\toprule" in (tree / "results/tables/table2_main.tex").read_text()
 
-    sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index("method")
-    assert sig.loc["ce", "verdict"].startswith("better") and sig.loc["ce", "ci_low"] > 0.1
-    assert sig.loc["u_ensemble", "verdict"] == "not significant"
-    assert sig.loc["u_ensemble", "ci_low"] < 0 < sig.loc["u_ensemble", "ci_high"]
-    assert (sig.p_t_holm >= sig.p_t - 1e-12).all()
+    sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index(["a", "b"])
+    # declared up front: the primary comparison, then rl_kd against the rest and KD's premise, u_ensemble - ce
+    assert list(sig.index) == [("rl_kd", "u_ensemble"), ("rl_kd", "ce"), ("rl_kd", "single_big"),
+                               ("rl_kd", "single_small"), ("u_ensemble", "ce")]
+    assert list(sig.role) == ["primary"] + ["secondary"] * 4
+    assert sig.loc[("rl_kd", "ce"), "verdict"] == "better" and sig.loc[("rl_kd", "ce"), "ci_low"] > 0.1
+    assert sig.loc[("u_ensemble", "ce"), "verdict"] == "better"
+    primary = sig.loc[("rl_kd", "u_ensemble")]
+    assert primary.ci_low < 0 < primary.ci_high and primary.p == primary.p_adjusted  # the full level, no Holm
+    # rl_kd and u_ensemble planted 0.3 points apart on 1,200 predictions: far below what 3 seeds x 400 can see
+    assert primary.mdd > 0.03 and primary.power < 0.8 and primary.verdict == "inconclusive (could not see 1 pp)"
+    assert (sig.p_adjusted >= sig.p - 1e-12).all()
+    power = pd.read_csv(tree / "results/tables/table3_power.csv")
+    measured = power[power.measured].iloc[0]
+    assert measured.seeds == 3 and measured.examples == N and measured.mdd == pytest.approx(primary.mdd)
+    assert (power.groupby("examples").mdd.diff().dropna() < 0).all()  # more seeds, smaller detectable difference
 
     t1 = pd.read_csv(tree / "results/tables/table1_teachers.csv").set_index("teacher")
     assert t1.loc["big", "teacher_test"] == 0.9 and t1.loc["small", "student_test"] > t1.loc["big", "student_test"]
@@ -103,11 +114,13 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert "`toy`/`small` 0.70 vs 0.10" in report  # selection where right vs wrong, from the planted weights
     comp = pd.read_csv(tree / "results/tables/table4_compression.csv").set_index("model")
     assert comp.loc["small", "speedup_batch1"] == pytest.approx(5.0)
-    for stem in ("main_results", "rl_selection", "selection_vs_correctness", "teacher_vs_student", "learning_curves"):
+    for stem in ("main_results", "rl_selection", "selection_vs_correctness", "teacher_vs_student", "learning_curves",
+                 "power"):
         for ext in ("png", "pdf"):
             assert (tree / "results/figures" / f"{stem}.{ext}").stat().st_size > 1000
     metrics = json.loads((tree / "results/metrics.json").read_text())
-    assert metrics["rl_kd_significant_wins"] >= 1 and metrics["comparisons"] == 4
+    assert metrics["rl_kd_significant_wins"] >= 1 and len(metrics["comparisons"]) == 5
+    assert metrics["comparisons"][0]["role"] == "primary" and metrics["comparisons"][0]["mdd"] > 0
 
 
 def test_one_seed_shows_means_alone_and_says_so(tree):
@@ -118,7 +131,8 @@ def test_one_seed_shows_means_alone_and_says_so(tree):
     # seed 1 plants 80.0 for rl_kd and u_ensemble, 60.0 for ce, 70.0 and 72.0 for the single-teacher students
     assert "(80.0), +0.0 points against `u_ensemble` and +20.0 points against `ce`." in report
     assert "The single-teacher students span 2.0 points." in report
-    assert "With one seed there is no test over seeds" in report and "1 seeds" not in report
+    assert "With one seed the seed-to-seed variance is unknown" in report and "1 seeds" not in report
+    assert "its power is unknown with one seed: **inconclusive (could not see 1 pp)**" in report
     main = (tree / "results/tables/table2_main.md").read_text()
     assert main.startswith("Table 2: test accuracy (%) of every method, one seed;")
     assert "| rl_kd        | **80.0** | **80.0**  |       1 |" in main
@@ -149,6 +163,33 @@ def test_an_unknown_reference_method_is_refused(tree):
     (tree / "params.yaml").write_text(params)
     with pytest.raises(P.InputError, match="analysis.reference: 'rl_kdd'"):
         analyze.main()
+
+
+def test_an_unknown_baseline_method_is_refused(tree):
+    params = (tree / "params.yaml").read_text().replace("bootstrap: 2000", "bootstrap: 2000\n  baseline: w_ensemble")
+    (tree / "params.yaml").write_text(params)
+    with pytest.raises(P.InputError, match="analysis.baseline: 'w_ensemble' is not a method of this run"):
+        analyze.main()
+
+
+def test_the_comparisons_are_declared_from_the_names_alone():
+    from analysis import tables
+    order = ["ce", "single_a", "u_ensemble", "ae_kd", "rl_kd"]
+    assert tables.comparisons(order, "rl_kd", "u_ensemble") == [
+        ("rl_kd", "u_ensemble", "primary"), ("rl_kd", "ce", "secondary"), ("rl_kd", "single_a", "secondary"),
+        ("rl_kd", "ae_kd", "secondary"), ("u_ensemble", "ce", "secondary")]
+    assert tables.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
+
+
+@pytest.mark.parametrize("p_adjusted, diff, power, expected", [
+    (0.01, 0.02, 0.9, "better"), (0.01, -0.02, 0.1, "worse"),
+    (0.40, 0.002, 0.85, "no difference (could see 1 pp)"),  # not significant, and it could have seen 1 point
+    (0.40, 0.002, 0.30, "inconclusive (could not see 1 pp)"), (0.40, 0.0, float("nan"), "inconclusive (could not see 1 pp)"),
+])
+def test_a_null_result_counts_only_with_the_power_to_see_the_gap(p_adjusted, diff, power, expected):
+    from analysis import tables
+    row = pd.Series({"p_adjusted": p_adjusted, "diff": diff, "power": power})
+    assert tables.verdict(row, P.Analysis()) == expected
 
 
 def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():
@@ -194,4 +235,4 @@ def test_rl_kd_alone_has_no_comparison_and_says_so(tree):
     assert "No other method ran, so there is nothing to compare `rl_kd` with." in report
     main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
     assert list(main.index) == ["rl_kd"]
-    assert json.loads((tree / "results/metrics.json").read_text())["comparisons"] == 0
+    assert json.loads((tree / "results/metrics.json").read_text())["comparisons"] == []

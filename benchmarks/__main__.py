@@ -1,6 +1,6 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
-Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step rl_epoch online caching repro memory bootstrap)
+Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step method_epoch online caching repro memory bootstrap)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
 fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
 MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pipeline.io import provenance, write_json
 
-from . import bootstrap, kd_step, memory, repro, rl_epoch, teachers
+from . import bootstrap, kd_step, memory, method_epoch, repro, teachers
 
 BENCHMARKS = {
     "kd_step": kd_step.measure,
-    "rl_epoch": rl_epoch.measure,
+    "method_epoch": method_epoch.measure,
     "online": teachers.online,
     "caching": teachers.caching,
     "repro": repro.measure,
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "bootstrap": bootstrap.measure,
 }
 OUT = Path("results/benchmarks.json")
+NAMES = {"rl_kd": "RL-KD", "ca_mkd": "CA-MKD", "ae_kd": "AE-KD", "mtkd_rl": "MTKD-RL"}
 
 
 def table(results: dict) -> str:
@@ -36,10 +37,11 @@ def table(results: dict) -> str:
         k = r["kd_step"]
         rows.append(f"| KD step / CE step | {k['ratio']} ({k['kd_step_ms']} v {k['ce_step_ms']} ms) | <= 1.10 | "
                     f"{'yes' if k['met'] else 'no'} |")
-    if "rl_epoch" in r:
-        k = r["rl_epoch"]
-        rows.append(f"| RL-KD epoch / KD epoch | {k['ratio']} ({k['rl_kd_epoch_s']} v {k['kd_epoch_s']} s) | <= 1.5 | "
-                    f"{'yes' if k['met'] else 'no'} |")
+    if "method_epoch" in r:
+        k = r["method_epoch"]
+        for method, m in k["methods"].items():
+            rows.append(f"| {NAMES[method]} epoch / equal-weight KD epoch | {m['ratio']} ({m['epoch_s']} v "
+                        f"{k['kd_epoch_s']} s) | <= 1.5 | {'yes' if m['met'] else 'no'} |")
     if "online" in r:
         k = r["online"]
         rows.append(f"| distill step, teachers online / from the cache | {k['speedup']}x ({k['online_step_ms']} v "

@@ -1,0 +1,96 @@
+"""Benchmark: an epoch of each adaptive weighting (RL-KD, CA-MKD, AE-KD, MTKD-RL) versus an equal-weight KD epoch.
+
+All are `pipeline.distill.train_epoch` on the embedded default's student and the same synthetic batches,
+in one process, the order rotated every round so that the ratios hold on a noisy machine. RL-KD's epoch
+includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
+Usage: python -m benchmarks.method_epoch [--examples N] [--rounds R]   (target: every ratio <= 1.5)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from transformers import BertConfig, BertModel, get_constant_schedule
+
+from pipeline import methods, params as P
+from pipeline.agent import Agent, Reward
+from pipeline.distill import train_epoch
+from pipeline.models import Classifier
+from pipeline.rl_kd import data_rows_split
+
+ADAPTIVE = ("rl_kd", "ca_mkd", "ae_kd", "mtkd_rl")
+
+
+def synthetic(n: int, teachers: int, length: int, rng) -> tuple[dict, torch.Tensor, dict]:
+    """Token ids of varied length, labels, and a teacher cache shaped like pipeline.distill.load_teachers'."""
+    lengths = rng.integers(length // 2, length + 1, n)
+    enc = {"input_ids": [rng.integers(5, 8000, k).tolist() for k in lengths]}
+    enc["attention_mask"] = [[1] * k for k in lengths]
+    labels = torch.tensor(rng.integers(0, 2, n))
+    logits = torch.randn(n, teachers, 2)
+    probs = logits.softmax(-1)
+    ce = -probs.gather(-1, labels[:, None, None].expand(n, teachers, 1)).squeeze(-1).log()
+    pooled = [torch.randn(n, h) for h in (768, 384, 384, 384)[:teachers]]  # the embedded default's teachers' widths
+    return enc, labels, {"logits": logits, "probs": probs, "ce": ce, "pooled": pooled}
+
+
+def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int = 40) -> dict:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    enc, labels, cache = synthetic(examples, teachers, length, rng)
+    rl_cfg, cfg = P.RL(), P.Distill()
+    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=512, max_position_embeddings=128)  # the embedded default's student
+    model = Classifier(BertModel(config, add_pooling_layer=False), 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scheduler = get_constant_schedule(optimizer)
+    rows, held_out = data_rows_split(examples, rl_cfg.held_out_fraction, 0)
+    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, 0, lengths)
+    reward = Reward(rl_cfg, model, enc, labels, cache["logits"], cfg, 0, held_out, rng)
+    weight_sum = torch.zeros(examples, teachers)
+    weightings = {m: methods.build(m, [f"t{k}" for k in range(teachers)], {"train": cache}, {"train": labels}, cfg, rng)
+                  for m in ("u_ensemble", *ADAPTIVE[1:])}
+    weightings["mtkd_rl"].weigh.epoch = 2  # past its warm-up: the agent weighs every batch
+
+    def epoch(method: str) -> float:
+        start = time.perf_counter()
+        rl = method == "rl_kd"
+        weighting = weightings["u_ensemble" if rl else method]
+        train_epoch(model, enc, rows, labels, cache["logits"], weighting.weigh, "ce", cfg, optimizer, scheduler, 0, rng,
+                    weight_sum, "bench", agent if rl else None, reward)
+        weighting.end_epoch()
+        return time.perf_counter() - start
+
+    order = ["u_ensemble", *ADAPTIVE]
+    epoch("u_ensemble")  # warm-up, not timed
+    times = {m: [] for m in order}
+    for r in range(rounds):
+        for method in order[r % len(order):] + order[:r % len(order)]:  # rotate the order to cancel drift
+            times[method].append(epoch(method))
+    kd = float(np.median(times["u_ensemble"]))
+    out = {"kd_epoch_s": round(kd, 3), "target": "<= 1.5", "examples": examples, "rounds": rounds,
+           "teachers": teachers, "methods": {}}
+    for m in ADAPTIVE:
+        s = float(np.median(times[m]))
+        ratio = round(s / kd, 3)  # judged as reported: 1.5004 is shown, and met, as 1.5
+        out["methods"][m] = {"epoch_s": round(s, 3), "ratio": ratio, "met": ratio <= 1.5}
+    out["met"] = all(v["met"] for v in out["methods"].values())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=640)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--teachers", type=int, default=3)
+    ap.add_argument("--length", type=int, default=40)
+    args = ap.parse_args()
+    print(json.dumps(measure(args.examples, args.rounds, args.teachers, args.length), indent=2))
+
+
+if __name__ == "__main__":
+    main()

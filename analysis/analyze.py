@@ -127,7 +127,8 @@ def read_power(power: pd.DataFrame, cfg) -> str:
                    if (enough.examples == now.examples).any() else f"more than {int(t.seeds.max())} seeds"))
         bigger = enough.sort_values(["minutes", "examples"]).iloc[0] if len(enough) else None
         if bigger is not None and bigger.examples != now.examples:
-            plan += (f", or {int(bigger.seeds)} seeds at {int(bigger.examples):,} test examples "
+            seeds = int(bigger.seeds)
+            plan += (f", or {seeds} seed{'s' if seeds > 1 else ''} at {int(bigger.examples):,} test examples "
                      f"(about {bigger.minutes:.0f} training minutes)")
         out.append(f"On `{task}` ({now.comparison}): seed variance {now.var_seed:.2g}, example variance "
                    f"{now.var_example:.2g}, interaction {now.var_residual:.2g} (per seed x example); with "

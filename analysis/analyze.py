@@ -32,10 +32,12 @@ def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
                if (t, m, s) not in have]
     if missing:
         raise P.InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
-    for key in ("reference", "baseline") if len(methods) > 1 else ("reference",):  # alone: nothing to compare
-        if getattr(params.analysis, key) not in methods:
-            raise P.InputError(f"analysis.{key}: {getattr(params.analysis, key)!r} is not a method of this run; "
-                               f"expected one of {methods}")
+    if params.analysis.reference not in methods:
+        raise P.InputError(f"analysis.reference: {params.analysis.reference!r} is not a method of this run; "
+                           f"expected one of {methods}")
+    known = P.allowed_methods(params.run.teachers)  # a baseline that did not run: no primary comparison
+    if params.analysis.baseline not in known:
+        raise P.InputError(f"analysis.baseline: {params.analysis.baseline!r} is not a method; expected one of {known}")
 
 
 def latencies(tasks: list[str]) -> list[dict]:

@@ -166,10 +166,19 @@ def test_an_unknown_reference_method_is_refused(tree):
 
 
 def test_an_unknown_baseline_method_is_refused(tree):
+    params = (tree / "params.yaml").read_text().replace("bootstrap: 2000", "bootstrap: 2000\n  baseline: u_ensembel")
+    (tree / "params.yaml").write_text(params)
+    with pytest.raises(P.InputError, match="analysis.baseline: 'u_ensembel' is not a method; expected one of"):
+        analyze.main()
+
+
+def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
     params = (tree / "params.yaml").read_text().replace("bootstrap: 2000", "bootstrap: 2000\n  baseline: w_ensemble")
     (tree / "params.yaml").write_text(params)
-    with pytest.raises(P.InputError, match="analysis.baseline: 'w_ensemble' is not a method of this run"):
-        analyze.main()
+    analyze.main()
+    sig = pd.read_csv(tree / "results/tables/table3_significance.csv")
+    assert (sig.role == "secondary").all() and "u_ensemble" in set(sig.b)
+    assert "No power to report" in (tree / "results/report.md").read_text()
 
 
 def test_the_comparisons_are_declared_from_the_names_alone():

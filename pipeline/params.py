@@ -59,6 +59,14 @@ class RottenTomatoes(Caps):
     test_fraction: Fraction = 0.15
 
 
+class Tweets(Caps):
+    """CrowdFlower tweet sentiment (negative, neutral, positive). A large test set by default: its thousands
+    of examples give the comparison of methods statistical power."""
+    source: Literal["tweets"]
+    dev_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.5
+
+
 class ChatterbotQA(Caps):
     source: Literal["chatterbot_qa"]
     dev_fraction: Fraction = 0.15
@@ -103,7 +111,7 @@ class GlueTask(Caps):
     dev_fraction: Fraction = 0.1
 
 
-Task = Annotated[Union[RottenTomatoes, ChatterbotQA, FileTask, GlueTask], Field(discriminator="source")]
+Task = Annotated[Union[RottenTomatoes, Tweets, ChatterbotQA, FileTask, GlueTask], Field(discriminator="source")]
 
 
 class Encoder(Strict):
@@ -394,7 +402,7 @@ def _known_keys() -> set[str]:
 
 def _describe(err: ValidationError) -> str:
     lines = []
-    tags = {"rotten_tomatoes", "chatterbot_qa", "file", "glue"}  # the task union's tags: not keys of the file
+    tags = {"rotten_tomatoes", "tweets", "chatterbot_qa", "file", "glue"}  # the task union's tags: not keys of the file
     for e in err.errors():
         parts = [str(p) for i, p in enumerate(e["loc"]) if p not in tags or (i == len(e["loc"]) - 1
                                                                               and e["type"] != "value_error")]

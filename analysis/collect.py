@@ -90,7 +90,8 @@ def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFra
         for name in names:
             m = json.loads((Path(root) / task / name / "metrics.json").read_text())
             rows += [{"task": r["task"], "teacher": name, "dev_accuracy": r["dev_accuracy"],
-                      "test_accuracy": r["test_accuracy"], "parameters": r["parameters"]} for r in by_eval_set({**m, "task": task})]
+                      "test_accuracy": r["test_accuracy"], "test_examples": r.get("test_examples"),
+                      "parameters": r["parameters"]} for r in by_eval_set({**m, "task": task})]
     return pd.DataFrame(rows)
 
 

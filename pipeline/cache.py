@@ -1,4 +1,4 @@
-"""Stage `cache`: run one fine-tuned teacher once over train/dev/test and store its outputs.
+"""Stage `cache`: run one fine-tuned teacher once over train and dev and store its outputs.
 
 Usage: python -m pipeline.cache TASK TEACHER   (writes logits/TASK/TEACHER/)
 Distillation then reads these files and never runs a teacher forward pass.
@@ -24,7 +24,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     acc = compute.from_params(params.compute)
     model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
     model.to(acc.device)
-    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
+    splits = {s: data.load_split(Path("data") / task, s) for s in logits.SPLITS}
     summary = {"task": task, "teacher": teacher, "splits": {}}
     with atomic_path(Path("logits") / task / teacher) as out:
         out.mkdir()

@@ -40,7 +40,8 @@ def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) 
 def load_teachers(task: str, teachers: list[str], splits: dict) -> dict:
     """Stack the cached outputs of all teachers: logits and probs [N, K, C], ce [N, K], pooled [N, H_k] per teacher."""
     out = {}
-    for split, df in splits.items():
+    for split in logits.SPLITS:
+        df = splits[split]
         cached = [logits.load(Path("logits") / task / t / f"{split}.safetensors", df) for t in teachers]
         out[split] = {"logits": torch.stack([c["logits"] for c in cached], 1),
                       "probs": torch.stack([c["probs"] for c in cached], 1),
@@ -57,7 +58,7 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     device = compute.device(acc)
     total, seen, start = 0.0, 0, time.perf_counter()
     selected, rewards = torch.zeros(teacher_logits.shape[1]), []
-    parts = T.chunks(rng.permutation(rows), cfg.batch_size)
+    parts = T.training_batches(rows, enc, cfg.batch_size, rng, cfg.group_by_length)
     bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
     for step, (idx, batch) in enumerate(bar, 1):
         measured = reward.before(idx) if agent else None  # the student before its update, in eval mode

@@ -55,7 +55,7 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
         stats = T.train_epoch(model, enc["train"], gold["train"], spec.batch_size, optimizer, scheduler, pad, rng,
-                              acc, workers, desc=f"{teacher} epoch {epoch}")
+                              acc, workers, desc=f"{teacher} epoch {epoch}", by_length=spec.group_by_length)
         dev_logits, _ = T.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
@@ -73,7 +73,8 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
     spec, manifest, card = resolve(params, task, teacher)
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
-    parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed)}
+    parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed),
+             "test": data.cap(splits["test"], spec.max_test, params.seed)}
     acc, workers = compute.from_params(params.compute), params.compute.loader_workers
     best, chosen, grid = T.best_on_dev(spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed,
                                                                acc, workers))
@@ -91,8 +92,9 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     write_json(out / "metrics.json", {
         "task": task, "teacher": teacher, "dev_accuracy": best["dev_accuracy"],
         "test_accuracy": T.accuracy(test_logits, gold["test"]),
-        **data.by_eval_set("test_accuracy", splits["test"], test_logits, gold["test"]),
-        "best_epoch": best_epoch, "train_examples": len(parts["train"]), "train_seconds": train_seconds,
+        **data.by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
+        "best_epoch": best_epoch, "train_examples": len(parts["train"]), "test_examples": len(parts["test"]),
+        "train_seconds": train_seconds,
         "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
         "parameters": models.count_parameters(model), "truncated_train_examples": best["enc"]["train"]["truncated"],
         "history": history, **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),

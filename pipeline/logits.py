@@ -1,5 +1,9 @@
 """The teacher logit cache: one safetensors file per split, rows in the split's order.
 
+Only train and dev are cached: distillation reads those, and the test set belongs to the students (a
+teacher's test accuracy is the finetune stage's). On the embedded default the test sets are large, for
+statistical power, and MPNet reads about 40 examples a second on two cores.
+
 Each file holds logits, probabilities, the pooled vector (the RL agent's state uses it) and the
 cross-entropy against the gold label, with the example ids, the split's digest and the tensors' own
 digest in its metadata, so a cache can never be silently paired with other data or read damaged.
@@ -20,6 +24,7 @@ from . import params as P
 from .data import split_hash
 
 FIELDS = ("logits", "probs", "pooled", "ce")
+SPLITS = ("train", "dev")
 
 
 def tensors(logits: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

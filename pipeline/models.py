@@ -126,6 +126,8 @@ def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_t
         raise P.InputError(f"{key}: cannot load {where!r} ({err}). Hub models need a reachable model "
                            "hub; offline, use the embedded default assets.") from None
     check_length(key, spec, encoder.config)
+    if spec.freeze_embeddings:  # no gradient, so AdamW skips the table
+        encoder.get_input_embeddings().weight.requires_grad_(False)
     return encoder, tokenizer
 
 

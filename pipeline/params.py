@@ -123,6 +123,9 @@ class Encoder(Strict):
     vocab_size: Annotated[int, Field(gt=0, le=1_000_000)] = 4000  # `random` only: WordPiece vocabulary of the task
     pooling: Literal["mean", "cls"] = "mean"
     max_length: MaxLength = 64
+    # keep the pretrained word embeddings as they are: AdamW over a 30k x 384 table is most of a small
+    # encoder's step on a CPU (a 1-layer MiniLM student: 0.97 s a batch of 32 trained, 0.23 s frozen)
+    freeze_embeddings: bool = False
 
     @model_validator(mode="after")
     def _name_matches_source(self):
@@ -130,6 +133,9 @@ class Encoder(Strict):
             raise ValueError(f"`name` is required when source is {self.source!r}")
         if self.source == "asset" and self.name not in ENCODER_ASSETS:
             raise ValueError(f"unknown asset {self.name!r}; expected one of {list(ENCODER_ASSETS)}")
+        if self.freeze_embeddings and self.source == "random":
+            raise ValueError("freeze_embeddings: a random encoder's embeddings must train; set it only for a "
+                             "pretrained source (asset, path, hub)")
         if self.source == "random":  # checked at the first stage, not when distill builds the student an hour later
             check_random_encoder(self.arch, self.config, self.max_length)
         return self
@@ -183,6 +189,7 @@ class Training(Strict):
     max_train: PositiveInt | None = None
     epochs: Epochs = 2
     batch_size: Annotated[int, Field(gt=0, le=100_000)] = 32
+    group_by_length: bool = True  # batches of similar lengths, shuffled (training.training_batches)
     eval_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 64
     lr: LearningRate = 5e-5
     weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.01
@@ -223,7 +230,9 @@ class Training(Strict):
 
 
 class Teacher(Encoder, Training):
-    pass
+    # the teacher's test accuracy (Table 1) on a seeded sample of this many test examples; null: all of them.
+    # Nothing downstream reads a teacher's test predictions, and a big teacher reads a large test set slowly
+    max_test: PositiveInt | None = None
 
 
 class Student(Encoder):
@@ -362,6 +371,12 @@ class Params(Strict):
         for key, spec in encoders:
             if spec.source == "asset" and spec.name not in self.assets.encoders:
                 raise ValueError(f"{key}: asset {spec.name!r} is not in assets.encoders {self.assets.encoders}")
+        corpus_of = {"rotten_tomatoes": "rotten_tomatoes", "chatterbot_qa": "chatterbot", "tweets": "tweets"}
+        for name in self.run.tasks:
+            corpus = corpus_of.get(self.tasks[name].source)
+            if corpus is not None and corpus not in self.assets.corpora:
+                raise ValueError(f"tasks.{name}: its corpus {corpus!r} is not in assets.corpora {self.assets.corpora}; "
+                                 "add it there, so that the assets stage fetches it")
         allowed = allowed_methods(self.run.teachers)
         if "rl_kd" in self.run.methods:  # else two stages would write the same runs/
             raise ValueError("run.methods: rl_kd runs in its own stage, `rl_kd`, over run.tasks x run.seeds; "

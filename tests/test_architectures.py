@@ -44,7 +44,7 @@ def test_each_architecture_finetunes_and_caches(four, arch):
     cache.main("pairs", arch)
     metrics = json.loads((four / "models/pairs" / arch / "metrics.json").read_text())
     summary = json.loads((four / "logits/pairs" / arch / "summary.json").read_text())
-    assert summary["splits"]["test"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
     df = data.load_split(four / "data/pairs", "train")
     values = logits.load(four / "logits/pairs" / arch / "train.safetensors", df)
     assert values["logits"].shape == (len(df), 2) and values["logits"].isfinite().all()

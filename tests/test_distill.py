@@ -136,14 +136,14 @@ def test_unknown_method_and_bad_seed_on_the_command_line(repo):
 
 
 def test_cache_from_another_split_is_refused(repo):
-    edit_params(repo, lambda p: p["tasks"]["reviews"].update(max_test=20))
-    prepare.main("reviews")  # the test split changes; the teacher caches do not
+    edit_params(repo, lambda p: p["tasks"]["reviews"].update(max_dev=20))
+    prepare.main("reviews")  # the dev split changes; the teacher caches do not
     try:
-        with pytest.raises(P.InputError, match=r"logits/reviews/tiny_a/test.safetensors: computed on other data"):
+        with pytest.raises(P.InputError, match=r"logits/reviews/tiny_a/dev.safetensors: computed on other data"):
             distill.main("reviews", "u_ensemble", "3")
         assert not (repo / "runs/reviews/u_ensemble/3").exists()
     finally:
-        edit_params(repo, lambda p: p["tasks"]["reviews"].pop("max_test"))
+        edit_params(repo, lambda p: p["tasks"]["reviews"].pop("max_dev"))
         prepare.main("reviews")
 
 

@@ -92,8 +92,7 @@ def test_teachers_and_students_train_once_and_every_table_has_both_sets(mnli):
     assert set(by_set) == {"mnli_m", "mnli_mm"}
     # the whole test set's accuracy is the sets' accuracies weighted by their sizes
     assert teacher["test_accuracy"] == pytest.approx((61 * by_set["mnli_m"] + 51 * by_set["mnli_mm"]) / 112)
-    summary = json.loads((mnli / "logits/mnli/tiny_a/summary.json").read_text())
-    assert summary["splits"]["test"]["accuracy_by_set"] == pytest.approx(by_set)  # the cache replays the teacher
+    assert "test" not in json.loads((mnli / "logits/mnli/tiny_a/summary.json").read_text())["splits"]
 
     preds = pd.read_parquet(mnli / "runs/mnli/ce/1/predictions.parquet")
     assert (preds.eval_set.to_numpy() == test.eval_set.to_numpy()).all()

@@ -95,3 +95,25 @@ def test_max_length_up_to_the_positions_is_accepted():
                              "num_attention_heads": 2, "intermediate_size": 32})
     encoder, _ = models.pretrained_encoder("teachers.r", spec, None, ["a text"])
     assert encoder.config.max_position_embeddings == 66
+
+
+def test_frozen_embeddings_stay_as_loaded_while_the_rest_trains(tiny, tmp_path):
+    model, tokenizer = tiny
+    model.encoder.save_pretrained(tmp_path / "enc")
+    tokenizer.save_pretrained(tmp_path / "enc")
+    spec = P.Teacher(source="path", name=str(tmp_path / "enc"), freeze_embeddings=True, max_length=16)
+    encoder, tok = models.pretrained_encoder("teachers.mine", spec, None)
+    clf = models.Classifier(encoder, 2, "mean").train()
+    table = encoder.get_input_embeddings().weight
+    before, layer = table.detach().clone(), encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+    optimizer = torch.optim.AdamW(clf.parameters(), lr=0.1)
+    logits, _ = clf(**batch_of(tok, ["a lovely moving story", "dull"]))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0])).backward()
+    optimizer.step()
+    assert table.grad is None and torch.equal(table, before)  # no gradient, and AdamW's decay skipped it too
+    assert not torch.equal(encoder.encoder.layer[0].attention.self.query.weight, layer)  # the layers did train
+
+
+def test_frozen_embeddings_are_refused_for_a_random_encoder():
+    with pytest.raises(ValidationError, match="freeze_embeddings: a random encoder's embeddings must train"):
+        P.Student(source="random", freeze_embeddings=True)

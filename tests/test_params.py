@@ -170,6 +170,21 @@ def test_asset_teacher_must_be_installed_by_the_assets_stage(tmp_path, base):
         load(tmp_path, base)
 
 
+def test_a_task_whose_corpus_the_assets_stage_does_not_fetch_is_refused(tmp_path, base):
+    base["tasks"]["tw"] = {"source": "tweets"}
+    base["run"]["tasks"].append("tw")
+    with pytest.raises(P.InputError, match=r"tasks.tw: its corpus 'tweets' is not in assets.corpora \[\]"):
+        load(tmp_path, base)
+    base["assets"]["corpora"] = ["tweets"]
+    assert load(tmp_path, base).run.tasks[-1] == "tw"
+
+
+def test_a_teachers_test_sample_is_a_positive_count(tmp_path, base):
+    base["teachers"]["tiny_a"]["max_test"] = 0
+    with pytest.raises(P.InputError, match=r"teachers.tiny_a.max_test: Input should be greater than 0"):
+        load(tmp_path, base)
+
+
 def test_a_section_that_dvc_tracks_must_be_present(tmp_path, base):
     del base["rl"]
     with pytest.raises(P.InputError, match=r"missing section\(s\) \['rl'\]"):

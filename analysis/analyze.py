@@ -40,6 +40,11 @@ def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
         raise P.InputError(f"analysis.baseline: {params.analysis.baseline!r} is not a method; expected one of {known}")
 
 
+def count(n: int, one: str, many: str) -> str:
+    """`1 is`, `2 are`: a number with the verb that agrees with it."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def latencies(tasks: list[str]) -> list[dict]:
     return [json.loads((RESULTS / "latency" / f"{t}.json").read_text()) for t in tasks]
 
@@ -98,16 +103,18 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
                      f"{cfg.gap:g} pp)")
             out.append(f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
                        f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**.")
-        premise = t[(t.role == "secondary") & (t.b == "ce") & (t.a == cfg.baseline)]
-        for _, r in premise.iterrows():
-            out.append(f"KD's premise, `{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], "
-                       f"{r.verdict}.")
+        premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(T.FIXED_KD)]
+        if len(premise):
+            out.append("KD's premise, " + "; ".join(f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, "
+                                                    f"{pp(r.ci_high)}], {r.verdict}" for _, r in premise.iterrows())
+                       + ".")
         second = t[t.role == "secondary"]
         hits = second[second.verdict.str.startswith(("better", "worse"))]
         out.append(f"{len(hits)} of {len(second)} secondary comparisons on `{task}` are significant"
                    + (": " + "; ".join(f"`{r.a}` - `{r.b}` {pp(r['diff'])} ({r.verdict})" for _, r in hits.iterrows())
                       if len(hits) else "")
-                   + f"; {int(second.verdict.str.startswith('inconclusive').sum())} are inconclusive.")
+                   + f"; {count(int(second.verdict.str.startswith('inconclusive').sum()), 'is', 'are')} "
+                   "inconclusive.")
     seeds = int(sig.seeds.max())
     if seeds == 1:
         out.append("With one seed the seed-to-seed variance is unknown: no power, no test over seeds (paired t, "
@@ -155,7 +162,7 @@ def read_compression(comp: pd.DataFrame) -> str:
     for task, df in comp.groupby("task", sort=False):
         teachers = df[df.model != "student"]
         small = teachers.loc[teachers.parameters.idxmin()]
-        out.append(f"On `{task}` the student is {small.size_ratio:.0f}x smaller than the smallest teacher "
+        out.append(f"On `{task}` the student is {small.size_ratio:.1f}x smaller than the smallest teacher "
                    f"(`{small.model}`) and {small.speedup_batch32:.1f}x faster at batch 32 "
                    f"({small.speedup_batch1:.1f}x at batch 1).")
     return " ".join(out)

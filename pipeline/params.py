@@ -240,6 +240,10 @@ class Student(Encoder):
 
 
 class Distill(Training):
+    # off unless asked for: the student's batches are part of the method under study. Batches of one length
+    # weaken RL-KD's agent where length marks the kind of input (the planted `specialists` design: selection
+    # gaps 0.19-0.25 against >= 0.3 with shuffled batches; docs/design.md)
+    group_by_length: bool = False
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
     temperature: Annotated[float, Field(ge=0.1, le=100)] = 5.0  # softmax(z / T) under or overflows beyond
     t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]

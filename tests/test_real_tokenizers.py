@@ -89,9 +89,9 @@ def test_real_tokenizers_through_finetune_cache_and_distill(teachers, task, tmp_
         metrics = json.loads((tmp_path / "models" / task / arch / "metrics.json").read_text())
         summary = json.loads((tmp_path / "logits" / task / arch / "summary.json").read_text())
         assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
-        values = logits.load(tmp_path / "logits" / task / arch / "dev.safetensors",
-                             data.load_split(tmp_path / "data" / task, "dev"))
-        assert values["logits"].shape == (len(df), 2) and values["logits"].isfinite().all()
+        dev = data.load_split(tmp_path / "data" / task, "dev")
+        values = logits.load(tmp_path / "logits" / task / arch / "dev.safetensors", dev)
+        assert values["logits"].shape == (len(dev), 2) and values["logits"].isfinite().all()
     distill.main(task, "u_ensemble", "1")
     metrics = json.loads((tmp_path / "runs" / task / "u_ensemble/1/metrics.json").read_text())
     assert metrics["teacher_weights"] == pytest.approx(dict.fromkeys(CLASSES, 0.25))

@@ -78,7 +78,8 @@ def training_batches(rows, enc: dict, size: int, rng: np.random.Generator, by_le
     """One epoch's batches of `rows` in a random order. `by_length`: each run of 50 batches' worth of rows is
     sorted by length before it is cut, and the batches are then shuffled, so that a batch is padded to its
     own length rather than to the longest of a random draw (on short texts about half of the tokens
-    otherwise), while every batch still mixes examples from anywhere in the data. The same grouping as
+    otherwise). A batch then holds examples of one length from one window: where length tells inputs
+    apart, each batch is one kind of input (docs/design.md, "An open question"). The same grouping as
     transformers' `group_by_length` (its LengthGroupedSampler), with batches rather than examples shuffled."""
     order = rng.permutation(rows)
     if not by_length:

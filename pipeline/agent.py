@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -204,12 +205,17 @@ class Reward:
         self.teacher_logits = teacher_logits
 
     def forward(self, rows):
-        """The student's logits and pooled vectors on `rows` of train, in eval mode, without gradients."""
-        from .training import collate
-        batch = {k: v.to(self.device) for k, v in collate(self.enc, rows, self.pad).items()}
+        """The student's logits and pooled vectors on `rows` of train (in that order), in eval mode, without
+        gradients; in `distill.forward_pieces` length-sorted pieces, as the training batches."""
+        from .training import collate_pieces, forward
+        rows = np.asarray(rows)
+        order = np.argsort([len(self.enc["input_ids"][i]) for i in rows], kind="stable")
+        batch = [{k: v.to(self.device) for k, v in piece.items()}
+                 for piece in collate_pieces(self.enc, rows[order], self.pad, self.cfg.forward_pieces)]
         with evaluating(self.model), torch.no_grad(), compute.autocast(self.acc):
-            logits, pooled = self.model(**batch)
-        return logits.float(), pooled.float()
+            logits, pooled = forward(self.model, batch)
+        back = torch.from_numpy(np.argsort(order)).to(logits.device)  # back to the order of `rows`
+        return logits.float()[back], pooled.float()[back]
 
     def held_out_rows(self, size: int):
         return self.held_out[self.rng.choice(len(self.held_out), size=min(size, len(self.held_out)), replace=False)]

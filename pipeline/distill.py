@@ -59,11 +59,11 @@ def train_epoch(model, enc, rows, labels, teacher_logits, weigh, fill, cfg: P.Di
     total, seen, start = 0.0, 0, time.perf_counter()
     selected, rewards = torch.zeros(teacher_logits.shape[1]), []
     parts = T.training_batches(rows, enc, cfg.batch_size, rng, cfg.group_by_length)
-    bar = T.progress(T.batches(device, enc, parts, pad, workers), desc, total=len(parts))
+    bar = T.progress(T.batches(device, enc, parts, pad, workers, cfg.forward_pieces), desc, total=len(parts))
     for step, (idx, batch) in enumerate(bar, 1):
         measured = reward.before(idx) if agent else None  # the student before its update, in eval mode
         with compute.autocast(acc):
-            student_logits, pooled = model(**batch)
+            student_logits, pooled = T.forward(model, batch)
         student_logits, pooled = student_logits.float(), pooled.float()
         w = agent.act(idx, student_logits.cpu(), labels[idx]) if agent else weigh(idx, student_logits.detach().cpu())
         w = fill_empty(w, fill).to(device)

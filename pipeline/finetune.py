@@ -55,7 +55,8 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
         stats = T.train_epoch(model, enc["train"], gold["train"], spec.batch_size, optimizer, scheduler, pad, rng,
-                              acc, workers, desc=f"{teacher} epoch {epoch}", by_length=spec.group_by_length)
+                              acc, workers, desc=f"{teacher} epoch {epoch}", by_length=spec.group_by_length,
+                              pieces=spec.forward_pieces)
         dev_logits, _ = T.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)
         stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
         history.append(stats)

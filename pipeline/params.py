@@ -190,6 +190,9 @@ class Training(Strict):
     epochs: Epochs = 2
     batch_size: Annotated[int, Field(gt=0, le=100_000)] = 32
     group_by_length: bool = True  # batches of similar lengths, shuffled (training.training_batches)
+    # a batch's forward pass in this many length-sorted pieces, each padded to its own longest: the same
+    # batch and gradient up to rounding, fewer padding tokens (training.forward); for CPUs, 1 on a GPU
+    forward_pieces: Annotated[int, Field(ge=1, le=1024)] = 1
     eval_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 64
     lr: LearningRate = 5e-5
     weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.01

@@ -56,14 +56,45 @@ def collate(enc: dict, idx, pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def batches(device: torch.device, enc: dict, chunks: list, pad_id: int, workers: int = 0):
+def collate_pieces(enc: dict, idx, pad_id: int, pieces: int) -> list[dict[str, torch.Tensor]]:
+    """Rows `idx` (sorted by length, `by_length_within`) cut into `pieces` runs, each padded to its own longest."""
+    return [collate(enc, part, pad_id) for part in np.array_split(np.asarray(idx), min(pieces, len(idx)))]
+
+
+def by_length_within(enc: dict, idx) -> np.ndarray:
+    """A batch's rows, shortest first: the same batch, so the same mean loss and gradient."""
+    idx = np.asarray(idx)
+    return idx[np.argsort([len(enc["input_ids"][i]) for i in idx], kind="stable")]
+
+
+def batches(device: torch.device, enc: dict, chunks: list, pad_id: int, workers: int = 0, pieces: int = 1):
     """Yield (rows, padded batch on `device`) for each chunk of rows, in order; `workers` loader processes
-    collate them, into pinned memory on a GPU."""
+    collate them, into pinned memory on a GPU. `pieces` > 1: a chunk's rows come back sorted by length and
+    its batch is a list of that many pieces, each padded to its own longest (`forward` runs them)."""
+    if pieces > 1:
+        chunks = [by_length_within(enc, c) for c in chunks]
+        collate_fn = partial(collate_pieces, enc, pad_id=pad_id, pieces=pieces)
+    else:
+        collate_fn = partial(collate, enc, pad_id=pad_id)
     # its own generator: a loader draws a seed when it starts, which must not move the global one (dropout)
-    loader = DataLoader(chunks, batch_size=None, shuffle=False, collate_fn=partial(collate, enc, pad_id=pad_id),
+    loader = DataLoader(chunks, batch_size=None, shuffle=False, collate_fn=collate_fn,
                         num_workers=workers, pin_memory=device.type == "cuda", generator=torch.Generator())
     for idx, batch in zip(chunks, loader):
-        yield idx, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if isinstance(batch, list):
+            yield idx, [{k: v.to(device, non_blocking=True) for k, v in piece.items()} for piece in batch]
+        else:
+            yield idx, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def forward(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits and pooled vectors on a padded batch, or on a batch's pieces (`batches(pieces=)`),
+    concatenated in row order: one graph, so one backward pass gives the whole batch's gradient. On a CPU a
+    shuffled batch of short texts is about half padding (docs/design.md); pieces cut most of it without
+    changing which examples share a batch."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    outs = [model(**piece) for piece in batch]
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 
 def length_order(enc: dict) -> np.ndarray:
@@ -104,17 +135,18 @@ def finite(loss: torch.Tensor, desc: str, step: int) -> float:
 
 
 def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, scheduler, pad_id: int,
-                rng: np.random.Generator, acc, workers: int = 0, desc: str = "train", by_length: bool = True) -> dict:
+                rng: np.random.Generator, acc, workers: int = 0, desc: str = "train", by_length: bool = True,
+                pieces: int = 1) -> dict:
     """One epoch of fine-tuning; `model`, `optimizer` and `scheduler` prepared by `acc` (data parallel when
     launched on several processes: each takes its share of every batch)."""
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
     whole = training_batches(np.arange(len(labels)), enc, batch_size, rng, by_length)
     parts = [compute.shard(acc, c) for c in whole]
-    bar = progress(batches(acc.device, enc, parts, pad_id, workers), desc, total=len(parts))
+    bar = progress(batches(acc.device, enc, parts, pad_id, workers, pieces), desc, total=len(parts))
     for step, ((idx, batch), size) in enumerate(zip(bar, map(len, whole)), 1):
         with acc.autocast():
-            logits, _ = model(**batch)
+            logits, _ = forward(model, batch)
         loss = F.cross_entropy(logits.float(), labels[idx].to(acc.device))
         if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
             loss = loss * (len(idx) * acc.num_processes / size)

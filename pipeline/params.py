@@ -321,6 +321,36 @@ class Compute(Strict):
     loader_workers: Annotated[int, Field(ge=0, le=256)] = 0  # processes that pad and collate batches
 
 
+class ClusterJob(Strict):
+    """One stage kind's resources on the cluster: submitit's shared parameters (SLURM's --gpus-per-node,
+    --cpus-per-task, --mem, --time)."""
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0
+    cpus: Annotated[int, Field(ge=1, le=1024)] = 4
+    mem_gb: Annotated[float, Field(gt=0, le=100_000)] = 16
+    timeout_min: Annotated[int, Field(ge=1, le=60 * 24 * 30)] = 60
+
+
+CLUSTER_KINDS = ("prepare", "finetune", "cache", "latency", "distill", "rl_kd", "analyze")
+
+
+class Cluster(Strict):
+    """How `python -m pipeline.cluster` submits the stages (docs/cluster.md); no stage reads it, so
+    dvc.yaml does not track it."""
+    folder: str = ".dvc/tmp/cluster"  # the snapshot, the jobs' workspaces and logs: on a filesystem every node sees
+    partition: str | None = None  # SLURM's --partition; None: the cluster's default
+    account: str | None = None  # SLURM's --account
+    setup: list[str] = []  # shell lines each SLURM job runs first, e.g. `module load cuda`, `source .venv/bin/activate`
+    array_parallelism: Annotated[int, Field(ge=1, le=100_000)] = 64  # jobs of one array running at once
+    retries: Annotated[int, Field(ge=0, le=10)] = 2  # resubmissions of a wave's failed jobs
+    local_workers: Annotated[int, Field(ge=1, le=256)] = 2  # `--executor local`: jobs at once on this machine
+    jobs: dict[Literal[CLUSTER_KINDS], ClusterJob] = Field({}, validate_default=True)  # per stage kind; a kind left out gets ClusterJob()
+
+    @field_validator("jobs")
+    @classmethod
+    def _every_kind(cls, jobs: dict) -> dict:
+        return {k: jobs.get(k, ClusterJob()) for k in CLUSTER_KINDS}
+
+
 METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd",
            "mtkd_rl", "rl_kd")
 MANY_TEACHERS = ("ca_mkd", "mtkd_rl")  # their weights divide by K - 1
@@ -348,6 +378,7 @@ class Params(Strict):
     rl: RL = RL()
     analysis: Analysis = Analysis()
     compute: Compute = Compute()
+    cluster: Cluster = Cluster()
 
     @model_validator(mode="after")
     def _names_exist(self):

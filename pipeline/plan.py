@@ -38,20 +38,50 @@ def task_sizes(name: str, spec) -> dict | None:
     return {k: min(v, caps[k]) if caps[k] else v for k, v in sizes.items()}
 
 
-def task_hours(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> float:
-    """Accelerator hours of one task: every teacher's fine-tuning and caching, every student run (training
-    passes count 3x a forward pass)."""
+def task_hours_by_kind(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> dict[str, float]:
+    """Accelerator hours of one task by stage kind: every teacher's fine-tuning (with its test pass) and
+    caching, every student run (training passes count 3x a forward pass)."""
     run, d = params.run, params.distill
-    hours = 0.0
+    hours = dict.fromkeys(("finetune", "cache", "distill", "rl_kd"), 0.0)
     for teacher in run.teachers:
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
-        hours += len(t.points()) * (3 * t.epochs * train + sizes["dev"] * t.epochs + sum(sizes.values())) \
-            / base_ex_s / 3600
+        points = len(t.points())
+        hours["finetune"] += points * (3 * t.epochs * train + sizes["dev"] * t.epochs + sizes["test"]) / base_ex_s / 3600
+        hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    rl_extra = (3 * params.rl.pretrain_epochs * train + d.epochs * train) * len(run.seeds)  # pre-training, reward
-    return hours + len(d.points()) * (per_run * (len(run.methods) + 1) * len(run.seeds) + rl_extra) / student_ex_s / 3600
+    rl_extra = 3 * params.rl.pretrain_epochs * train + d.epochs * train  # pre-training, reward
+    scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
+    hours["distill"] = per_run * len(run.methods) * scale
+    hours["rl_kd"] = (per_run + rl_extra) * scale
+    return hours
+
+
+def task_hours(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> float:
+    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).values())
+
+
+def wave_lines(params: P.Params, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
+    """The table of `python -m pipeline.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
+    time limit (cluster.jobs), the estimated hours of the longest job and of the whole wave."""
+    from .cluster import WAVES
+    jobs = params.cluster.jobs
+    lines = [f"{'wave':<6}{'stages':<18}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}"
+             f"{'accel. hours':>14}"]
+    short = []
+    for number, wave in enumerate(WAVES, 1):
+        n = sum(counts.get(k, 0) for k in wave)
+        gpus = "/".join(str(jobs[k].gpus) for k in wave)
+        limit = "/".join(f"{jobs[k].timeout_min / 60:g}h" for k in wave)
+        long = max(longest.get(k, 0.0) for k in wave)
+        lines.append(f"{number:<6}{' + '.join(wave):<18}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
+                     f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}")
+        short += [k for k in wave if longest.get(k, 0.0) * 60 > jobs[k].timeout_min]
+    if short:
+        lines.append(f"cluster.jobs: the longest {short} job(s) are estimated to run past their time limit "
+                     "(timeout_min); SLURM would stop them, and each retry would stop at the same point")
+    return lines
 
 
 def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[str], float]:
@@ -61,7 +91,7 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
     lines = [f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
              f"seeds {len(run.seeds)}", ""]
     lines.append(f"{'task':<18}{'source':<16}{'train':>10}{'dev':>9}{'test':>9}")
-    hours, unknown, shared = 0.0, [], []
+    by_kind, longest, unknown, shared = {}, {}, [], []
     for name in run.tasks:
         spec = params.tasks[name]
         sizes = task_sizes(name, spec)
@@ -71,7 +101,11 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
-        hours += task_hours(params, sizes, base_ex_s, student_ex_s)
+        per_stage = {"finetune": len(run.teachers), "cache": len(run.teachers), "distill": len(run.methods) * len(run.seeds),
+                     "rl_kd": len(run.seeds)}
+        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).items():
+            by_kind[k] = by_kind.get(k, 0.0) + h
+            longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s)
@@ -82,6 +116,7 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
               "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
               "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
     lines += ["", "stages: " + ", ".join(f"{k} x{v}" for k, v in stages.items()) + f" ({sum(stages.values())} in all)"]
+    hours = sum(by_kind.values())
     grids = {f"teachers.{t}": len(params.teachers[t].points()) for t in run.teachers} | {
         "distill": len(params.distill.points())}
     if any(n > 1 for n in grids.values()):
@@ -101,6 +136,8 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
                  f"{student_ex_s:g} for the student (assumed, not measured; set --base-ex-s / --student-ex-s)")
     if unknown:
         lines.append(f"not counted: {unknown} (sizes unknown until `dvc repro prepare`)")
+    lines += ["", "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
+              *wave_lines(params, stages, by_kind, longest)]
     return lines, hours
 
 

@@ -1,0 +1,267 @@
+"""Run the pipeline on a cluster: its stages in dependency waves, one job array per wave, through submitit.
+
+Usage: python -m pipeline.cluster [--executor slurm|local] [--dry]   (reads params.yaml's `cluster:`)
+Each job copies a snapshot of this workspace (code, params, dvc.yaml and dvc.lock, without outputs)
+and runs `dvc repro STAGE ...` for its share of the wave, on this workspace's DVC cache (a shared
+cache on the cluster's filesystem). Every stage a job runs lands in DVC's run-cache, so the next wave's
+jobs restore what they depend on instead of running it, a resubmitted job restores what its killed
+attempt had finished, and the closing `dvc repro` here restores every stage and records it in
+dvc.lock. No scheduling of our own: SLURM (or submitit's local executor) runs the jobs, DVC decides
+what runs. docs/cluster.md has the SLURM set-up and the command for the paper profile.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import params as P
+
+# stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
+WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "rl_kd"), ("analyze",))
+# a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
+NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
+DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
+# stages whose outputs DVC does not cache (results/ is committed to git): DVC leaves them out of its
+# run-cache, so a job puts them there itself (StageJob.save_uncached)
+RAN = re.compile(r"Running stage '([^']+)'")
+RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
+
+
+class WaveFailed(Exception):
+    pass
+
+
+def dvc(*args: str, cwd: Path | str = ".", check: bool = True) -> str:
+    """Run DVC with this interpreter's folder first on PATH, so that stages' `python` is this one."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode:
+        raise RuntimeError(f"dvc {' '.join(args)} failed in {cwd} (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def stage_names(root: Path | str = ".") -> list[str]:
+    """Every stage of dvc.yaml by name (`distill@rt-ce-1`), in dvc.yaml's order."""
+    from dvc.repo import Repo
+    with Repo(str(root)) as repo:
+        return [stage.name for stage in repo.index.stages]
+
+
+def kind(stage: str) -> str:
+    return stage.split("@")[0]
+
+
+def waves(stages: list[str]) -> list[dict[str, list[str]]]:
+    """The stages of each wave by kind, `assets` left out; an unknown kind (a stage added to dvc.yaml
+    but not to WAVES) is refused, since its place in the order is unknown."""
+    known = {k for wave in WAVES for k in wave} | {"assets"}
+    unknown = sorted({kind(s) for s in stages} - known)
+    if unknown:
+        raise P.InputError(f"dvc.yaml: stage kind(s) {unknown} have no wave in pipeline/cluster.py WAVES {WAVES}")
+    out = [{k: [s for s in stages if kind(s) == k] for k in wave} for wave in WAVES]
+    return [{k: v for k, v in wave.items() if v} for wave in out if any(wave.values())]
+
+
+def shares(stages: list[str], jobs: int) -> list[list[str]]:
+    """`stages` dealt round-robin into at most `jobs` jobs, so that the jobs get a similar mix."""
+    jobs = max(1, min(jobs, len(stages)))
+    return [stages[i::jobs] for i in range(jobs)]
+
+
+def output_paths(root: Path) -> list[str]:
+    """Every output path of dvc.yaml, relative to `root`."""
+    from dvc.repo import Repo
+    with Repo(str(root)) as repo:
+        return sorted({os.path.relpath(out.fs_path, root) for stage in repo.index.stages for out in stage.outs})
+
+
+def snapshot(root: Path, to: Path, cache_dir: str) -> None:
+    """Copy `root` to `to` without outputs, git or virtual environments, and point its DVC at
+    `cache_dir`, without git (a job needs none). The assets stage's outputs are kept: they are not in
+    DVC's cache, so they travel with the snapshot (hard-linked, hundreds of MB of encoders)."""
+    skip = {root / p for p in output_paths(root) if not p.startswith("assets")} | {root / p for p in DVC_OWN}
+
+    def ignore(folder, names):
+        return [n for n in names if n in NOT_COPIED or Path(folder) / n in skip]
+
+    if to.exists():
+        shutil.rmtree(to)
+    shutil.copytree(root, to, ignore=ignore, symlinks=True, copy_function=linked_assets(root))
+    local = to / ".dvc" / "config.local"
+    local.write_text(f"[core]\n    no_scm = true\n    autostage = false\n[cache]\n    dir = {cache_dir}\n"
+                     "    type = \"hardlink,copy\"\n    shared = group\n")
+
+
+def linked_assets(root: Path):
+    assets = (root / "assets").resolve()
+
+    def copy(src, dst):
+        if Path(src).resolve().is_relative_to(assets):
+            try:
+                return os.link(src, dst)
+            except OSError:  # another filesystem
+                pass
+        return shutil.copy2(src, dst)
+    return copy
+
+
+def copy_snapshot(snap: Path, to: Path) -> None:
+    """A job attempt's own workspace: a copy of the snapshot (assets hard-linked again)."""
+    if to.exists():
+        shutil.rmtree(to)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(snap, to, symlinks=True, copy_function=linked_assets(snap))
+
+
+@dataclass
+class StageJob:
+    """One job of a wave: `dvc repro` of its stages in a fresh copy of the snapshot. What a killed attempt
+    finished is in the run-cache, so the next attempt restores it."""
+    name: str
+    stages: list[str]
+    snapshot: str
+    folder: str
+    attempt: int = 0
+
+    def __call__(self) -> dict:
+        start = time.perf_counter()
+        work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
+        copy_snapshot(Path(self.snapshot), work)
+        out = self.repro(work)
+        (work.parent / f"attempt-{self.attempt}.log").write_text(out)
+        self.save_uncached(work)
+        record = {"job": self.name, "attempt": self.attempt, "stages": self.stages,
+                  "ran": RAN.findall(out), "restored": RESTORED.findall(out),
+                  "seconds": round(time.perf_counter() - start, 1)}
+        shutil.rmtree(work)  # every output is in the cache now; the log stays beside it
+        return record
+
+    def repro(self, work: Path) -> str:
+        return dvc("repro", *self.stages, cwd=work)
+
+    def save_uncached(self, work: Path) -> None:
+        """DVC keeps a stage out of its run-cache when an output is `cache: false` (latency, analyze:
+        results/ is committed to git), so the stages whose restore here would fail are saved to it
+        here; the run-cache then holds a copy of those outputs, and `dvc repro` restores them."""
+        from dvc.repo import Repo
+        with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
+            for name in self.stages:
+                for stage in repo.stage.collect(name):
+                    if any(not out.use_cache for out in stage.outs):
+                        repo.stage_cache.save(stage)
+
+    def checkpoint(self, *args, **kwargs):
+        """Preempted or out of time on SLURM: submitit requeues the job, and DVC restores what finished."""
+        import submitit
+        return submitit.helpers.DelayedSubmission(replace(self, attempt=self.attempt + 1))
+
+
+def executor(cluster: P.Cluster, how: str, kind_: str, folder: Path):
+    import submitit
+    spec = cluster.jobs[kind_]
+    ex = submitit.AutoExecutor(folder=folder / "logs" / kind_, cluster=how)
+    ex.update_parameters(name=f"rlkd-{kind_}", timeout_min=spec.timeout_min, cpus_per_task=spec.cpus,
+                         gpus_per_node=spec.gpus, mem_gb=spec.mem_gb, slurm_array_parallelism=cluster.array_parallelism,
+                         **({"slurm_partition": cluster.partition} if cluster.partition else {}),
+                         **({"slurm_account": cluster.account} if cluster.account else {}),
+                         **({"slurm_setup": cluster.setup} if cluster.setup else {}))
+    return ex
+
+
+def run_wave(number: int, wave: dict[str, list[str]], jobs_of, submit, retries: int, snap: Path, folder: Path,
+             job_class=StageJob) -> list[dict]:
+    """Submit a wave's jobs (one array per stage kind) and wait; resubmit the jobs that failed, up to
+    `retries` times. `jobs_of(kind, n)`: how many jobs share n stages; `submit(kind, jobs)`: submitit jobs."""
+    pending = [job_class(f"w{number}-{k}-{i}", share, str(snap), str(folder / "jobs"))
+               for k, stages in wave.items() for i, share in enumerate(shares(stages, jobs_of(k, len(stages))))]
+    records = []
+    for attempt in range(retries + 1):
+        running = []
+        for k in wave:
+            mine = [job for job in pending if kind(job.stages[0]) == k]
+            if mine:
+                running += zip(mine, submit(k, mine))
+        failed = []
+        for job, handle in running:
+            try:
+                records.append(handle.result())
+            except Exception as err:  # a lost, killed or failed job: its wave resubmits it
+                print(f"cluster: job {job.name} (attempt {job.attempt}) failed: {str(err).strip()[-500:]}", flush=True)
+                records.append({"job": job.name, "attempt": job.attempt, "stages": job.stages, "failed": str(err)[-2000:]})
+                failed.append(job)
+        if not failed:
+            return records
+        pending = [replace(job, attempt=job.attempt + 1) for job in failed]
+        if attempt < retries:
+            print(f"cluster: wave {number}: resubmitting {len(pending)} job(s)", flush=True)
+    stages = [s for job in pending for s in job.stages]
+    raise WaveFailed(f"wave {number}: {len(pending)} job(s) failed {retries + 1} times; stages {stages}; "
+                     f"their logs: {folder / 'logs'} and {folder / 'jobs'}")
+
+
+def run(params: P.Params, how: str, job_class=StageJob) -> dict:
+    """Run every stage but `assets` through submitit; return the summary (also written to the folder)."""
+    cluster, root = params.cluster, Path.cwd()
+    folder = (root / cluster.folder).resolve()
+    print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
+    dvc("repro", "assets")
+    cache_dir = str(Path(dvc("cache", "dir").strip().splitlines()[-1]).resolve())
+    plan = waves(stage_names(root))
+    snap = folder / "snapshot"
+    snapshot(root, snap, cache_dir)
+    executors = {}
+
+    def jobs_of(kind_, n):  # one job per stage on SLURM; here, the local workers share the wave
+        return n if how == "slurm" else cluster.local_workers
+
+    def submit(kind_, jobs):
+        if kind_ not in executors:
+            executors[kind_] = executor(cluster, how, kind_, folder)
+        return executors[kind_].submit_array(jobs)
+
+    summary = {"executor": how, "cache": cache_dir, "waves": []}
+    for number, wave in enumerate(plan, 1):
+        start = time.perf_counter()
+        print(f"cluster: wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()), flush=True)
+        records = run_wave(number, wave, jobs_of, submit, cluster.retries, snap, folder, job_class)
+        summary["waves"].append({"wave": number, "stages": wave, "jobs": records,
+                                 "seconds": round(time.perf_counter() - start, 1)})
+    out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
+    summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--executor", choices=["slurm", "local"], default="slurm",
+                    help="slurm: submit to the cluster; local: jobs as processes on this machine")
+    ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
+    args = ap.parse_args(argv)
+    with P.reported_errors():
+        params = P.load("params.yaml")  # what the stages read
+        plan = waves(stage_names())
+    for number, wave in enumerate(plan, 1):
+        print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
+    if args.dry:
+        return
+    try:
+        summary = run(params, args.executor)
+    except (WaveFailed, RuntimeError) as err:
+        sys.exit(f"cluster: {err}")
+    final = summary["final_repro"]
+    print(f"cluster: done; the closing `dvc repro` restored {len(final['restored'])} stage(s) and ran "
+          f"{len(final['ran'])}{': ' + ', '.join(final['ran']) if final['ran'] else ''}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""`python -m pipeline.cluster`: stages in dependency waves through submitit, results back through DVC.
+
+The end-to-end test runs the tiny profile through submitit's local executor with two workers, one job
+killed after its first stage, and checks the result against a single-machine `dvc repro`.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+
+import cloudpickle
+import pytest
+import yaml
+
+from pipeline import cluster, params as P, plan
+from tests.conftest import ROOT, make_tiny_repo, run, write_params
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
+
+
+def test_every_stage_runs_after_the_stages_it_depends_on(tmp_path):
+    """DVC's own graph of this repository's dvc.yaml against the waves: upstream is in an earlier wave."""
+    from dvc.repo import Repo
+    for name in ("dvc.yaml", "params.yaml"):  # without dvc.lock: only the stages' dependencies matter
+        shutil.copy(ROOT / name, tmp_path)
+    assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
+    with Repo(str(tmp_path)) as repo:
+        graph = repo.index.graph  # edges: stage -> a stage it depends on
+        names = [s.name for s in repo.index.stages]
+        wave_of = {s: n for n, wave in enumerate(cluster.waves(names)) for group in wave.values() for s in group}
+        wave_of["assets"] = -1  # runs on the submitting machine first
+        pairs = [(a.name, b.name) for a, b in graph.edges]
+    assert pairs and set(wave_of) == set(names)
+    late = [(a, b) for a, b in pairs if wave_of[b] >= wave_of[a]]
+    assert late == []
+
+
+def test_a_stage_kind_without_a_wave_is_refused():
+    with pytest.raises(P.InputError, match=r"stage kind\(s\) \['export'\] have no wave"):
+        cluster.waves(["prepare@rt", "export@rt"])
+
+
+def test_shares_deal_stages_round_robin():
+    assert cluster.shares(list("abcde"), 2) == [["a", "c", "e"], ["b", "d"]]
+    assert cluster.shares(list("ab"), 5) == [["a"], ["b"]]
+    assert cluster.shares(list("abc"), 1) == [["a", "b", "c"]]
+
+
+def test_bad_cluster_params_are_refused(tmp_path):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for bad, message in (({"jobs": {"train": {"gpus": 1}}}, "cluster.jobs.train"),
+                         ({"jobs": {"distill": {"gpus": -1}}}, "cluster.jobs.distill.gpus"),
+                         ({"retries": 11}, "cluster.retries"),
+                         ({"local_workers": 0}, "cluster.local_workers")):
+        write_params(tmp_path, {**base, "cluster": bad})
+        with pytest.raises(P.InputError, match=re.escape(message)):
+            P.load(tmp_path / "params.yaml")
+    write_params(tmp_path, {**base, "cluster": {"jobs": {"finetune": {"gpus": 2}}}})
+    jobs = P.load(tmp_path / "params.yaml").cluster.jobs
+    assert jobs["finetune"].gpus == 2 and jobs["cache"] == P.ClusterJob()  # a kind left out: the defaults
+
+
+def test_plan_shows_the_waves_with_their_hours():
+    """One task, one teacher, 1,000 examples/s for both: the hours worked out by hand."""
+    params = P.Params.model_validate({
+        "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]},
+        "tasks": {"t": {"source": "rotten_tomatoes"}},
+        "teachers": {"a": {"source": "random", "epochs": 2}},
+        "distill": {"epochs": 3}, "rl": {"warmup_epochs": 1, "pretrain_epochs": 3}})
+    sizes = {"train": 1000, "dev": 100, "test": 200}
+    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000)
+    # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
+    assert hours["finetune"] == pytest.approx((6000 + 200 + 200) / 1000 / 3600)
+    assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
+    # a student run: 3 epochs x 3 x 1,000 + 3 x 100 + 200 = 9,500; two methods, two seeds
+    assert hours["distill"] == pytest.approx(4 * 9500 / 1000 / 3600)
+    # rl_kd: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
+    assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
+    longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
+    lines = plan.wave_lines(params, {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4,
+                                     "rl_kd": 2, "analyze": 1}, hours, longest)
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["2"][1:3] == ["finetune", "1"]
+    assert rows["4"][1:5] == ["distill", "+", "rl_kd", "6"]
+    assert float(rows["4"][-1]) == pytest.approx(hours["distill"] + hours["rl_kd"], abs=0.05)
+
+
+def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
+    lines, total = plan.plan(P.load(ROOT / "params-paper.yaml"), 500, 2000)
+    table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1:]
+    rows = [line.split() for line in table if line[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert sum(float(r[-1]) for r in rows) == pytest.approx(total, abs=0.3)
+    assert not any("past their time limit" in line for line in lines)  # params-paper.yaml's limits fit
+
+
+class KilledOnce(cluster.StageJob):
+    """A job whose first attempt is killed (SIGKILL, as a node loss would) right after its first stage."""
+
+    def repro(self, work):
+        if self.attempt == 0 and len(self.stages) > 1 and self.stages[0].startswith("distill@"):
+            cluster.dvc("repro", self.stages[0], cwd=work)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().repro(work)
+
+
+def tiny_cluster_repo(path):
+    repo = make_tiny_repo(path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["run"].update(tasks=["reviews"], methods=["ce", "u_ensemble", "best_single"])
+    params["cluster"] = {"local_workers": 2, "retries": 1}
+    write_params(repo, params)
+    return repo
+
+
+# what carries the time or the machine of its run: compared without these keys
+TIMED = re.compile(r"seconds|per_s|_ms$|provenance|started|finished|host")
+
+
+def untimed(value):
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not TIMED.search(k)}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def outputs(repo) -> dict:
+    """Every output file of every stage, as bytes, or as JSON without its timings; left out: the figures
+    (their PDFs hold a creation date), the report (it quotes run times) and Table 4 (latencies)."""
+    out = {}
+    for path in sorted(p for top in ("data", "models", "logits", "runs", "results") for p in (repo / top).rglob("*")):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_dir() or rel.startswith(("results/figures", "results/report.md", "results/tables/table4")):
+            continue
+        out[rel] = untimed(json.loads(path.read_text())) if path.suffix == ".json" else path.read_bytes()
+    return out
+
+
+@pytest.mark.cluster
+def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, monkeypatch):
+    reference = tiny_cluster_repo(tmp_path / "reference")
+    done = run([sys.executable, "-m", "dvc", "repro"], reference)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    repo = tiny_cluster_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    summary = cluster.run(P.load("params.yaml"), "local", job_class=KilledOnce)
+
+    jobs = [job for wave in summary["waves"] for job in wave["jobs"]]
+    killed = [job for job in jobs if "failed" in job]
+    assert len(killed) == 1 and killed[0]["attempt"] == 0
+    again = next(job for job in jobs if job["job"] == killed[0]["job"] and job["attempt"] == 1)
+    first, rest = again["stages"][0], again["stages"][1:]
+    assert first in again["restored"] and first not in again["ran"]  # finished before the kill: not redone
+    assert set(rest) <= set(again["ran"])
+    ran = [s for job in jobs for s in job.get("ran", [])]
+    assert sorted(ran) == sorted(set(ran))  # no stage ran twice
+    stages = [s for wave in summary["waves"] for group in wave["stages"].values() for s in group]
+    assert summary["final_repro"]["ran"] == []  # the workspace restores everything from the run-cache
+    assert sorted(summary["final_repro"]["restored"]) == sorted(stages)
+    status = run([sys.executable, "-m", "dvc", "status"], repo)
+    assert "up to date" in status.stdout, status.stdout
+
+    mine, theirs = outputs(repo), outputs(reference)
+    assert sorted(mine) == sorted(theirs)
+    assert [k for k in mine if mine[k] != theirs[k]] == []

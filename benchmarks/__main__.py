@@ -1,6 +1,6 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
-Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step method_epoch online caching repro memory bootstrap)
+Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step method_epoch pieces online caching repro memory bootstrap)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
 fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
 MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
@@ -15,11 +15,12 @@ from pathlib import Path
 
 from pipeline.io import provenance, write_json
 
-from . import bootstrap, kd_step, memory, method_epoch, repro, teachers
+from . import bootstrap, kd_step, memory, method_epoch, pieces, repro, teachers
 
 BENCHMARKS = {
     "kd_step": kd_step.measure,
     "method_epoch": method_epoch.measure,
+    "pieces": pieces.measure,
     "online": teachers.online,
     "caching": teachers.caching,
     "repro": repro.measure,
@@ -42,6 +43,12 @@ def table(results: dict) -> str:
         for method, m in k["methods"].items():
             rows.append(f"| {NAMES[method]} epoch / equal-weight KD epoch | {m['ratio']} ({m['epoch_s']} v "
                         f"{k['kd_epoch_s']} s) | <= 1.5 | {'yes' if m['met'] else 'no'} |")
+    if "pieces" in r:
+        v = r["pieces"]["variants"]
+        four, whole, grouped = v["shuffled, 4 pieces"], v["shuffled"], v["grouped by length"]
+        rows.append(f"| student step, shuffled batch in 4 length-sorted pieces / one padded batch | "
+                    f"{four['ratio_to_shuffled']} ({four['step_ms']} v {whole['step_ms']} ms; grouped by length "
+                    f"{grouped['ratio_to_shuffled']}) | < 1 | {'yes' if four['ratio_to_shuffled'] < 1 else 'no'} |")
     if "online" in r:
         k = r["online"]
         rows.append(f"| distill step, teachers online / from the cache | {k['speedup']}x ({k['online_step_ms']} v "

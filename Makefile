@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   creates .venv if needed, prints the plan and runs the embedded default `dvc repro`
-#   make test    creates .venv if needed and runs the test suite
+#   make test    creates .venv if needed, runs ruff (lint, format check) and the test suite
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -21,5 +21,6 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
+# ruff first (pyproject.toml: line length 120; lint and format), then the tests
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest

@@ -1,10 +1,12 @@
 """Table 5: the RL-KD ablations that were run as DVC experiments.
 
-Usage: python -m analysis.ablation   (after e.g. `dvc exp run -S rl.reward=neg_ce`; writes results/ablation.{md,tex,csv})
+Usage: python -m analysis.ablation   (after e.g. `dvc exp run -S rl.reward=neg_ce`)
+Writes results/ablation.{md,tex,csv}.
 Reads `dvc exp show --json -A`: for every experiment, the `rl` settings that differ from params.yaml's
 and RL-KD's mean test accuracy from that experiment's results/metrics.json; the first row is the
 workspace (params.yaml as it is). Not a DVC stage: experiments live in git refs, not in the workspace.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import params as P
-from . import tables as T
+
+from . import tables
 
 
 def experiments(exp_show: list) -> list[dict]:
@@ -40,8 +43,12 @@ def table(base_rl: dict, base_accuracy: dict, exps: list[dict], tasks: list[str]
         rows.append({"setting": label, "experiment": e["name"], **e["accuracy"]})
     numbers = pd.DataFrame(rows).set_index("setting")
     columns = [c for c in [*tasks, "average"] if c in numbers]
-    shown = pd.DataFrame({"experiment": numbers.experiment,
-                          **{c: numbers[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}") for c in columns}})
+    shown = pd.DataFrame(
+        {
+            "experiment": numbers.experiment,
+            **{c: numbers[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}") for c in columns},
+        }
+    )
     bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     for c in columns:
         bold[c] = numbers[c] == numbers[c].max()
@@ -58,8 +65,12 @@ def main(params_path: str = "params.yaml") -> None:
         raise SystemExit(f"{metrics}: not found; run `dvc repro` first")
     base = json.loads(metrics.read_text())["test_accuracy"]["rl_kd"]
     exps = experiments(json.loads(done.stdout))
-    md = T.write(Path("results"), "ablation", "Table 5: RL-KD test accuracy (%, mean over seeds) under each "
-                 "ablation run as a DVC experiment.", table(params.rl.model_dump(), base, exps, params.run.tasks))
+    md = tables.write(
+        Path("results"),
+        "ablation",
+        "Table 5: RL-KD test accuracy (%, mean over seeds) under each ablation run as a DVC experiment.",
+        table(params.rl.model_dump(), base, exps, params.run.tasks),
+    )
     print(md)
 
 

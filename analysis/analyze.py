@@ -3,18 +3,19 @@
 Usage: python -m analysis.analyze   (writes results/: tables/*.{md,tex,csv}, figures/*.{png,pdf},
 metrics.json, report.md). It reads only what earlier stages wrote; it never trains anything.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline import params as P
 from pipeline.io import atomic_path, provenance, write_json
-from . import collect, figures as F, tables as T
+
+from . import collect, figures, tables
 
 RESULTS = Path("results")
 PAPER = Path(__file__).with_name("paper_results.csv")
@@ -28,13 +29,19 @@ def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
     """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
     methods = methods_of(params)
     have = set(zip(runs.run_task, runs.method, runs.seed))
-    missing = [f"runs/{t}/{m}/{s}/metrics.json" for t in params.run.tasks for m in methods for s in params.run.seeds
-               if (t, m, s) not in have]
+    missing = [
+        f"runs/{t}/{m}/{s}/metrics.json"
+        for t in params.run.tasks
+        for m in methods
+        for s in params.run.seeds
+        if (t, m, s) not in have
+    ]
     if missing:
         raise P.InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
     if params.analysis.reference not in methods:
-        raise P.InputError(f"analysis.reference: {params.analysis.reference!r} is not a method of this run; "
-                           f"expected one of {methods}")
+        raise P.InputError(
+            f"analysis.reference: {params.analysis.reference!r} is not a method of this run; expected one of {methods}"
+        )
     known = P.allowed_methods(params.run.teachers)  # a baseline that did not run: no primary comparison
     if params.analysis.baseline not in known:
         raise P.InputError(f"analysis.baseline: {params.analysis.baseline!r} is not a method; expected one of {known}")
@@ -57,13 +64,18 @@ def read_teachers(t1: pd.DataFrame) -> str:
             continue
         best_t, best_s = df.loc[df.teacher_test.idxmax()], df.loc[df.student_test.idxmax()]
         same = best_t.teacher == best_s.teacher
-        out.append(f"On `{task}` the strongest teacher is `{best_t.teacher}` ({100 * best_t.teacher_test:.1f}); the "
-                   f"best single-teacher student learns from `{best_s.teacher}` ({100 * best_s.student_test:.1f})"
-                   + (" - the same teacher." if same else " - a stronger teacher did not give a stronger student."))
+        out.append(
+            f"On `{task}` the strongest teacher is `{best_t.teacher}` ({100 * best_t.teacher_test:.1f}); the "
+            f"best single-teacher student learns from `{best_s.teacher}` ({100 * best_s.student_test:.1f})"
+            + (" - the same teacher." if same else " - a stronger teacher did not give a stronger student.")
+        )
         if df.student_test.notna().sum() > 1:
             spread = 100 * (df.student_test.max() - df.student_test.min())
-            noise = (f", against a student standard deviation over seeds of up to {100 * df.student_std.max():.1f}"
-                     if df.student_std.notna().any() else "")  # one seed: no standard deviation
+            noise = (
+                f", against a student standard deviation over seeds of up to {100 * df.student_std.max():.1f}"
+                if df.student_std.notna().any()
+                else ""
+            )  # one seed: no standard deviation
             out.append(f"The single-teacher students span {spread:.1f} points{noise}.")
     if t1.paper_teacher.notna().any():
         out.append("The paper's Table 1 numbers stand beside ours where task and teacher match.")
@@ -76,11 +88,17 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
         m = runs[runs.task == task].groupby("method").test_accuracy.agg(["mean", "std"])
         ranked = m["mean"].sort_values(ascending=False)
         rank = list(ranked.index).index(ref) + 1
-        against = [f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
-                   for b in ("u_ensemble", "ce") if b in m.index]
-        out.append(f"On `{task}` the best mean is `{ranked.index[0]}` ({100 * ranked.iloc[0]:.1f}); `{ref}` ranks "
-                   f"{rank} of {len(ranked)} ({T.pm(m.loc[ref, 'mean'], m.loc[ref, 'std'])})"
-                   + (", " + " and ".join(against) if against else "") + ".")
+        against = [
+            f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
+            for b in ("u_ensemble", "ce")
+            if b in m.index
+        ]
+        out.append(
+            f"On `{task}` the best mean is `{ranked.index[0]}` ({100 * ranked.iloc[0]:.1f}); `{ref}` ranks "
+            f"{rank} of {len(ranked)} ({tables.pm(m.loc[ref, 'mean'], m.loc[ref, 'std'])})"
+            + (", " + " and ".join(against) if against else "")
+            + "."
+        )
         if m["std"].notna().any() and ranked.max() - ranked.min() < 3 * m["std"].mean():
             out.append(f"All of `{task}`'s methods lie within three mean seed standard deviations of each other.")
     return " ".join(out)
@@ -90,37 +108,58 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
     if sig.empty:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
     pp = lambda v: f"{100 * v:+.1f}"  # noqa: E731
-    out = [f"Each verdict comes from the two-way bootstrap (seeds and test examples resampled together): the primary "
-           f"comparison at {cfg.significance}, the secondary ones at {cfg.significance} after Holm correction within "
-           f"each task. A comparison that is not significant is `inconclusive` unless the experiment had "
-           f"{100 * cfg.power:.0f}% power to see a difference of {cfg.gap:g} pp (percentage points; the paper's own gaps "
-           "could not be recovered, docs/statistics.md). Detectable differences are at the comparison's level: the "
-           "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."]
+    out = [
+        f"Each verdict comes from the two-way bootstrap (seeds and test examples resampled together): the primary "
+        f"comparison at {cfg.significance}, the secondary ones at {cfg.significance} after Holm correction within "
+        f"each task. A comparison that is not significant is `inconclusive` unless the experiment had "
+        f"{100 * cfg.power:.0f}% power to see a difference of {cfg.gap:g} pp (percentage points; the paper's own gaps "
+        "could not be recovered, docs/statistics.md). Detectable differences are at the comparison's level: the "
+        "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."
+    ]
     for task, t in sig.groupby("task", sort=False):
         for _, r in t[t.role == "primary"].iterrows():
-            power = ("its power is unknown with one seed" if pd.isna(r.mdd) else
-                     f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
-                     f"{cfg.gap:g} pp)")
-            out.append(f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
-                       f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**.")
-        premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(T.FIXED_KD)]
+            power = (
+                "its power is unknown with one seed"
+                if pd.isna(r.mdd)
+                else f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
+                f"{cfg.gap:g} pp)"
+            )
+            out.append(
+                f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
+                f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**."
+            )
+        premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(tables.FIXED_KD)]
         if len(premise):
-            out.append("KD's premise, " + "; ".join(f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, "
-                                                    f"{pp(r.ci_high)}], {r.verdict}" for _, r in premise.iterrows())
-                       + ".")
+            out.append(
+                "KD's premise, "
+                + "; ".join(
+                    f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], {r.verdict}"
+                    for _, r in premise.iterrows()
+                )
+                + "."
+            )
         second = t[t.role == "secondary"]
         hits = second[second.verdict.str.startswith(("better", "worse"))]
-        out.append(f"{len(hits)} of {len(second)} secondary comparisons on `{task}` are significant"
-                   + (": " + "; ".join(f"`{r.a}` - `{r.b}` {pp(r['diff'])} ({r.verdict})" for _, r in hits.iterrows())
-                      if len(hits) else "")
-                   + f"; {count(int(second.verdict.str.startswith('inconclusive').sum()), 'is', 'are')} "
-                   "inconclusive.")
+        out.append(
+            f"{len(hits)} of {len(second)} secondary comparisons on `{task}` are significant"
+            + (
+                ": " + "; ".join(f"`{r.a}` - `{r.b}` {pp(r['diff'])} ({r.verdict})" for _, r in hits.iterrows())
+                if len(hits)
+                else ""
+            )
+            + f"; {count(int(second.verdict.str.startswith('inconclusive').sum()), 'is', 'are')} "
+            "inconclusive."
+        )
     seeds = int(sig.seeds.max())
     if seeds == 1:
-        out.append("With one seed the seed-to-seed variance is unknown: no power, no test over seeds (paired t, "
-                   "Wilcoxon, d_z), and the bootstrap resamples test examples only.")
-    out.append("The paired t-test, Wilcoxon and McNemar stand beside each verdict without deciding it; McNemar pools "
-               "the seeds' predictions as if they were independent draws.")
+        out.append(
+            "With one seed the seed-to-seed variance is unknown: no power, no test over seeds (paired t, "
+            "Wilcoxon, d_z), and the bootstrap resamples test examples only."
+        )
+    out.append(
+        "The paired t-test, Wilcoxon and McNemar stand beside each verdict without deciding it; McNemar pools "
+        "the seeds' predictions as if they were independent draws."
+    )
     return " ".join(out)
 
 
@@ -131,30 +170,42 @@ def read_power(power: pd.DataFrame, cfg) -> str:
     for task, t in power.groupby("task", sort=False):
         now = t[t.measured].iloc[0]
         enough = t[t.mdd <= cfg.gap / 100]
-        plan = (f"a difference of {cfg.gap:g} pp needs, at {now.examples:,} test examples, "
-                + (f"{int(enough[enough.examples == now.examples].seeds.min())} seeds"
-                   if (enough.examples == now.examples).any() else f"more than {int(t.seeds.max())} seeds"))
+        plan = f"a difference of {cfg.gap:g} pp needs, at {now.examples:,} test examples, " + (
+            f"{int(enough[enough.examples == now.examples].seeds.min())} seeds"
+            if (enough.examples == now.examples).any()
+            else f"more than {int(t.seeds.max())} seeds"
+        )
         bigger = enough.sort_values(["minutes", "examples"]).iloc[0] if len(enough) else None
         if bigger is not None and bigger.examples != now.examples:
             seeds = int(bigger.seeds)
-            plan += (f", or {seeds} seed{'s' if seeds > 1 else ''} at {int(bigger.examples):,} test examples "
-                     f"(about {bigger.minutes:.0f} training minutes)")
-        out.append(f"On `{task}` ({now.comparison}): seed variance {now.var_seed:.2g}, example variance "
-                   f"{now.var_example:.2g}, interaction {now.var_residual:.2g} (per seed x example); with "
-                   f"{int(now.seeds)} seeds and {int(now.examples):,} test examples it detects {100 * now.mdd:.1f} "
-                   f"pp with {100 * cfg.power:.0f}% power at {cfg.significance}; {plan}.")
-    return " ".join(out) + (" Minutes count the training of every method once per seed on this machine, not the "
-                            "teachers or the overhead of each run.")
+            plan += (
+                f", or {seeds} seed{'s' if seeds > 1 else ''} at {int(bigger.examples):,} test examples "
+                f"(about {bigger.minutes:.0f} training minutes)"
+            )
+        out.append(
+            f"On `{task}` ({now.comparison}): seed variance {now.var_seed:.2g}, example variance "
+            f"{now.var_example:.2g}, interaction {now.var_residual:.2g} (per seed x example); with "
+            f"{int(now.seeds)} seeds and {int(now.examples):,} test examples it detects {100 * now.mdd:.1f} "
+            f"pp with {100 * cfg.power:.0f}% power at {cfg.significance}; {plan}."
+        )
+    return " ".join(out) + (
+        " Minutes count the training of every method once per seed on this machine, not the "
+        "teachers or the overhead of each run."
+    )
 
 
 def read_selection(sel: pd.DataFrame) -> str:
     m = sel.groupby(["task", "teacher"])[["right", "wrong"]].mean()
-    parts = [f"`{t}`/`{k}` {r.right:.2f} vs " + (f"{r.wrong:.2f}" if pd.notna(r.wrong) else "- (never wrong)")
-             for (t, k), r in m.iterrows()]
+    parts = [
+        f"`{t}`/`{k}` {r.right:.2f} vs " + (f"{r.wrong:.2f}" if pd.notna(r.wrong) else "- (never wrong)")
+        for (t, k), r in m.iterrows()
+    ]
     lower = int((m.wrong < m.right).sum())
-    return (f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
-            f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of "
-            f"{int(m.wrong.notna().sum())} (task, teacher) pairs with a wrong instance.")
+    return (
+        f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
+        f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of "
+        f"{int(m.wrong.notna().sum())} (task, teacher) pairs with a wrong instance."
+    )
 
 
 def read_compression(comp: pd.DataFrame) -> str:
@@ -162,9 +213,11 @@ def read_compression(comp: pd.DataFrame) -> str:
     for task, df in comp.groupby("task", sort=False):
         teachers = df[df.model != "student"]
         small = teachers.loc[teachers.parameters.idxmin()]
-        out.append(f"On `{task}` the student is {small.size_ratio:.1f}x smaller than the smallest teacher "
-                   f"(`{small.model}`) and {small.speedup_batch32:.1f}x faster at batch 32 "
-                   f"({small.speedup_batch1:.1f}x at batch 1).")
+        out.append(
+            f"On `{task}` the student is {small.size_ratio:.1f}x smaller than the smallest teacher "
+            f"(`{small.model}`) and {small.speedup_batch32:.1f}x faster at batch 32 "
+            f"({small.speedup_batch1:.1f}x at batch 1)."
+        )
     return " ".join(out)
 
 
@@ -173,84 +226,174 @@ def main(params_path: str = "params.yaml") -> None:
     cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
     runs = collect.runs("runs")
     # only what params.yaml asks for: runs left over from other settings stay out of the tables
-    runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds)
-                & runs.method.isin(methods_of(params))]
+    runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds) & runs.method.isin(methods_of(params))]
     check_runs(runs, params)
     # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
     sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
     n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
-    order = T.method_order(runs.method.unique(), names)
+    order = tables.method_order(runs.method.unique(), names)
     hist = collect.histories("runs")
     paper = pd.read_csv(PAPER)
-    tables, figs = RESULTS / "tables", RESULTS / "figures"
+    table_dir, figure_dir = RESULTS / "tables", RESULTS / "figures"
 
-    t1 = T.teacher_table(collect.teachers("models", tasks, names), runs, paper)
-    t2 = T.main_table(runs, order, sets)
-    t3 = T.significance_table("runs", runs, order, sets, cfg)
-    power = T.power_table(runs, sets, cfg, t3[0])
-    t4 = T.compression_table(latencies(tasks))
+    t1 = tables.teacher_table(collect.teachers("models", tasks, names), runs, paper)
+    t2 = tables.main_table(runs, order, sets)
+    t3 = tables.significance_table("runs", runs, order, sets, cfg)
+    power = tables.power_table(runs, sets, cfg, t3[0])
+    t4 = tables.compression_table(latencies(tasks))
     sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
     md = {
-        "teachers": T.write(tables, "table1_teachers", "Table 1: teachers and the student distilled from each "
-                            f"alone (test accuracy, %; student {spread}).", t1),
-        "main": T.write(tables, "table2_main", f"Table 2: test accuracy (%) of every method, {spread}; best per "
-                        "column in bold.", t2),
-        "significance": T.write(tables, "table3_significance", f"Table 3: the declared comparisons, per task: the "
-                                f"primary one ({cfg.reference} - {cfg.baseline}) and the secondary ones (Holm); b / c: "
-                                "test predictions only the first / only the second got right, over all seeds.", t3),
-        "power": T.write(tables, "table3_power", f"Power: the smallest difference (pp) that the primary comparison "
-                         f"detects with {100 * cfg.power:.0f}% power at {cfg.significance}, by seeds and test-set size, "
-                         "from its measured variance.", power),
-        "compression": T.write(tables, "table4_compression", "Table 4: model size and CPU inference latency "
-                               "(forward pass on test inputs).", t4),
+        "teachers": tables.write(
+            table_dir,
+            "table1_teachers",
+            f"Table 1: teachers and the student distilled from each alone (test accuracy, %; student {spread}).",
+            t1,
+        ),
+        "main": tables.write(
+            table_dir,
+            "table2_main",
+            f"Table 2: test accuracy (%) of every method, {spread}; best per column in bold.",
+            t2,
+        ),
+        "significance": tables.write(
+            table_dir,
+            "table3_significance",
+            f"Table 3: the declared comparisons, per task: the "
+            f"primary one ({cfg.reference} - {cfg.baseline}) and the secondary ones (Holm); b / c: "
+            "test predictions only the first / only the second got right, over all seeds.",
+            t3,
+        ),
+        "power": tables.write(
+            table_dir,
+            "table3_power",
+            f"Power: the smallest difference (pp) that the primary comparison "
+            f"detects with {100 * cfg.power:.0f}% power at {cfg.significance}, by seeds and test-set size, "
+            "from its measured variance.",
+            power,
+        ),
+        "compression": tables.write(
+            table_dir,
+            "table4_compression",
+            "Table 4: model size and CPU inference latency (forward pass on test inputs).",
+            t4,
+        ),
     }
     shown = {
-        "main_results": F.main_results(runs, order, sets, cfg.confidence, cfg.reference),
-        "rl_selection": F.rl_selection(collect.policy_curve("runs"), collect.rewards("runs"), names, tasks),
-        "selection_vs_correctness": F.selection_vs_correctness(sel, names, tasks),
-        "teacher_vs_student": F.teacher_vs_student(t1[0]),
-        "learning_curves": F.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
+        "main_results": figures.main_results(runs, order, sets, cfg.confidence, cfg.reference),
+        "rl_selection": figures.rl_selection(collect.policy_curve("runs"), collect.rewards("runs"), names, tasks),
+        "selection_vs_correctness": figures.selection_vs_correctness(sel, names, tasks),
+        "teacher_vs_student": figures.teacher_vs_student(t1[0]),
+        "learning_curves": figures.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
     }
     if not power[0].empty:
-        shown["power"] = F.power(power[0], cfg.gap, cfg.power)
+        shown["power"] = figures.power(power[0], cfg.gap, cfg.power)
     for stem, fig in shown.items():
-        F.save(fig, figs, stem)
+        figures.save(fig, figure_dir, stem)
 
     main_numbers, sig = t2[0], t3[0]
-    metrics = {"test_accuracy": {m: {c: round(float(main_numbers.loc[m, f"{c}_mean"]), 4)
-                                     for c in [*sets, "average"] if pd.notna(main_numbers.loc[m, f"{c}_mean"])}
-                                 for m in order},
-               f"{cfg.reference}_significant_wins": int(((sig.a == cfg.reference) & (sig.verdict == "better")).sum()),
-               f"{cfg.reference}_significant_losses": int(((sig.a == cfg.reference) & (sig.verdict == "worse")).sum()),
-               "comparisons": [{k: (None if pd.isna(r[k]) else round(float(r[k]), 4)) if k not in ("task", "a", "b",
-                                    "role", "verdict") else r[k]
-                                for k in ("task", "a", "b", "role", "diff", "ci_low", "ci_high", "p", "p_adjusted",
-                                          "mdd", "power", "verdict")} for _, r in sig.iterrows()],
-               "seeds": params.run.seeds}
+    metrics = {
+        "test_accuracy": {
+            m: {
+                c: round(float(main_numbers.loc[m, f"{c}_mean"]), 4)
+                for c in [*sets, "average"]
+                if pd.notna(main_numbers.loc[m, f"{c}_mean"])
+            }
+            for m in order
+        },
+        f"{cfg.reference}_significant_wins": int(((sig.a == cfg.reference) & (sig.verdict == "better")).sum()),
+        f"{cfg.reference}_significant_losses": int(((sig.a == cfg.reference) & (sig.verdict == "worse")).sum()),
+        "comparisons": [
+            {
+                k: (None if pd.isna(r[k]) else round(float(r[k]), 4))
+                if k not in ("task", "a", "b", "role", "verdict")
+                else r[k]
+                for k in (
+                    "task",
+                    "a",
+                    "b",
+                    "role",
+                    "diff",
+                    "ci_low",
+                    "ci_high",
+                    "p",
+                    "p_adjusted",
+                    "mdd",
+                    "power",
+                    "verdict",
+                )
+            }
+            for _, r in sig.iterrows()
+        ],
+        "seeds": params.run.seeds,
+    }
     write_json(RESULTS / "metrics.json", metrics)
-    report = "\n".join([
-        "# Results", "",
-        f"Written by `python -m analysis.analyze` (the `analyze` stage) from {n_runs} runs: tasks "
-        f"{', '.join(f'`{t}`' for t in tasks)}"
-        + (f" (evaluation sets {', '.join(f'`{s}`' for s in sets)})" if sets != tasks else "")
-        + f", seeds {params.run.seeds}, teachers {', '.join(names)}.", "",
-        "## Table 1: teachers and single-teacher students", "", md["teachers"], "", read_teachers(t1[0]), "",
-        "![teacher vs student](figures/teacher_vs_student.png)", "",
-        "## Table 2: main comparison", "", md["main"], "", read_main(runs, sets, cfg.reference), "",
-        "![main results](figures/main_results.png)", "",
-        "## Table 3: the decision", "", md["significance"], "", read_significance(sig, cfg), "",
-        "## Power", "", md["power"], "", read_power(power[0], cfg), "",
-        *(["![power](figures/power.png)", ""] if "power" in shown else []),
-        "## Table 4: compression", "", md["compression"], "", read_compression(t4[0]), "",
-        "## The agent", "", "![selection](figures/rl_selection.png)", "",
-        "![selection vs correctness](figures/selection_vs_correctness.png)", "", read_selection(sel), "",
-        "## Learning curves", "", "![learning curves](figures/learning_curves.png)", "",
-        "Tables are also in `tables/` as LaTeX (booktabs) and CSV; figures in `figures/` as PNG and PDF.", ""])
+    report = "\n".join(
+        [
+            "# Results",
+            "",
+            f"Written by `python -m analysis.analyze` (the `analyze` stage) from {n_runs} runs: tasks "
+            f"{', '.join(f'`{t}`' for t in tasks)}"
+            + (f" (evaluation sets {', '.join(f'`{s}`' for s in sets)})" if sets != tasks else "")
+            + f", seeds {params.run.seeds}, teachers {', '.join(names)}.",
+            "",
+            "## Table 1: teachers and single-teacher students",
+            "",
+            md["teachers"],
+            "",
+            read_teachers(t1[0]),
+            "",
+            "![teacher vs student](figures/teacher_vs_student.png)",
+            "",
+            "## Table 2: main comparison",
+            "",
+            md["main"],
+            "",
+            read_main(runs, sets, cfg.reference),
+            "",
+            "![main results](figures/main_results.png)",
+            "",
+            "## Table 3: the decision",
+            "",
+            md["significance"],
+            "",
+            read_significance(sig, cfg),
+            "",
+            "## Power",
+            "",
+            md["power"],
+            "",
+            read_power(power[0], cfg),
+            "",
+            *(["![power](figures/power.png)", ""] if "power" in shown else []),
+            "## Table 4: compression",
+            "",
+            md["compression"],
+            "",
+            read_compression(t4[0]),
+            "",
+            "## The agent",
+            "",
+            "![selection](figures/rl_selection.png)",
+            "",
+            "![selection vs correctness](figures/selection_vs_correctness.png)",
+            "",
+            read_selection(sel),
+            "",
+            "## Learning curves",
+            "",
+            "![learning curves](figures/learning_curves.png)",
+            "",
+            "Tables are also in `tables/` as LaTeX (booktabs) and CSV; figures in `figures/` as PNG and PDF.",
+            "",
+        ]
+    )
     with atomic_path(RESULTS / "report.md") as tmp:
         tmp.write_text(report)
-    write_json(RESULTS / "provenance.json", provenance(params.seed, {"analysis": cfg.model_dump(),
-                                                                       "run": params.run.model_dump()}))
+    write_json(
+        RESULTS / "provenance.json",
+        provenance(params.seed, {"analysis": cfg.model_dump(), "run": params.run.model_dump()}),
+    )
     print(f"analyze: {n_runs} runs -> {RESULTS}/report.md, {len(md)} tables, {len(shown)} figures", flush=True)
 
 

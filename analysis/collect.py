@@ -1,12 +1,11 @@
 """Read what the earlier stages wrote into tables: runs, predictions, curves, teachers, selections.
 
-Usage: python -m analysis.collect [runs]   (prints every method's test accuracy, mean +- std over seeds)
-Nothing here trains or runs a model.
+Nothing here trains or runs a model; the analyze stage (analysis/analyze.py) turns these into tables.
 """
+
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,30 @@ def by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
     sets = record.get(f"{key}_by_set")
     if not sets:
         return [{**record, "run_task": record["task"], "eval_set": None}]
-    return [{**record, "task": name, key: value, "run_task": record["task"], "eval_set": name}
-            for name, value in sets.items()]
+    return [
+        {**record, "task": name, key: value, "run_task": record["task"], "eval_set": name}
+        for name, value in sets.items()
+    ]
 
 
 def runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per (evaluation set, method, seed); `run_task` is the task the run trained on."""
-    rows = [row for p in sorted(Path(root).glob("*/*/*/metrics.json")) for row in by_eval_set(json.loads(p.read_text()))]
+    rows = [
+        row for p in sorted(Path(root).glob("*/*/*/metrics.json")) for row in by_eval_set(json.loads(p.read_text()))
+    ]
     if not rows:
         raise SystemExit(f"no runs found under {root}/TASK/METHOD/SEED/metrics.json")
-    keep = ["task", "method", "seed", "dev_accuracy", "test_accuracy", "best_epoch", "train_seconds", "run_task",
-            "eval_set"]
+    keep = [
+        "task",
+        "method",
+        "seed",
+        "dev_accuracy",
+        "test_accuracy",
+        "best_epoch",
+        "train_seconds",
+        "run_task",
+        "eval_set",
+    ]
     return pd.DataFrame([{k: r[k] for k in keep} for r in rows])
 
 
@@ -51,9 +63,17 @@ def histories(root: str | Path = "runs") -> pd.DataFrame:
     for path in sorted(Path(root).glob("*/*/*/history.json")):
         task, method, seed = path.parts[-4:-1]
         for h in json.loads(path.read_text()):
-            rows.append({"task": task, "method": method, "seed": int(seed), "epoch": h["epoch"],
-                         "dev_accuracy": h["dev_accuracy"], "selection_rate": h.get("selection_rate"),
-                         "reward_mean": h.get("reward_mean")})
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "seed": int(seed),
+                    "epoch": h["epoch"],
+                    "dev_accuracy": h["dev_accuracy"],
+                    "selection_rate": h.get("selection_rate"),
+                    "reward_mean": h.get("reward_mean"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,8 +83,11 @@ def rewards(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFrame:
     for path in sorted(Path(root).glob(f"*/{method}/*/rewards.json")):
         task, _, seed = path.parts[-4:-1]
         frames.append(pd.DataFrame(json.loads(path.read_text())).assign(task=task, seed=int(seed)))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["epoch", "step", "reward", "task", "seed"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["epoch", "step", "reward", "task", "seed"])
+    )
 
 
 def policy_curve(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFrame:
@@ -79,8 +102,9 @@ def policy_curve(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFra
         for i, h in enumerate(pre, 1):
             rows.append({"task": task, "seed": int(seed), "label": f"P{i}", "selection_rate": h["selection_rate"]})
         for h in joint:
-            rows.append({"task": task, "seed": int(seed), "label": str(h["epoch"]),
-                         "selection_rate": h["selection_rate"]})
+            rows.append(
+                {"task": task, "seed": int(seed), "label": str(h["epoch"]), "selection_rate": h["selection_rate"]}
+            )
     return pd.DataFrame(rows, columns=["task", "seed", "label", "selection_rate"])
 
 
@@ -89,14 +113,29 @@ def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFra
     for task in tasks:
         for name in names:
             m = json.loads((Path(root) / task / name / "metrics.json").read_text())
-            rows += [{"task": r["task"], "teacher": name, "dev_accuracy": r["dev_accuracy"],
-                      "test_accuracy": r["test_accuracy"], "test_examples": r.get("test_examples"),
-                      "parameters": r["parameters"]} for r in by_eval_set({**m, "task": task})]
+            rows += [
+                {
+                    "task": r["task"],
+                    "teacher": name,
+                    "dev_accuracy": r["dev_accuracy"],
+                    "test_accuracy": r["test_accuracy"],
+                    "test_examples": r.get("test_examples"),
+                    "parameters": r["parameters"],
+                }
+                for r in by_eval_set({**m, "task": task})
+            ]
     return pd.DataFrame(rows)
 
 
-def selection_vs_correctness(task: str, names: list[str], seeds: list[int], runs_root="runs", data_root="data",
-                             logits_root="logits", method: str = "rl_kd") -> pd.DataFrame:
+def selection_vs_correctness(
+    task: str,
+    names: list[str],
+    seeds: list[int],
+    runs_root="runs",
+    data_root="data",
+    logits_root="logits",
+    method: str = "rl_kd",
+) -> pd.DataFrame:
     """Per teacher and seed: the agent's mean final selection probability on the training instances
     where that teacher's cached prediction is right, and where it is wrong."""
     from pipeline import data, logits
@@ -109,31 +148,14 @@ def selection_vs_correctness(task: str, names: list[str], seeds: list[int], runs
         for seed in seeds:
             sel = pd.read_parquet(Path(runs_root) / task / method / str(seed) / "weights.parquet").set_index("id")
             prob, ok = sel[f"select_{name}"], right.loc[sel.index]
-            rows.append({"task": task, "teacher": name, "seed": seed, "right": float(prob[ok].mean()),
-                         "wrong": float(prob[~ok].mean()) if (~ok).any() else np.nan,
-                         "wrong_share": float((~ok).mean())})
+            rows.append(
+                {
+                    "task": task,
+                    "teacher": name,
+                    "seed": seed,
+                    "right": float(prob[ok].mean()),
+                    "wrong": float(prob[~ok].mean()) if (~ok).any() else np.nan,
+                    "wrong_share": float((~ok).mean()),
+                }
+            )
     return pd.DataFrame(rows)
-
-
-def mean_std_table(df: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
-    """Rows: methods (in the order first seen); columns: tasks and their average; cells: mean +- std."""
-    stats = df.groupby(["method", "task"])[metric].agg(["mean", "std", "count"])
-    order = list(dict.fromkeys(df.method))
-    tasks = list(dict.fromkeys(df.task))
-    table = {}
-    for task in tasks:
-        table[task] = [f"{100 * stats.loc[(m, task), 'mean']:.1f} ± {100 * stats.loc[(m, task), 'std']:.1f}"
-                       if (m, task) in stats.index else "" for m in order]
-    avg = df.groupby(["method", "seed"])[metric].mean().groupby("method").agg(["mean", "std"])
-    table["average"] = [f"{100 * avg.loc[m, 'mean']:.1f} ± {100 * avg.loc[m, 'std']:.1f}" for m in order]
-    n = stats["count"].groupby("method").min()
-    table["seeds"] = [int(n[m]) for m in order]
-    return pd.DataFrame(table, index=pd.Index(order, name="method"))
-
-
-def main(root: str = "runs") -> None:
-    print(mean_std_table(runs(root)).to_markdown())
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])

@@ -1,4 +1,5 @@
 """The paper's figures (matplotlib, PNG and PDF, sized for a paper: 3.4 in one column, 7 in two)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,9 +15,18 @@ from scipy import stats as st  # noqa: E402
 
 from pipeline.io import atomic_path  # noqa: E402
 
-STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-         "ytick.labelsize": 7, "figure.dpi": 150, "savefig.bbox": "tight", "axes.spines.top": False,
-         "axes.spines.right": False}
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "figure.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 COLORS = plt.get_cmap("tab10").colors
 REFERENCE = "black"  # RL-KD's colour in every figure
 SEED_TICKS = (1, 2, 3, 5, 10, 20)
@@ -44,8 +54,9 @@ def main_results(runs: pd.DataFrame, order: list[str], tasks: list[str], confide
     """Test accuracy per method and task: mean over seeds with its t interval, and every seed as a dot."""
     with plt.rc_context(STYLE):
         # constrained: the figure title gets its own room above the panel titles
-        fig, axes = plt.subplots(1, len(tasks), figsize=(7, 0.22 * len(order) + 0.8), sharey=True, squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(
+            1, len(tasks), figsize=(7, 0.22 * len(order) + 0.8), sharey=True, squeeze=False, layout="constrained"
+        )
         for ax, task in zip(axes[0], tasks):
             t = runs[runs.task == task]
             for y, method in enumerate(order):
@@ -84,20 +95,34 @@ def rl_selection(policy: pd.DataFrame, rewards: pd.DataFrame, teachers: list[str
             rates = np.stack(p.selection_rate.to_numpy()) if len(p) else np.zeros((0, len(teachers)))
             for k, name in enumerate(teachers):
                 curve = pd.Series(rates[:, k], index=x).groupby(level=0).agg(["mean", "std"])
-                ax.errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), marker="o", ms=3, capsize=2,
-                            label=name, color=COLORS[k])
+                ax.errorbar(
+                    curve.index,
+                    curve["mean"],
+                    yerr=curve["std"].fillna(0),
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    label=name,
+                    color=COLORS[k],
+                )
             ax.set_xticks(range(len(labels)), labels)
-            ax.set(title=f"{task}: teacher selection rate",
-                   xlabel="policy epoch (P: pre-training; the student is restored after it)",
-                   ylabel="selected share", ylim=(0, 1))
+            ax.set(
+                title=f"{task}: teacher selection rate",
+                xlabel="policy epoch (P: pre-training; the student is restored after it)",
+                ylabel="selected share",
+                ylim=(0, 1),
+            )
             ax.legend(frameon=False, ncols=3, loc="lower center")
             ax = axes[1, col]
             for i, (seed, s) in enumerate(rewards[rewards.task == task].groupby("seed")):
                 steps = s.sort_values(["epoch", "step"]).reward
                 smooth = steps.rolling(max(1, len(steps) // 20), min_periods=1).mean()
                 ax.plot(smooth.to_numpy(), lw=0.8, color=COLORS[i], label=f"seed {seed}")
-            ax.set(title=f"{task}: reward per step (rolling mean)", xlabel="policy step (joint training)",
-                   ylabel="mean reward")
+            ax.set(
+                title=f"{task}: reward per step (rolling mean)",
+                xlabel="policy step (joint training)",
+                ylabel="mean reward",
+            )
             ax.legend(frameon=False)
         fig.tight_layout()
         return fig
@@ -112,9 +137,15 @@ def selection_vs_correctness(sel: pd.DataFrame, teachers: list[str], tasks: list
             s = sel[sel.task == task].groupby("teacher")[["right", "wrong", "wrong_share"]].agg(["mean", "std"])
             x = np.arange(len(teachers))
             for j, (kind, color) in enumerate((("right", COLORS[2]), ("wrong", COLORS[3]))):
-                ax.bar(x + (j - 0.5) * width, s.loc[teachers, (kind, "mean")], width,
-                       yerr=s.loc[teachers, (kind, "std")].fillna(0), color=color, capsize=2,
-                       label=f"teacher {kind}")
+                ax.bar(
+                    x + (j - 0.5) * width,
+                    s.loc[teachers, (kind, "mean")],
+                    width,
+                    yerr=s.loc[teachers, (kind, "std")].fillna(0),
+                    color=color,
+                    capsize=2,
+                    label=f"teacher {kind}",
+                )
             labels = [f"{t}\n({100 * s.loc[t, ('wrong_share', 'mean')]:.0f}% wrong)" for t in teachers]
             ax.set_xticks(x, labels)
             ax.set(title=task, ylim=(0, 1))
@@ -130,11 +161,24 @@ def teacher_vs_student(numbers: pd.DataFrame):
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(3.4, 2.6))
         for i, (task, df) in enumerate(numbers.groupby("task", sort=False)):
-            ax.errorbar(100 * df.teacher_test, 100 * df.student_test, yerr=100 * df.student_std.fillna(0), fmt="o",
-                        ms=4, capsize=2, color=COLORS[i], label=task)
+            ax.errorbar(
+                100 * df.teacher_test,
+                100 * df.student_test,
+                yerr=100 * df.student_std.fillna(0),
+                fmt="o",
+                ms=4,
+                capsize=2,
+                color=COLORS[i],
+                label=task,
+            )
             for _, r in df.iterrows():
-                ax.annotate(r.teacher, (100 * r.teacher_test, 100 * r.student_test), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    r.teacher,
+                    (100 * r.teacher_test, 100 * r.student_test),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ax.set(xlabel="teacher test accuracy (%)", ylabel="single-teacher student (%)")
         ax.legend(frameon=False)
         ax.grid(lw=0.3)
@@ -153,8 +197,16 @@ def learning_curves(hist: pd.DataFrame, order: list[str], tasks: list[str], refe
                 curve = t[t.method == method].groupby("epoch").dev_accuracy.mean()
                 if len(curve):
                     ref = method == reference
-                    ax.plot(curve.index, 100 * curve.to_numpy(), marker="o", ms=2.5, lw=1.6 if ref else 0.8,
-                            color=REFERENCE if ref else COLORS[i % 10], ls="-" if i < 10 else "--", label=method)
+                    ax.plot(
+                        curve.index,
+                        100 * curve.to_numpy(),
+                        marker="o",
+                        ms=2.5,
+                        lw=1.6 if ref else 0.8,
+                        color=REFERENCE if ref else COLORS[i % 10],
+                        ls="-" if i < 10 else "--",
+                        label=method,
+                    )
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set(title=task, xlabel="epoch", ylabel="dev accuracy (%)")
             ax.grid(lw=0.3)
@@ -168,8 +220,9 @@ def power(numbers: pd.DataFrame, gap: float, confidence_power: float):
     task; the training minutes of each number of seeds on a second axis; the gap of interest dashed."""
     tasks = list(dict.fromkeys(numbers.task))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * min(len(tasks), 2), 2.6), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            1, len(tasks), figsize=(3.4 * min(len(tasks), 2), 2.6), squeeze=False, constrained_layout=True
+        )
         for ax, task in zip(axes[0], tasks):
             t = numbers[numbers.task == task]
             for i, (examples, line) in enumerate(t.groupby("examples")):
@@ -189,4 +242,3 @@ def power(numbers: pd.DataFrame, gap: float, confidence_power: float):
         axes[0][0].set_ylabel(f"detectable difference (pp, {100 * confidence_power:.0f}% power)")
         axes[0][-1].legend(frameon=False)
     return fig
-

@@ -3,6 +3,7 @@
 Every function takes per-seed, per-example correctness (arrays [seeds, examples] of 0/1, the
 same examples in the same order for both methods) or per-seed accuracies (arrays [seeds]).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-
 # Memory for one chunk of resamples in bootstrap_diff_ci: its example indices and the gathered differences
 CHUNK_BYTES = 16 * 2**20  # at QQP size, 64 MiB chunks were 10-15% slower
 
 
-def bootstrap_diffs(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, seed: int = 0,
-                    chunk: int | None = None) -> np.ndarray:
+def bootstrap_diffs(
+    correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, seed: int = 0, chunk: int | None = None
+) -> np.ndarray:
     """The two-way bootstrap of the mean accuracy difference a - b: [n_boot] resampled differences, each
     resampling seeds and test examples (both with replacement; the same resample for both methods, so the
     pairing is kept). It accounts for both sources of chance in a comparison: training randomness (seeds)
@@ -37,13 +38,19 @@ def bootstrap_diffs(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 
     # draw would (tests/test_stats.py checks it), so the numbers are those of the unchunked computation
     for start in range(0, n_boot, chunk):
         examples = rng.integers(0, n, (min(chunk, n_boot - start), n))
-        per_seed[start:start + len(examples)] = diff[:, examples].mean(-1).T
+        per_seed[start : start + len(examples)] = diff[:, examples].mean(-1).T
     # mean over the resampled seeds of the mean over the resampled examples
     return np.take_along_axis(per_seed, seeds, 1).mean(1)
 
 
-def bootstrap_diff_ci(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
-                      seed: int = 0, chunk: int | None = None) -> tuple[float, float, float]:
+def bootstrap_diff_ci(
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk: int | None = None,
+) -> tuple[float, float, float]:
     """Mean accuracy difference a - b with the percentile CI of its two-way bootstrap (`bootstrap_diffs`)."""
     boot = bootstrap_diffs(correct_a, correct_b, n_boot, seed, chunk)
     tail = (1 - level) / 2
@@ -65,6 +72,7 @@ class Variance:
     crossed random-effects model: seed-to-seed (training randomness), example-to-example (which test examples
     were drawn) and their interaction. The mean difference over S seeds and N examples has variance
     seed / S + example / N + residual / (S N)."""
+
     seed: float
     example: float
     residual: float
@@ -84,8 +92,7 @@ def variance_components(correct_a: np.ndarray, correct_b: np.ndarray) -> Varianc
         return Variance(float("nan"), float(ms_example), 0.0)  # examples and interaction are not separable
     ms_seed = n * ((rows - grand) ** 2).sum() / (s - 1)
     ms_residual = ((d - rows[:, None] - cols[None, :] + grand) ** 2).sum() / ((s - 1) * (n - 1))
-    return Variance(max(0.0, (ms_seed - ms_residual) / n), max(0.0, (ms_example - ms_residual) / s),
-                    float(ms_residual))
+    return Variance(max(0.0, (ms_seed - ms_residual) / n), max(0.0, (ms_example - ms_residual) / s), float(ms_residual))
 
 
 def min_detectable(var: Variance, seeds: int, examples: int, alpha: float, power: float) -> float:

@@ -3,16 +3,17 @@
 Each builder returns (numbers, shown, bold): `numbers` for the CSV, `shown` the formatted cells
 (strings) for Markdown and LaTeX, `bold` a same-shaped mask of cells to mark (the best per column).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+
+from pipeline.io import atomic_path
 
 from . import collect, stats
-from pipeline.io import atomic_path
 
 
 def pm(mean: float, std: float) -> str:
@@ -21,8 +22,19 @@ def pm(mean: float, std: float) -> str:
 
 def method_order(methods, teachers: list[str]) -> list[str]:
     """The paper's order: no KD, each single teacher, the ensembles, then beyond the paper, then RL-KD."""
-    fixed = ["ce", *(f"single_{t}" for t in teachers), "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
-             "best_single", "ca_mkd", "ae_kd", "mtkd_rl", "rl_kd"]
+    fixed = [
+        "ce",
+        *(f"single_{t}" for t in teachers),
+        "u_ensemble",
+        "w_ensemble",
+        "rand_single",
+        "lr_ensemble",
+        "best_single",
+        "ca_mkd",
+        "ae_kd",
+        "mtkd_rl",
+        "rl_kd",
+    ]
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 
@@ -40,8 +52,13 @@ def main_table(runs: pd.DataFrame, order: list[str], tasks: list[str]):
     numbers = pd.concat({"mean": mean, "std": std}, axis=1)
     numbers.columns = [f"{task}_{stat}" for stat, task in numbers.columns]
     numbers["seeds"] = seeds
-    shown = pd.DataFrame({c: [pm(mean.loc[m, c], std.loc[m, c]) if pd.notna(mean.loc[m, c]) else "" for m in order]
-                          for c in mean.columns}, index=pd.Index(order, name="method"))
+    shown = pd.DataFrame(
+        {
+            c: [pm(mean.loc[m, c], std.loc[m, c]) if pd.notna(mean.loc[m, c]) else "" for m in order]
+            for c in mean.columns
+        },
+        index=pd.Index(order, name="method"),
+    )
     shown["seeds"] = seeds.astype(str)
     bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     for c in mean.columns:
@@ -52,44 +69,60 @@ def main_table(runs: pd.DataFrame, order: list[str], tasks: list[str]):
 def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame):
     """Table 1: each teacher, and the student distilled from it alone; the paper's numbers beside ours
     where the task and teacher are the paper's (the paper profile)."""
-    single = runs[runs.method.str.startswith("single_")].assign(teacher=lambda d: d.method.str[len("single_"):])
+    single = runs[runs.method.str.startswith("single_")].assign(teacher=lambda d: d.method.str[len("single_") :])
     s = single.groupby(["task", "teacher"]).test_accuracy.agg(["mean", "std"]).reset_index()
     df = teachers.merge(s, on=["task", "teacher"], how="left").rename(
-        columns={"test_accuracy": "teacher_test", "mean": "student_test", "std": "student_std"})
-    df = df.merge(paper.rename(columns={"teacher_accuracy": "paper_teacher", "student_accuracy": "paper_student"}),
-                  on=["task", "teacher"], how="left")
+        columns={"test_accuracy": "teacher_test", "mean": "student_test", "std": "student_std"}
+    )
+    df = df.merge(
+        paper.rename(columns={"teacher_accuracy": "paper_teacher", "student_accuracy": "paper_student"}),
+        on=["task", "teacher"],
+        how="left",
+    )
     for who in ("teacher", "student"):
         df[f"{who}_minus_paper"] = 100 * df[f"{who}_test" if who == "teacher" else "student_test"] - df[f"paper_{who}"]
-    numbers = df[["task", "teacher", "parameters", "teacher_test", "test_examples", "student_test", "student_std", "paper_teacher",
-                  "paper_student", "teacher_minus_paper", "student_minus_paper"]]
-    shown = pd.DataFrame({
-        "task": df.task, "teacher": df.teacher, "parameters (M)": (df.parameters / 1e6).map("{:.1f}".format),
-        "teacher test": (100 * df.teacher_test).map("{:.1f}".format),
-        # a teacher may be scored on a sample of the test set (teachers.NAME.max_test); the students on all of it
-        "teacher test examples": [f"{int(n):,}" if pd.notna(n) else "" for n in df.test_examples],
-        "student (single teacher) test": [pm(m, s) if pd.notna(m) else "" for m, s in zip(df.student_test,
-                                                                                         df.student_std)]})
+    numbers = df[
+        [
+            "task",
+            "teacher",
+            "parameters",
+            "teacher_test",
+            "test_examples",
+            "student_test",
+            "student_std",
+            "paper_teacher",
+            "paper_student",
+            "teacher_minus_paper",
+            "student_minus_paper",
+        ]
+    ]
+    shown = pd.DataFrame(
+        {
+            "task": df.task,
+            "teacher": df.teacher,
+            "parameters (M)": (df.parameters / 1e6).map("{:.1f}".format),
+            "teacher test": (100 * df.teacher_test).map("{:.1f}".format),
+            # a teacher may be scored on a sample of the test set (teachers.NAME.max_test); the students on all of it
+            "teacher test examples": [f"{int(n):,}" if pd.notna(n) else "" for n in df.test_examples],
+            "student (single teacher) test": [
+                pm(m, s) if pd.notna(m) else "" for m, s in zip(df.student_test, df.student_std)
+            ],
+        }
+    )
     if df.paper_teacher.notna().any():
         fmt = lambda v: "" if pd.isna(v) else f"{v:.1f}"  # noqa: E731
         shown["paper teacher"], shown["paper student"] = df.paper_teacher.map(fmt), df.paper_student.map(fmt)
         shown["ours - paper (teacher / student)"] = [
-            "" if pd.isna(a) else f"{a:+.1f} / {b:+.1f}"
-            for a, b in zip(df.teacher_minus_paper, df.student_minus_paper)]
+            "" if pd.isna(a) else f"{a:+.1f} / {b:+.1f}" for a, b in zip(df.teacher_minus_paper, df.student_minus_paper)
+        ]
     bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     for column, value in (("teacher test", "teacher_test"), ("student (single teacher) test", "student_test")):
         bold[column] = df[value] == df.groupby("task")[value].transform("max")
-    return numbers, shown.set_index(["task", "teacher"]), bold.set_index([df.task, df.teacher]).drop(
-        columns=["task", "teacher"])
-
-
-def teacher_student_rank(numbers: pd.DataFrame) -> pd.DataFrame:
-    """Per task, Spearman's rank correlation between teacher and single-teacher student accuracy."""
-    rows = []
-    for task, df in numbers.groupby("task", sort=False):
-        rho = st.spearmanr(df.teacher_test, df.student_test).statistic if len(df) > 2 else np.nan
-        best_t, best_s = df.teacher[df.teacher_test.idxmax()], df.teacher[df.student_test.idxmax()]
-        rows.append({"task": task, "spearman": rho, "best_teacher": best_t, "best_student_from": best_s})
-    return pd.DataFrame(rows)
+    return (
+        numbers,
+        shown.set_index(["task", "teacher"]),
+        bold.set_index([df.task, df.teacher]).drop(columns=["task", "teacher"]),
+    )
 
 
 FIXED_KD = ("u_ensemble", "w_ensemble", "best_single", "lr_ensemble")  # KD with fixed teacher weights
@@ -124,9 +157,10 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
 
         def correctness(method, seeds):
             if method not in correct:
-                correct[method] = (sorted(acc[method].index), collect.correctness(root, method=method,
-                                                                                   seeds=sorted(acc[method].index),
-                                                                                   **where))
+                correct[method] = (
+                    sorted(acc[method].index),
+                    collect.correctness(root, method=method, seeds=sorted(acc[method].index), **where),
+                )
             have, c = correct[method]
             return c[[have.index(s) for s in seeds]]
 
@@ -141,15 +175,31 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
             level = cfg.significance if role == "primary" else cfg.significance / family  # Holm's first step
             var = stats.variance_components(ca, cb)
             only_a, only_b, p_mc = stats.mcnemar(ca, cb)
-            rows.append({"task": task, "a": a, "b": b, "role": role, "seeds": len(seeds), "examples": ca.shape[1],
-                         "diff": float((ca - cb).mean()), "ci_low": lo, "ci_high": hi, "p": stats.bootstrap_p(boot),
-                         "mdd": stats.min_detectable(var, len(seeds), ca.shape[1], level, cfg.power),
-                         "power": stats.power_at(var, len(seeds), ca.shape[1], level, cfg.gap / 100),
-                         "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
-                         "p_wilcoxon": stats.wilcoxon(acc[a][seeds], acc[b][seeds], cfg.wilcoxon_min_seeds),
-                         "only_a_right": only_a, "only_b_right": only_b, "p_mcnemar": p_mc,
-                         "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds]),
-                         "var_seed": var.seed, "var_example": var.example, "var_residual": var.residual})
+            rows.append(
+                {
+                    "task": task,
+                    "a": a,
+                    "b": b,
+                    "role": role,
+                    "seeds": len(seeds),
+                    "examples": ca.shape[1],
+                    "diff": float((ca - cb).mean()),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p": stats.bootstrap_p(boot),
+                    "mdd": stats.min_detectable(var, len(seeds), ca.shape[1], level, cfg.power),
+                    "power": stats.power_at(var, len(seeds), ca.shape[1], level, cfg.gap / 100),
+                    "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
+                    "p_wilcoxon": stats.wilcoxon(acc[a][seeds], acc[b][seeds], cfg.wilcoxon_min_seeds),
+                    "only_a_right": only_a,
+                    "only_b_right": only_b,
+                    "p_mcnemar": p_mc,
+                    "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds]),
+                    "var_seed": var.seed,
+                    "var_example": var.example,
+                    "var_residual": var.residual,
+                }
+            )
     numbers = pd.DataFrame(rows)
     if numbers.empty:  # the reference ran alone (run.methods: [])
         numbers = pd.DataFrame(columns=["task", "a", "b", "role", "seeds", "diff", "verdict"])
@@ -163,21 +213,31 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
 
     fmt_p = lambda p: "n/a" if p is None or pd.isna(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")  # noqa: E731
     pp = lambda v: "n/a" if pd.isna(v) else f"{100 * v:.1f}"  # noqa: E731
-    shown = pd.DataFrame({
-        "task": numbers.task, "comparison": numbers.a + " - " + numbers.b, "role": numbers.role,
-        f"difference (pp) [{100 * cfg.confidence:.0f}% CI]": [
-            f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi in zip(numbers["diff"], numbers.ci_low,
-                                                                                       numbers.ci_high)],
-        "bootstrap p (Holm)": [fmt_p(p) if r == "primary" else f"{fmt_p(p)} ({fmt_p(h)})"
-                               for p, h, r in zip(numbers.p, numbers.p_adjusted, numbers.role)],
-        f"detectable (pp, {100 * cfg.power:.0f}% power)": numbers.mdd.map(pp),
-        f"power at {cfg.gap:g} pp": numbers.power.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}"),
-        "paired t p": numbers.p_t.map(fmt_p),
-        f"Wilcoxon p (>= {cfg.wilcoxon_min_seeds} seeds)": numbers.p_wilcoxon.map(fmt_p),
-        "McNemar b / c, p (pooled)": [f"{a} / {b}, {fmt_p(p)}" for a, b, p in
-                                      zip(numbers.only_a_right, numbers.only_b_right, numbers.p_mcnemar)],
-        "d_z": numbers.d_z.map(lambda v: "n/a" if pd.isna(v) else f"{v:+.2f}"),
-        "verdict": numbers.verdict}).set_index(["task", "comparison"])
+    shown = pd.DataFrame(
+        {
+            "task": numbers.task,
+            "comparison": numbers.a + " - " + numbers.b,
+            "role": numbers.role,
+            f"difference (pp) [{100 * cfg.confidence:.0f}% CI]": [
+                f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                for d, lo, hi in zip(numbers["diff"], numbers.ci_low, numbers.ci_high)
+            ],
+            "bootstrap p (Holm)": [
+                fmt_p(p) if r == "primary" else f"{fmt_p(p)} ({fmt_p(h)})"
+                for p, h, r in zip(numbers.p, numbers.p_adjusted, numbers.role)
+            ],
+            f"detectable (pp, {100 * cfg.power:.0f}% power)": numbers.mdd.map(pp),
+            f"power at {cfg.gap:g} pp": numbers.power.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}"),
+            "paired t p": numbers.p_t.map(fmt_p),
+            f"Wilcoxon p (>= {cfg.wilcoxon_min_seeds} seeds)": numbers.p_wilcoxon.map(fmt_p),
+            "McNemar b / c, p (pooled)": [
+                f"{a} / {b}, {fmt_p(p)}"
+                for a, b, p in zip(numbers.only_a_right, numbers.only_b_right, numbers.p_mcnemar)
+            ],
+            "d_z": numbers.d_z.map(lambda v: "n/a" if pd.isna(v) else f"{v:+.2f}"),
+            "verdict": numbers.verdict,
+        }
+    ).set_index(["task", "comparison"])
     bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     bold["verdict"] = numbers.verdict.str.startswith(("better", "worse")).to_numpy()
     return numbers, shown, bold
@@ -211,18 +271,33 @@ def power_table(runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFrame):
         minutes = t_runs.groupby("method").train_seconds.mean().sum() / 60
         for s in POWER_SEEDS:
             for k in POWER_EXAMPLES:
-                rows.append({"task": task, "comparison": f"{r.a} - {r.b}", "seeds": s, "multiple": k,
-                             "examples": k * int(r.examples),
-                             "mdd": stats.min_detectable(var, s, k * int(r.examples), cfg.significance, cfg.power),
-                             "minutes": s * minutes, "var_seed": var.seed, "var_example": var.example,
-                             "var_residual": var.residual, "measured": s == r.seeds and k == 1})
+                rows.append(
+                    {
+                        "task": task,
+                        "comparison": f"{r.a} - {r.b}",
+                        "seeds": s,
+                        "multiple": k,
+                        "examples": k * int(r.examples),
+                        "mdd": stats.min_detectable(var, s, k * int(r.examples), cfg.significance, cfg.power),
+                        "minutes": s * minutes,
+                        "var_seed": var.seed,
+                        "var_example": var.example,
+                        "var_residual": var.residual,
+                        "measured": s == r.seeds and k == 1,
+                    }
+                )
     numbers = pd.DataFrame(rows)
     if numbers.empty:
         return numbers, numbers, numbers
     wide = numbers.pivot_table(index=["task", "seeds"], columns="multiple", values="mdd", sort=False)
     first = numbers.groupby(["task", "seeds"], sort=False).first()
-    shown = pd.DataFrame({"training minutes": first.minutes.map(lambda v: f"{v:.0f}"),
-                          "test examples": first.examples.map(lambda v: f"{v:,}")}, index=wide.index)
+    shown = pd.DataFrame(
+        {
+            "training minutes": first.minutes.map(lambda v: f"{v:.0f}"),
+            "test examples": first.examples.map(lambda v: f"{v:,}"),
+        },
+        index=wide.index,
+    )
     for k in wide.columns:
         shown[f"{k}x test" if k > 1 else "this test set"] = wide[k].map(lambda v: f"{100 * v:.1f}")
     return numbers, shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)
@@ -235,20 +310,34 @@ def compression_table(latency: list[dict]):
         models = {m["model"]: m for m in entry["models"]}
         student = models["student"]
         for name, m in models.items():
-            rows.append({"task": entry["task"], "model": name, "parameters": m["parameters"],
-                         "weight_mb": m["weight_bytes"] / 2 ** 20, "batch1_ms": m["batch1_ms"],
-                         "batch32_ms": m["batch32_ms"], "size_ratio": m["parameters"] / student["parameters"],
-                         "speedup_batch1": m["batch1_ms"] / student["batch1_ms"],
-                         "speedup_batch32": m["batch32_ms"] / student["batch32_ms"]})
+            rows.append(
+                {
+                    "task": entry["task"],
+                    "model": name,
+                    "parameters": m["parameters"],
+                    "weight_mb": m["weight_bytes"] / 2**20,
+                    "batch1_ms": m["batch1_ms"],
+                    "batch32_ms": m["batch32_ms"],
+                    "size_ratio": m["parameters"] / student["parameters"],
+                    "speedup_batch1": m["batch1_ms"] / student["batch1_ms"],
+                    "speedup_batch32": m["batch32_ms"] / student["batch32_ms"],
+                }
+            )
     numbers = pd.DataFrame(rows)
-    shown = pd.DataFrame({
-        "task": numbers.task, "model": numbers.model, "parameters (M)": (numbers.parameters / 1e6).map("{:.2f}".format),
-        "weights (MB)": numbers.weight_mb.map("{:.1f}".format), "batch 1 (ms)": numbers.batch1_ms.map("{:.1f}".format),
-        "batch 32 (ms)": numbers.batch32_ms.map("{:.0f}".format),
-        "x student size": numbers.size_ratio.map("{:.1f}".format),
-        "x student time (batch 1 / 32)": [f"{a:.1f} / {b:.1f}" for a, b in zip(numbers.speedup_batch1,
-                                                                                numbers.speedup_batch32)]
-    }).set_index(["task", "model"])
+    shown = pd.DataFrame(
+        {
+            "task": numbers.task,
+            "model": numbers.model,
+            "parameters (M)": (numbers.parameters / 1e6).map("{:.2f}".format),
+            "weights (MB)": numbers.weight_mb.map("{:.1f}".format),
+            "batch 1 (ms)": numbers.batch1_ms.map("{:.1f}".format),
+            "batch 32 (ms)": numbers.batch32_ms.map("{:.0f}".format),
+            "x student size": numbers.size_ratio.map("{:.1f}".format),
+            "x student time (batch 1 / 32)": [
+                f"{a:.1f} / {b:.1f}" for a, b in zip(numbers.speedup_batch1, numbers.speedup_batch32)
+            ],
+        }
+    ).set_index(["task", "model"])
     return numbers, shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)
 
 
@@ -260,20 +349,34 @@ def to_markdown(shown: pd.DataFrame, bold: pd.DataFrame) -> str:
 def to_latex(shown: pd.DataFrame, bold: pd.DataFrame, caption: str, label: str) -> str:
     def tex(v) -> str:
         s = str(v)
-        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                     ("±", r"$\pm$"), (">=", r"$\geq$"), ("<", r"$<$")):
+        for a, b in (
+            ("\\", r"\textbackslash{}"),
+            ("_", r"\_"),
+            ("%", r"\%"),
+            ("&", r"\&"),
+            ("#", r"\#"),
+            ("±", r"$\pm$"),
+            (">=", r"$\geq$"),
+            ("<", r"$<$"),
+        ):
             s = s.replace(a, b)
         return s
 
     flat = shown.reset_index()
     marks = bold.reset_index(drop=True).reindex(columns=flat.columns, fill_value=False)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{" + "l" * shown.index.nlevels +
-             "r" * shown.shape[1] + "}", r"\toprule", " & ".join(tex(c) for c in flat.columns) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{" + "l" * shown.index.nlevels + "r" * shown.shape[1] + "}",
+        r"\toprule",
+        " & ".join(tex(c) for c in flat.columns) + r" \\",
+        r"\midrule",
+    ]
     for i, row in flat.iterrows():
         cells = [rf"\textbf{{{tex(v)}}}" if marks.loc[i, c] else tex(v) for c, v in row.items()]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", rf"\label{{{label}}}",
-              r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,15 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
-Usage: python -m benchmarks [--skip NAME ...]   (NAME: kd_step method_epoch pieces online caching repro memory bootstrap)
+Usage: python -m benchmarks [--skip NAME ...]
+(NAME: kd_step method_epoch pieces online caching repro memory bootstrap)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
 fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
 MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,50 +37,68 @@ def table(results: dict) -> str:
     r = results
     if "kd_step" in r:
         k = r["kd_step"]
-        rows.append(f"| KD step / CE step | {k['ratio']} ({k['kd_step_ms']} v {k['ce_step_ms']} ms) | <= 1.10 | "
-                    f"{'yes' if k['met'] else 'no'} |")
+        rows.append(
+            f"| KD step / CE step | {k['ratio']} ({k['kd_step_ms']} v {k['ce_step_ms']} ms) | <= 1.10 | "
+            f"{'yes' if k['met'] else 'no'} |"
+        )
     if "method_epoch" in r:
         k = r["method_epoch"]
         for method, m in k["methods"].items():
-            rows.append(f"| {NAMES[method]} epoch / equal-weight KD epoch | {m['ratio']} ({m['epoch_s']} v "
-                        f"{k['kd_epoch_s']} s) | <= 1.5 | {'yes' if m['met'] else 'no'} |")
+            rows.append(
+                f"| {NAMES[method]} epoch / equal-weight KD epoch | {m['ratio']} ({m['epoch_s']} v "
+                f"{k['kd_epoch_s']} s) | <= 1.5 | {'yes' if m['met'] else 'no'} |"
+            )
     if "pieces" in r:
         v = r["pieces"]["variants"]
         four, whole, grouped = v["shuffled, 4 pieces"], v["shuffled"], v["grouped by length"]
-        rows.append(f"| student step, shuffled batch in 4 length-sorted pieces / one padded batch | "
-                    f"{four['ratio_to_shuffled']} ({four['step_ms']} v {whole['step_ms']} ms; grouped by length "
-                    f"{grouped['ratio_to_shuffled']}) | < 1 | {'yes' if four['ratio_to_shuffled'] < 1 else 'no'} |")
+        rows.append(
+            f"| student step, shuffled batch in 4 length-sorted pieces / one padded batch | "
+            f"{four['ratio_to_shuffled']} ({four['step_ms']} v {whole['step_ms']} ms; grouped by length "
+            f"{grouped['ratio_to_shuffled']}) | < 1 | {'yes' if four['ratio_to_shuffled'] < 1 else 'no'} |"
+        )
     if "online" in r:
         k = r["online"]
-        rows.append(f"| distill step, teachers online / from the cache | {k['speedup']}x ({k['online_step_ms']} v "
-                    f"{k['cached_step_ms']} ms) | (the cache's speed-up) | - |")
+        rows.append(
+            f"| distill step, teachers online / from the cache | {k['speedup']}x ({k['online_step_ms']} v "
+            f"{k['cached_step_ms']} ms) | (the cache's speed-up) | - |"
+        )
     if "caching" in r:
         k = r["caching"]
-        rows.append(f"| caching / bare forward throughput ({k['teacher']}) | {k['ratio']} "
-                    f"({k['cache_examples_per_s']} v {k['bare_forward_examples_per_s']} examples/s) | >= 0.9 | "
-                    f"{'yes' if k['met'] else 'no'} |")
+        rows.append(
+            f"| caching / bare forward throughput ({k['teacher']}) | {k['ratio']} "
+            f"({k['cache_examples_per_s']} v {k['bare_forward_examples_per_s']} examples/s) | >= 0.9 | "
+            f"{'yes' if k['met'] else 'no'} |"
+        )
     if "repro" in r:
         w, t = r["repro"]["workspace"], r["repro"]["tiny_profile"]
-        rows.append(f"| `dvc repro`, nothing changed (embedded default) | {w['nothing_changed_s']} s, "
-                    f"{len(w['nothing_changed_stages_run'])} stages run | a few seconds | "
-                    f"{'yes' if w['nothing_changed_s'] < 15 and not w['nothing_changed_stages_run'] else 'no'} |")
+        rows.append(
+            f"| `dvc repro`, nothing changed (embedded default) | {w['nothing_changed_s']} s, "
+            f"{len(w['nothing_changed_stages_run'])} stages run | a few seconds | "
+            f"{'yes' if w['nothing_changed_s'] < 15 and not w['nothing_changed_stages_run'] else 'no'} |"
+        )
         only = all(s.startswith("rl_kd@") for s in w["rl_change_would_run"])
-        rows.append(f"| `rl.policy_lr` changed (embedded default, `dvc repro --dry`) | "
-                    f"{len(w['rl_change_would_run'])} stages: {', '.join(w['rl_change_would_run'])} (analyze follows "
-                    f"once their outputs change) | the rl_kd runs only | {'yes' if only else 'no'} |")
+        rows.append(
+            f"| `rl.policy_lr` changed (embedded default, `dvc repro --dry`) | "
+            f"{len(w['rl_change_would_run'])} stages: {', '.join(w['rl_change_would_run'])} (analyze follows "
+            f"once their outputs change) | the rl_kd runs only | {'yes' if only else 'no'} |"
+        )
         tiny_only = all(s.startswith("rl_kd@") or s == "analyze" for s in t["rl_change_stages_run"])
-        rows.append(f"| same, run for real (tiny profile) | {t['rl_change_s']} s: "
-                    f"{', '.join(t['rl_change_stages_run'])}, of {t['stages']} stages (nothing changed: "
-                    f"{t['nothing_changed_s']} s) | rl_kd and analyze only | {'yes' if tiny_only else 'no'} |")
+        rows.append(
+            f"| same, run for real (tiny profile) | {t['rl_change_s']} s: "
+            f"{', '.join(t['rl_change_stages_run'])}, of {t['stages']} stages (nothing changed: "
+            f"{t['nothing_changed_s']} s) | rl_kd and analyze only | {'yes' if tiny_only else 'no'} |"
+        )
     if "memory" in r:
         m = r["memory"]
         peaks = ", ".join(f"{k} {v['peak_rss_gib']}" for k, v in m["stages"].items())
         rows.append(f"| peak memory per stage (GiB) | {peaks} | < 4 each | {'yes' if m['met'] else 'no'} |")
     if "bootstrap" in r:
         k = r["bootstrap"]
-        rows.append(f"| bootstrap CI at QQP size ({k['seeds']} seeds x {k['examples']:,} examples, "
-                    f"{k['resamples']:,} resamples) | {k['peak_gib']} GiB peak (unchunked {k['unchunked_gib']} GiB), "
-                    f"{k['seconds']} s | < 1 GiB | {'yes' if k['met'] else 'no'} |")
+        rows.append(
+            f"| bootstrap CI at QQP size ({k['seeds']} seeds x {k['examples']:,} examples, "
+            f"{k['resamples']:,} resamples) | {k['peak_gib']} GiB peak (unchunked {k['unchunked_gib']} GiB), "
+            f"{k['seconds']} s | < 1 GiB | {'yes' if k['met'] else 'no'} |"
+        )
     return "\n".join(rows)
 
 

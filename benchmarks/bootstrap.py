@@ -5,6 +5,7 @@ disagree on about a tenth of the examples. Unchunked, the resampled indices and 
 would take 12 GiB; the peak is what the call allocates (tracemalloc, which sees numpy's arrays).
 Usage: python -m benchmarks.bootstrap [--examples N] [--seeds S] [--resamples B]   (target: peak < 1 GiB)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,17 @@ def measure(examples: int = 40_430, seeds: int = 3, resamples: int = 10_000) -> 
     finally:
         tracemalloc.stop()
     unchunked = resamples * examples * 8 * (seeds + 1) / 2**30  # int64 indices and float64 differences
-    return {"peak_gib": round(peak, 3), "seconds": round(seconds, 1), "unchunked_gib": round(unchunked, 1),
-            "target": "< 1 GiB", "met": bool(peak < 1), "seeds": seeds, "examples": examples,
-            "resamples": resamples, "ci": [round(x, 5) for x in (diff, lo, hi)]}
+    return {
+        "peak_gib": round(peak, 3),
+        "seconds": round(seconds, 1),
+        "unchunked_gib": round(unchunked, 1),
+        "target": "< 1 GiB",
+        "met": bool(peak < 1),
+        "seeds": seeds,
+        "examples": examples,
+        "resamples": resamples,
+        "ci": [round(x, 5) for x in (diff, lo, hi)],
+    }
 
 
 def main() -> None:

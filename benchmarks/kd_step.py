@@ -3,6 +3,7 @@
 Both run side by side in one process on the same batches, so the ratio holds on a noisy machine.
 Usage: python -m benchmarks.kd_step [--steps N] [--teachers K]   (target: ratio <= 1.10)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ def step(model, optimizer, batch, labels, teacher_logits, weights, kd: bool) -> 
 def measure(steps: int = 60, teachers: int = 3, batch: int = 32, length: int = 32) -> dict:
     torch.manual_seed(0)
     # the embedded default's student: BERT 2 layers, hidden 128
-    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=512, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=8000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=128,
+    )
     model = Classifier(BertModel(config, add_pooling_layer=False), 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n = 2048
@@ -41,20 +48,30 @@ def measure(steps: int = 60, teachers: int = 3, batch: int = 32, length: int = 3
     times = {"ce": [], "kd": []}
     for i in range(steps + 5):
         idx = rng.choice(n, batch, replace=False)
-        inputs = {"input_ids": torch.randint(5, 8000, (batch, length)),
-                  "attention_mask": torch.ones(batch, length, dtype=torch.long)}
+        inputs = {
+            "input_ids": torch.randint(5, 8000, (batch, length)),
+            "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        }
         labels = torch.randint(0, 2, (batch,))
         weights = torch.full((batch, teachers), 1.0 / teachers)
-        for kind in (("ce", "kd") if i % 2 else ("kd", "ce")):  # alternate the order to cancel drift
+        for kind in ("ce", "kd") if i % 2 else ("kd", "ce"):  # alternate the order to cancel drift
             start = time.perf_counter()
             step(model, optimizer, inputs, labels, cache_logits[idx], weights, kd=kind == "kd")
             if i >= 5:  # warm-up steps are not timed
                 times[kind].append(time.perf_counter() - start)
     ce, kd = float(np.median(times["ce"])), float(np.median(times["kd"]))
     ratio = round(kd / ce, 3)  # judged as reported
-    return {"ce_step_ms": round(ce * 1e3, 2), "kd_step_ms": round(kd * 1e3, 2), "ratio": ratio,
-            "target": "<= 1.10", "met": ratio <= 1.10, "steps": steps, "teachers": teachers, "batch": batch,
-            "length": length}
+    return {
+        "ce_step_ms": round(ce * 1e3, 2),
+        "kd_step_ms": round(kd * 1e3, 2),
+        "ratio": ratio,
+        "target": "<= 1.10",
+        "met": ratio <= 1.10,
+        "steps": steps,
+        "teachers": teachers,
+        "batch": batch,
+        "length": length,
+    }
 
 
 def main() -> None:

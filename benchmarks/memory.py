@@ -6,6 +6,7 @@ folder, so the workspace is not touched. The largest instance of each stage is m
 teacher for finetune and cache.
 Usage: python -m benchmarks.memory [--skip finetune ...]   (target: every stage under 4 GiB)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,19 @@ STAGES = {
 
 # A forked child starts out counted at its parent's size, so the stage is started by a small launcher
 # process, whose own children's peak is then the stage's alone
-LAUNCHER = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+LAUNCHER = (
+    "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)"
+)
 
 
 def peak_rss(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """(peak resident set in GiB, seconds) of one process, from the kernel's own accounting."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *cmd], cwd=cwd, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")

@@ -5,6 +5,7 @@ in one process, the order rotated every round so that the ratios hold on a noisy
 includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
 Usage: python -m benchmarks.method_epoch [--examples N] [--rounds R]   (target: every ratio <= 1.5)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertModel, get_constant_schedule
 
-from pipeline import methods, params as P
+from pipeline import methods
+from pipeline import params as P
 from pipeline.agent import Agent, Reward
 from pipeline.distill import train_epoch
 from pipeline.models import Classifier
@@ -42,8 +44,14 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     rng = np.random.default_rng(0)
     enc, labels, cache = synthetic(examples, teachers, length, rng)
     rl_cfg, cfg = P.RL(), P.Distill()
-    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=512, max_position_embeddings=128)  # the embedded default's student
+    config = BertConfig(
+        vocab_size=8000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=128,
+    )  # the embedded default's student
     model = Classifier(BertModel(config, add_pooling_layer=False), 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = get_constant_schedule(optimizer)
@@ -52,16 +60,34 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, 0, lengths)
     reward = Reward(rl_cfg, model, enc, labels, cache["logits"], cfg, 0, held_out, rng)
     weight_sum = torch.zeros(examples, teachers)
-    weightings = {m: methods.build(m, [f"t{k}" for k in range(teachers)], {"train": cache}, {"train": labels}, cfg, rng)
-                  for m in ("u_ensemble", *ADAPTIVE[1:])}
+    weightings = {
+        m: methods.build(m, [f"t{k}" for k in range(teachers)], {"train": cache}, {"train": labels}, cfg, rng)
+        for m in ("u_ensemble", *ADAPTIVE[1:])
+    }
     weightings["mtkd_rl"].weigh.epoch = 2  # past its warm-up: the agent weighs every batch
 
     def epoch(method: str) -> float:
         start = time.perf_counter()
         rl = method == "rl_kd"
         weighting = weightings["u_ensemble" if rl else method]
-        train_epoch(model, enc, rows, labels, cache["logits"], weighting.weigh, "ce", cfg, optimizer, scheduler, 0, rng,
-                    weight_sum, "bench", agent if rl else None, reward)
+        train_epoch(
+            model,
+            enc,
+            rows,
+            labels,
+            cache["logits"],
+            weighting.weigh,
+            "ce",
+            cfg,
+            optimizer,
+            scheduler,
+            0,
+            rng,
+            weight_sum,
+            "bench",
+            agent if rl else None,
+            reward,
+        )
         weighting.end_epoch()
         return time.perf_counter() - start
 
@@ -69,11 +95,17 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     epoch("u_ensemble")  # warm-up, not timed
     times = {m: [] for m in order}
     for r in range(rounds):
-        for method in order[r % len(order):] + order[:r % len(order)]:  # rotate the order to cancel drift
+        for method in order[r % len(order) :] + order[: r % len(order)]:  # rotate the order to cancel drift
             times[method].append(epoch(method))
     kd = float(np.median(times["u_ensemble"]))
-    out = {"kd_epoch_s": round(kd, 3), "target": "<= 1.5", "examples": examples, "rounds": rounds,
-           "teachers": teachers, "methods": {}}
+    out = {
+        "kd_epoch_s": round(kd, 3),
+        "target": "<= 1.5",
+        "examples": examples,
+        "rounds": rounds,
+        "teachers": teachers,
+        "methods": {},
+    }
     for m in ADAPTIVE:
         s = float(np.median(times[m]))
         ratio = round(s / kd, 3)  # judged as reported: 1.5004 is shown, and met, as 1.5

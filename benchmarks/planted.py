@@ -31,6 +31,7 @@ Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists] [
 Default settings: `default` ({}) and one per reward in REWARDS ({"reward": R}); --setting replaces
 them all. About 3 s a run on 2 cores; the full default is 2 designs x 10 seeds x (1 + 6) runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ EPOCHS = 8  # distill.epochs: one equal-weight warm-up epoch, then the agent (mo
 
 # ---- data ---------------------------------------------------------------------------------------
 
+
 def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
     """Short 'reviews' whose label is carried by one sentiment word among 5 filler words (coin design)."""
     rng = np.random.default_rng(seed)
@@ -78,8 +80,7 @@ def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
         label = int(rng.integers(2))
         words = list(rng.choice(FILLER, size=5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
         rng.shuffle(words)
-        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
-                     "movie": f"m{i % 40}"})
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label], "movie": f"m{i % 40}"})
     return pd.DataFrame(rows)
 
 
@@ -91,8 +92,7 @@ def kinds_frame(n: int, seed: int = 0) -> pd.DataFrame:
         label, kind = int(rng.integers(2)), int(rng.integers(3))
         words = list(rng.choice(FILLER, size=KIND_FILLERS[kind])) + [rng.choice(POSITIVE if label else NEGATIVE)]
         rng.shuffle(words)
-        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
-                     "movie": f"m{i % 40}"})
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label], "movie": f"m{i % 40}"})
     return pd.DataFrame(rows)
 
 
@@ -112,23 +112,54 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
     frame = sentiment_frame(700) if design == "coin" else kinds_frame(700)
     frame.to_csv(root / "user_data/reviews.csv", index=False)
     # the longest text: 12 words and [CLS], [SEP]; an index of 3 digits is at most 3 word pieces: 16 <= 24
-    teacher = {"source": "random", "arch": "bert", "vocab_size": 300, "epochs": 2, "max_length": 24,
-               "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.0,
-               "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                          "intermediate_size": 64, "max_position_embeddings": 64}}
+    teacher = {
+        "source": "random",
+        "arch": "bert",
+        "vocab_size": 300,
+        "epochs": 2,
+        "max_length": 24,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_ratio": 0.0,
+        "config": {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+        },
+    }
     return {
         "seed": 0,
         "run": {"tasks": [TASK], "teachers": teachers, "methods": ["u_ensemble"], "seeds": [1]},
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
-        "tasks": {TASK: {"source": "file", "path": "user_data/reviews.csv", "text_a": "review",
-                         "label": "sentiment", "labels": ["neg", "pos"], "group": "movie",
-                         "dev_fraction": 0.2, "test_fraction": 0.2}},
+        "tasks": {
+            TASK: {
+                "source": "file",
+                "path": "user_data/reviews.csv",
+                "text_a": "review",
+                "label": "sentiment",
+                "labels": ["neg", "pos"],
+                "group": "movie",
+                "dev_fraction": 0.2,
+                "test_fraction": 0.2,
+            }
+        },
         "teachers": {t: dict(teacher) for t in teachers},  # never trained: their caches are planted
-        "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
-                    "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                               "intermediate_size": 32, "max_position_embeddings": 64}},
-        "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA,
-                    "temperature": 2.0},
+        "student": {
+            "source": "random",
+            "arch": "bert",
+            "vocab_size": 200,
+            "max_length": 24,
+            "config": {
+                "hidden_size": 16,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+                "max_position_embeddings": 64,
+            },
+        },
+        "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
         "rl": dict(rl or {}),
         "analysis": {},
         "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
@@ -140,6 +171,7 @@ def write_params(root: Path, values: dict) -> None:
 
 
 # ---- planted teacher caches ---------------------------------------------------------------------
+
 
 def _save(root: Path, teacher: str, split: str, df: pd.DataFrame, lg: torch.Tensor, pooled, y) -> None:
     path = root / "logits" / TASK / teacher / f"{split}.safetensors"
@@ -187,6 +219,7 @@ def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, 
 
 # ---- runs ---------------------------------------------------------------------------------------
 
+
 def _run(method: str, seed: str) -> float:
     with contextlib.redirect_stdout(sys.stderr):  # the pipeline's own lines; stdout keeps the table
         if method == "rl_kd":
@@ -211,20 +244,30 @@ def summary(runs: list[dict]) -> dict:
     met = [all(g >= MIN_GAP for g in r["gaps"].values()) for r in ok]
     won = [r["rl_kd"] > r["u_ensemble"] for r in ok]
     all_gaps = [g for r in ok for g in r["gaps"].values()]
-    mean = (lambda xs: round(float(np.mean(xs)), 4) if xs else None)
-    return {"seeds": len(runs), "errors": len(runs) - len(ok), "seeds_gap_met": sum(met), "seeds_won": sum(won),
-            "seeds_both": sum(m and w for m, w in zip(met, won)),
-            "mean_gap": mean(all_gaps), "min_gap": round(min(all_gaps), 4) if all_gaps else None,
-            "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
-            "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok])}
+
+    def mean(xs):
+        return round(float(np.mean(xs)), 4) if xs else None
+
+    return {
+        "seeds": len(runs),
+        "errors": len(runs) - len(ok),
+        "seeds_gap_met": sum(met),
+        "seeds_won": sum(won),
+        "seeds_both": sum(m and w for m, w in zip(met, won)),
+        "mean_gap": mean(all_gaps),
+        "min_gap": round(min(all_gaps), 4) if all_gaps else None,
+        "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
+        "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok]),
+    }
 
 
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_design(design: str, seeds, rl_settings: dict[str, dict], workdir: str | Path | None = None,
-               oracle: bool = False) -> dict[str, dict]:
+def run_design(
+    design: str, seeds, rl_settings: dict[str, dict], workdir: str | Path | None = None, oracle: bool = False
+) -> dict[str, dict]:
     """Run the design: u_ensemble once per seed, rl_kd once per (setting, seed).
 
     Returns {setting: {"rl": dict, "runs": [per seed: {"seed", "gaps", "rl_kd", "u_ensemble",
@@ -253,23 +296,33 @@ def run_design(design: str, seeds, rl_settings: dict[str, dict], workdir: str | 
             shutil.copytree(root / "user_data", sibling / "user_data")
             shutil.copytree(root / "data", sibling / "data")
             os.chdir(sibling)
-            write_params(sibling, {**base_params, "run": {**base_params["run"], "teachers": ["oracle"]},
-                                   "teachers": {"oracle": base_params["teachers"][TEACHERS[design][0]]}})
+            write_params(
+                sibling,
+                {
+                    **base_params,
+                    "run": {**base_params["run"], "teachers": ["oracle"]},
+                    "teachers": {"oracle": base_params["teachers"][TEACHERS[design][0]]},
+                },
+            )
             plant(design, sibling, oracle=True)
             for seed in seeds:
                 start = time.perf_counter()
                 oracle_acc[seed] = _run("u_ensemble", seed)
                 done += 1
-                progress(f"[{done}/{total}] {design} seed {seed} oracle: test {oracle_acc[seed]:.4f} "
-                         f"({time.perf_counter() - start:.1f} s)")
+                progress(
+                    f"[{done}/{total}] {design} seed {seed} oracle: test {oracle_acc[seed]:.4f} "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
             os.chdir(root)
         for seed in seeds:
             write_params(root, base_params)  # the agent's defaults: a setting the agent refuses fails its runs only
             start = time.perf_counter()
             equal = _run("u_ensemble", seed)
             done += 1
-            progress(f"[{done}/{total}] {design} seed {seed} u_ensemble: test {equal:.4f} "
-                     f"({time.perf_counter() - start:.1f} s)")
+            progress(
+                f"[{done}/{total}] {design} seed {seed} u_ensemble: test {equal:.4f} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
             for name, rl in rl_settings.items():
                 write_params(root, {**base_params, "rl": dict(rl)})
                 shutil.rmtree(root / "runs" / TASK / "rl_kd" / seed, ignore_errors=True)
@@ -277,22 +330,25 @@ def run_design(design: str, seeds, rl_settings: dict[str, dict], workdir: str | 
                 try:
                     acc = _run("rl_kd", seed)
                     sel = pd.read_parquet(root / "runs" / TASK / "rl_kd" / seed / "weights.parquet")
-                    row = {"seed": seed, "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
-                           "rl_kd": acc, "u_ensemble": equal,
-                           "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4)
-                                              for t in TEACHERS[design]},
-                           "seconds": round(time.perf_counter() - start, 2)}
+                    row = {
+                        "seed": seed,
+                        "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
+                        "rl_kd": acc,
+                        "u_ensemble": equal,
+                        "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4) for t in TEACHERS[design]},
+                        "seconds": round(time.perf_counter() - start, 2),
+                    }
                     if oracle:
                         row["oracle"] = oracle_acc[seed]
-                    line = (f"rl_kd {acc:.4f} (u_ensemble {equal:.4f}), gaps "
-                            + ", ".join(f"{t} {g:+.2f}" for t, g in row["gaps"].items()))
+                    line = f"rl_kd {acc:.4f} (u_ensemble {equal:.4f}), gaps " + ", ".join(
+                        f"{t} {g:+.2f}" for t, g in row["gaps"].items()
+                    )
                 except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others
                     row = {"seed": seed, "error": f"{type(err).__name__}: {err}"}
                     line = f"FAILED: {row['error']}"
                 results[name]["runs"].append(row)
                 done += 1
-                progress(f"[{done}/{total}] {design} seed {seed} {name}: {line} "
-                         f"({time.perf_counter() - start:.1f} s)")
+                progress(f"[{done}/{total}] {design} seed {seed} {name}: {line} ({time.perf_counter() - start:.1f} s)")
     finally:
         os.chdir(home)
         if owned:
@@ -301,12 +357,14 @@ def run_design(design: str, seeds, rl_settings: dict[str, dict], workdir: str | 
         entry["summary"] = summary(entry["runs"])
         if oracle:
             entry["summary"]["mean_oracle"] = round(float(np.mean(list(oracle_acc.values()))), 4)
-            entry["summary"]["mean_u_ensemble"] = round(float(np.mean(
-                [r["u_ensemble"] for r in entry["runs"] if "error" not in r] or [np.nan])), 4)
+            entry["summary"]["mean_u_ensemble"] = round(
+                float(np.mean([r["u_ensemble"] for r in entry["runs"] if "error" not in r] or [np.nan])), 4
+            )
     return results
 
 
 # ---- command ------------------------------------------------------------------------------------
+
 
 def parse_seeds(tokens: list[str]) -> list[str]:
     """`1-10`, `1,2,5`, `1-3 7` -> seed strings."""
@@ -356,16 +414,23 @@ def default_settings(rewards=REWARDS) -> dict[str, dict]:
 
 
 def table(designs: dict) -> str:
-    rows = ["| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff |",
-            "|---|---|---|---|---|---|---|"]
-    fmt = (lambda x, spec: "-" if x is None else format(x, spec))
+    rows = [
+        "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(x, spec):
+        return "-" if x is None else format(x, spec)
+
     for design, settings in designs.items():
         for name, entry in settings.items():
             s = entry["summary"]
             n = f"/{s['seeds']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
-            rows.append(f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
-                        f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
-                        f"{fmt(s['mean_acc_diff'], '+.4f')} |")
+            rows.append(
+                f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
+                f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
+                f"{fmt(s['mean_acc_diff'], '+.4f')} |"
+            )
     return "\n".join(rows)
 
 
@@ -378,24 +443,34 @@ def per_seed(designs: dict, setting: str = "default") -> str:
                 rows.append(f"| {design} | {r['seed']} | failed: {r['error']} | | |")
                 continue
             gaps_text = " / ".join(f"{g:.2f}" for g in r["gaps"].values())
-            rows.append(f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} |")
+            rows.append(
+                f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} |"
+            )
     return "\n".join(rows)
 
 
 def markdown(designs: dict, command: str) -> str:
     """The page results/planted.md: written by this command, never edited by hand."""
-    return (f"# Planted-teacher benchmark\n\nWritten by `{command}` (benchmarks/planted.py; docs/rl-kd.md "
-            f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
-            f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'.\n\n"
-            f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n")
+    return (
+        f"# Planted-teacher benchmark\n\nWritten by `{command}` (benchmarks/planted.py; docs/rl-kd.md "
+        f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
+        f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'.\n\n"
+        f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n"
+    )
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", default=["1-10"], help="e.g. 1-10, or 1 2 5")
     ap.add_argument("--design", nargs="+", default=list(DESIGNS), choices=DESIGNS)
-    ap.add_argument("--setting", nargs="+", type=parse_setting, default=None, metavar="NAME=JSON",
-                    help="rl sections to run (replace the defaults), e.g. default={} lr='{\"policy_lr\": 0.1}'")
+    ap.add_argument(
+        "--setting",
+        nargs="+",
+        type=parse_setting,
+        default=None,
+        metavar="NAME=JSON",
+        help="rl sections to run (replace the defaults), e.g. default={} lr='{\"policy_lr\": 0.1}'",
+    )
     ap.add_argument("--rewards", nargs="+", default=REWARDS, help="the rewards of the default settings")
     ap.add_argument("--oracle", action="store_true", help="also distil from the single right teacher per seed")
     ap.add_argument("--merge", action="store_true", help="keep the out file's other designs and settings")
@@ -413,13 +488,25 @@ def main(argv=None) -> None:
         merged = json.loads(args.out.read_text()).get("designs", {})
     for design, entries in designs.items():
         merged.setdefault(design, {}).update(entries)
-    write_json(args.out, {"designs": merged, "min_gap": MIN_GAP,
-                          "last_run": {"designs": args.design, "settings": list(settings), "seeds": seeds,
-                                       "runs": runs, "seconds": round(seconds, 1),
-                                       "seconds_per_run": round(seconds / runs, 2)},
-                          "provenance": provenance()})
-    args.out.with_suffix(".md").write_text(markdown(merged, "python -m benchmarks.planted "
-                                                    + " ".join(argv if argv is not None else sys.argv[1:])))
+    write_json(
+        args.out,
+        {
+            "designs": merged,
+            "min_gap": MIN_GAP,
+            "last_run": {
+                "designs": args.design,
+                "settings": list(settings),
+                "seeds": seeds,
+                "runs": runs,
+                "seconds": round(seconds, 1),
+                "seconds_per_run": round(seconds / runs, 2),
+            },
+            "provenance": provenance(),
+        },
+    )
+    args.out.with_suffix(".md").write_text(
+        markdown(merged, "python -m benchmarks.planted " + " ".join(argv if argv is not None else sys.argv[1:]))
+    )
     print(table(designs))
     progress(f"\n{runs} runs in {seconds:.0f} s ({seconds / runs:.1f} s a run); written to {args.out}")
 

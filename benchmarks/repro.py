@@ -6,6 +6,7 @@ is restored byte for byte afterwards). On the test suite's tiny profile in a tem
 the same two cases run for real, timed.
 Usage: python -m benchmarks.repro
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,11 @@ def workspace(root: Path = ROOT) -> dict:
         _, dry = dvc(["repro", "--dry"], root)
     finally:
         params_file.write_bytes(original)
-    return {"nothing_changed_s": round(seconds, 1), "nothing_changed_stages_run": ran,
-            "rl_change_would_run": sorted(stages_run(dry))}
+    return {
+        "nothing_changed_s": round(seconds, 1),
+        "nothing_changed_stages_run": ran,
+        "rl_change_would_run": sorted(stages_run(dry)),
+    }
 
 
 def tiny() -> dict:
@@ -79,14 +83,22 @@ def tiny() -> dict:
         second, out2 = dvc(["repro"], repo)
         change_rl(repo / "params.yaml")
         third, out3 = dvc(["repro"], repo)
-    return {"first_s": round(first, 1), "stages": total, "nothing_changed_s": round(second, 1),
-            "nothing_changed_stages_run": stages_run(out2), "rl_change_s": round(third, 1),
-            "rl_change_stages_run": sorted(stages_run(out3))}
+    return {
+        "first_s": round(first, 1),
+        "stages": total,
+        "nothing_changed_s": round(second, 1),
+        "nothing_changed_stages_run": stages_run(out2),
+        "rl_change_s": round(third, 1),
+        "rl_change_stages_run": sorted(stages_run(out3)),
+    }
 
 
 def measure() -> dict:
-    return {"workspace": workspace(), "tiny_profile": tiny(), "target": "a few seconds with nothing changed; "
-            "after an rl change only rl_kd@* and analyze"}
+    return {
+        "workspace": workspace(),
+        "tiny_profile": tiny(),
+        "target": "a few seconds with nothing changed; after an rl change only rl_kd@* and analyze",
+    }
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Each teacher's KD loss pulls the student's logits its own way. AE-KD weighs the 
 the combined pull is the shortest vector in the (capped) convex hull of the teachers' pulls, the
 multiple-gradient descent direction of Sener and Koltun (2018), recomputed for every batch.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -29,9 +30,15 @@ def min_norm_weights(g: torch.Tensor, cap: float) -> torch.Tensor:
     q = q / max(np.trace(q) / k, 1e-300)  # the weights do not depend on the scale; SLSQP's tolerances do
     if not np.isfinite(q).all() or np.abs(q).max() == 0:  # the student agrees with every teacher
         return torch.full((k,), 1.0 / k)
-    result = minimize(lambda a: a @ q @ a, np.full(k, 1.0 / k), jac=lambda a: 2 * q @ a, method="SLSQP",
-                      bounds=[(0.0, cap)] * k, options={"ftol": 1e-12, "maxiter": 200},
-                      constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1, "jac": lambda a: np.ones(k)}])
+    result = minimize(
+        lambda a: a @ q @ a,
+        np.full(k, 1.0 / k),
+        jac=lambda a: 2 * q @ a,
+        method="SLSQP",
+        bounds=[(0.0, cap)] * k,
+        options={"ftol": 1e-12, "maxiter": 200},
+        constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1, "jac": lambda a: np.ones(k)}],
+    )
     if not result.success:  # not seen in practice; the weights below are then the solver's last feasible guess
         warnings.warn(f"AE-KD's min-norm problem: SLSQP stopped early ({result.message})", RuntimeWarning)
     a = np.clip(result.x, 0.0, cap)
@@ -57,7 +64,9 @@ def kd_gradients(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
 def weigher(teacher_logits: torch.Tensor, temperature: float, cap: float):
     """weigh(idx, student_logits) -> [B, K]: the batch's min-norm weights, the same for each of its instances
     (constants in the student's loss, as in the authors' code)."""
+
     def weigh(idx: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
         g = kd_gradients(student_logits, teacher_logits[idx], temperature)
         return min_norm_weights(g, cap).expand(len(idx), -1)
+
     return weigh

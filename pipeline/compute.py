@@ -6,6 +6,7 @@ number (on the CPU in fp32 the results are the same bit for bit). Fine-tuning ru
 GPUs when its stage command is `accelerate launch` (compute.launch); every process then takes its
 share of each batch, so the global batch, the number of steps and the schedule stay as configured.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,10 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
     """One Accelerator per process (Accelerate keeps its state process-wide); fails at once on a bad choice."""
     gpu = torch.cuda.is_available()
     if device == "cuda" and not gpu:
-        raise P.InputError("compute.device: cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is "
-                           "False); use auto or cpu")
+        raise P.InputError(
+            "compute.device: cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is "
+            "False); use auto or cpu"
+        )
     on_gpu = gpu and device != "cpu"
     # native bf16 only (Ampere and later): an emulated one is slow, and probing it opens a context on GPU 0
     native = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -35,8 +38,12 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
     # some encoders carry parameters our classifier never uses (e.g. a pooler): data parallel must skip them
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     # split_batches: each process takes part of every batch, so the scheduler steps once per step
-    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if precision == "bf16" else "no",
-                       dataloader_config=DataLoaderConfiguration(split_batches=True), kwargs_handlers=[unused])
+    return Accelerator(
+        cpu=device == "cpu",
+        mixed_precision="bf16" if precision == "bf16" else "no",
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        kwargs_handlers=[unused],
+    )
 
 
 def from_params(compute: P.Compute) -> Accelerator:
@@ -64,4 +71,3 @@ def shard(acc: Accelerator, idx: np.ndarray) -> np.ndarray:
     if acc.num_processes == 1 or len(idx) < acc.num_processes:
         return idx
     return np.array_split(idx, acc.num_processes)[acc.process_index]
-

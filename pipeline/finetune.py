@@ -3,6 +3,7 @@
 Usage: python -m pipeline.finetune TASK TEACHER
 Writes models/TASK/TEACHER/model/ (encoder, tokenizer, head) and models/TASK/TEACHER/metrics.json.
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,18 +15,16 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from . import compute, data, models, params as P, training as T
+from . import compute, data, models, training
+from . import params as P
 from .assets import load_manifest
 from .io import atomic_path, provenance, read_json, write_json
 
 
 def resolve(params: P.Params, task: str, teacher: str):
     """Check the names and the inputs a run needs, before any model is built."""
-    if task not in params.tasks:
-        raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
-    if teacher not in params.teachers:
-        raise P.InputError(f"unknown teacher {teacher!r}; teachers defined in params.yaml: {sorted(params.teachers)}")
-    spec = params.teachers[teacher]
+    P.named(params, "tasks", task)
+    spec = P.named(params, "teachers", teacher)
     manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
     card_path = Path("data") / task / "card.json"
     if not card_path.is_file():
@@ -36,13 +35,15 @@ def resolve(params: P.Params, task: str, teacher: str):
 def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> dict:
     """Fine-tune one setting from the pretrained encoder; return the best epoch's model and its record."""
     acc.free_memory()  # the previous grid point's prepared model and optimizer
-    T.seed_everything(seed)
+    training.seed_everything(seed)
     train = parts["train"]
     texts = list(train.text_a) + list(train.text_b.dropna())
     encoder, tokenizer = models.pretrained_encoder(f"teachers.{teacher}", spec, manifest, texts)
     model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
     pad = tokenizer.pad_token_id
-    enc = {s: T.encode(tokenizer, df, spec.max_length, models.uses_token_types(encoder)) for s, df in parts.items()}
+    enc = {
+        s: training.encode(tokenizer, df, spec.max_length, models.uses_token_types(encoder)) for s, df in parts.items()
+    }
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
     steps = spec.epochs * -(-len(train) // spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -50,38 +51,69 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     rng = np.random.default_rng(seed)
 
-    acc.print(f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
-          f"{models.count_parameters(model) / 1e6:.1f} M parameters", flush=True)
+    acc.print(
+        f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
+        f"{models.count_parameters(model) / 1e6:.1f} M parameters",
+        flush=True,
+    )
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
-        stats = T.train_epoch(model, enc["train"], gold["train"], spec.batch_size, optimizer, scheduler, pad, rng,
-                              acc, workers, desc=f"{teacher} epoch {epoch}", by_length=spec.group_by_length,
-                              pieces=spec.forward_pieces)
-        dev_logits, _ = T.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)
-        stats.update(epoch=epoch, dev_accuracy=T.accuracy(dev_logits, gold["dev"]))
+        stats = training.train_epoch(
+            model,
+            enc["train"],
+            gold["train"],
+            spec.batch_size,
+            optimizer,
+            scheduler,
+            pad,
+            rng,
+            acc,
+            workers,
+            desc=f"{teacher} epoch {epoch}",
+            by_length=spec.group_by_length,
+            pieces=spec.forward_pieces,
+        )
+        dev_logits, _ = training.predict(
+            acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers
+        )
+        stats.update(epoch=epoch, dev_accuracy=training.accuracy(dev_logits, gold["dev"]))
         history.append(stats)
-        acc.print(f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
-              f"{stats['examples_per_s']:.1f} examples/s", flush=True)
+        acc.print(
+            f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
+            f"{stats['examples_per_s']:.1f} examples/s",
+            flush=True,
+        )
         if stats["dev_accuracy"] > best:
             best, best_state = stats["dev_accuracy"], copy.deepcopy(acc.unwrap_model(model).state_dict())
     model = acc.unwrap_model(model)
     model.load_state_dict(best_state)
-    return {"model": model, "tokenizer": tokenizer, "enc": enc, "gold": gold, "history": history,
-            "dev_accuracy": best, "seconds": time.perf_counter() - start}
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "enc": enc,
+        "gold": gold,
+        "history": history,
+        "dev_accuracy": best,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
     spec, manifest, card = resolve(params, task, teacher)
     splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
-    parts = {**splits, "train": data.cap(splits["train"], spec.max_train, params.seed),
-             "test": data.cap(splits["test"], spec.max_test, params.seed)}
+    parts = {
+        **splits,
+        "train": data.cap(splits["train"], spec.max_train, params.seed),
+        "test": data.cap(splits["test"], spec.max_test, params.seed),
+    }
     acc, workers = compute.from_params(params.compute), params.compute.loader_workers
-    best, chosen, grid = T.best_on_dev(spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed,
-                                                               acc, workers))
+    best, chosen, grid = training.best_on_dev(
+        spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
+    )
     model, gold, history = best["model"], best["gold"], best["history"]
     pad = best["tokenizer"].pad_token_id
-    test_logits, _ = T.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, "test", acc, workers)
+    test_logits, _ = training.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, "test", acc, workers)
     if not acc.is_main_process:  # data parallel: the first process writes
         return
 
@@ -90,19 +122,31 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
         models.save(model.cpu(), best["tokenizer"], tmp, card["labels"], spec.max_length)
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
     train_seconds = best["seconds"]
-    write_json(out / "metrics.json", {
-        "task": task, "teacher": teacher, "dev_accuracy": best["dev_accuracy"],
-        "test_accuracy": T.accuracy(test_logits, gold["test"]),
-        **data.by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
-        "best_epoch": best_epoch, "train_examples": len(parts["train"]), "test_examples": len(parts["test"]),
-        "train_seconds": train_seconds,
-        "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
-        "parameters": models.count_parameters(model), "truncated_train_examples": best["enc"]["train"]["truncated"],
-        "history": history, **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),
-        "provenance": provenance(params.seed, spec.model_dump(), compute.describe(acc)),
-    })
-    print(f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best['dev_accuracy']:.4f}, "
-          f"test {T.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s", flush=True)
+    write_json(
+        out / "metrics.json",
+        {
+            "task": task,
+            "teacher": teacher,
+            "dev_accuracy": best["dev_accuracy"],
+            "test_accuracy": training.accuracy(test_logits, gold["test"]),
+            **data.by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
+            "best_epoch": best_epoch,
+            "train_examples": len(parts["train"]),
+            "test_examples": len(parts["test"]),
+            "train_seconds": train_seconds,
+            "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
+            "parameters": models.count_parameters(model),
+            "truncated_train_examples": best["enc"]["train"]["truncated"],
+            "history": history,
+            **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),
+            "provenance": provenance(params.seed, spec.model_dump(), compute.describe(acc)),
+        },
+    )
+    print(
+        f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best['dev_accuracy']:.4f}, "
+        f"test {training.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

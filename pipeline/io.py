@@ -1,4 +1,5 @@
 """Atomic writes and digests: a crash never leaves a file that a later stage would take as valid."""
+
 from __future__ import annotations
 
 import hashlib
@@ -91,7 +92,13 @@ def this_machine() -> dict:
     except OSError:
         pass
     kernels = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ}  # set by hand, they change the bytes
-    return {"platform": platform.platform(),
-            "cpu": {"model": model or platform.processor() or platform.machine(), "arch": platform.machine(),
-                    "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-                    **({"kernel_overrides": kernels} if kernels else {})}}
+    return {
+        "platform": platform.platform(),
+        "cpu": {
+            "model": model or platform.processor() or platform.machine(),
+            "arch": platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            **({"kernel_overrides": kernels} if kernels else {}),
+        },
+    }

@@ -6,6 +6,7 @@ of a forward pass at batch 1 and batch 32 on the task's test inputs. The student
 depend on its weights, so a freshly built student of the configured architecture stands in for the
 trained ones (the distill runs keep predictions, not weights).
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,8 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import data, models, params as P, training as T
+from . import data, models, training
+from . import params as P
 from .io import provenance, write_json
 
 
@@ -27,7 +29,7 @@ def time_forward(model, enc, pad: int, batch: int, repeats: int) -> float:
     """Median seconds of one forward pass over `batch` test examples (the same examples for every model)."""
     model.eval()
     idx = np.arange(min(batch, len(enc["input_ids"])))
-    inputs = T.collate(enc, idx, pad)
+    inputs = training.collate(enc, idx, pad)
     model(**inputs)  # warm-up
     times = []
     for _ in range(repeats):
@@ -45,20 +47,28 @@ def weight_bytes(model) -> int:
 
 
 def measure(name: str, model, tokenizer, test: pd.DataFrame, max_length: int, repeats: int) -> dict:
-    enc = T.encode(tokenizer, test, max_length, models.uses_token_types(model.encoder))
+    enc = training.encode(tokenizer, test, max_length, models.uses_token_types(model.encoder))
     pad = tokenizer.pad_token_id
     one, many = time_forward(model, enc, pad, 1, repeats), time_forward(model, enc, pad, 32, repeats)
-    row = {"model": name, "parameters": models.count_parameters(model), "weight_bytes": weight_bytes(model),
-           "batch1_ms": 1e3 * one, "batch32_ms": 1e3 * many, "batch32_examples_per_s": 32 / many}
-    print(f"latency: {name}: {row['parameters'] / 1e6:.1f} M parameters, batch 1 {row['batch1_ms']:.1f} ms, "
-          f"batch 32 {row['batch32_ms']:.0f} ms", flush=True)
+    row = {
+        "model": name,
+        "parameters": models.count_parameters(model),
+        "weight_bytes": weight_bytes(model),
+        "batch1_ms": 1e3 * one,
+        "batch32_ms": 1e3 * many,
+        "batch32_examples_per_s": 32 / many,
+    }
+    print(
+        f"latency: {name}: {row['parameters'] / 1e6:.1f} M parameters, batch 1 {row['batch1_ms']:.1f} ms, "
+        f"batch 32 {row['batch32_ms']:.0f} ms",
+        flush=True,
+    )
     return row
 
 
 def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
     params = P.load(params_path)
-    if task not in params.tasks:
-        raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
+    P.named(params, "tasks", task)
     torch.manual_seed(params.seed)
     splits = {s: data.load_split(Path("data") / task, s) for s in ("train", "test")}
     labels = pd.read_json(Path("data") / task / "card.json", typ="series")["labels"]
@@ -69,9 +79,10 @@ def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
     train = splits["train"]
     student, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
     rows.append(measure("student", student, tokenizer, splits["test"], params.student.max_length, repeats))
-    write_json(Path("results/latency") / f"{task}.json",
-               {"task": task, "threads": torch.get_num_threads(), "models": rows,
-                "provenance": provenance(params.seed)})
+    write_json(
+        Path("results/latency") / f"{task}.json",
+        {"task": task, "threads": torch.get_num_threads(), "models": rows, "provenance": provenance(params.seed)},
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Each file holds logits, probabilities, the pooled vector (the RL agent's state u
 cross-entropy against the gold label, with the example ids, the split's digest and the tensors' own
 digest in its metadata, so a cache can never be silently paired with other data or read damaged.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,12 @@ SPLITS = ("train", "dev")
 
 
 def tensors(logits: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"logits": logits, "probs": logits.softmax(-1), "pooled": pooled,
-            "ce": F.cross_entropy(logits, labels, reduction="none")}
+    return {
+        "logits": logits,
+        "probs": logits.softmax(-1),
+        "pooled": pooled,
+        "ce": F.cross_entropy(logits, labels, reduction="none"),
+    }
 
 
 def digest(values: dict[str, torch.Tensor]) -> str:
@@ -40,11 +45,16 @@ def digest(values: dict[str, torch.Tensor]) -> str:
 
 
 def save(path: Path, split: pd.DataFrame, values: dict[str, torch.Tensor], **meta) -> None:
-    metadata = {"ids": list(split.id), "split_sha256": split_hash(split), "sha256": digest(values),
-                **{k: str(v) for k, v in meta.items()}}
+    metadata = {
+        "ids": list(split.id),
+        "split_sha256": split_hash(split),
+        "sha256": digest(values),
+        **{k: str(v) for k, v in meta.items()},
+    }
     # one metadata entry: safetensors writes several in a random order, and the same cache must be the same bytes
-    save_file({k: values[k].contiguous() for k in FIELDS}, str(path),
-              metadata={"rlkd": json.dumps(metadata, sort_keys=True)})
+    save_file(
+        {k: values[k].contiguous() for k in FIELDS}, str(path), metadata={"rlkd": json.dumps(metadata, sort_keys=True)}
+    )
 
 
 def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
@@ -62,13 +72,17 @@ def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as err:
         raise P.InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
     if meta.get("split_sha256") != split_hash(split) or meta.get("ids") != list(split.id):
-        raise P.InputError(f"{path}: computed on other data (example ids or split digest differ from the "
-                           "prepared split); rerun the cache stage for it")
+        raise P.InputError(
+            f"{path}: computed on other data (example ids or split digest differ from the "
+            "prepared split); rerun the cache stage for it"
+        )
     n = len(split)
     bad = [k for k in FIELDS if k not in values or values[k].shape[0] != n]
     if bad:
         raise P.InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
     if meta.get("sha256") != digest(values):
-        raise P.InputError(f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); "
-                           "rerun the cache stage for it")
+        raise P.InputError(
+            f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); "
+            "rerun the cache stage for it"
+        )
     return values

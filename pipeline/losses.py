@@ -3,6 +3,7 @@
 KD_k is the soft cross-entropy between teacher k's and the student's temperature-T distributions.
 Whether the paper scales KD by T^2 (Hinton et al.) is not known: `t2_scaling` is a switch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,9 +20,16 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return -(teacher * log_student).sum(-1)
 
 
-def student_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                 weights: torch.Tensor | None, alpha: float, temperature: float, t2_scaling: bool,
-                 reduction: str = "mean") -> torch.Tensor:
+def student_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    weights: torch.Tensor | None,
+    alpha: float,
+    temperature: float,
+    t2_scaling: bool,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """weights [B, K]: each row sums to 1, or to 0 for an instance that learns from the gold label only."""
     ce = F.cross_entropy(student_logits, labels, reduction="none")
     if teacher_logits is None or alpha == 0:
@@ -29,7 +37,7 @@ def student_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_log
     else:
         kd = (weights * soft_cross_entropy(student_logits, teacher_logits, temperature)).sum(-1)
         if t2_scaling:
-            kd = kd * temperature ** 2
+            kd = kd * temperature**2
         # an instance with no teacher selected learns from the gold label alone, at full weight
         has_teacher = weights.sum(-1) > 0
         loss = torch.where(has_teacher, (1 - alpha) * ce + alpha * kd, ce)

@@ -7,6 +7,7 @@ paper: `u_ensemble` (equal), `w_ensemble` (fixed), `rand_single`, `lr_ensemble`,
 (Du et al. 2020, pipeline/ae_kd.py) and `mtkd_rl` (Yang et al. 2025, pipeline/mtkd_rl.py). RL-KD's
 agent plugs into the same place (pipeline/agent.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import ae_kd, mtkd_rl, params as P
+from . import ae_kd, mtkd_rl
+from . import params as P
 from .ca_mkd import ca_mkd_weights
 
 # (training rows [B], the student's logits on them [B, C], detached, on the CPU) -> weights [B, K]
@@ -25,6 +27,7 @@ Weigh = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
 @dataclass
 class Weighting:
     """What a method brings to the training loop: its weights per batch, and what it learns between epochs."""
+
     weigh: Weigh
     static: torch.Tensor | None = None  # a fixed method's one weight vector [K], for the run's record
     end_epoch: Callable[[], dict] = dict  # called after every epoch; returns figures for the epoch's history
@@ -60,8 +63,9 @@ def lr_weights(dev_logits: torch.Tensor, dev_labels: torch.Tensor, steps: int = 
     return w / w.sum() if w.sum() > 0 else torch.full_like(w, 1.0 / len(w))
 
 
-def build(method: str, teachers: list[str], cache: dict, gold: dict, cfg: P.Distill, rng: np.random.Generator,
-          seed: int = 0) -> Weighting:
+def build(
+    method: str, teachers: list[str], cache: dict, gold: dict, cfg: P.Distill, rng: np.random.Generator, seed: int = 0
+) -> Weighting:
     """The weighting of `method`. `cache` holds the train and dev splits' stacked teacher outputs (logits
     [N, K, C], ce [N, K], pooled: one [N, H_k] per teacher), `gold` their labels; `rng` is the run's (drawn
     from by methods that draw per batch), `seed` the run's seed (for a method's own start)."""
@@ -69,7 +73,7 @@ def build(method: str, teachers: list[str], cache: dict, gold: dict, cfg: P.Dist
     if method == "ce":
         return constant(torch.zeros(k))
     if method.startswith("single_"):
-        return constant(one_hot(torch.tensor(teachers.index(method[len("single_"):])), k))
+        return constant(one_hot(torch.tensor(teachers.index(method[len("single_") :])), k))
     if method == "u_ensemble":
         return constant(torch.full((k,), 1.0 / k))
     if method == "w_ensemble":

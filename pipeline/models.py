@@ -4,6 +4,7 @@ The same class serves every teacher (pretrained asset, local folder, hub model, 
 model built from a config) and, later, the student. The pooled vector is what the RL agent's state
 uses as the teacher's "[CLS]" representation.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,15 @@ class Classifier(nn.Module):
 
 # ---- building encoders and tokenizers ---------------------------------------------------------
 
+
 def asset_path(name: str, manifest: dict) -> Path:
     entry = manifest["assets"].get(name)
     if entry is None or entry.get("kind") != "encoder":
-        raise P.InputError(f"asset {name!r} is not in the asset manifest; add it to assets.encoders "
-                           "and run `dvc repro assets`")
+        raise P.InputError(
+            f"asset {name!r} is not in the asset manifest; add it to assets.encoders and run `dvc repro assets`"
+        )
     from .assets import verify
+
     verify(Path(entry["weights"]), entry["sha256"])
     return Path(entry["path"])
 
@@ -78,12 +82,14 @@ def wordpiece_tokenizer(texts, vocab_size: int, key: str = "student"):
     chars = sorted({c for w in counts for c in w})
     pieces = SPECIAL_TOKENS + chars + ["##" + c for c in chars]
     if vocab_size < len(pieces):
-        raise P.InputError(f"{key}.vocab_size: {vocab_size} is smaller than the {len(pieces)} pieces that this task's "
-                           f"vocabulary needs (5 special tokens, and each of its {len(chars)} characters alone and "
-                           "as a word piece)")
+        raise P.InputError(
+            f"{key}.vocab_size: {vocab_size} is smaller than the {len(pieces)} pieces that this task's "
+            f"vocabulary needs (5 special tokens, and each of its {len(chars)} characters alone and "
+            "as a word piece)"
+        )
     taken = set(pieces)
     words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
-    vocab = pieces + words[:max(0, vocab_size - len(pieces))]
+    vocab = pieces + words[: max(0, vocab_size - len(pieces))]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "vocab.txt"
         path.write_text("\n".join(vocab) + "\n")
@@ -95,8 +101,10 @@ def check_length(key: str, spec: P.Encoder, config) -> None:
     (for a random encoder params.py has already checked it)."""
     positions = P.usable_positions(config)
     if positions is not None and spec.max_length > positions:
-        raise P.InputError(f"{key}.max_length: {spec.max_length} is more than the {positions} positions of the "
-                           f"{config.model_type} model; at most {positions}")
+        raise P.InputError(
+            f"{key}.max_length: {spec.max_length} is more than the {positions} positions of the "
+            f"{config.model_type} model; at most {positions}"
+        )
 
 
 def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_texts=None):
@@ -106,8 +114,9 @@ def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_t
     if spec.source == "random":
         tokenizer = wordpiece_tokenizer(train_texts, spec.vocab_size, key)
         try:
-            config = AutoConfig.for_model(spec.arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                          **spec.config)
+            config = AutoConfig.for_model(
+                spec.arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **spec.config
+            )
             check_length(key, spec, config)
             return AutoModel.from_config(config), tokenizer
         except (ValueError, TypeError) as err:  # an unknown arch, or sizes that do not fit (hidden % heads)
@@ -123,8 +132,10 @@ def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_t
     try:
         encoder, tokenizer = AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where)
     except OSError as err:
-        raise P.InputError(f"{key}: cannot load {where!r} ({err}). Hub models need a reachable model "
-                           "hub; offline, use the embedded default assets.") from None
+        raise P.InputError(
+            f"{key}: cannot load {where!r} ({err}). Hub models need a reachable model "
+            "hub; offline, use the embedded default assets."
+        ) from None
     check_length(key, spec, encoder.config)
     if spec.freeze_embeddings:  # no gradient, so AdamW skips the table
         encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -142,12 +153,13 @@ def build_student(params: P.Params, texts: list[str], num_labels: int):
         stack = encoder.encoder.layer
         if spec.layers > len(stack):
             raise P.InputError(f"student.layers: {spec.layers} is more than the encoder's {len(stack)} layers")
-        encoder.encoder.layer = stack[:spec.layers]
+        encoder.encoder.layer = stack[: spec.layers]
         encoder.config.num_hidden_layers = spec.layers
     return Classifier(encoder, num_labels, spec.pooling), tokenizer
 
 
 # ---- saving and loading fine-tuned classifiers ------------------------------------------------
+
 
 def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_length: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,8 +167,12 @@ def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_leng
     tokenizer.save_pretrained(folder / "encoder")
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, folder / "head.safetensors")
     weights = sorted((folder / "encoder").glob("*.safetensors")) + [folder / "head.safetensors"]
-    meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length,
-            "sha256": {str(w.relative_to(folder)): sha256(w) for w in weights}}
+    meta = {
+        "labels": labels,
+        "pooling": model.pooling,
+        "max_length": max_length,
+        "sha256": {str(w.relative_to(folder)): sha256(w) for w in weights},
+    }
     (folder / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -171,8 +187,10 @@ def load(folder: str | Path) -> tuple[Classifier, object, dict]:
     meta = json.loads(meta_path.read_text())
     for rel, digest in meta["sha256"].items():
         if not (folder / rel).is_file() or sha256(folder / rel) != digest:
-            raise P.InputError(f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); "
-                               "rerun the finetune stage for it")
+            raise P.InputError(
+                f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); "
+                "rerun the finetune stage for it"
+            )
     encoder = AutoModel.from_pretrained(folder / "encoder")
     model = Classifier(encoder, len(meta["labels"]), meta["pooling"])
     model.head.load_state_dict(load_file(folder / "head.safetensors"))

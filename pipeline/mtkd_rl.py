@@ -14,6 +14,7 @@ The first epoch trains the student with equal weights while the agent gathers it
 the agent learns from the batches gathered since it last learned, in order, one SGD step each, every
 1000 batches and at the end of every epoch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,15 +44,16 @@ def kl_divergences(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     """KL(p_k || p_s) T^2 per instance and teacher, at temperature T: [B, C], [B, K, C] -> [B, K]."""
     log_s = (student_logits / temperature).log_softmax(-1)[:, None]
     log_t = (teacher_logits / temperature).log_softmax(-1)
-    return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature ** 2
+    return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature**2
 
 
-def rewards(student_logits: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, w: torch.Tensor,
-            cfg: P.Distill) -> torch.Tensor:
+def rewards(
+    student_logits: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, w: torch.Tensor, cfg: P.Distill
+) -> torch.Tensor:
     """The per-instance reward: minus the student's loss (1 - alpha) CE + alpha sum_k w_k KL_k (the suite's loss,
     with KL for the soft cross-entropy, as the authors' reward), standardised over the batch and clipped to
     [0, 1]: an instance the student already fits better than the batch's average is rewarded, up to 1."""
-    kd = (w * kl).sum(-1) * (1.0 if cfg.t2_scaling else cfg.temperature ** -2)
+    kd = (w * kl).sum(-1) * (1.0 if cfg.t2_scaling else cfg.temperature**-2)
     r = -((1 - cfg.alpha) * F.cross_entropy(student_logits, labels, reduction="none") + cfg.alpha * kd)
     if len(r) < 2 or r.std() == 0:  # nothing to standardise against
         return torch.zeros_like(r)
@@ -75,8 +77,10 @@ class Weigher:
     def state(self, idx, kl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(state [B, sum_k (H_k + C + 2)], confidence weights, divergence weights): per teacher, its KL from
         the student, its CE, its pooled vector and its logits, concatenated over teachers, unnormalised."""
-        parts = [torch.cat([kl[:, k, None], self.ce[idx, k, None], p[idx], self.logits[idx, k]], -1)
-                 for k, p in enumerate(self.pooled)]
+        parts = [
+            torch.cat([kl[:, k, None], self.ce[idx, k, None], p[idx], self.logits[idx, k]], -1)
+            for k, p in enumerate(self.pooled)
+        ]
         return torch.cat(parts, -1), ca_mkd_weights(self.ce[idx]), kl.softmax(-1)
 
     def __call__(self, idx, student_logits: torch.Tensor) -> torch.Tensor:
@@ -109,5 +113,8 @@ class Weigher:
         """The agent learns from the epoch's last batches; returns the epoch's agent loss and reward, per batch."""
         losses, rewards_ = self.losses + self.learn(), self.rewards
         self.epoch, self.losses, self.rewards = self.epoch + 1, [], []
-        return {"agent_loss": sum(losses) / max(len(losses), 1), "reward_mean": sum(rewards_) / max(len(rewards_), 1),
-                "agent_mix": self.agent.mix.softmax(0).tolist()}
+        return {
+            "agent_loss": sum(losses) / max(len(losses), 1),
+            "reward_mean": sum(rewards_) / max(len(rewards_), 1),
+            "agent_mix": self.agent.mix.softmax(0).tolist(),
+        }

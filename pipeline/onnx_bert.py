@@ -4,6 +4,7 @@ Named initializers (`model.0.auto_model.*`) map to BertModel keys directly. The 
 linear layer's weight anonymous (`onnx::MatMul_*`), so we name it after the bias that its MatMul's
 output is added to, and transpose it (ONNX stores x @ W, torch stores W x).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,14 +23,14 @@ def bert_state_dict(onnx_path) -> dict[str, torch.Tensor]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
 
-    state = {k[len(PREFIX):]: v for k, v in inits.items() if k.startswith(PREFIX)}
+    state = {k[len(PREFIX) :]: v for k, v in inits.items() if k.startswith(PREFIX)}
     for node in graph.node:
         if node.op_type != "MatMul" or node.input[1] not in inits or node.input[1].startswith(PREFIX):
             continue
         bias = _added_bias(consumers.get(node.output[0], []), inits)
         if bias is None:
             raise ValueError(f"{onnx_path}: MatMul {node.name} has no named bias to follow")
-        state[bias[len(PREFIX):-len(".bias")] + ".weight"] = np.ascontiguousarray(inits[node.input[1]].T)
+        state[bias[len(PREFIX) : -len(".bias")] + ".weight"] = np.ascontiguousarray(inits[node.input[1]].T)
     return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
 
 

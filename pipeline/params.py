@@ -3,6 +3,7 @@
 Every key is declared here with its type and range; an unknown key (a typo) is an error, so a
 misspelt setting can never be silently ignored.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -62,6 +63,7 @@ class RottenTomatoes(Caps):
 class Tweets(Caps):
     """CrowdFlower tweet sentiment (negative, neutral, positive). A large test set by default: its thousands
     of examples give the comparison of methods statistical power."""
+
     source: Literal["tweets"]
     dev_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.5
@@ -75,6 +77,7 @@ class ChatterbotQA(Caps):
 
 class FileTask(Caps):
     """A user's own labelled file (CSV, JSON Lines or Parquet), split here."""
+
     source: Literal["file"]
     path: str
     text_a: str
@@ -92,8 +95,9 @@ class FileTask(Caps):
         try:
             codecs.lookup(name)
         except LookupError:
-            raise ValueError(f"unknown encoding {name!r}; expected a Python codec name such as 'utf-8', 'latin-1' "
-                             "or 'cp1252'") from None
+            raise ValueError(
+                f"unknown encoding {name!r}; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"
+            ) from None
         return name
 
     @model_validator(mode="after")
@@ -106,6 +110,7 @@ class FileTask(Caps):
 class GlueTask(Caps):
     """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set. `mnli` trains
     once and is tested on both MNLI validation sets (reported as mnli_m and mnli_mm)."""
+
     source: Literal["glue"]
     name: Literal["sst2", "mrpc", "qqp", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "rte"]
     dev_fraction: Fraction = 0.1
@@ -116,6 +121,7 @@ Task = Annotated[Union[RottenTomatoes, Tweets, ChatterbotQA, FileTask, GlueTask]
 
 class Encoder(Strict):
     """Where a classifier's encoder comes from."""
+
     source: Literal["asset", "path", "hub", "random"]
     name: str | None = None  # asset name, folder, or hub id; unused for `random`
     arch: str = "bert"  # `random` only: a transformers model type
@@ -134,8 +140,10 @@ class Encoder(Strict):
         if self.source == "asset" and self.name not in ENCODER_ASSETS:
             raise ValueError(f"unknown asset {self.name!r}; expected one of {list(ENCODER_ASSETS)}")
         if self.freeze_embeddings and self.source == "random":
-            raise ValueError("freeze_embeddings: a random encoder's embeddings must train; set it only for a "
-                             "pretrained source (asset, path, hub)")
+            raise ValueError(
+                "freeze_embeddings: a random encoder's embeddings must train; set it only for a "
+                "pretrained source (asset, path, hub)"
+            )
         if self.source == "random":  # checked at the first stage, not when distill builds the student an hour later
             check_random_encoder(self.arch, self.config, self.max_length)
         return self
@@ -162,8 +170,10 @@ def check_random_encoder(arch: str, config: dict, max_length: int) -> None:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if arch not in CONFIG_MAPPING:
-        raise ValueError(f"arch: unknown model type {arch!r}; expected a transformers model type such as 'bert', "
-                         "'roberta', 'albert' or 'xlnet'")
+        raise ValueError(
+            f"arch: unknown model type {arch!r}; expected a transformers model type such as 'bert', "
+            "'roberta', 'albert' or 'xlnet'"
+        )
     for key, value in config.items():
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
@@ -181,8 +191,10 @@ def check_random_encoder(arch: str, config: dict, max_length: int) -> None:
             raise ValueError(f"config: {hidden} {h} is not a multiple of {heads} {n}")
     positions = usable_positions(built)
     if positions is not None and max_length > positions:
-        raise ValueError(f"max_length: {max_length} is more than the {positions} positions of the {arch} model "
-                         f"(config.max_position_embeddings); at most {positions}")
+        raise ValueError(
+            f"max_length: {max_length} is more than the {positions} positions of the {arch} model "
+            f"(config.max_position_embeddings); at most {positions}"
+        )
 
 
 class Training(Strict):
@@ -262,11 +274,14 @@ TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per ins
 
 class RL(Strict):
     """RL-KD's agent (pipeline/agent.py); docs/rl-kd.md's fidelity table says what the paper says of each."""
+
     # the default goes beyond the paper: its own rewards are noisier (docs/rl-kd.md)
-    reward: Literal["held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd",
-                    "instance_ce_delta"] = "held_out_effect"
+    reward: Literal[
+        "held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta"
+    ] = "held_out_effect"
     state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
-        default=["probs", "ce"], min_length=1)
+        default=["probs", "ce"], min_length=1
+    )
     policy: Literal["shared", "per_teacher"] = "shared"
     # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; docs/rl-kd.md)
     no_teacher: Literal["equal", "ce"] = "equal"
@@ -284,21 +299,27 @@ class RL(Strict):
     @model_validator(mode="after")
     def _workable(self):
         if self.weights == "soft":
-            raise ValueError("weights: soft makes the student learn from the selection probabilities, so neither "
-                             "its update nor any reward depends on the sampled selections and the policy gradient "
-                             "is zero in expectation; use hard")
-        unused = {"baseline_momentum": self.reward in TEACHER_REWARDS,
-                  "scalar_reward": self.reward not in SCALAR_REWARDS,
-                  "held_out_fraction": self.reward == "instance_ce_delta"}
+            raise ValueError(
+                "weights: soft makes the student learn from the selection probabilities, so neither "
+                "its update nor any reward depends on the sampled selections and the policy gradient "
+                "is zero in expectation; use hard"
+            )
+        unused = {
+            "baseline_momentum": self.reward in TEACHER_REWARDS,
+            "scalar_reward": self.reward not in SCALAR_REWARDS,
+            "held_out_fraction": self.reward == "instance_ce_delta",
+        }
         for key in sorted(self.model_fields_set):
             if unused.get(key):
-                raise ValueError(f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses "
-                                 f"it); remove it")
+                raise ValueError(
+                    f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses it); remove it"
+                )
         return self
 
 
 class Analysis(Strict):
     """The analyze stage's statistics: RL-KD (`reference`) against every other method."""
+
     reference: str = "rl_kd"
     # the primary comparison, declared up front: reference against baseline (the paper's main baseline), per
     # task, at the full significance level; every other comparison is secondary (one Holm family per task)
@@ -315,6 +336,7 @@ class Compute(Strict):
     """How the stages run, not what they compute (pipeline/compute.py); dvc.yaml's finetune command
     starts with `launch`: `accelerate launch -m` runs fine-tuning data parallel on the GPUs that
     `accelerate config` set up."""
+
     launch: Literal["python -m", "accelerate launch -m"] = "python -m"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU if torch sees one, else the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
@@ -324,6 +346,7 @@ class Compute(Strict):
 class ClusterJob(Strict):
     """One stage kind's resources on the cluster: submitit's shared parameters (SLURM's --gpus-per-node,
     --cpus-per-task, --mem, --time)."""
+
     gpus: Annotated[int, Field(ge=0, le=64)] = 0
     cpus: Annotated[int, Field(ge=1, le=1024)] = 4
     mem_gb: Annotated[float, Field(gt=0, le=100_000)] = 16
@@ -336,6 +359,7 @@ CLUSTER_KINDS = ("prepare", "finetune", "cache", "latency", "distill", "rl_kd", 
 class Cluster(Strict):
     """How `python -m pipeline.cluster` submits the stages (docs/cluster.md); no stage reads it, so
     dvc.yaml does not track it."""
+
     folder: str = ".dvc/tmp/cluster"  # the snapshot, the jobs' workspaces and logs: on a filesystem every node sees
     partition: str | None = None  # SLURM's --partition; None: the cluster's default
     account: str | None = None  # SLURM's --account
@@ -343,7 +367,9 @@ class Cluster(Strict):
     array_parallelism: Annotated[int, Field(ge=1, le=100_000)] = 64  # jobs of one array running at once
     retries: Annotated[int, Field(ge=0, le=10)] = 2  # resubmissions of a wave's failed jobs
     local_workers: Annotated[int, Field(ge=1, le=256)] = 2  # `--executor local`: jobs at once on this machine
-    jobs: dict[Literal[CLUSTER_KINDS], ClusterJob] = Field({}, validate_default=True)  # per stage kind; a kind left out gets ClusterJob()
+    jobs: dict[Literal[CLUSTER_KINDS], ClusterJob] = Field(
+        {}, validate_default=True
+    )  # per stage kind; a kind left out gets ClusterJob()
 
     @field_validator("jobs")
     @classmethod
@@ -351,8 +377,18 @@ class Cluster(Strict):
         return {k: jobs.get(k, ClusterJob()) for k in CLUSTER_KINDS}
 
 
-METHODS = ("ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd",
-           "mtkd_rl", "rl_kd")
+METHODS = (
+    "ce",
+    "u_ensemble",
+    "w_ensemble",
+    "rand_single",
+    "lr_ensemble",
+    "best_single",
+    "ca_mkd",
+    "ae_kd",
+    "mtkd_rl",
+    "rl_kd",
+)
 MANY_TEACHERS = ("ca_mkd", "mtkd_rl")  # their weights divide by K - 1
 
 
@@ -390,16 +426,21 @@ class Params(Strict):
         for kind in ("tasks", "teachers"):
             for name in getattr(self, kind):
                 if not NAME.fullmatch(name):
-                    raise ValueError(f"{kind}: {name!r} is not a plain name (a letter, then letters, digits or _): "
-                                     "names become folder and DVC stage names")
+                    raise ValueError(
+                        f"{kind}: {name!r} is not a plain name (a letter, then letters, digits or _): "
+                        "names become folder and DVC stage names"
+                    )
         for name, task in self.tasks.items():
             if not isinstance(task, FileTask):
                 continue
             path = Path(task.path)
-            # dvc.yaml tracks user_data/ as prepare's dependency: a file elsewhere could change unnoticed, or be anywhere
+            # dvc.yaml tracks user_data/ as prepare's dependency: a file elsewhere could change unnoticed,
+            # or be anywhere
             if path.is_absolute() or ".." in path.parts or path.parts[:1] != ("user_data",) or len(path.parts) < 2:
-                raise ValueError(f"tasks.{name}.path: {str(path)!r} is not a file inside user_data/; put the file there "
-                                 "(dvc.yaml tracks that folder, so an edit to it reruns prepare)")
+                raise ValueError(
+                    f"tasks.{name}.path: {str(path)!r} is not a file inside user_data/; put the file there "
+                    "(dvc.yaml tracks that folder, so an edit to it reruns prepare)"
+                )
         for kind in ("tasks", "teachers"):
             known = getattr(self, kind)
             for name in getattr(self.run, kind):
@@ -413,36 +454,50 @@ class Params(Strict):
         for name in self.run.tasks:
             corpus = corpus_of.get(self.tasks[name].source)
             if corpus is not None and corpus not in self.assets.corpora:
-                raise ValueError(f"tasks.{name}: its corpus {corpus!r} is not in assets.corpora {self.assets.corpora}; "
-                                 "add it there, so that the assets stage fetches it")
+                raise ValueError(
+                    f"tasks.{name}: its corpus {corpus!r} is not in assets.corpora {self.assets.corpora}; "
+                    "add it there, so that the assets stage fetches it"
+                )
         allowed = allowed_methods(self.run.teachers)
         if "rl_kd" in self.run.methods:  # else two stages would write the same runs/
-            raise ValueError("run.methods: rl_kd runs in its own stage, `rl_kd`, over run.tasks x run.seeds; "
-                             "remove it from run.methods")
+            raise ValueError(
+                "run.methods: rl_kd runs in its own stage, `rl_kd`, over run.tasks x run.seeds; "
+                "remove it from run.methods"
+            )
         for method in self.run.methods:
             if method not in allowed:
                 raise ValueError(f"run.methods: unknown method {method!r}; expected one of {allowed}")
         k = len(self.run.teachers)
         for method in MANY_TEACHERS:
             if method in self.run.methods and k < 2:
-                raise ValueError(f"run.methods: {method} weighs teachers against each other and needs at least two "
-                                 f"in run.teachers (got {self.run.teachers})")
+                raise ValueError(
+                    f"run.methods: {method} weighs teachers against each other and needs at least two "
+                    f"in run.teachers (got {self.run.teachers})"
+                )
         if "ae_kd" in self.run.methods:
             low = min(p.ae_kd_tolerance for p in self.distill.points())
             if low * k < 1 - 1e-3:  # 0.333 stands for 1/3
-                raise ValueError(f"distill.ae_kd_tolerance: {low} caps each of the {k} teachers' weights below 1/{k}, "
-                                 f"so they cannot sum to one; at least 1/{k} ({1 / k:.3f}: equal weights)")
+                raise ValueError(
+                    f"distill.ae_kd_tolerance: {low} caps each of the {k} teachers' weights below 1/{k}, "
+                    f"so they cannot sum to one; at least 1/{k} ({1 / k:.3f}: equal weights)"
+                )
         if "mtkd_rl" in self.run.methods and min(p.epochs for p in self.distill.points()) < 2:
-            raise ValueError("distill.epochs: mtkd_rl trains the student with equal weights in its first epoch, while "
-                             "its agent gathers rewards; give it at least 2 epochs")
+            raise ValueError(
+                "distill.epochs: mtkd_rl trains the student with equal weights in its first epoch, while "
+                "its agent gathers rewards; give it at least 2 epochs"
+            )
         if self.rl.warmup_epochs >= self.distill.epochs:
-            raise ValueError(f"rl.warmup_epochs: {self.rl.warmup_epochs} leaves no joint training within "
-                             f"distill.epochs ({self.distill.epochs}); it must be smaller")
+            raise ValueError(
+                f"rl.warmup_epochs: {self.rl.warmup_epochs} leaves no joint training within "
+                f"distill.epochs ({self.distill.epochs}); it must be smaller"
+            )
         fixed = self.distill.fixed_weights
         if fixed is not None:
             if sorted(fixed) != sorted(self.run.teachers):
-                raise ValueError(f"distill.fixed_weights: give one weight per teacher of run.teachers "
-                                 f"{self.run.teachers}, got {sorted(fixed)}")
+                raise ValueError(
+                    f"distill.fixed_weights: give one weight per teacher of run.teachers "
+                    f"{self.run.teachers}, got {sorted(fixed)}"
+                )
             if sum(fixed.values()) <= 0:
                 raise ValueError("distill.fixed_weights: the weights sum to zero; at least one must be positive")
         return self
@@ -457,8 +512,11 @@ def _describe(err: ValidationError) -> str:
     lines = []
     tags = {"rotten_tomatoes", "tweets", "chatterbot_qa", "file", "glue"}  # the task union's tags: not keys of the file
     for e in err.errors():
-        parts = [str(p) for i, p in enumerate(e["loc"]) if p not in tags or (i == len(e["loc"]) - 1
-                                                                              and e["type"] != "value_error")]
+        parts = [
+            str(p)
+            for i, p in enumerate(e["loc"])
+            if p not in tags or (i == len(e["loc"]) - 1 and e["type"] != "value_error")
+        ]
         got = "" if e["type"] in ("missing", "value_error", "extra_forbidden") else f" (got {e['input']!r})"
         msg = e["msg"]
         if e["type"] == "value_error":  # our validators' messages start with the key they are about
@@ -491,8 +549,13 @@ def expanded_size(node, sizes: dict | None = None) -> int:
         return 0
     if id(node) not in sizes:
         sizes[id(node)] = MAX_VALUES + 1  # until its children are counted: a cycle back to it is unbounded
-        children = ([c for pair in node.value for c in pair] if isinstance(node, MappingNode)
-                    else node.value if isinstance(node, SequenceNode) else [])
+        children = (
+            [c for pair in node.value for c in pair]
+            if isinstance(node, MappingNode)
+            else node.value
+            if isinstance(node, SequenceNode)
+            else []
+        )
         sizes[id(node)] = 1 + sum(expanded_size(c, sizes) for c in children)
     return sizes[id(node)]
 
@@ -511,8 +574,10 @@ def load(path: str | Path = "params.yaml") -> Params:
         if size > MAX_VALUES and len(sizes) > MAX_VALUES:
             raise InputError(f"{path}: holds {len(sizes):,} values (at most {MAX_VALUES:,}); not a parameter file")
         if size > MAX_VALUES:  # aliases of aliases: a few lines that expand to a billion values, or to themselves
-            raise InputError(f"{path}: its YAML aliases expand to {size:,} values or more (at most {MAX_VALUES:,}); "
-                             "write the values out instead of repeating them with aliases")
+            raise InputError(
+                f"{path}: its YAML aliases expand to {size:,} values or more (at most {MAX_VALUES:,}); "
+                "write the values out instead of repeating them with aliases"
+            )
         raw = yaml.load(text) or {}
     except RecursionError:  # lists within lists a few thousand deep
         raise InputError(f"{path}: nested too deeply to be a parameter file") from None
@@ -528,12 +593,23 @@ def load(path: str | Path = "params.yaml") -> Params:
     if isinstance(raw.get("compute"), dict) and "launch" not in raw["compute"]:
         missing.append("compute.launch")  # dvc.yaml's finetune command starts with it
     if missing:
-        raise InputError(f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `rl: {{}}` "
-                         f"for a section's defaults, and `compute: {{launch: python -m}}`)")
+        raise InputError(
+            f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `rl: {{}}` "
+            f"for a section's defaults, and `compute: {{launch: python -m}}`)"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         raise InputError(f"{path} is invalid:\n{_describe(err)}") from None
+
+
+def named(params: Params, kind: str, name: str):
+    """`params.tasks[name]` or `params.teachers[name]` (kind "tasks" or "teachers"); an unknown name is refused
+    with the names that are defined, before anything is loaded."""
+    defined = getattr(params, kind)
+    if name not in defined:
+        raise InputError(f"unknown {kind[:-1]} {name!r}; {kind} defined in params.yaml: {sorted(defined)}")
+    return defined[name]
 
 
 @contextmanager

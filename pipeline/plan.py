@@ -6,6 +6,7 @@ Sizes come from the prepared task card where one exists, else from GLUE's publis
 else from the task's caps. Throughputs are assumptions (flags), not measurements: the estimate is
 examples processed divided by them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,16 @@ from pathlib import Path
 from . import params as P
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
-GLUE_SIZES = {"sst2": (67_349, 872), "mrpc": (3_668, 408), "qqp": (363_846, 40_430),
-              "mnli": (392_702, 9_815 + 9_832), "mnli_matched": (392_702, 9_815), "mnli_mismatched": (392_702, 9_832), "qnli": (104_743, 5_463),
-              "rte": (2_490, 277)}
+GLUE_SIZES = {
+    "sst2": (67_349, 872),
+    "mrpc": (3_668, 408),
+    "qqp": (363_846, 40_430),
+    "mnli": (392_702, 9_815 + 9_832),
+    "mnli_matched": (392_702, 9_815),
+    "mnli_mismatched": (392_702, 9_832),
+    "qnli": (104_743, 5_463),
+    "rte": (2_490, 277),
+}
 # a task tested on several evaluation sets that share its training set: the sets' sizes
 GLUE_EVAL_SIZES = {"mnli": {"mnli_m": 9_815, "mnli_mm": 9_832}}
 
@@ -47,7 +55,9 @@ def task_hours_by_kind(params: P.Params, sizes: dict, base_ex_s: float, student_
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
         points = len(t.points())
-        hours["finetune"] += points * (3 * t.epochs * train + sizes["dev"] * t.epochs + sizes["test"]) / base_ex_s / 3600
+        hours["finetune"] += (
+            points * (3 * t.epochs * train + sizes["dev"] * t.epochs + sizes["test"]) / base_ex_s / 3600
+        )
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
@@ -62,25 +72,33 @@ def task_hours(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: fl
     return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).values())
 
 
-def wave_lines(params: P.Params, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
+def wave_lines(
+    params: P.Params, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]
+) -> list[str]:
     """The table of `python -m pipeline.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
     time limit (cluster.jobs), the estimated hours of the longest job and of the whole wave."""
     from .cluster import WAVES
+
     jobs = params.cluster.jobs
-    lines = [f"{'wave':<6}{'stages':<18}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}"
-             f"{'accel. hours':>14}"]
+    lines = [
+        f"{'wave':<6}{'stages':<18}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
+    ]
     short = []
     for number, wave in enumerate(WAVES, 1):
         n = sum(counts.get(k, 0) for k in wave)
         gpus = "/".join(str(jobs[k].gpus) for k in wave)
         limit = "/".join(f"{jobs[k].timeout_min / 60:g}h" for k in wave)
         long = max(longest.get(k, 0.0) for k in wave)
-        lines.append(f"{number:<6}{' + '.join(wave):<18}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
-                     f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}")
+        lines.append(
+            f"{number:<6}{' + '.join(wave):<18}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
+            f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}"
+        )
         short += [k for k in wave if longest.get(k, 0.0) * 60 > jobs[k].timeout_min]
     if short:
-        lines.append(f"cluster.jobs: the longest {short} job(s) are estimated to run past their time limit "
-                     "(timeout_min); SLURM would stop them, and each retry would stop at the same point")
+        lines.append(
+            f"cluster.jobs: the longest {short} job(s) are estimated to run past their time limit "
+            "(timeout_min); SLURM would stop them, and each retry would stop at the same point"
+        )
     return lines
 
 
@@ -88,8 +106,11 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
     """Return the report's lines and the estimated hours."""
     run = params.run
     methods = [*run.methods, "rl_kd"]
-    lines = [f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
-             f"seeds {len(run.seeds)}", ""]
+    lines = [
+        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
+        f"seeds {len(run.seeds)}",
+        "",
+    ]
     lines.append(f"{'task':<18}{'source':<16}{'train':>10}{'dev':>9}{'test':>9}")
     by_kind, longest, unknown, shared = {}, {}, [], []
     for name in run.tasks:
@@ -101,51 +122,80 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
-        per_stage = {"finetune": len(run.teachers), "cache": len(run.teachers), "distill": len(run.methods) * len(run.seeds),
-                     "rl_kd": len(run.seeds)}
+        per_stage = {
+            "finetune": len(run.teachers),
+            "cache": len(run.teachers),
+            "distill": len(run.methods) * len(run.seeds),
+            "rl_kd": len(run.seeds),
+        }
         for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
-            apart = sum(task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s)
-                        for n in GLUE_EVAL_SIZES[spec.name].values())
-            shared.append((name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s,
-                                                                                        student_ex_s)))
-    stages = {"assets": 1, "prepare": len(run.tasks), "finetune": len(run.tasks) * len(run.teachers),
-              "cache": len(run.tasks) * len(run.teachers), "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
-              "rl_kd": len(run.tasks) * len(run.seeds), "latency": len(run.tasks), "analyze": 1}
+            apart = sum(
+                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s)
+                for n in GLUE_EVAL_SIZES[spec.name].values()
+            )
+            shared.append(
+                (name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s, student_ex_s))
+            )
+    stages = {
+        "assets": 1,
+        "prepare": len(run.tasks),
+        "finetune": len(run.tasks) * len(run.teachers),
+        "cache": len(run.tasks) * len(run.teachers),
+        "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
+        "rl_kd": len(run.tasks) * len(run.seeds),
+        "latency": len(run.tasks),
+        "analyze": 1,
+    }
     lines += ["", "stages: " + ", ".join(f"{k} x{v}" for k, v in stages.items()) + f" ({sum(stages.values())} in all)"]
     hours = sum(by_kind.values())
     grids = {f"teachers.{t}": len(params.teachers[t].points()) for t in run.teachers} | {
-        "distill": len(params.distill.points())}
+        "distill": len(params.distill.points())
+    }
     if any(n > 1 for n in grids.values()):
-        lines.append("grids (settings trained per run, best on dev): " +
-                     ", ".join(f"{k} {n}" for k, n in grids.items() if n > 1))
+        lines.append(
+            "grids (settings trained per run, best on dev): " + ", ".join(f"{k} {n}" for k, n in grids.items() if n > 1)
+        )
     encoders = [(f"teachers.{t}", params.teachers[t]) for t in run.teachers] + [("student", params.student)]
     hub = sorted({s.name for _, s in encoders if s.source == "hub"})
     glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})
     for name, sets, saved in shared:
-        per_task = 2 * len(run.teachers) + len(methods) * len(run.seeds) + 2  # finetune, cache, students, prepare, latency
-        lines.append(f"{name}: {' and '.join(sets)} share one training set: each teacher is fine-tuned and cached once "
-                     f"and each student trained once, then tested on both ({per_task * (len(sets) - 1)} stages and "
-                     f"{saved:.1f} accelerator hours fewer than one task per set)")
+        per_task = (
+            2 * len(run.teachers) + len(methods) * len(run.seeds) + 2
+        )  # finetune, cache, students, prepare, latency
+        lines.append(
+            f"{name}: {' and '.join(sets)} share one training set: each teacher is fine-tuned and cached once "
+            f"and each student trained once, then tested on both ({per_task * (len(sets) - 1)} stages and "
+            f"{saved:.1f} accelerator hours fewer than one task per set)"
+        )
     if hub or glue:
         lines.append(f"needs a model hub for {hub} and the datasets hub for GLUE {glue} (or local caches of both)")
-    lines.append(f"estimate: {hours:.1f} accelerator hours at {base_ex_s:g} examples/s for a teacher and "
-                 f"{student_ex_s:g} for the student (assumed, not measured; set --base-ex-s / --student-ex-s)")
+    lines.append(
+        f"estimate: {hours:.1f} accelerator hours at {base_ex_s:g} examples/s for a teacher and "
+        f"{student_ex_s:g} for the student (assumed, not measured; set --base-ex-s / --student-ex-s)"
+    )
     if unknown:
         lines.append(f"not counted: {unknown} (sizes unknown until `dvc repro prepare`)")
-    lines += ["", "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
-              *wave_lines(params, stages, by_kind, longest)]
+    lines += [
+        "",
+        "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
+        *wave_lines(params, stages, by_kind, longest),
+    ]
     return lines, hours
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params", nargs="?", default="params.yaml")
-    ap.add_argument("--base-ex-s", type=float, default=500.0,
-                    help="teacher forward examples/s (default: a guess for a base model at length 128 on one GPU)")
+    ap.add_argument(
+        "--base-ex-s",
+        type=float,
+        default=500.0,
+        help="teacher forward examples/s (default: a guess for a base model at length 128 on one GPU)",
+    )
     ap.add_argument("--student-ex-s", type=float, default=2000.0, help="student forward examples/s")
     args = ap.parse_args(argv)
     with P.reported_errors():

@@ -2,14 +2,15 @@
 
 Usage: python -m pipeline.prepare TASK   (writes data/TASK/)
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from . import data, params as P
+from . import data
+from . import params as P
 from .io import atomic_path, provenance, write_json
-
 
 LONG = (64, 128, 256, 512)  # the max_length values in use; a word is at least one token
 
@@ -27,9 +28,11 @@ def duplicates(splits: dict, removed: dict) -> dict:
     made here keep every example of a text in one split)."""
     texts = {s: data.text_key(df) for s, df in splits.items()}
     train = set(texts["train"])
-    return {"removed": removed,
-            "conflicting_labels": {s: int(t.duplicated(keep=False).sum()) for s, t in texts.items()},
-            "in_train": {s: int(texts[s].isin(train).sum()) for s in ("dev", "test")}}
+    return {
+        "removed": removed,
+        "conflicting_labels": {s: int(t.duplicated(keep=False).sum()) for s, t in texts.items()},
+        "in_train": {s: int(texts[s].isin(train).sum()) for s in ("dev", "test")},
+    }
 
 
 def card(name: str, splits: dict, labels: list[str], source: str, removed: dict) -> dict:
@@ -44,16 +47,21 @@ def card(name: str, splits: dict, labels: list[str], source: str, removed: dict)
         "source": source,
         "sizes": {s: len(df) for s, df in splits.items()},
         # several evaluation sets in one test split (MNLI-m and -mm): their sizes; the analysis reports each
-        **({"eval_sets": splits["test"].eval_set.value_counts(sort=False).to_dict()}
-           if "eval_set" in splits["test"].columns else {}),
+        **(
+            {"eval_sets": splits["test"].eval_set.value_counts(sort=False).to_dict()}
+            if "eval_set" in splits["test"].columns
+            else {}
+        ),
         "groups": {s: int(df.group.nunique()) for s, df in splits.items()},
-        "class_balance": {s: {labels[k]: int(v) for k, v in df.label.value_counts().sort_index().items()}
-                          for s, df in splits.items()},
+        "class_balance": {
+            s: {labels[k]: int(v) for k, v in df.label.value_counts().sort_index().items()} for s, df in splits.items()
+        },
         "words_per_example": {s: words(df) for s, df in splits.items()},
         # examples longer than N words: truncated by any model whose max_length is N (each teacher's
         # metrics.json counts exactly how many of its training examples it truncated)
-        "examples_over_words": {str(k): {s: int((word_counts(df) > k).sum()) for s, df in splits.items()}
-                                for k in LONG},
+        "examples_over_words": {
+            str(k): {s: int((word_counts(df) > k).sum()) for s, df in splits.items()} for k in LONG
+        },
         "duplicate_texts": duplicates(splits, removed["exact_copy"]),
         "empty_texts_dropped": removed["empty_text"],
         "split_sha256": {s: data.split_hash(df) for s, df in splits.items()},
@@ -62,9 +70,7 @@ def card(name: str, splits: dict, labels: list[str], source: str, removed: dict)
 
 def main(task: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
-    if task not in params.tasks:
-        raise P.InputError(f"unknown task {task!r}; tasks defined in params.yaml: {sorted(params.tasks)}")
-    spec = params.tasks[task]
+    spec = P.named(params, "tasks", task)
     splits, labels, source, removed = data.build(task, spec, Path(params.assets.dir), params.seed)
     info = card(task, splits, labels, source, removed)
     info["provenance"] = provenance(params.seed, spec.model_dump(), machine=False)
@@ -76,8 +82,11 @@ def main(task: str, params_path: str = "params.yaml") -> None:
     sizes = ", ".join(f"{s} {n}" for s, n in info["sizes"].items())
     print(f"prepare: {task}: {sizes}; labels {labels}; written to data/{task}/")
     dup = info["duplicate_texts"]
-    for key, what in (("removed", "exact copies removed"), ("conflicting_labels", "examples whose text also has "
-                      "another label (kept, in one split)"), ("in_train", "texts also in train")):
+    for key, what in (
+        ("removed", "exact copies removed"),
+        ("conflicting_labels", "examples whose text also has another label (kept, in one split)"),
+        ("in_train", "texts also in train"),
+    ):
         if any(dup[key].values()):
             print(f"prepare: {task}: {what}: {dup[key]} (card.json, duplicate_texts.{key})")
     if any(info["empty_texts_dropped"].values()):

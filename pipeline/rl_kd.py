@@ -4,6 +4,7 @@ Usage: python -m pipeline.rl_kd TASK SEED   (writes runs/TASK/rl_kd/SEED/, like 
 A stage and a module of its own, so that a change to an `rl` parameter or to the agent reruns the
 RL-KD runs only, never the baselines.
 """
+
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,8 @@ import sys
 import numpy as np
 import torch
 
-from . import distill, params as P
+from . import distill
+from . import params as P
 from .agent import Agent, Reward
 
 
@@ -22,8 +24,20 @@ def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
-def setup(params: P.Params, cfg: P.Distill, model, enc: dict, gold, cache: dict, teacher_logits, pad: int, rng,
-          acc, seed: int, num_labels: int):
+def setup(
+    params: P.Params,
+    cfg: P.Distill,
+    model,
+    enc: dict,
+    gold,
+    cache: dict,
+    teacher_logits,
+    pad: int,
+    rng,
+    acc,
+    seed: int,
+    num_labels: int,
+):
     """The student's training rows, the agent and its reward, for `distill.fit`."""
     rows, held_out = np.arange(len(gold)), None
     if params.rl.reward != "instance_ce_delta":  # every other reward measures the student on held-out rows

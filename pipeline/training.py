@@ -1,4 +1,5 @@
 """Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import compute, params as P
+from . import compute
+from . import params as P
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -33,8 +35,13 @@ def encode(tokenizer, df, max_length: int, token_types: bool | None = None) -> d
     (models.uses_token_types) asks for segment ids, which ALBERT's and XLNet's tokenizers leave out by default
     although their models read them; None keeps the tokenizer's default."""
     pair = df.text_b.notna().any()
-    enc = tokenizer(list(df.text_a), list(df.text_b.fillna("")) if pair else None,
-                    truncation=True, max_length=max_length, return_token_type_ids=token_types)
+    enc = tokenizer(
+        list(df.text_a),
+        list(df.text_b.fillna("")) if pair else None,
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=token_types,
+    )
     out = {k: enc[k] for k in INPUT_KEYS if k in enc}
     out["truncated"] = int(sum(len(ids) >= max_length for ids in out["input_ids"]))
     # how the tokenizer pads (XLNet: on the left, its own pad token type), for `collate`
@@ -77,8 +84,15 @@ def batches(device: torch.device, enc: dict, chunks: list, pad_id: int, workers:
     else:
         collate_fn = partial(collate, enc, pad_id=pad_id)
     # its own generator: a loader draws a seed when it starts, which must not move the global one (dropout)
-    loader = DataLoader(chunks, batch_size=None, shuffle=False, collate_fn=collate_fn,
-                        num_workers=workers, pin_memory=device.type == "cuda", generator=torch.Generator())
+    loader = DataLoader(
+        chunks,
+        batch_size=None,
+        shuffle=False,
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
     for idx, batch in zip(chunks, loader):
         if isinstance(batch, list):
             yield idx, [{k: v.to(device, non_blocking=True) for k, v in piece.items()} for piece in batch]
@@ -102,7 +116,7 @@ def length_order(enc: dict) -> np.ndarray:
 
 
 def chunks(order, size: int):
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def training_batches(rows, enc: dict, size: int, rng: np.random.Generator, by_length: bool) -> list:
@@ -119,8 +133,8 @@ def training_batches(rows, enc: dict, size: int, rng: np.random.Generator, by_le
     window = 50 * size
     parts = []
     for start in range(0, len(order), window):
-        group = order[start:start + window]
-        parts += chunks(group[np.argsort(-lengths[start:start + window], kind="stable")], size)
+        group = order[start : start + window]
+        parts += chunks(group[np.argsort(-lengths[start : start + window], kind="stable")], size)
     return [parts[i] for i in rng.permutation(len(parts))]
 
 
@@ -129,14 +143,28 @@ def finite(loss: torch.Tensor, desc: str, step: int) -> float:
     nothing written (every stage writes its outputs only at its end)."""
     value = loss.item()
     if not math.isfinite(value):
-        raise P.InputError(f"{desc}: the training loss is {value} at batch {step}; stopped, nothing written (lower "
-                           "the learning rate, or check the temperature and teacher weights in params.yaml)")
+        raise P.InputError(
+            f"{desc}: the training loss is {value} at batch {step}; stopped, nothing written (lower "
+            "the learning rate, or check the temperature and teacher weights in params.yaml)"
+        )
     return value
 
 
-def train_epoch(model, enc, labels: torch.Tensor, batch_size: int, optimizer, scheduler, pad_id: int,
-                rng: np.random.Generator, acc, workers: int = 0, desc: str = "train", by_length: bool = True,
-                pieces: int = 1) -> dict:
+def train_epoch(
+    model,
+    enc,
+    labels: torch.Tensor,
+    batch_size: int,
+    optimizer,
+    scheduler,
+    pad_id: int,
+    rng: np.random.Generator,
+    acc,
+    workers: int = 0,
+    desc: str = "train",
+    by_length: bool = True,
+    pieces: int = 1,
+) -> dict:
     """One epoch of fine-tuning; `model`, `optimizer` and `scheduler` prepared by `acc` (data parallel when
     launched on several processes: each takes its share of every batch)."""
     model.train()
@@ -176,8 +204,9 @@ def best_on_dev(spec, fit) -> tuple[dict, object, list[dict]]:
 
 
 @torch.inference_mode()
-def predict(model, enc, batch_size: int, pad_id: int, desc: str = "predict", acc=None,
-            workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model, enc, batch_size: int, pad_id: int, desc: str = "predict", acc=None, workers: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and pooled vectors in the split's order, on the CPU in fp32, computed in length-sorted batches
     on `acc`'s device under its autocast (the CPU without one)."""
     model.eval()

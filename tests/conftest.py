@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic tasks and tiny random teachers, so tests need no download."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,7 @@ def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
         label = int(rng.integers(2))
         words = list(rng.choice(FILLER, size=5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
         rng.shuffle(words)
-        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label],
-                     "movie": f"m{i % 40}"})
+        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label], "movie": f"m{i % 40}"})
     return pd.DataFrame(rows)
 
 
@@ -40,16 +40,34 @@ def pair_frame(n: int, seed: int = 1) -> pd.DataFrame:
         topic = rng.choice(topics)
         label = int(rng.integers(2))
         other = rng.choice([t for t in topics if t != topic])
-        rows.append({"question": f"what about {topic} number {i}", "answer": f"it is {topic if label else other}",
-                     "label": ["no", "yes"][label]})
+        rows.append(
+            {
+                "question": f"what about {topic} number {i}",
+                "answer": f"it is {topic if label else other}",
+                "label": ["no", "yes"][label],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def tiny_teacher(hidden: int = 32, layers: int = 2, **overrides) -> dict:
-    spec = {"source": "random", "arch": "bert", "vocab_size": 300, "epochs": 2, "max_length": 24,
-            "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.0,
-            "config": {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
-                       "intermediate_size": 2 * hidden, "max_position_embeddings": 64}}
+    spec = {
+        "source": "random",
+        "arch": "bert",
+        "vocab_size": 300,
+        "epochs": 2,
+        "max_length": 24,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_ratio": 0.0,
+        "config": {
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden,
+            "max_position_embeddings": 64,
+        },
+    }
     spec.update(overrides)
     return spec
 
@@ -62,20 +80,49 @@ def tiny_params(root: Path) -> dict:
     pair_frame(240).to_json(data / "pairs.jsonl", orient="records", lines=True)
     return {
         "seed": 0,
-        "run": {"tasks": ["reviews", "pairs"], "teachers": ["tiny_a", "tiny_b"],
-                "methods": ["ce", "u_ensemble", "ca_mkd"], "seeds": [1]},
+        "run": {
+            "tasks": ["reviews", "pairs"],
+            "teachers": ["tiny_a", "tiny_b"],
+            "methods": ["ce", "u_ensemble", "ca_mkd"],
+            "seeds": [1],
+        },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
         "tasks": {
-            "reviews": {"source": "file", "path": "user_data/reviews.csv", "text_a": "review",
-                        "label": "sentiment", "labels": ["neg", "pos"], "group": "movie",
-                        "dev_fraction": 0.2, "test_fraction": 0.2},
-            "pairs": {"source": "file", "path": "user_data/pairs.jsonl", "text_a": "question", "text_b": "answer",
-                      "label": "label", "labels": ["no", "yes"], "dev_fraction": 0.2, "test_fraction": 0.2},
+            "reviews": {
+                "source": "file",
+                "path": "user_data/reviews.csv",
+                "text_a": "review",
+                "label": "sentiment",
+                "labels": ["neg", "pos"],
+                "group": "movie",
+                "dev_fraction": 0.2,
+                "test_fraction": 0.2,
+            },
+            "pairs": {
+                "source": "file",
+                "path": "user_data/pairs.jsonl",
+                "text_a": "question",
+                "text_b": "answer",
+                "label": "label",
+                "labels": ["no", "yes"],
+                "dev_fraction": 0.2,
+                "test_fraction": 0.2,
+            },
         },
         "teachers": {"tiny_a": tiny_teacher(32, 2), "tiny_b": tiny_teacher(48, 1, max_train=150)},
-        "student": {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
-                    "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                               "intermediate_size": 32, "max_position_embeddings": 64}},
+        "student": {
+            "source": "random",
+            "arch": "bert",
+            "vocab_size": 200,
+            "max_length": 24,
+            "config": {
+                "hidden_size": 16,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+                "max_position_embeddings": 64,
+            },
+        },
         "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
         "rl": {},  # defaults; dvc.yaml tracks every section, so each must be present
         "analysis": {},
@@ -99,8 +146,11 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's environment first on PATH (DVC calls `python`)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT) if not (cwd / "pipeline").is_dir() else str(cwd)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT) if not (cwd / "pipeline").is_dir() else str(cwd),
+    }
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -4,6 +4,7 @@ Expected values are worked out independently of the code under test: by hand (2-
 the comments), or by a different computation (autograd and an actual small step of the student's head).
 The run tests use the planted `coin` design of benchmarks/planted.py with short schedules.
 """
+
 import copy
 import math
 import os
@@ -17,7 +18,8 @@ from torch import nn
 from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 
 from benchmarks import planted as B
-from pipeline import distill, params as P, prepare, rl_kd, training as T
+from pipeline import distill, prepare, rl_kd, training
+from pipeline import params as P
 from pipeline.agent import Agent, Policy, Reward
 from pipeline.losses import student_loss
 from pipeline.models import Classifier
@@ -89,11 +91,21 @@ def spy_rows(reward: Reward) -> list:
 def reward_of(rl, model, n, labels, teacher_logits, held_out, cfg=None, seed=0) -> Reward:
     cfg = cfg or P.Distill(alpha=0.5, temperature=2.0)
     held = None if held_out is None else np.asarray(held_out)
-    return Reward(rl, model, row_enc(n), torch.as_tensor(labels), torch.as_tensor(teacher_logits).float(), cfg, 0,
-                  held, np.random.default_rng(seed))
+    return Reward(
+        rl,
+        model,
+        row_enc(n),
+        torch.as_tensor(labels),
+        torch.as_tensor(teacher_logits).float(),
+        cfg,
+        0,
+        held,
+        np.random.default_rng(seed),
+    )
 
 
 # ---- the policy ---------------------------------------------------------------------------------
+
 
 def test_policy_starts_indifferent_and_pads_narrow_states():
     """A shared policy takes states of different widths (zero-padded) and starts at pi = 1/2 everywhere."""
@@ -123,7 +135,7 @@ def test_per_teacher_reward_teaches_where_a_teacher_hurts():
         agent.act(idx, torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
         agent.learn(-c["ce"] + 1.0)
     p = agent.probabilities(idx, torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
-    assert p[: N // 4, 1].mean() - p[-N // 4:, 1].mean() > 0.3
+    assert p[: N // 4, 1].mean() - p[-N // 4 :, 1].mean() > 0.3
 
 
 def test_same_seed_same_selections():
@@ -195,6 +207,7 @@ def test_only_a_per_teacher_policy_or_the_teacher_feature_tells_identical_states
 
 # ---- the state ----------------------------------------------------------------------------------
 
+
 def test_student_features_are_its_probabilities_and_ce():
     """student_probs = softmax of the student's logits, student_ce = CE to the gold label, for every teacher:
     logits [0, ln 3] -> probs [1/4, 3/4], CE to label 0 = ln 4; logits [ln 3, 0] -> [3/4, 1/4], CE to 0 = ln 4/3."""
@@ -231,9 +244,15 @@ def test_a_cache_field_the_state_needs_is_missing(feature, field):
 # student's loss uses with that teacher selected and without it (None: no teacher; `equal` or CE alone)
 SELECTIONS = [[0, 0, 0], [1, 0, 1], [0, 1, 0]]
 WITH_WITHOUT = {
-    (0, 0): ([1, 0, 0], None), (0, 1): ([0, 1, 0], None), (0, 2): ([0, 0, 1], None),
-    (1, 0): ([.5, 0, .5], [0, 0, 1]), (1, 1): ([1 / 3, 1 / 3, 1 / 3], [.5, 0, .5]), (1, 2): ([.5, 0, .5], [1, 0, 0]),
-    (2, 0): ([.5, .5, 0], [0, 1, 0]), (2, 1): ([0, 1, 0], None), (2, 2): ([0, .5, .5], [0, 1, 0]),
+    (0, 0): ([1, 0, 0], None),
+    (0, 1): ([0, 1, 0], None),
+    (0, 2): ([0, 0, 1], None),
+    (1, 0): ([0.5, 0, 0.5], [0, 0, 1]),
+    (1, 1): ([1 / 3, 1 / 3, 1 / 3], [0.5, 0, 0.5]),
+    (1, 2): ([0.5, 0, 0.5], [1, 0, 0]),
+    (2, 0): ([0.5, 0.5, 0], [0, 1, 0]),
+    (2, 1): ([0, 1, 0], None),
+    (2, 2): ([0, 0.5, 0.5], [0, 1, 0]),
 }
 
 
@@ -249,8 +268,15 @@ def measured_decrease(model, row, y, teacher_logits, weights, no_teacher, held, 
     if weights is None:  # CE alone, at full weight
         loss = F.cross_entropy(z, y)
     else:
-        loss = student_loss(z, y, teacher_logits[[row]].double(), torch.tensor([weights], dtype=torch.float64),
-                            cfg.alpha, cfg.temperature, cfg.t2_scaling)
+        loss = student_loss(
+            z,
+            y,
+            teacher_logits[[row]].double(),
+            torch.tensor([weights], dtype=torch.float64),
+            cfg.alpha,
+            cfg.temperature,
+            cfg.t2_scaling,
+        )
     gW, gb = torch.autograd.grad(loss, (W, b))
     pooled = model.table[held].double()
 
@@ -284,9 +310,12 @@ def test_held_out_effect_is_the_measured_first_order_decrease(no_teacher, t2_sca
     assert out.shape == (3, 3, 2) and len(drawn) == 1 and set(drawn[0]) <= set(held) and len(drawn[0]) == 3
     rows = torch.as_tensor(drawn[0])
     for (j, k), (w_with, w_without) in WITH_WITHOUT.items():
+
         def decrease(weights):
-            return measured_decrease(model, j, int(labels[j]), teacher_logits, weights, no_teacher, rows,
-                                     labels[rows], cfg)
+            return measured_decrease(
+                model, j, int(labels[j]), teacher_logits, weights, no_teacher, rows, labels[rows], cfg
+            )
+
         with_k, without_k = decrease(w_with), decrease(w_without)
         assert float(out[j, k, 0]) == pytest.approx(with_k, rel=1e-2, abs=1e-4), (j, k)
         assert float(out[j, k, 1]) == pytest.approx(without_k, rel=1e-2, abs=1e-4), (j, k)
@@ -318,14 +347,24 @@ def test_gradient_alignment_by_hand(t2_scaling, expected):
 def tiny_classifier(n: int, seed: int = 0):
     """A tiny BERT student with dropout 0.5 everywhere, and `n` rows of 3-8 random tokens."""
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.5,
-                        attention_probs_dropout_prob=0.5)
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.5,
+        attention_probs_dropout_prob=0.5,
+    )
     model = Classifier(BertModel(config), 2, dropout=0.5)
     rng = np.random.default_rng(seed)
     ids = [list(rng.integers(1, 30, size=int(rng.integers(3, 9)))) for _ in range(n)]
-    enc = {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids],
-           "token_type_ids": [[0] * len(r) for r in ids]}
+    enc = {
+        "input_ids": ids,
+        "attention_mask": [[1] * len(r) for r in ids],
+        "token_type_ids": [[0] * len(r) for r in ids],
+    }
     return model, enc
 
 
@@ -341,7 +380,7 @@ def test_rewards_are_zero_without_an_update_because_they_are_measured_in_eval_mo
     back in train mode after each call."""
     n, labels = 20, torch.randint(0, 2, (20,), generator=torch.Generator().manual_seed(0))
     model, enc = tiny_classifier(n)
-    batch = T.collate(enc, np.arange(8), 0)
+    batch = training.collate(enc, np.arange(8), 0)
     assert not torch.equal(model(**batch)[0], model(**batch)[0])  # dropout is active in train mode
     rl = P.RL(reward=reward) if scalar == "after" else P.RL(reward=reward, scalar_reward=scalar)
     held = None if reward == "instance_ce_delta" else np.arange(10, 20)
@@ -359,8 +398,17 @@ def test_neg_ce_is_minus_the_eval_mode_ce_on_the_drawn_held_out_rows():
     student in eval mode (computed here by hand); train mode's dropout would give another value."""
     n, labels = 20, torch.randint(0, 2, (20,), generator=torch.Generator().manual_seed(1))
     model, enc = tiny_classifier(n, seed=1)
-    r = Reward(P.RL(reward="neg_ce"), model, enc, labels, torch.zeros(n, 2, 2), P.Distill(), 0, np.arange(10, 20),
-               np.random.default_rng(0))
+    r = Reward(
+        P.RL(reward="neg_ce"),
+        model,
+        enc,
+        labels,
+        torch.zeros(n, 2, 2),
+        P.Distill(),
+        0,
+        np.arange(10, 20),
+        np.random.default_rng(0),
+    )
     drawn = spy_rows(r)
     idx = np.arange(6)
     measured = r.before(idx)
@@ -368,7 +416,7 @@ def test_neg_ce_is_minus_the_eval_mode_ce_on_the_drawn_held_out_rows():
     assert all_training(model)
     rows = drawn[0]
     assert len(rows) == 6 and set(rows) <= set(range(10, 20))
-    batch = T.collate(enc, rows, 0)
+    batch = training.collate(enc, rows, 0)
     model.eval()
     with torch.no_grad():
         z = model(**batch)[0]
@@ -393,12 +441,15 @@ SCALAR_LOGITS = torch.tensor([[0.0, 0.0], [2 * LN3, 0.0], [0.0, 2 * LN3]])  # ro
 SCALAR_TEACHERS = torch.tensor([[[0.0, 0.0]] * 2, [[2 * LN3, 0.0], [0.0, 2 * LN3]], [[0.0, 0.0]] * 2])
 
 
-@pytest.mark.parametrize("kind, t2_scaling, expected", [
-    ("held_out_accuracy", True, 0.5),
-    ("neg_ce", True, -math.log(100 / 9) / 2),
-    ("neg_ce_kd", True, -(math.log(100 / 9) / 4 + math.log(16 / 3))),
-    ("neg_ce_kd", False, -(math.log(100 / 9) / 4 + math.log(16 / 3) / 4)),
-])
+@pytest.mark.parametrize(
+    "kind, t2_scaling, expected",
+    [
+        ("held_out_accuracy", True, 0.5),
+        ("neg_ce", True, -math.log(100 / 9) / 2),
+        ("neg_ce_kd", True, -(math.log(100 / 9) / 4 + math.log(16 / 3))),
+        ("neg_ce_kd", False, -(math.log(100 / 9) / 4 + math.log(16 / 3) / 4)),
+    ],
+)
 def test_scalar_rewards_by_hand(kind, t2_scaling, expected):
     """The paper's scalar rewards on the two hand-worked held-out rows above (both drawn: batch of 2)."""
     cfg = P.Distill(alpha=0.5, temperature=2.0, t2_scaling=t2_scaling)
@@ -428,8 +479,10 @@ def test_held_out_accuracy_is_the_fraction_right_on_the_rows_drawn():
 
 # ---- held-out rows ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n, fraction, seed, held", [(100, 0.1, 0, 10), (7, 0.3, 1, 2), (41, 0.5, 2, 20),
-                                                      (3, 0.1, 0, 1)])
+
+@pytest.mark.parametrize(
+    "n, fraction, seed, held", [(100, 0.1, 0, 10), (7, 0.3, 1, 2), (41, 0.5, 2, 20), (3, 0.1, 0, 1)]
+)
 def test_data_rows_split_is_a_seeded_partition(n, fraction, seed, held):
     """Training and held-out rows: disjoint, covering range(n), round(f n) held out (at least 1), sorted,
     the same for the same seed and different for another."""
@@ -468,6 +521,7 @@ def coin(coin_root, monkeypatch):
         write_params(coin_root, values)
         rl_kd.main(B.TASK, "1")
         return coin_root / "runs" / B.TASK / "rl_kd" / "1"
+
     return run
 
 
@@ -481,7 +535,7 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
     runs the student on: the student must train on exactly the training rows of data_rows_split, the reward
     draw only held-out rows; with instance_ce_delta (no held-out rows) every row trains."""
     trained, measured, inside = set(), set(), [False]
-    epoch, batches, forward = distill.train_epoch, T.batches, Reward.forward
+    epoch, batches, forward = distill.train_epoch, training.batches, Reward.forward
 
     def spy_epoch(*args, **kwargs):
         inside[0] = True
@@ -500,7 +554,7 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
         return forward(self, rows)
 
     monkeypatch.setattr(distill, "train_epoch", spy_epoch)
-    monkeypatch.setattr(T, "batches", spy_batches)
+    monkeypatch.setattr(training, "batches", spy_batches)
     monkeypatch.setattr(Reward, "forward", spy_forward)
     coin({"reward": reward})
     n = train_size(coin_root)
@@ -554,6 +608,7 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 
 # ---- policy pre-training ------------------------------------------------------------------------
 
+
 def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     """pretrain_policy trains (here: epoch_of really steps the model, its AdamW and its schedule and adds to
     weight_sum) and then must restore parameters, optimiser state, learning rate, schedule and weight_sum
@@ -566,7 +621,7 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
 
     def step(m, opt, sched, rows):
         torch.manual_seed(int(rows[0]))  # the same dropout for a twin
-        loss = F.cross_entropy(m(**T.collate(enc, rows, 0))[0], labels[rows])
+        loss = F.cross_entropy(m(**training.collate(enc, rows, 0))[0], labels[rows])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -581,10 +636,12 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     def epoch_of(desc, with_agent):
         for start in (0, 4, 8):
             step(model, optimizer, scheduler, np.arange(start, start + 4))
-            weight_sum[start:start + 4] += 1.0
-        changed.append(not torch.equal(model.head.weight, state[0]["head.weight"])
-                       and optimizer.param_groups[0]["lr"] != state[1]["param_groups"][0]["lr"]
-                       and not torch.equal(weight_sum, state[3]))
+            weight_sum[start : start + 4] += 1.0
+        changed.append(
+            not torch.equal(model.head.weight, state[0]["head.weight"])
+            and optimizer.param_groups[0]["lr"] != state[1]["param_groups"][0]["lr"]
+            and not torch.equal(weight_sum, state[3])
+        )
         return {"reward_mean": 0.0, "desc": desc, "with_agent": with_agent}
 
     stats = distill.pretrain_policy(model, optimizer, scheduler, weight_sum, 2, epoch_of)
@@ -605,17 +662,25 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
 
 # ---- parameters ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rl, message", [
-    ({"weights": "soft"}, r"rl\.weights: soft makes the student learn from the selection probabilities"),
-    ({"baseline_momentum": 0.5}, "rl: baseline_momentum is not used by reward held_out_effect"),
-    ({"reward": "gradient_alignment", "baseline_momentum": 0.5},
-     "rl: baseline_momentum is not used by reward gradient_alignment"),
-    ({"scalar_reward": "gain"}, "rl: scalar_reward is not used by reward held_out_effect"),
-    ({"reward": "instance_ce_delta", "scalar_reward": "after"}, "rl: scalar_reward is not used by reward instance"),
-    ({"reward": "instance_ce_delta", "held_out_fraction": 0.2},
-     "rl: held_out_fraction is not used by reward instance_ce_delta"),
-    ({"held_out_fraction": 0}, r"rl\.held_out_fraction: Input should be greater than 0"),
-])
+
+@pytest.mark.parametrize(
+    "rl, message",
+    [
+        ({"weights": "soft"}, r"rl\.weights: soft makes the student learn from the selection probabilities"),
+        ({"baseline_momentum": 0.5}, "rl: baseline_momentum is not used by reward held_out_effect"),
+        (
+            {"reward": "gradient_alignment", "baseline_momentum": 0.5},
+            "rl: baseline_momentum is not used by reward gradient_alignment",
+        ),
+        ({"scalar_reward": "gain"}, "rl: scalar_reward is not used by reward held_out_effect"),
+        ({"reward": "instance_ce_delta", "scalar_reward": "after"}, "rl: scalar_reward is not used by reward instance"),
+        (
+            {"reward": "instance_ce_delta", "held_out_fraction": 0.2},
+            "rl: held_out_fraction is not used by reward instance_ce_delta",
+        ),
+        ({"held_out_fraction": 0}, r"rl\.held_out_fraction: Input should be greater than 0"),
+    ],
+)
 def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
     """params.yaml settings that would be silently useless or break the policy gradient: refused by P.load,
     with a message that names the key."""
@@ -625,10 +690,15 @@ def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, messa
         P.load(write_params(tmp_path, values))
 
 
-@pytest.mark.parametrize("rl", [{"reward": "neg_ce", "baseline_momentum": 0.5},
-                                {"reward": "held_out_accuracy", "scalar_reward": "gain"},
-                                {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
-                                {"reward": "neg_ce_kd", "held_out_fraction": 0.2}])
+@pytest.mark.parametrize(
+    "rl",
+    [
+        {"reward": "neg_ce", "baseline_momentum": 0.5},
+        {"reward": "held_out_accuracy", "scalar_reward": "gain"},
+        {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
+        {"reward": "neg_ce_kd", "held_out_fraction": 0.2},
+    ],
+)
 def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):
     """The same keys with a reward that uses them: accepted, and kept as written."""
     values = tiny_params(tmp_path)

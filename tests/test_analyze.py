@@ -1,4 +1,5 @@
 """The analyze stage on a planted tree of run outputs: no training, known answers."""
+
 import json
 
 import numpy as np
@@ -7,13 +8,19 @@ import pytest
 import torch
 
 from analysis import analyze
-from pipeline import logits, params as P
+from pipeline import logits
+from pipeline import params as P
 from tests.conftest import write_params
 
 TASK, TEACHERS, SEEDS, N = "toy", ["big", "small"], [1, 2, 3], 400
 # planted test accuracy per method and seed: rl_kd is clearly ahead of ce, level with u_ensemble
-ACCURACY = {"ce": [0.60, 0.62, 0.61], "single_big": [0.70, 0.69, 0.71], "single_small": [0.72, 0.73, 0.71],
-            "u_ensemble": [0.80, 0.81, 0.79], "rl_kd": [0.80, 0.82, 0.79]}
+ACCURACY = {
+    "ce": [0.60, 0.62, 0.61],
+    "single_big": [0.70, 0.69, 0.71],
+    "single_small": [0.72, 0.73, 0.71],
+    "u_ensemble": [0.80, 0.81, 0.79],
+    "rl_kd": [0.80, 0.82, 0.79],
+}
 
 
 def write_run(root, method, seed, acc, rng):
@@ -22,17 +29,29 @@ def write_run(root, method, seed, acc, rng):
     labels = np.arange(N) % 2
     right = np.zeros(N, bool)
     right[rng.choice(N, int(round(acc * N)), replace=False)] = True
-    pd.DataFrame({"id": [f"t{i:04d}" for i in range(N)], "label": labels,
-                  "pred": np.where(right, labels, 1 - labels)}).to_parquet(out / "predictions.parquet")
-    (out / "metrics.json").write_text(json.dumps({"task": TASK, "method": method, "seed": seed,
-                                                  "dev_accuracy": acc, "test_accuracy": float(right.mean()),
-                                                  "best_epoch": 2, "train_seconds": 1.0, "policy_pretraining":
-                                                  [{"selection_rate": [0.5, 0.5]}] if method == "rl_kd" else []}))
+    pd.DataFrame(
+        {"id": [f"t{i:04d}" for i in range(N)], "label": labels, "pred": np.where(right, labels, 1 - labels)}
+    ).to_parquet(out / "predictions.parquet")
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "task": TASK,
+                "method": method,
+                "seed": seed,
+                "dev_accuracy": acc,
+                "test_accuracy": float(right.mean()),
+                "best_epoch": 2,
+                "train_seconds": 1.0,
+                "policy_pretraining": [{"selection_rate": [0.5, 0.5]}] if method == "rl_kd" else [],
+            }
+        )
+    )
     history = [{"epoch": e, "dev_accuracy": acc - 0.1 / e} for e in (1, 2)]
     if method == "rl_kd":
         history[1].update(selection_rate=[0.6, 0.3], reward_mean=0.1)
-        (out / "rewards.json").write_text(json.dumps([{"epoch": 2, "step": i, "reward": r}
-                                                      for i, r in enumerate([0.1, 0.2, 0.0])]))
+        (out / "rewards.json").write_text(
+            json.dumps([{"epoch": 2, "step": i, "reward": r} for i, r in enumerate([0.1, 0.2, 0.0])])
+        )
     (out / "history.json").write_text(json.dumps(history))
     train_ids = [f"r{i:03d}" for i in range(100)]
     weights = {"id": train_ids, **{t: np.full(100, 0.5) for t in TEACHERS}}
@@ -48,41 +67,75 @@ def tree(tmp_path, monkeypatch):
     for method, accs in ACCURACY.items():
         for seed, acc in zip(SEEDS, accs):
             write_run(tmp_path, method, seed, acc, rng)
-    train = pd.DataFrame({"id": [f"r{i:03d}" for i in range(100)], "text_a": "x", "text_b": None,
-                          "label": np.arange(100) % 2, "group": "g"})
+    train = pd.DataFrame(
+        {
+            "id": [f"r{i:03d}" for i in range(100)],
+            "text_a": "x",
+            "text_b": None,
+            "label": np.arange(100) % 2,
+            "group": "g",
+        }
+    )
     (tmp_path / "data" / TASK).mkdir(parents=True)
     train.to_parquet(tmp_path / "data" / TASK / "train.parquet")
     y = torch.tensor(train.label.to_numpy())
     for name, acc in (("big", 0.90), ("small", 0.75)):
         m = tmp_path / "models" / TASK / name
         m.mkdir(parents=True)
-        m.joinpath("metrics.json").write_text(json.dumps({"dev_accuracy": acc, "test_accuracy": acc,
-                                                          "parameters": 10_000_000 if name == "big" else 2_000_000}))
+        m.joinpath("metrics.json").write_text(
+            json.dumps(
+                {"dev_accuracy": acc, "test_accuracy": acc, "parameters": 10_000_000 if name == "big" else 2_000_000}
+            )
+        )
         wrong = torch.arange(100) < (20 if name == "small" else 0)
         lg = torch.nn.functional.one_hot(torch.where(wrong, 1 - y, y), 2).float() * 3
         (tmp_path / "logits" / TASK / name).mkdir(parents=True)
-        logits.save(tmp_path / "logits" / TASK / name / "train.safetensors", train,
-                    logits.tensors(lg, torch.zeros(100, 4), y))
+        logits.save(
+            tmp_path / "logits" / TASK / name / "train.safetensors", train, logits.tensors(lg, torch.zeros(100, 4), y)
+        )
     (tmp_path / "results/latency").mkdir(parents=True)
-    rows = [{"model": m, "parameters": p, "weight_bytes": 4 * p, "batch1_ms": ms, "batch32_ms": 10 * ms}
-            for m, p, ms in (("big", 10_000_000, 40.0), ("small", 2_000_000, 10.0), ("student", 500_000, 2.0))]
+    rows = [
+        {"model": m, "parameters": p, "weight_bytes": 4 * p, "batch1_ms": ms, "batch32_ms": 10 * ms}
+        for m, p, ms in (("big", 10_000_000, 40.0), ("small", 2_000_000, 10.0), ("student", 500_000, 2.0))
+    ]
     (tmp_path / "results/latency" / f"{TASK}.json").write_text(json.dumps({"task": TASK, "models": rows}))
-    write_params(tmp_path, {
-        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {},
-        "run": {"tasks": [TASK], "teachers": TEACHERS, "seeds": SEEDS,
-                "methods": ["ce", "single_big", "single_small", "u_ensemble"]},
-        "tasks": {TASK: {"source": "file", "path": "user_data/toy.csv", "text_a": "text", "label": "label",
-                         "labels": ["neg", "pos"]}},
-        "teachers": {t: {"source": "random", "arch": "bert", "vocab_size": 50} for t in TEACHERS},
-        "analysis": {"bootstrap": 2000}, "compute": {"launch": "python -m"}})
+    write_params(
+        tmp_path,
+        {
+            "seed": 0,
+            "student": {"source": "random"},
+            "distill": {},
+            "rl": {},
+            "run": {
+                "tasks": [TASK],
+                "teachers": TEACHERS,
+                "seeds": SEEDS,
+                "methods": ["ce", "single_big", "single_small", "u_ensemble"],
+            },
+            "tasks": {
+                TASK: {
+                    "source": "file",
+                    "path": "user_data/toy.csv",
+                    "text_a": "text",
+                    "label": "label",
+                    "labels": ["neg", "pos"],
+                }
+            },
+            "teachers": {t: {"source": "random", "arch": "bert", "vocab_size": 50} for t in TEACHERS},
+            "analysis": {"bootstrap": 2000},
+            "compute": {"launch": "python -m"},
+        },
+    )
     return tmp_path
 
 
 def test_tables_figures_and_report_from_planted_runs(tree):
     analyze.main()
     main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
-    runs = {m: [json.loads((tree / f"runs/{TASK}/{m}/{s}/metrics.json").read_text())["test_accuracy"] for s in SEEDS]
-            for m in ACCURACY}
+    runs = {
+        m: [json.loads((tree / f"runs/{TASK}/{m}/{s}/metrics.json").read_text())["test_accuracy"] for s in SEEDS]
+        for m in ACCURACY
+    }
     for method, accs in runs.items():
         assert main.loc[method, f"{TASK}_mean"] == pytest.approx(np.mean(accs), abs=1e-6)
         assert main.loc[method, f"{TASK}_std"] == pytest.approx(np.std(accs, ddof=1), abs=1e-6)
@@ -92,8 +145,13 @@ def test_tables_figures_and_report_from_planted_runs(tree):
 
     sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index(["a", "b"])
     # declared up front: the primary comparison, then rl_kd against the rest and KD's premise, u_ensemble - ce
-    assert list(sig.index) == [("rl_kd", "u_ensemble"), ("rl_kd", "ce"), ("rl_kd", "single_big"),
-                               ("rl_kd", "single_small"), ("u_ensemble", "ce")]
+    assert list(sig.index) == [
+        ("rl_kd", "u_ensemble"),
+        ("rl_kd", "ce"),
+        ("rl_kd", "single_big"),
+        ("rl_kd", "single_small"),
+        ("u_ensemble", "ce"),
+    ]
     assert list(sig.role) == ["primary"] + ["secondary"] * 4
     assert sig.loc[("rl_kd", "ce"), "verdict"] == "better" and sig.loc[("rl_kd", "ce"), "ci_low"] > 0.1
     assert sig.loc[("u_ensemble", "ce"), "verdict"] == "better"
@@ -114,8 +172,14 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert "`toy`/`small` 0.70 vs 0.10" in report  # selection where right vs wrong, from the planted weights
     comp = pd.read_csv(tree / "results/tables/table4_compression.csv").set_index("model")
     assert comp.loc["small", "speedup_batch1"] == pytest.approx(5.0)
-    for stem in ("main_results", "rl_selection", "selection_vs_correctness", "teacher_vs_student", "learning_curves",
-                 "power"):
+    for stem in (
+        "main_results",
+        "rl_selection",
+        "selection_vs_correctness",
+        "teacher_vs_student",
+        "learning_curves",
+        "power",
+    ):
         for ext in ("png", "pdf"):
             assert (tree / "results/figures" / f"{stem}.{ext}").stat().st_size > 1000
     metrics = json.loads((tree / "results/metrics.json").read_text())
@@ -183,33 +247,59 @@ def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
 
 def test_the_comparisons_are_declared_from_the_names_alone():
     from analysis import tables
+
     order = ["ce", "single_a", "u_ensemble", "best_single", "ae_kd", "rl_kd"]
     # the premise (KD helps at all): each fixed-weight KD method against ce; ae_kd and single_a are not among them
     assert tables.comparisons(order, "rl_kd", "u_ensemble") == [
-        ("rl_kd", "u_ensemble", "primary"), ("rl_kd", "ce", "secondary"), ("rl_kd", "single_a", "secondary"),
-        ("rl_kd", "best_single", "secondary"), ("rl_kd", "ae_kd", "secondary"),
-        ("u_ensemble", "ce", "secondary"), ("best_single", "ce", "secondary")]
+        ("rl_kd", "u_ensemble", "primary"),
+        ("rl_kd", "ce", "secondary"),
+        ("rl_kd", "single_a", "secondary"),
+        ("rl_kd", "best_single", "secondary"),
+        ("rl_kd", "ae_kd", "secondary"),
+        ("u_ensemble", "ce", "secondary"),
+        ("best_single", "ce", "secondary"),
+    ]
     assert tables.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
 
 
-@pytest.mark.parametrize("p_adjusted, diff, power, expected", [
-    (0.01, 0.02, 0.9, "better"), (0.01, -0.02, 0.1, "worse"),
-    (0.40, 0.002, 0.85, "no difference (could see 1 pp)"),  # not significant, and it could have seen 1 point
-    (0.40, 0.002, 0.30, "inconclusive (could not see 1 pp)"), (0.40, 0.0, float("nan"), "inconclusive (could not see 1 pp)"),
-])
+@pytest.mark.parametrize(
+    "p_adjusted, diff, power, expected",
+    [
+        (0.01, 0.02, 0.9, "better"),
+        (0.01, -0.02, 0.1, "worse"),
+        (0.40, 0.002, 0.85, "no difference (could see 1 pp)"),  # not significant, and it could have seen 1 point
+        (0.40, 0.002, 0.30, "inconclusive (could not see 1 pp)"),
+        (0.40, 0.0, float("nan"), "inconclusive (could not see 1 pp)"),
+    ],
+)
 def test_a_null_result_counts_only_with_the_power_to_see_the_gap(p_adjusted, diff, power, expected):
     from analysis import tables
+
     row = pd.Series({"p_adjusted": p_adjusted, "diff": diff, "power": power})
     assert tables.verdict(row, P.Analysis()) == expected
 
 
 def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():
     from analysis import tables
-    teachers = pd.DataFrame({"task": ["mrpc", "mrpc"], "teacher": ["bert_base", "mine"], "dev_accuracy": [0.8, 0.7],
-                             "test_accuracy": [0.85, 0.75], "test_examples": [1000, None],
-                             "parameters": [110e6, 20e6]})
-    runs = pd.DataFrame({"task": "mrpc", "method": ["single_bert_base"] * 2 + ["single_mine"] * 2, "seed": [1, 2] * 2,
-                         "test_accuracy": [0.70, 0.72, 0.60, 0.62]})
+
+    teachers = pd.DataFrame(
+        {
+            "task": ["mrpc", "mrpc"],
+            "teacher": ["bert_base", "mine"],
+            "dev_accuracy": [0.8, 0.7],
+            "test_accuracy": [0.85, 0.75],
+            "test_examples": [1000, None],
+            "parameters": [110e6, 20e6],
+        }
+    )
+    runs = pd.DataFrame(
+        {
+            "task": "mrpc",
+            "method": ["single_bert_base"] * 2 + ["single_mine"] * 2,
+            "seed": [1, 2] * 2,
+            "test_accuracy": [0.70, 0.72, 0.60, 0.62],
+        }
+    )
     numbers, shown, _ = tables.teacher_table(teachers, runs, pd.read_csv(analyze.PAPER))
     row = numbers.set_index("teacher").loc["bert_base"]
     assert row.paper_teacher == 83.3 and row.paper_student == 74.0  # the paper's Table 1, MRPC
@@ -223,15 +313,36 @@ def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match
 
 def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
     from analysis import ablation
+
     rl = P.RL().model_dump()
     shown_by_dvc = [  # the shape of `dvc exp show --json -A`
         {"rev": "workspace", "name": None, "data": {}, "experiments": None},
-        {"rev": "abc", "name": "main", "data": {}, "experiments": [
-            {"name": "paper-reward", "revs": [{"rev": "d03d123", "name": "paper-reward", "data": {
-                "params": {"params.yaml": {"data": {"rl": {**rl, "reward": "held_out_accuracy"}}}},
-                "metrics": {"results/metrics.json": {"data": {"test_accuracy": {"rl_kd": {
-                    "rt": 0.70, "qa": 0.49, "average": 0.595}}}}}}}]},
-            {"name": "broken", "revs": [{"rev": "e1", "data": {}}]}]}]
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": {},
+            "experiments": [
+                {
+                    "name": "paper-reward",
+                    "revs": [
+                        {
+                            "rev": "d03d123",
+                            "name": "paper-reward",
+                            "data": {
+                                "params": {"params.yaml": {"data": {"rl": {**rl, "reward": "held_out_accuracy"}}}},
+                                "metrics": {
+                                    "results/metrics.json": {
+                                        "data": {"test_accuracy": {"rl_kd": {"rt": 0.70, "qa": 0.49, "average": 0.595}}}
+                                    }
+                                },
+                            },
+                        }
+                    ],
+                },
+                {"name": "broken", "revs": [{"rev": "e1", "data": {}}]},
+            ],
+        },
+    ]
     exps = ablation.experiments(shown_by_dvc)
     assert [e["name"] for e in exps] == ["paper-reward"]  # a failed experiment without metrics is left out
     numbers, shown, bold = ablation.table(rl, {"rt": 0.69, "qa": 0.488, "average": 0.589}, exps, ["rt", "qa"])
@@ -242,8 +353,9 @@ def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
 def test_rl_kd_alone_has_no_comparison_and_says_so(tree):
     """run.methods: [] runs RL-KD only: the tables and report are written, with no significance to test."""
     params = (tree / "params.yaml").read_text()
-    (tree / "params.yaml").write_text(params.replace("methods:\n  - ce\n  - single_big\n  - single_small\n"
-                                                     "  - u_ensemble\n", "methods: []\n"))
+    (tree / "params.yaml").write_text(
+        params.replace("methods:\n  - ce\n  - single_big\n  - single_small\n  - u_ensemble\n", "methods: []\n")
+    )
     analyze.main()
     report = (tree / "results/report.md").read_text()
     assert "No other method ran, so there is nothing to compare `rl_kd` with." in report

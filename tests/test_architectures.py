@@ -1,5 +1,6 @@
 """The paper's four teacher architectures (BERT, RoBERTa, ALBERT, XLNet) as tiny random stand-ins,
 built from a config with a locally counted vocabulary: fine-tune, cache and distill for each, no hub."""
+
 import json
 
 import pytest

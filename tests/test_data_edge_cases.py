@@ -1,12 +1,14 @@
 """Awkward data: very long texts, non-ASCII text, declared and broken encodings, a missing file, a text over two
 lines, duplicates, empty GLUE rows, and damaged prepared splits."""
+
 import json
 
 import pandas as pd
 import pytest
 import yaml
 
-from pipeline import data, finetune, params as P, prepare
+from pipeline import data, finetune, prepare
+from pipeline import params as P
 from tests.conftest import sentiment_frame, write_params
 
 
@@ -54,8 +56,11 @@ def test_a_file_that_is_not_utf8_is_refused_with_its_name(workdir, suffix):
     raw = sentiment_frame(40)
     raw.loc[3, "review"] = "très mauvais, déçu"
     write_latin1(workdir, suffix, raw)
-    with pytest.raises(P.InputError, match=rf"latin1\{suffix}: not valid utf-8 .* set tasks.reviews.encoding "
-                                           r"\(e.g. latin-1, cp1252\) or save the file as UTF-8"):
+    with pytest.raises(
+        P.InputError,
+        match=rf"latin1\{suffix}: not valid utf-8 .* set tasks.reviews.encoding "
+        r"\(e.g. latin-1, cp1252\) or save the file as UTF-8",
+    ):
         prepare.main("reviews")
     assert not (workdir / "data").exists()
 
@@ -124,15 +129,23 @@ def test_repeated_ids_in_a_prepared_split_are_refused(workdir):
     info = card(workdir)
     info["split_sha256"]["train"] = data.split_hash(df)
     (workdir / "data/reviews/card.json").write_text(json.dumps(info))
-    with pytest.raises(P.InputError, match=r"train.parquet: example id 'reviews-[0-9a-f]{16}' occurs more than once "
-                                           r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare`"):
+    with pytest.raises(
+        P.InputError,
+        match=r"train.parquet: example id 'reviews-[0-9a-f]{16}' occurs more than once "
+        r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare`",
+    ):
         data.load_split(workdir / "data/reviews", "train")
 
 
 def test_glue_rows_with_an_empty_text_are_dropped_and_counted():
     from datasets import Dataset, DatasetDict
-    rows = {"sentence1": [f"a {i}" for i in range(40)], "sentence2": [f"b {i}" for i in range(40)],
-            "label": [i % 2 for i in range(40)], "idx": list(range(40))}
+
+    rows = {
+        "sentence1": [f"a {i}" for i in range(40)],
+        "sentence2": [f"b {i}" for i in range(40)],
+        "label": [i % 2 for i in range(40)],
+        "idx": list(range(40)),
+    }
     rows["sentence2"][5] = "  "
     rows["sentence1"][9] = ""
     stand_in = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)})
@@ -169,9 +182,13 @@ def test_a_file_with_one_class_is_refused(workdir):
 
 def test_a_train_split_without_every_class_is_refused(workdir):
     params_path = workdir / "params.yaml"
-    params_path.write_text(params_path.read_text().replace("    label: sentiment\n",
-                                                           "    label: sentiment\n    max_train: 1\n", 1))
-    with pytest.raises(P.InputError, match=r"tasks.reviews: the train split \(1 examples, after max_train\) has no "
-                                           r"example of \['(neg|pos)'\]"):
+    params_path.write_text(
+        params_path.read_text().replace("    label: sentiment\n", "    label: sentiment\n    max_train: 1\n", 1)
+    )
+    with pytest.raises(
+        P.InputError,
+        match=r"tasks.reviews: the train split \(1 examples, after max_train\) has no "
+        r"example of \['(neg|pos)'\]",
+    ):
         prepare.main("reviews")
     assert not (workdir / "data").exists()

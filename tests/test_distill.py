@@ -1,4 +1,5 @@
 """The distillation stage on the tiny profile: every method, determinism, bad input."""
+
 import json
 import os
 from contextlib import contextmanager
@@ -8,19 +9,41 @@ import pytest
 import torch
 import yaml
 
-from pipeline import cache, data, distill, finetune, params as P, prepare
+from pipeline import cache, data, distill, finetune, prepare
+from pipeline import params as P
 from tests.conftest import tiny_params, write_params
 
-METHODS = ["ce", "single_tiny_a", "single_tiny_b", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble",
-           "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
+METHODS = [
+    "ce",
+    "single_tiny_a",
+    "single_tiny_b",
+    "u_ensemble",
+    "w_ensemble",
+    "rand_single",
+    "lr_ensemble",
+    "best_single",
+    "ca_mkd",
+    "ae_kd",
+    "mtkd_rl",
+]
 
 
 def distill_params(root):
     params = tiny_params(root)
     params["run"].update(tasks=["reviews"], methods=METHODS, seeds=[1, 2])
-    params["student"] = {"source": "random", "arch": "bert", "vocab_size": 200, "max_length": 24,
-                         "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                    "intermediate_size": 32, "max_position_embeddings": 64}}
+    params["student"] = {
+        "source": "random",
+        "arch": "bert",
+        "vocab_size": 200,
+        "max_length": 24,
+        "config": {
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "max_position_embeddings": 64,
+        },
+    }
     params["distill"] = {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0}
     return params
 
@@ -102,8 +125,11 @@ def test_same_seed_same_numbers(repo):
     def run(seed):
         distill.main("reviews", "rand_single", seed)
         out = repo / "runs/reviews/rand_single" / seed
-        return (json.loads((out / "history.json").read_text()), pd.read_parquet(out / "predictions.parquet"),
-                pd.read_parquet(out / "weights.parquet"))
+        return (
+            json.loads((out / "history.json").read_text()),
+            pd.read_parquet(out / "predictions.parquet"),
+            pd.read_parquet(out / "weights.parquet"),
+        )
 
     first, again, other = run("2"), run("2"), run("1")
     assert [h["train_loss"] for h in first[0]] == [h["train_loss"] for h in again[0]]
@@ -112,15 +138,23 @@ def test_same_seed_same_numbers(repo):
     assert [h["train_loss"] for h in first[0]] != [h["train_loss"] for h in other[0]]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p["distill"].update(alpha=1.5), "distill.alpha: Input should be less than or equal to 1"),
-    (lambda p: p["distill"].update(temperature=0), "distill.temperature: Input should be greater than or equal to 0.1"),
-    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
-    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
-     "distill.fixed_weights.tiny_b: Input should be greater than or equal to 0"),
-    (lambda p: p["distill"].update(fixed_weights={"tiny_a": 0.0, "tiny_b": 0.0}), "the weights sum to zero"),
-    (lambda p: p["run"].update(methods=["u_ensemble", "v_ensemble"]), "unknown method 'v_ensemble'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["distill"].update(alpha=1.5), "distill.alpha: Input should be less than or equal to 1"),
+        (
+            lambda p: p["distill"].update(temperature=0),
+            "distill.temperature: Input should be greater than or equal to 0.1",
+        ),
+        (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
+        (
+            lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
+            "distill.fixed_weights.tiny_b: Input should be greater than or equal to 0",
+        ),
+        (lambda p: p["distill"].update(fixed_weights={"tiny_a": 0.0, "tiny_b": 0.0}), "the weights sum to zero"),
+        (lambda p: p["run"].update(methods=["u_ensemble", "v_ensemble"]), "unknown method 'v_ensemble'"),
+    ],
+)
 def test_bad_parameters_stop_before_training(repo, edit, message):
     edit_params(repo, edit)
     with pytest.raises(P.InputError, match=message):
@@ -166,6 +200,7 @@ def test_a_student_grid_keeps_the_best_point_on_dev_and_equals_that_point_run_al
 def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo, monkeypatch):
     """distill.max_train below the train size: each kept example must get its own teacher outputs."""
     from pipeline import logits
+
     seen = {}
     fit = distill.fit
 
@@ -196,15 +231,20 @@ def test_a_loss_that_is_not_finite_stops_the_run_with_nothing_written(repo, monk
         return loss * float("nan") if len(calls) == 3 else loss
 
     from pipeline.losses import student_loss
+
     monkeypatch.setattr(distill, "student_loss", poisoned)
-    with pytest.raises(P.InputError, match=r"u_ensemble epoch 1: the training loss is nan at batch 3; stopped, "
-                                           "nothing written"):
+    with pytest.raises(
+        P.InputError,
+        match=r"u_ensemble epoch 1: the training loss is nan at batch 3; stopped, "
+        "nothing written",
+    ):
         distill.main("reviews", "u_ensemble", "4")
     assert not (repo / "runs/reviews/u_ensemble/4").exists()
 
 
 def test_a_teacher_whose_loss_is_not_finite_stops_with_nothing_written(repo, monkeypatch):
     from pipeline import training
+
     monkeypatch.setattr(training.F, "cross_entropy", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
     edit_params(repo, lambda p: p["teachers"].update(fresh=p["teachers"]["tiny_a"]))
     with pytest.raises(P.InputError, match=r"fresh epoch 1: the training loss is inf at batch 1"):

@@ -1,5 +1,6 @@
 """dvc.yaml tells the truth: every stage lists, as deps, every module of this repository that its command
 runs (followed through the imports, transitively), so that a change to any of them makes DVC rerun it."""
+
 import ast
 import re
 import sys
@@ -32,7 +33,7 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: `from . import data` or `from .io import sha256`
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([node.module] if node.module else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`

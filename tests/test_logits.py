@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipeline import data, logits, params as P
+from pipeline import data, logits
+from pipeline import params as P
 
 
 @pytest.fixture

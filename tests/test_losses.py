@@ -1,4 +1,5 @@
 """The student loss against values computed by hand."""
+
 import math
 
 import pytest

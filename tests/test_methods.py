@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import methods, mtkd_rl, params as P
+from pipeline import methods, mtkd_rl
+from pipeline import params as P
 from pipeline.ae_kd import min_norm_weights
 
 TEACHERS = ["a", "b", "c"]
@@ -15,21 +16,30 @@ def cache():
     torch.manual_seed(0)
     labels = torch.tensor([0, 1, 1, 0])
     # teacher a is right everywhere, b on three of four (most confident on the last), c never
-    logits = torch.tensor([
-        [[3.0, 0.0], [2.0, 0.0], [0.0, 3.0]],
-        [[0.0, 3.0], [2.0, 0.0], [3.0, 0.0]],
-        [[0.0, 2.0], [0.0, 1.0], [1.0, 0.0]],
-        [[2.0, 0.0], [3.0, 0.0], [0.0, 1.0]],
-    ])
-    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), labels.repeat_interleave(3),
-                                           reduction="none").reshape(4, 3)
+    logits = torch.tensor(
+        [
+            [[3.0, 0.0], [2.0, 0.0], [0.0, 3.0]],
+            [[0.0, 3.0], [2.0, 0.0], [3.0, 0.0]],
+            [[0.0, 2.0], [0.0, 1.0], [1.0, 0.0]],
+            [[2.0, 0.0], [3.0, 0.0], [0.0, 1.0]],
+        ]
+    )
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 2), labels.repeat_interleave(3), reduction="none"
+    ).reshape(4, 3)
     return {"logits": logits, "ce": ce}, labels
 
 
 def build(name, cache, fixed=None, seed=0):
     split, labels = cache
-    return methods.build(name, TEACHERS, {"train": split, "dev": split}, {"train": labels, "dev": labels},
-                         P.Distill(fixed_weights=fixed), np.random.default_rng(seed))
+    return methods.build(
+        name,
+        TEACHERS,
+        {"train": split, "dev": split},
+        {"train": labels, "dev": labels},
+        P.Distill(fixed_weights=fixed),
+        np.random.default_rng(seed),
+    )
 
 
 IDX = np.array([0, 1, 2, 3])
@@ -65,31 +75,36 @@ def test_best_single_picks_the_most_confident_correct_teacher(cache):
 def test_ca_mkd_follows_the_published_weights():
     # worked by hand from w_k = (1 - e^CE_k / sum_j e^CE_j) / (K - 1): e^0.1, e^1, e^2 = 1.10517, 2.71828,
     # 7.38906 (sum 11.21251); softmax 0.09857, 0.24243, 0.65900; (1 - softmax) / 2 = 0.45072, 0.37879, 0.17050
-    weigh = methods.build("ca_mkd", TEACHERS, {"train": {"ce": torch.tensor([[0.1, 1.0, 2.0]])}}, {}, P.Distill(),
-                          None).weigh
+    weigh = methods.build(
+        "ca_mkd", TEACHERS, {"train": {"ce": torch.tensor([[0.1, 1.0, 2.0]])}}, {}, P.Distill(), None
+    ).weigh
     assert torch.allclose(weigh(np.array([0]), None), torch.tensor([[0.45072, 0.37879, 0.17050]]), atol=1e-5)
 
 
 def test_ca_mkd_with_two_teachers_is_a_softmax_over_negative_ce():
     # K = 2: 1 - e^a / (e^a + e^b) = e^-a / (e^-a + e^-b); CE [0, ln 3] -> [3/4, 1/4]
-    weigh = methods.build("ca_mkd", ["a", "b"], {"train": {"ce": torch.tensor([[0.0, math.log(3)]])}}, {},
-                          P.Distill(), None).weigh
+    weigh = methods.build(
+        "ca_mkd", ["a", "b"], {"train": {"ce": torch.tensor([[0.0, math.log(3)]])}}, {}, P.Distill(), None
+    ).weigh
     assert torch.allclose(weigh(np.array([0]), None), torch.tensor([[0.75, 0.25]]))
 
 
-@pytest.mark.parametrize("g, cap, expected", [
-    # two teachers: a_1 = clip(((g2 - g1) . g2) / |g1 - g2|^2, 1 - C, C) = clip(4 / 5, ...)
-    ([[1, 0], [0, 2]], 1.0, [0.8, 0.2]),
-    ([[1, 0], [0, 2]], 0.6, [0.6, 0.4]),
-    # g3 = (2, 2): with a_3 = t, a_1 = a_2 = (1 - t) / 2 the norm is (1 + 3t)^2 / 2, least at t = 0; under
-    # C = 0.4, (1 - t) / 2 <= 0.4 forces t = 0.2
-    ([[1, 0], [0, 1], [2, 2]], 1.0, [0.5, 0.5, 0.0]),
-    ([[1, 0], [0, 1], [2, 2]], 0.4, [0.4, 0.4, 0.2]),
-    # a third, long gradient takes nothing; the cap moves weight from the short g1 to g2 only
-    ([[1, 0], [0, 2], [3, 3]], 0.6, [0.6, 0.4, 0.0]),
-    # the origin is in the hull: a_1 - a_3 = a_2 - a_3 = 0
-    ([[1, 0], [0, 1], [-1, -1]], 1.0, [1 / 3, 1 / 3, 1 / 3]),
-])
+@pytest.mark.parametrize(
+    "g, cap, expected",
+    [
+        # two teachers: a_1 = clip(((g2 - g1) . g2) / |g1 - g2|^2, 1 - C, C) = clip(4 / 5, ...)
+        ([[1, 0], [0, 2]], 1.0, [0.8, 0.2]),
+        ([[1, 0], [0, 2]], 0.6, [0.6, 0.4]),
+        # g3 = (2, 2): with a_3 = t, a_1 = a_2 = (1 - t) / 2 the norm is (1 + 3t)^2 / 2, least at t = 0; under
+        # C = 0.4, (1 - t) / 2 <= 0.4 forces t = 0.2
+        ([[1, 0], [0, 1], [2, 2]], 1.0, [0.5, 0.5, 0.0]),
+        ([[1, 0], [0, 1], [2, 2]], 0.4, [0.4, 0.4, 0.2]),
+        # a third, long gradient takes nothing; the cap moves weight from the short g1 to g2 only
+        ([[1, 0], [0, 2], [3, 3]], 0.6, [0.6, 0.4, 0.0]),
+        # the origin is in the hull: a_1 - a_3 = a_2 - a_3 = 0
+        ([[1, 0], [0, 1], [-1, -1]], 1.0, [1 / 3, 1 / 3, 1 / 3]),
+    ],
+)
 def test_ae_kd_min_norm_weights_worked_by_hand(g, cap, expected):
     assert torch.allclose(min_norm_weights(torch.tensor(g, dtype=torch.float), cap), torch.tensor(expected), atol=1e-5)
 
@@ -104,8 +119,14 @@ def test_ae_kd_weighs_the_whole_batch_of_logits():
     # (-0.0667, 0.0667) and (0.0333, -0.0333), would give 1/3.)
     p = torch.tensor([[[0.9, 0.1], [0.7, 0.3]], [[0.5, 0.5], [0.2, 0.8]], [[0.3, 0.7], [0.5, 0.5]]])
     for cap, a in ((1.0, 5 / 17), (0.6, 0.4)):
-        weigh = methods.build("ae_kd", ["a", "b"], {"train": {"logits": 2 * p.log()}}, {},
-                              P.Distill(temperature=2.0, ae_kd_tolerance=cap), None).weigh
+        weigh = methods.build(
+            "ae_kd",
+            ["a", "b"],
+            {"train": {"logits": 2 * p.log()}},
+            {},
+            P.Distill(temperature=2.0, ae_kd_tolerance=cap),
+            None,
+        ).weigh
         w = weigh(np.array([0, 1, 2]), torch.zeros(3, 2))
         assert torch.allclose(w, torch.tensor([[a, 1 - a]] * 3), atol=1e-5)
 
@@ -115,8 +136,9 @@ def tiny_mtkd_rl(labels):
     logits = torch.tensor([[[math.log(9), 0.0], [0.0, 0.0]]] * 2)
     train = {"logits": logits, "ce": torch.tensor([[0.0, math.log(3)]] * 2), "pooled": [torch.ones(2, 1)] * 2}
     cfg = P.Distill(temperature=1.0, alpha=0.5)
-    weigher = methods.build("mtkd_rl", ["a", "b"], {"train": train}, {"train": torch.tensor(labels)}, cfg,
-                            np.random.default_rng(0))
+    weigher = methods.build(
+        "mtkd_rl", ["a", "b"], {"train": train}, {"train": torch.tensor(labels)}, cfg, np.random.default_rng(0)
+    )
     agent = weigher.weigh.agent
     with torch.no_grad():  # the agent's own softmax is its head's bias: softmax(ln 3, 0) = (0.75, 0.25)
         agent.stem.weight.zero_()
@@ -165,13 +187,16 @@ def test_mtkd_rl_rewards_standardised_and_clipped():
     # rewards -1, -1.5, -3.5 standardise to 0.75593, 0.37796, -1.13389 and clip to [0, 1]
     kl = torch.tensor([[1.0, 0.0], [1.5, 0.0], [3.5, 0.0]])
     w = torch.tensor([[1.0, 0.0]] * 3)
-    r = mtkd_rl.rewards(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), kl, w, P.Distill(alpha=1.0, temperature=1.0))
+    r = mtkd_rl.rewards(
+        torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), kl, w, P.Distill(alpha=1.0, temperature=1.0)
+    )
     assert torch.allclose(r, torch.tensor([0.75593, 0.37796, 0.0]), atol=1e-5)
     # without T^2 scaling the KL (given scaled by T^2 = 4) is divided by it again: the same losses
     unscaled = P.Distill(alpha=1.0, temperature=2.0, t2_scaling=False)
     assert torch.allclose(mtkd_rl.rewards(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), 4 * kl, w, unscaled), r)
-    assert torch.equal(mtkd_rl.rewards(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), kl[:1], w[:1],
-                                       P.Distill()), torch.zeros(1))  # one instance: nothing to standardise against
+    assert torch.equal(
+        mtkd_rl.rewards(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), kl[:1], w[:1], P.Distill()), torch.zeros(1)
+    )  # one instance: nothing to standardise against
 
 
 def test_kl_divergence_worked_by_hand():

@@ -1,6 +1,7 @@
 """MNLI's matched and mismatched validation sets share one training set: the teachers are fine-tuned and
 cached once, each student trained once, and every table reports the two sets as columns of their own
 (mnli_m, mnli_mm, as in the paper). GLUE comes from a stand-in for `datasets.load_dataset` (no hub)."""
+
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from analysis import analyze
 from pipeline import cache, data, distill, finetune, latency, plan, prepare, rl_kd
-from tests.conftest import POSITIVE, NEGATIVE, tiny_params, write_params
+from tests.conftest import NEGATIVE, POSITIVE, tiny_params, write_params
 
 SHARED = ("a premise that both sets hold", "the same hypothesis", 1)  # one text in matched and in mismatched
 
@@ -38,8 +39,11 @@ def mnli_rows(n: int, seed: int, extra=()) -> pd.DataFrame:
 
 def fake_glue(name, config):
     assert (name, config) == ("glue", "mnli")
-    return {"train": Split(mnli_rows(240, 0)), "validation_matched": Split(mnli_rows(60, 1, [SHARED])),
-            "validation_mismatched": Split(mnli_rows(50, 2, [SHARED]))}
+    return {
+        "train": Split(mnli_rows(240, 0)),
+        "validation_matched": Split(mnli_rows(60, 1, [SHARED])),
+        "validation_mismatched": Split(mnli_rows(50, 2, [SHARED])),
+    }
 
 
 @pytest.fixture
@@ -69,11 +73,13 @@ def test_one_test_split_holds_both_sets_with_their_names(mnli):
 def test_each_set_is_scored_apart():
     # worked by hand: rows 0-2 are set m (right, right, wrong), rows 3-4 set mm (wrong, right)
     import torch
+
     df = pd.DataFrame({"eval_set": ["m", "m", "m", "mm", "mm"]})
     logits = torch.tensor([[2.0, 0], [0, 2.0], [2.0, 0], [0, 2.0], [2.0, 0]])
     labels = torch.tensor([0, 1, 1, 0, 0])
     assert data.by_eval_set("test_accuracy", df, logits, labels) == {
-        "test_accuracy_by_set": {"m": pytest.approx(2 / 3), "mm": pytest.approx(1 / 2)}}
+        "test_accuracy_by_set": {"m": pytest.approx(2 / 3), "mm": pytest.approx(1 / 2)}
+    }
     assert data.by_eval_set("test_accuracy", df.drop(columns="eval_set"), logits, labels) == {}
 
 
@@ -116,6 +122,7 @@ def test_teachers_and_students_train_once_and_every_table_has_both_sets(mnli):
 
 def test_the_plan_trains_mnli_once_and_says_what_that_saves(tmp_path, monkeypatch, capsys):
     from tests.test_paper_profile import ROOT
+
     monkeypatch.chdir(tmp_path)
     plan.main([str(ROOT / "params-paper.yaml")])
     out = capsys.readouterr().out

@@ -2,7 +2,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from pipeline import models, params as P, training as T
+from pipeline import models, training
+from pipeline import params as P
 from tests.conftest import sentiment_frame, tiny_teacher
 
 
@@ -16,9 +17,10 @@ def tiny():
 
 def batch_of(tokenizer, texts):
     import pandas as pd
+
     df = pd.DataFrame({"text_a": texts, "text_b": [None] * len(texts)})
-    enc = T.encode(tokenizer, df, 16)
-    return T.collate(enc, list(range(len(texts))), tokenizer.pad_token_id)
+    enc = training.encode(tokenizer, df, 16)
+    return training.collate(enc, list(range(len(texts))), tokenizer.pad_token_id)
 
 
 def test_mean_pooling_ignores_padding(tiny):
@@ -70,29 +72,48 @@ def test_asset_missing_from_manifest():
 def test_a_vocabulary_smaller_than_the_tasks_pieces_is_refused_before_training():
     # 5 special tokens + every character of the texts, alone and as ##c: far more than 1
     with pytest.raises(P.InputError, match=r"student.vocab_size: 1 is smaller than the \d+ pieces"):
-        models.pretrained_encoder("student", P.Student(source="random", vocab_size=1), None,
-                                  list(sentiment_frame(60).review))
+        models.pretrained_encoder(
+            "student", P.Student(source="random", vocab_size=1), None, list(sentiment_frame(60).review)
+        )
 
 
-@pytest.mark.parametrize("spec, words", [
-    (dict(arch="no-such-arch"), "arch: unknown model type 'no-such-arch'"),
-    (dict(config={"hidden_size": 30, "num_attention_heads": 4}),
-     "config: hidden_size 30 is not a multiple of num_attention_heads 4"),
-    (dict(max_length=100, config={"max_position_embeddings": 64}),
-     "max_length: 100 is more than the 64 positions of the bert model"),
-    # RoBERTa's position ids start after its padding index ([PAD] is 0 in our WordPiece): 66 - 1 = 65 usable
-    (dict(arch="roberta", max_length=66, config={"max_position_embeddings": 66}),
-     "max_length: 66 is more than the 65 positions of the roberta model"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        (dict(arch="no-such-arch"), "arch: unknown model type 'no-such-arch'"),
+        (
+            dict(config={"hidden_size": 30, "num_attention_heads": 4}),
+            "config: hidden_size 30 is not a multiple of num_attention_heads 4",
+        ),
+        (
+            dict(max_length=100, config={"max_position_embeddings": 64}),
+            "max_length: 100 is more than the 64 positions of the bert model",
+        ),
+        # RoBERTa's position ids start after its padding index ([PAD] is 0 in our WordPiece): 66 - 1 = 65 usable
+        (
+            dict(arch="roberta", max_length=66, config={"max_position_embeddings": 66}),
+            "max_length: 66 is more than the 65 positions of the roberta model",
+        ),
+    ],
+)
 def test_a_random_encoder_that_cannot_be_built_is_refused_where_it_is_declared(spec, words):
     with pytest.raises(ValidationError, match=words):
         P.Student(source="random", **spec)
 
 
 def test_max_length_up_to_the_positions_is_accepted():
-    spec = P.Teacher(source="random", arch="roberta", max_length=65,
-                     config={"max_position_embeddings": 66, "hidden_size": 16, "num_hidden_layers": 1,
-                             "num_attention_heads": 2, "intermediate_size": 32})
+    spec = P.Teacher(
+        source="random",
+        arch="roberta",
+        max_length=65,
+        config={
+            "max_position_embeddings": 66,
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+        },
+    )
     encoder, _ = models.pretrained_encoder("teachers.r", spec, None, ["a text"])
     assert encoder.config.max_position_embeddings == 66
 

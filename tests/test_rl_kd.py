@@ -3,10 +3,11 @@
 
 Two designs. `coin`: one good teacher and two copies of it made confidently wrong on a known half of the
 training instances. `specialists`: three teachers, each right on one kind of review (told apart by length)
-and confidently wrong on the two others. Equal weighting teaches the student wrong labels; the agent must learn to stop selecting a teacher where it is wrong (its selection probability
-clearly lower there than on its clean instances) and its student must beat the equal-weight student, in
-every seed.
+and confidently wrong on the two others. Equal weighting teaches the student wrong labels; the agent must
+learn to stop selecting a teacher where it is wrong (its selection probability clearly lower there than on
+its clean instances) and its student must beat the equal-weight student, in every seed.
 """
+
 import json
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 from benchmarks import planted as B
-from pipeline import distill, params as P, prepare, rl_kd
+from pipeline import distill, prepare, rl_kd
+from pipeline import params as P
 from tests.conftest import write_params
 
 SEEDS = ["1", "2", "3"]
@@ -65,13 +67,16 @@ def test_rl_kd_writes_its_curves(planted):
     assert weights[[f"select_{t}" for t in TEACHERS]].stack().between(0, 1).all()
 
 
-@pytest.mark.parametrize("rl, message", [
-    ({"reward": "bleu"}, "rl.reward"),
-    ({"state": ["pooled", "attention"]}, "rl.state.1"),
-    ({"policy_lr": 0}, "rl.policy_lr: Input should be greater than 0"),
-    ({"policy_lr": -1e-3}, "rl.policy_lr: Input should be greater than 0"),
-    ({"warmup_epochs": B.EPOCHS}, "rl.warmup_epochs"),  # no epoch left for the agent
-])
+@pytest.mark.parametrize(
+    "rl, message",
+    [
+        ({"reward": "bleu"}, "rl.reward"),
+        ({"state": ["pooled", "attention"]}, "rl.state.1"),
+        ({"policy_lr": 0}, "rl.policy_lr: Input should be greater than 0"),
+        ({"policy_lr": -1e-3}, "rl.policy_lr: Input should be greater than 0"),
+        ({"warmup_epochs": B.EPOCHS}, "rl.warmup_epochs"),  # no epoch left for the agent
+    ],
+)
 def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, message):
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, B.params("coin", tmp_path, rl))

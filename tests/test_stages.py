@@ -1,12 +1,13 @@
 """The stage modules called directly on the tiny profile (the DVC wiring is tested in test_pipeline)."""
+
 import json
 import sys
 
 import pytest
-
 import torch
 
-from pipeline import cache, data, finetune, io, logits, params as P, prepare
+from pipeline import cache, data, finetune, io, logits, prepare
+from pipeline import params as P
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -25,7 +26,10 @@ def test_finetune_then_cache(workdir):
     cache.main("reviews", "tiny_a")
     summary = read(workdir / "logits/reviews/tiny_a/summary.json")
     assert sorted(f.name for f in (workdir / "logits/reviews/tiny_a").iterdir()) == [
-        "dev.safetensors", "summary.json", "train.safetensors"]  # the test set is the students' alone
+        "dev.safetensors",
+        "summary.json",
+        "train.safetensors",
+    ]  # the test set is the students' alone
     for split in logits.SPLITS:
         df = data.load_split(workdir / "data/reviews", split)
         values = logits.load(workdir / f"logits/reviews/tiny_a/{split}.safetensors", df)
@@ -146,11 +150,14 @@ def test_a_teacher_grid_trains_every_point_and_keeps_the_best_on_dev(workdir):
     assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
 
 
-@pytest.mark.parametrize("grid, words", [
-    ({"lrr": [1e-3]}, "'lrr' is not a hyper-parameter"),
-    ({"lr": [1e-3, -1.0]}, "the point {'lr': -1.0} is invalid"),
-    ({"lr": []}, "grid.lr"),
-])
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        ({"lrr": [1e-3]}, "'lrr' is not a hyper-parameter"),
+        ({"lr": [1e-3, -1.0]}, "the point {'lr': -1.0} is invalid"),
+        ({"lr": []}, "grid.lr"),
+    ],
+)
 def test_a_bad_grid_is_refused_with_the_key(workdir, grid, words):
     params = tiny_params(workdir)
     params["distill"]["grid"] = grid

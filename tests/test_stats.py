@@ -1,4 +1,5 @@
 """The analysis statistics against values worked out by hand."""
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ def test_exact_mcnemar_on_one_against_nine_discordant_pairs():
     b = np.array([0] * 1 + [1] * 9 + [1] * 5)
     only_a, only_b, p = stats.mcnemar(a, b)
     assert (only_a, only_b) == (1, 9)
-    assert p == pytest.approx(2 * (1 + 10) / 2 ** 10)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
+    assert p == pytest.approx(2 * (1 + 10) / 2**10)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
 
 
 def test_mcnemar_without_discordant_pairs():
@@ -36,6 +37,7 @@ def test_paired_t_and_effect_size_by_hand():
     sd = np.sqrt(2.75 / 3)
     assert stats.cohens_dz(a, b) == pytest.approx(2.25 / sd)
     from scipy.stats import t
+
     assert stats.paired_t(a, b) == pytest.approx(2 * t.sf(2.25 / (sd / 2), 3))
     assert stats.paired_t(a, b) == pytest.approx(0.01819, abs=1e-4)
 
@@ -115,6 +117,7 @@ def test_bootstrap_ci_does_not_depend_on_the_chunk_size():
 
 def test_bootstrap_ci_memory_is_bounded_by_the_chunk_not_the_resamples(monkeypatch):
     import tracemalloc
+
     a, b = planted(3, 10_000)
     # unchunked, the indices [1000, 10000] and the gathered differences [3, 1000, 10000] would take 320 MB;
     # chunked, one chunk (4 MiB) plus the inputs as floats and their difference (3 x 240 kB) and the
@@ -142,13 +145,16 @@ def test_bootstrap_p_agrees_with_the_ci():
     assert (stats.bootstrap_p(boot) < 0.05) == (lo > 0 or hi < 0)
 
 
-@pytest.mark.parametrize("d, seed, example, residual", [
-    # rows (seeds) differ, columns do not: MS_seed = 2 (0.5^2 + 0.5^2) / 1 = 1, MS_res = 0 -> seed 1 / 2
-    ([[1, 1], [0, 0]], 0.5, 0.0, 0.0),
-    ([[1, 0], [1, 0]], 0.0, 0.5, 0.0),  # the same, by columns (examples)
-    # neither rows nor columns differ; residuals d - 0.5 = +-0.5, four of them on 1 degree of freedom
-    ([[1, 0], [0, 1]], 0.0, 0.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "d, seed, example, residual",
+    [
+        # rows (seeds) differ, columns do not: MS_seed = 2 (0.5^2 + 0.5^2) / 1 = 1, MS_res = 0 -> seed 1 / 2
+        ([[1, 1], [0, 0]], 0.5, 0.0, 0.0),
+        ([[1, 0], [1, 0]], 0.0, 0.5, 0.0),  # the same, by columns (examples)
+        # neither rows nor columns differ; residuals d - 0.5 = +-0.5, four of them on 1 degree of freedom
+        ([[1, 0], [0, 1]], 0.0, 0.0, 1.0),
+    ],
+)
 def test_variance_components_worked_by_hand(d, seed, example, residual):
     var = stats.variance_components(np.array(d), np.zeros((2, 2)))
     assert (var.seed, var.example, var.residual) == pytest.approx((seed, example, residual))

@@ -2,6 +2,7 @@
 with exact copies and a text under two labels, through every stage of `dvc repro` to the report (one task, one
 teacher, one seed, tiny models: about a minute on 2 busy cores). Also what a new user meets first: `dvc repro --dry`
 on a clone where nothing is built yet, and `rl_kd` listed in run.methods."""
+
 import json
 import sys
 
@@ -41,9 +42,18 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     (repo / "user_data/tweets.csv").write_bytes(raw.to_csv(index=False).encode("latin-1"))
     params = tiny_params(repo)
     params["run"] = {"tasks": ["tweets"], "teachers": ["tiny_a"], "methods": ["single_tiny_a"], "seeds": [1]}
-    params["tasks"] = {"tweets": {"source": "file", "path": "user_data/tweets.csv", "encoding": "latin-1",
-                                  "text_a": "tweet", "label": "mood", "labels": LABELS,
-                                  "dev_fraction": 0.2, "test_fraction": 0.2}}
+    params["tasks"] = {
+        "tweets": {
+            "source": "file",
+            "path": "user_data/tweets.csv",
+            "encoding": "latin-1",
+            "text_a": "tweet",
+            "label": "mood",
+            "labels": LABELS,
+            "dev_fraction": 0.2,
+            "test_fraction": 0.2,
+        }
+    }
     params["rl"] = {"pretrain_epochs": 1}
     write_params(repo, params)
 

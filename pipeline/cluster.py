@@ -31,8 +31,7 @@ WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "rl_kd")
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
 DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
-# stages whose outputs DVC does not cache (results/ is committed to git): DVC leaves them out of its
-# run-cache, so a job puts them there itself (StageJob.save_uncached)
+# what `dvc repro` says of each stage: it ran, or came back from the run-cache
 RAN = re.compile(r"Running stage '([^']+)'")
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
 
@@ -145,8 +144,13 @@ class StageJob:
         start = time.perf_counter()
         work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
         copy_snapshot(Path(self.snapshot), work)
-        out = self.repro(work)
-        (work.parent / f"attempt-{self.attempt}.log").write_text(out)
+        log = work.parent / f"attempt-{self.attempt}.log"
+        try:
+            out = self.repro(work)
+        except RuntimeError as err:  # DVC or a stage failed: its output beside the kept workspace
+            log.write_text(str(err))
+            raise
+        log.write_text(out)
         self.save_uncached(work)
         record = {
             "job": self.name,

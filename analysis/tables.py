@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import params as P
 from pipeline.io import atomic_path
 
 from . import collect, stats
@@ -22,19 +23,7 @@ def pm(mean: float, std: float) -> str:
 
 def method_order(methods, teachers: list[str]) -> list[str]:
     """The paper's order: no KD, each single teacher, the ensembles, then beyond the paper, then RL-KD."""
-    fixed = [
-        "ce",
-        *(f"single_{t}" for t in teachers),
-        "u_ensemble",
-        "w_ensemble",
-        "rand_single",
-        "lr_ensemble",
-        "best_single",
-        "ca_mkd",
-        "ae_kd",
-        "mtkd_rl",
-        "rl_kd",
-    ]
+    fixed = ["ce", *(f"single_{t}" for t in teachers), *(m for m in P.METHODS if m != "ce")]
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 

@@ -104,10 +104,52 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
     return " ".join(out)
 
 
+def pp(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
+    """The primary comparison on one task, with its power, and KD's premise (each fixed-weight KD method - ce)."""
+    out = []
+    for _, r in t[t.role == "primary"].iterrows():
+        power = (
+            "its power is unknown with one seed"
+            if pd.isna(r.mdd)
+            else f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
+            f"{cfg.gap:g} pp)"
+        )
+        out.append(
+            f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
+            f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**."
+        )
+    premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(tables.FIXED_KD)]
+    if len(premise):
+        out.append(
+            "KD's premise, "
+            + "; ".join(
+                f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], {r.verdict}"
+                for _, r in premise.iterrows()
+            )
+            + "."
+        )
+    return out
+
+
+def read_verdict(sig: pd.DataFrame, cfg) -> str:
+    """The report's first section: per task, the answer to "does the method beat the baseline?", with its power."""
+    if sig.empty:
+        return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
+    out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg)]
+    out.append(
+        "Two-way bootstrap over seeds and test examples; a difference that is not significant is `inconclusive` "
+        f"unless the experiment had {100 * cfg.power:.0f}% power to see {cfg.gap:g} pp (Table 3, docs/statistics.md)."
+    )
+    return " ".join(out)
+
+
 def read_significance(sig: pd.DataFrame, cfg) -> str:
     if sig.empty:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
-    pp = lambda v: f"{100 * v:+.1f}"  # noqa: E731
     out = [
         f"Each verdict comes from the two-way bootstrap (seeds and test examples resampled together): the primary "
         f"comparison at {cfg.significance}, the secondary ones at {cfg.significance} after Holm correction within "
@@ -117,27 +159,7 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
         "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."
     ]
     for task, t in sig.groupby("task", sort=False):
-        for _, r in t[t.role == "primary"].iterrows():
-            power = (
-                "its power is unknown with one seed"
-                if pd.isna(r.mdd)
-                else f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
-                f"{cfg.gap:g} pp)"
-            )
-            out.append(
-                f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
-                f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**."
-            )
-        premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(tables.FIXED_KD)]
-        if len(premise):
-            out.append(
-                "KD's premise, "
-                + "; ".join(
-                    f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], {r.verdict}"
-                    for _, r in premise.iterrows()
-                )
-                + "."
-            )
+        out += verdict_sentences(task, t, cfg)
         second = t[t.role == "secondary"]
         hits = second[second.verdict.str.startswith(("better", "worse"))]
         out.append(
@@ -336,6 +358,10 @@ def main(params_path: str = "params.yaml") -> None:
             f"{', '.join(f'`{t}`' for t in tasks)}"
             + (f" (evaluation sets {', '.join(f'`{s}`' for s in sets)})" if sets != tasks else "")
             + f", seeds {params.run.seeds}, teachers {', '.join(names)}.",
+            "",
+            "## Verdict",
+            "",
+            read_verdict(sig, cfg),
             "",
             "## Table 1: teachers and single-teacher students",
             "",

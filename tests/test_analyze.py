@@ -170,6 +170,14 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     report = (tree / "results/report.md").read_text()
     assert "a stronger teacher did not give a stronger student" in report
     assert "`toy`/`small` 0.70 vs 0.10" in report  # selection where right vs wrong, from the planted weights
+    # the verdict comes first: the primary comparison's answer with its power, then KD's premise
+    verdict = report.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    assert report.index("## Verdict") < report.index("## Table 1")
+    assert (
+        "the primary comparison `rl_kd` - `u_ensemble`" in verdict
+        and "**inconclusive (could not see 1 pp)**" in verdict
+    )
+    assert "KD's premise, `u_ensemble` - `ce`: +" in verdict
     comp = pd.read_csv(tree / "results/tables/table4_compression.csv").set_index("model")
     assert comp.loc["small", "speedup_batch1"] == pytest.approx(5.0)
     for stem in (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -52,8 +53,8 @@ def count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-def latencies(tasks: list[str]) -> list[dict]:
-    return [json.loads((RESULTS / "latency" / f"{t}.json").read_text()) for t in tasks]
+def latencies(tasks: list[str], root: Path = Path(".")) -> list[dict]:
+    return [json.loads((root / RESULTS / "latency" / f"{t}.json").read_text()) for t in tasks]
 
 
 def read_teachers(t1: pd.DataFrame) -> str:
@@ -243,10 +244,23 @@ def read_compression(comp: pd.DataFrame) -> str:
     return " ".join(out)
 
 
-def main(params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
+@dataclass
+class Analysis:
+    """The analyze stage's result: the tables (stem -> caption and table), figures, metrics and report."""
+
+    tables: dict[str, tuple[str, tuple]]
+    figures: dict[str, object]
+    metrics: dict
+    report: str
+    runs: int
+
+
+def analyze(params: P.Params, root: Path = Path(".")) -> Analysis:
+    """Every run of `params` under `root` (runs/, models/, results/latency/) into tables, figures, metrics and
+    a report; nothing is written. Refuses, naming what is missing, when a run that `params` asks for is not there."""
     cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
-    runs = collect.runs("runs")
+    runs_dir = root / "runs"
+    runs = collect.runs(runs_dir)
     # only what params.yaml asks for: runs left over from other settings stay out of the tables
     runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds) & runs.method.isin(methods_of(params))]
     check_runs(runs, params)
@@ -254,64 +268,59 @@ def main(params_path: str = "params.yaml") -> None:
     sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
     n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
     order = tables.method_order(runs.method.unique(), names)
-    hist = collect.histories("runs")
+    hist = collect.histories(runs_dir)
     paper = pd.read_csv(PAPER)
-    table_dir, figure_dir = RESULTS / "tables", RESULTS / "figures"
 
-    t1 = tables.teacher_table(collect.teachers("models", tasks, names), runs, paper)
+    t1 = tables.teacher_table(collect.teachers(root / "models", tasks, names), runs, paper)
     t2 = tables.main_table(runs, order, sets)
-    t3 = tables.significance_table("runs", runs, order, sets, cfg)
+    t3 = tables.significance_table(runs_dir, runs, order, sets, cfg)
     power = tables.power_table(runs, sets, cfg, t3[0])
-    t4 = tables.compression_table(latencies(tasks))
-    sel = pd.concat([collect.selection_vs_correctness(t, names, params.run.seeds) for t in tasks], ignore_index=True)
+    t4 = tables.compression_table(latencies(tasks, root))
+    sel = pd.concat(
+        [
+            collect.selection_vs_correctness(t, names, params.run.seeds, runs_dir, root / "data", root / "logits")
+            for t in tasks
+        ],
+        ignore_index=True,
+    )
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
-    md = {
-        "teachers": tables.write(
-            table_dir,
+    made = {
+        "teachers": (
             "table1_teachers",
             f"Table 1: teachers and the student distilled from each alone (test accuracy, %; student {spread}).",
             t1,
         ),
-        "main": tables.write(
-            table_dir,
-            "table2_main",
-            f"Table 2: test accuracy (%) of every method, {spread}; best per column in bold.",
-            t2,
-        ),
-        "significance": tables.write(
-            table_dir,
+        "main": ("table2_main", f"Table 2: test accuracy (%) of every method, {spread}; best per column in bold.", t2),
+        "significance": (
             "table3_significance",
             f"Table 3: the declared comparisons, per task: the "
             f"primary one ({cfg.reference} - {cfg.baseline}) and the secondary ones (Holm); b / c: "
             "test predictions only the first / only the second got right, over all seeds.",
             t3,
         ),
-        "power": tables.write(
-            table_dir,
+        "power": (
             "table3_power",
             f"Power: the smallest difference (pp) that the primary comparison "
             f"detects with {100 * cfg.power:.0f}% power at {cfg.significance}, by seeds and test-set size, "
             "from its measured variance.",
             power,
         ),
-        "compression": tables.write(
-            table_dir,
+        "compression": (
             "table4_compression",
             "Table 4: model size and CPU inference latency (forward pass on test inputs).",
             t4,
         ),
     }
+    md = {k: tables.to_markdown(t[1], t[2]) for k, (_, _, t) in made.items()}
     shown = {
         "main_results": figures.main_results(runs, order, sets, cfg.confidence, cfg.reference),
-        "rl_selection": figures.rl_selection(collect.policy_curve("runs"), collect.rewards("runs"), names, tasks),
+        "rl_selection": figures.rl_selection(collect.policy_curve(runs_dir), collect.rewards(runs_dir), names, tasks),
         "selection_vs_correctness": figures.selection_vs_correctness(sel, names, tasks),
         "teacher_vs_student": figures.teacher_vs_student(t1[0]),
         "learning_curves": figures.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
     }
     if not power[0].empty:
         shown["power"] = figures.power(power[0], cfg.gap, cfg.power)
-    for stem, fig in shown.items():
-        figures.save(fig, figure_dir, stem)
 
     main_numbers, sig = t2[0], t3[0]
     metrics = {
@@ -349,7 +358,6 @@ def main(params_path: str = "params.yaml") -> None:
         ],
         "seeds": params.run.seeds,
     }
-    write_json(RESULTS / "metrics.json", metrics)
     report = "\n".join(
         [
             "# Results",
@@ -414,13 +422,30 @@ def main(params_path: str = "params.yaml") -> None:
             "",
         ]
     )
-    with atomic_path(RESULTS / "report.md") as tmp:
-        tmp.write_text(report)
+    return Analysis({stem: (caption, t) for stem, caption, t in made.values()}, shown, metrics, report, n_runs)
+
+
+def write(analysis: Analysis, params: P.Params, folder: Path = RESULTS) -> None:
+    """`folder`/tables/*.{md,tex,csv}, figures/*.{png,pdf}, metrics.json, report.md and provenance.json."""
+    for stem, (caption, table) in analysis.tables.items():
+        tables.write(folder / "tables", stem, caption, table)
+    for stem, fig in analysis.figures.items():
+        figures.save(fig, folder / "figures", stem)
+    write_json(folder / "metrics.json", analysis.metrics)
+    with atomic_path(folder / "report.md") as tmp:
+        tmp.write_text(analysis.report)
     write_json(
-        RESULTS / "provenance.json",
-        provenance(params.seed, {"analysis": cfg.model_dump(), "run": params.run.model_dump()}),
+        folder / "provenance.json",
+        provenance(params.seed, {"analysis": params.analysis.model_dump(), "run": params.run.model_dump()}),
     )
-    print(f"analyze: {n_runs} runs -> {RESULTS}/report.md, {len(md)} tables, {len(shown)} figures", flush=True)
+
+
+def main(params_path: str = "params.yaml") -> None:
+    params = P.load(params_path)
+    analysis = analyze(params)
+    write(analysis, params)
+    n_tables, n_figures = len(analysis.tables), len(analysis.figures)
+    print(f"analyze: {analysis.runs} runs -> {RESULTS}/report.md, {n_tables} tables, {n_figures} figures", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Benchmark: an epoch of each adaptive weighting (RL-KD, CA-MKD, AE-KD, MTKD-RL) versus an equal-weight KD epoch.
 
-All are `pipeline.distill.train_epoch` on the embedded default's student and the same synthetic batches,
-in one process, the order rotated every round so that the ratios hold on a noisy machine. RL-KD's epoch
-includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
+All are `pipeline.training.train_epoch` with `pipeline.distill.Teaching`, on the embedded default's student
+and the same synthetic batches, in one process, the order rotated every round so that the ratios hold on a
+noisy machine. RL-KD's epoch includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
 Usage: python -m benchmarks.method_epoch [--examples N] [--rounds R]   (target: every ratio <= 1.5)
 """
 
@@ -19,9 +19,10 @@ from transformers import BertConfig, BertModel, get_constant_schedule
 from pipeline import methods
 from pipeline import params as P
 from pipeline.agent import Agent, Reward
-from pipeline.distill import train_epoch
+from pipeline.distill import Teaching
 from pipeline.models import Classifier
 from pipeline.rl_kd import data_rows_split
+from pipeline.training import Loop, train_epoch
 
 ADAPTIVE = ("rl_kd", "ca_mkd", "ae_kd", "mtkd_rl")
 
@@ -60,6 +61,7 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, 0, lengths)
     reward = Reward(rl_cfg, model, enc, labels, cache["logits"], cfg, 0, held_out, rng)
     weight_sum = torch.zeros(examples, teachers)
+    loop = Loop(enc, rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
     weightings = {
         m: methods.build(m, [f"t{k}" for k in range(teachers)], {"train": cache}, {"train": labels}, cfg, rng)
         for m in ("u_ensemble", *ADAPTIVE[1:])
@@ -70,24 +72,9 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
         start = time.perf_counter()
         rl = method == "rl_kd"
         weighting = weightings["u_ensemble" if rl else method]
-        train_epoch(
-            model,
-            enc,
-            rows,
-            labels,
-            cache["logits"],
-            weighting.weigh,
-            "ce",
-            cfg,
-            optimizer,
-            scheduler,
-            0,
-            rng,
-            weight_sum,
-            "bench",
-            agent if rl else None,
-            reward,
-        )
+        agent_or_none = agent if rl else None
+        teaching = Teaching(labels, cache["logits"], weighting.weigh, "ce", cfg, weight_sum, agent_or_none, reward)
+        train_epoch(model, loop, teaching, "bench")
         weighting.end_epoch()
         return time.perf_counter() - start
 

@@ -221,10 +221,10 @@ class Reward:
     def forward(self, rows):
         """The student's logits and pooled vectors on `rows` of train (in that order), in eval mode, without
         gradients; in `distill.forward_pieces` length-sorted pieces, as the training batches."""
-        from .training import collate_pieces, forward
+        from .training import collate_pieces, forward, length_argsort
 
         rows = np.asarray(rows)
-        order = np.argsort([len(self.enc["input_ids"][i]) for i in rows], kind="stable")
+        order = length_argsort(self.enc, rows)
         batch = [
             {k: v.to(self.device) for k, v in piece.items()}
             for piece in collate_pieces(self.enc, rows[order], self.pad, self.cfg.forward_pieces)

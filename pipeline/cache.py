@@ -17,45 +17,52 @@ from . import params as P
 from .io import atomic_path, provenance, write_json
 
 
+def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size: int, name: str, acc=None, workers=0):
+    """Per split, a fine-tuned teacher's logits and pooled vectors (in the split's order), the gold labels,
+    its accuracy record (overall and, for MNLI's test split, per evaluation set) and its speed."""
+    out = {}
+    for split, df in splits.items():
+        start = time.perf_counter()
+        enc = training.encode(tokenizer, df, max_length, models.uses_token_types(model.encoder))
+        pad = tokenizer.pad_token_id
+        out_logits, pooled = training.predict(model, enc, batch_size, pad, f"{name} {split}", acc, workers)
+        labels = torch.tensor(df.label.to_numpy())
+        out[split] = {
+            "logits": out_logits,
+            "pooled": pooled,
+            "labels": labels,
+            "accuracy": {
+                "accuracy": training.accuracy(out_logits, labels),
+                **data.by_eval_set("accuracy", df, out_logits, labels),
+            },
+            "examples_per_s": len(df) / (time.perf_counter() - start),
+        }
+    return out
+
+
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     params = P.load(params_path)
-    for kind, name in (("tasks", task), ("teachers", teacher)):
-        if name not in getattr(params, kind):
-            raise P.InputError(f"unknown {kind[:-1]} {name!r}; defined in params.yaml: {sorted(getattr(params, kind))}")
-    spec = params.teachers[teacher]
+    P.named(params, "tasks", task)
+    spec = P.named(params, "teachers", teacher)
     acc = compute.from_params(params.compute)
     model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
     model.to(acc.device)
     splits = {s: data.load_split(Path("data") / task, s) for s in logits.SPLITS}
+    outputs = teacher_outputs(
+        model, tokenizer, meta["max_length"], splits, spec.eval_batch_size, teacher, acc, params.compute.loader_workers
+    )
     summary = {"task": task, "teacher": teacher, "splits": {}}
     with atomic_path(Path("logits") / task / teacher) as out:
         out.mkdir()
         for split, df in splits.items():
-            start = time.perf_counter()
-            enc = training.encode(tokenizer, df, meta["max_length"], models.uses_token_types(model.encoder))
-            out_logits, pooled = training.predict(
-                model,
-                enc,
-                spec.eval_batch_size,
-                tokenizer.pad_token_id,
-                f"{teacher} {split}",
-                acc,
-                params.compute.loader_workers,
-            )
-            seconds = time.perf_counter() - start
-            labels = torch.tensor(df.label.to_numpy())
-            logits.save(
-                out / f"{split}.safetensors", df, logits.tensors(out_logits, pooled, labels), task=task, teacher=teacher
-            )
+            o = outputs[split]
+            tensors = logits.tensors(o["logits"], o["pooled"], o["labels"])
+            logits.save(out / f"{split}.safetensors", df, tensors, task=task, teacher=teacher)
             # no timings in the folder: the same model gives the same bytes, so a rerun leaves distill untouched
-            summary["splits"][split] = {
-                "examples": len(df),
-                "accuracy": training.accuracy(out_logits, labels),
-                **data.by_eval_set("accuracy", df, out_logits, labels),
-            }
+            summary["splits"][split] = {"examples": len(df), **o["accuracy"]}
             print(
-                f"cache: {teacher} on {task}/{split}: {len(df)} examples, accuracy "
-                f"{summary['splits'][split]['accuracy']:.4f}, {len(df) / seconds:.0f} examples/s",
+                f"cache: {teacher} on {task}/{split}: {len(df)} examples, accuracy {o['accuracy']['accuracy']:.4f}, "
+                f"{o['examples_per_s']:.0f} examples/s",
                 flush=True,
             )
         summary["provenance"] = provenance(params.seed, compute=compute.describe(acc), machine=False)

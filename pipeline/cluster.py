@@ -289,11 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     with P.reported_errors():
         params = P.load("params.yaml")  # what the stages read
-        plan = waves(stage_names())
-    for number, wave in enumerate(plan, 1):
-        print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
-    if args.dry:
-        return
+        if args.dry:  # `run` prints each wave as it submits it
+            for number, wave in enumerate(waves(stage_names()), 1):
+                print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
+            return
     try:
         summary = run(params, args.executor)
     except (WaveFailed, RuntimeError) as err:

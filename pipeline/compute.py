@@ -60,14 +60,31 @@ def autocast(acc: Accelerator | None):
     return acc.autocast() if acc else contextlib.nullcontext()
 
 
-def describe(acc: Accelerator) -> dict:
+def describe(acc: Accelerator | None) -> dict:
     """For provenance: where a run computed."""
+    if acc is None:
+        return {"device": "cpu", "precision": "no", "processes": 1}
     name = torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else acc.device.type
     return {"device": name, "precision": acc.mixed_precision, "processes": acc.num_processes}
 
 
-def shard(acc: Accelerator, idx: np.ndarray) -> np.ndarray:
+def backward(acc: Accelerator | None, loss: torch.Tensor) -> None:
+    """`loss`'s gradients, through `acc` where there is one (data parallel: averaged over processes)."""
+    if acc:
+        acc.backward(loss)
+    else:
+        loss.backward()
+
+
+def clip_grad_norm(acc: Accelerator | None, parameters, max_norm: float) -> None:
+    if acc:
+        acc.clip_grad_norm_(parameters, max_norm)
+    else:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+def shard(acc: Accelerator | None, idx: np.ndarray) -> np.ndarray:
     """This process's part of a batch (all of it on one process, or when it is too small to split)."""
-    if acc.num_processes == 1 or len(idx) < acc.num_processes:
+    if acc is None or acc.num_processes == 1 or len(idx) < acc.num_processes:
         return idx
     return np.array_split(idx, acc.num_processes)[acc.process_index]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,23 @@ def resolve(params: P.Params, task: str, teacher: str):
     return spec, manifest, read_json(card_path)
 
 
-def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> dict:
+@dataclass
+class FineTuned:
+    """A fine-tuned teacher at its best epoch on dev, its tokenizer, and the record of its training."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    enc: dict  # the tokenised splits
+    gold: dict  # per split the gold label ids
+    history: list[dict]
+    dev_accuracy: float
+    seconds: float
+    setting: P.Teacher  # the setting it trained with (a grid's best point on dev)
+    test_logits: torch.Tensor | None = None
+    grid: list[dict] = field(default_factory=list)
+
+
+def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> FineTuned:
     """Fine-tune one setting from the pretrained encoder; return the best epoch's model and its record."""
     acc.free_memory()  # the previous grid point's prepared model and optimizer
     training.seed_everything(seed)
@@ -41,15 +58,18 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     encoder, tokenizer = models.pretrained_encoder(f"teachers.{teacher}", spec, manifest, texts)
     model = models.Classifier(encoder, len(card["labels"]), spec.pooling)
     pad = tokenizer.pad_token_id
-    enc = {
-        s: training.encode(tokenizer, df, spec.max_length, models.uses_token_types(encoder)) for s, df in parts.items()
-    }
+    segments = models.uses_token_types(encoder)
+    enc = {s: training.encode(tokenizer, df, spec.max_length, segments) for s, df in parts.items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
     steps = spec.epochs * -(-len(train) // spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     rng = np.random.default_rng(seed)
+    loop = training.Loop(
+        enc["train"], np.arange(len(train)), spec.batch_size, pad, rng, optimizer, scheduler, acc, workers,
+        spec.group_by_length, spec.forward_pieces,
+    )  # fmt: skip
 
     acc.print(
         f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
@@ -58,21 +78,7 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     )
     history, best, best_state, start = [], -1.0, None, time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
-        stats = training.train_epoch(
-            model,
-            enc["train"],
-            gold["train"],
-            spec.batch_size,
-            optimizer,
-            scheduler,
-            pad,
-            rng,
-            acc,
-            workers,
-            desc=f"{teacher} epoch {epoch}",
-            by_length=spec.group_by_length,
-            pieces=spec.forward_pieces,
-        )
+        stats = training.train_epoch(model, loop, training.CrossEntropy(gold["train"]), f"{teacher} epoch {epoch}")
         dev_logits, _ = training.predict(
             acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers
         )
@@ -87,15 +93,22 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
             best, best_state = stats["dev_accuracy"], copy.deepcopy(acc.unwrap_model(model).state_dict())
     model = acc.unwrap_model(model)
     model.load_state_dict(best_state)
-    return {
-        "model": model,
-        "tokenizer": tokenizer,
-        "enc": enc,
-        "gold": gold,
-        "history": history,
-        "dev_accuracy": best,
-        "seconds": time.perf_counter() - start,
-    }
+    return FineTuned(model, tokenizer, enc, gold, history, best, time.perf_counter() - start, spec)
+
+
+def finetune(params: P.Params, teacher: str, parts: dict, card: dict, manifest=None, acc=None) -> FineTuned:
+    """Fine-tune `teacher` on a task's splits `parts` (train, dev and test as prepared, capped as the
+    teacher's setting says), with `card` its task card: with a grid, one model per grid point from the same
+    seed, the best on dev kept. Its test predictions come with it."""
+    spec = P.named(params, "teachers", teacher)
+    acc, workers = acc or compute.from_params(params.compute), params.compute.loader_workers
+    best, chosen, grid = training.best_on_dev(
+        spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
+    )
+    best.grid = grid if spec.grid else []
+    pad, test = best.tokenizer.pad_token_id, best.enc["test"]
+    best.test_logits, _ = training.predict(best.model, test, spec.eval_batch_size, pad, "test", acc, workers)
+    return best
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
@@ -107,44 +120,39 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
         "train": data.cap(splits["train"], spec.max_train, params.seed),
         "test": data.cap(splits["test"], spec.max_test, params.seed),
     }
-    acc, workers = compute.from_params(params.compute), params.compute.loader_workers
-    best, chosen, grid = training.best_on_dev(
-        spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
-    )
-    model, gold, history = best["model"], best["gold"], best["history"]
-    pad = best["tokenizer"].pad_token_id
-    test_logits, _ = training.predict(model, best["enc"]["test"], spec.eval_batch_size, pad, "test", acc, workers)
+    acc = compute.from_params(params.compute)
+    best = finetune(params, teacher, parts, card, manifest, acc)
     if not acc.is_main_process:  # data parallel: the first process writes
         return
 
     out = Path("models") / task / teacher
     with atomic_path(out / "model") as tmp:
-        models.save(model.cpu(), best["tokenizer"], tmp, card["labels"], spec.max_length)
+        models.save(best.model.cpu(), best.tokenizer, tmp, card["labels"], spec.max_length)
+    history, test_logits, gold = best.history, best.test_logits, best.gold
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
-    train_seconds = best["seconds"]
     write_json(
         out / "metrics.json",
         {
             "task": task,
             "teacher": teacher,
-            "dev_accuracy": best["dev_accuracy"],
+            "dev_accuracy": best.dev_accuracy,
             "test_accuracy": training.accuracy(test_logits, gold["test"]),
             **data.by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
             "best_epoch": best_epoch,
             "train_examples": len(parts["train"]),
             "test_examples": len(parts["test"]),
-            "train_seconds": train_seconds,
+            "train_seconds": best.seconds,
             "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
-            "parameters": models.count_parameters(model),
-            "truncated_train_examples": best["enc"]["train"]["truncated"],
+            "parameters": models.count_parameters(best.model),
+            "truncated_train_examples": best.enc["train"]["truncated"],
             "history": history,
-            **({"grid": grid, "selected": chosen.point_label(spec)} if spec.grid else {}),
+            **({"grid": best.grid, "selected": best.setting.point_label(spec)} if spec.grid else {}),
             "provenance": provenance(params.seed, spec.model_dump(), compute.describe(acc)),
         },
     )
     print(
-        f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best['dev_accuracy']:.4f}, "
-        f"test {training.accuracy(test_logits, gold['test']):.4f}, {train_seconds:.0f} s",
+        f"finetune: {teacher} on {task}: best epoch {best_epoch}, dev {best.dev_accuracy:.4f}, "
+        f"test {training.accuracy(test_logits, gold['test']):.4f}, {best.seconds:.0f} s",
         flush=True,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -68,10 +69,15 @@ def collate_pieces(enc: dict, idx, pad_id: int, pieces: int) -> list[dict[str, t
     return [collate(enc, part, pad_id) for part in np.array_split(np.asarray(idx), min(pieces, len(idx)))]
 
 
+def length_argsort(enc: dict, idx) -> np.ndarray:
+    """The order that sorts rows `idx` of `enc` shortest first (stable: ties keep their order)."""
+    return np.argsort([len(enc["input_ids"][i]) for i in idx], kind="stable")
+
+
 def by_length_within(enc: dict, idx) -> np.ndarray:
     """A batch's rows, shortest first: the same batch, so the same mean loss and gradient."""
     idx = np.asarray(idx)
-    return idx[np.argsort([len(enc["input_ids"][i]) for i in idx], kind="stable")]
+    return idx[length_argsort(enc, idx)]
 
 
 def batches(device: torch.device, enc: dict, chunks: list, pad_id: int, workers: int = 0, pieces: int = 1):
@@ -150,55 +156,90 @@ def finite(loss: torch.Tensor, desc: str, step: int) -> float:
     return value
 
 
-def train_epoch(
-    model,
-    enc,
-    labels: torch.Tensor,
-    batch_size: int,
-    optimizer,
-    scheduler,
-    pad_id: int,
-    rng: np.random.Generator,
-    acc,
-    workers: int = 0,
-    desc: str = "train",
-    by_length: bool = True,
-    pieces: int = 1,
-) -> dict:
-    """One epoch of fine-tuning; `model`, `optimizer` and `scheduler` prepared by `acc` (data parallel when
-    launched on several processes: each takes its share of every batch)."""
+@dataclass
+class Loop:
+    """What every epoch of one training run shares: the training rows and how they are batched, the optimiser
+    and schedule, and `acc` (device, bf16, data parallel; the CPU in fp32 without one)."""
+
+    enc: dict
+    rows: np.ndarray
+    batch_size: int
+    pad_id: int
+    rng: np.random.Generator
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    acc: object = None
+    workers: int = 0
+    by_length: bool = False
+    pieces: int = 1
+
+
+class CrossEntropy:
+    """Fine-tuning's objective: the gold labels' cross-entropy. A training objective has the hooks
+    `train_epoch` calls per step (`before` the forward pass, `loss`, `after` the update) and `stats()`."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels
+
+    def before(self, idx) -> None:
+        pass
+
+    def loss(self, idx, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, self.labels[idx].to(logits.device))
+
+    def after(self, idx) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+
+def train_epoch(model, loop: Loop, objective, desc: str = "train") -> dict:
+    """One epoch over `loop.rows` in a fresh random order, minimising `objective`. With `loop.acc` launched on
+    several processes (data parallel), `model`, optimiser and schedule are prepared by it and each process
+    takes its share of every batch."""
     model.train()
+    acc, processes = loop.acc, loop.acc.num_processes if loop.acc else 1
     total, seen, start = 0.0, 0, time.perf_counter()
-    whole = training_batches(np.arange(len(labels)), enc, batch_size, rng, by_length)
+    whole = training_batches(loop.rows, loop.enc, loop.batch_size, loop.rng, loop.by_length)
     parts = [compute.shard(acc, c) for c in whole]
-    bar = progress(batches(acc.device, enc, parts, pad_id, workers, pieces), desc, total=len(parts))
+    loaded = batches(compute.device(acc), loop.enc, parts, loop.pad_id, loop.workers, loop.pieces)
+    bar = progress(loaded, desc, total=len(parts))
     for step, ((idx, batch), size) in enumerate(zip(bar, map(len, whole)), 1):
-        with acc.autocast():
-            logits, _ = forward(model, batch)
-        loss = F.cross_entropy(logits.float(), labels[idx].to(acc.device))
+        objective.before(idx)
+        with compute.autocast(acc):
+            logits, pooled = forward(model, batch)
+        loss = objective.loss(idx, logits.float(), pooled.float())
         if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
-            loss = loss * (len(idx) * acc.num_processes / size)
+            loss = loss * (len(idx) * processes / size)
         value = finite(loss, desc, step)
-        optimizer.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        acc.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        compute.backward(acc, loss)
+        compute.clip_grad_norm(acc, model.parameters(), 1.0)
+        loop.optimizer.step()
+        loop.scheduler.step()
+        objective.after(idx)
         total += value * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     seconds = time.perf_counter() - start
-    return {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen * acc.num_processes / seconds}
+    return {
+        "train_loss": total / seen,
+        "seconds": seconds,
+        "examples_per_s": seen * processes / seconds,
+        **objective.stats(),
+    }
 
 
-def best_on_dev(spec, fit) -> tuple[dict, object, list[dict]]:
+def best_on_dev(spec, fit) -> tuple[object, object, list[dict]]:
     """Run `fit(point)` for every point of spec's grid (just spec without one), each from the same seed;
-    return the result with the best dev accuracy, its point, and every point's dev accuracy."""
+    return the result (anything with a `dev_accuracy`) with the best dev accuracy, its point, and every
+    point's dev accuracy."""
     best, chosen, grid = None, None, []
     for point in spec.points():
         result = fit(point)
-        grid.append({**point.point_label(spec), "dev_accuracy": result["dev_accuracy"]})
-        if best is None or result["dev_accuracy"] > best["dev_accuracy"]:
+        grid.append({**point.point_label(spec), "dev_accuracy": result.dev_accuracy})
+        if best is None or result.dev_accuracy > best.dev_accuracy:
             best, chosen = result, point
     return best, chosen, grid
 

@@ -529,13 +529,14 @@ def train_size(root) -> int:
     return len(pd.read_parquet(root / "data" / B.TASK / "train.parquet"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reward", ["held_out_effect", "neg_ce", "instance_ce_delta"])
 def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_root, monkeypatch, reward):
     """Spies on the batches of every training epoch (warm-up, pre-training, joint) and on the rows the reward
     runs the student on: the student must train on exactly the training rows of data_rows_split, the reward
     draw only held-out rows; with instance_ce_delta (no held-out rows) every row trains."""
     trained, measured, inside = set(), set(), [False]
-    epoch, batches, forward = distill.train_epoch, training.batches, Reward.forward
+    epoch, batches, forward = training.train_epoch, training.batches, Reward.forward
 
     def spy_epoch(*args, **kwargs):
         inside[0] = True
@@ -553,7 +554,7 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
         measured.update(int(i) for i in rows)
         return forward(self, rows)
 
-    monkeypatch.setattr(distill, "train_epoch", spy_epoch)
+    monkeypatch.setattr(training, "train_epoch", spy_epoch)
     monkeypatch.setattr(training, "batches", spy_batches)
     monkeypatch.setattr(Reward, "forward", spy_forward)
     coin({"reward": reward})
@@ -567,6 +568,7 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
     assert measured and measured <= set(held.tolist())
 
 
+@pytest.mark.slow
 def test_no_teacher_equal_gives_every_trained_row_weights_summing_to_one(coin, coin_root):
     """no_teacher: equal fills an empty selection with equal weights: every training row's mean teacher
     weights (weights.parquet) sum to 1; the held-out rows, never trained on, to 0."""
@@ -577,6 +579,7 @@ def test_no_teacher_equal_gives_every_trained_row_weights_summing_to_one(coin, c
     assert np.array_equal(w[held], np.zeros(len(held)))
 
 
+@pytest.mark.slow
 def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     """no_teacher: ce: an instance with no teacher selected learns from its gold label alone, so its weights
     that epoch are 0 and some training rows' mean weights sum to less than 1 (1/8 of instances per epoch at
@@ -587,6 +590,7 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     assert (w[rows] < 1 - 1e-6).sum() >= 5 and (w[rows] <= 1 + 1e-6).all()
 
 
+@pytest.mark.slow
 def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monkeypatch):
     """policy: per_teacher end to end: the run completes, its selection probabilities lie in [0, 1], and the
     agent's policy holds one linear layer per teacher (the shared policy holds one)."""

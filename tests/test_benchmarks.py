@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from benchmarks import __main__ as bench
 from benchmarks import bootstrap, kd_step, method_epoch
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_step_and_epoch_benchmarks_measure_both_variants():
     step = kd_step.measure(steps=2, length=8)
     assert step["ce_step_ms"] > 0 and step["kd_step_ms"] > 0
@@ -17,7 +20,7 @@ def test_step_and_epoch_benchmarks_measure_both_variants():
         assert m["epoch_s"] > 0 and m["met"] == (m["ratio"] <= 1.5)
 
 
-def test_the_committed_results_render_as_the_readme_table():
+def test_the_committed_results_render_as_the_benchmarks_page_table():
     results = json.loads((ROOT / "results/benchmarks.json").read_text())
     table = bench.table(results)
     assert table in (ROOT / "docs/benchmarks.md").read_text()  # the benchmarks page shows what the last run measured

@@ -4,6 +4,7 @@ import json
 import os
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +13,8 @@ import yaml
 from pipeline import cache, data, distill, finetune, prepare
 from pipeline import params as P
 from tests.conftest import tiny_params, write_params
+
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 METHODS = [
     "ce",
@@ -204,9 +207,9 @@ def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo, mo
     seen = {}
     fit = distill.fit
 
-    def spy(params, cfg, task, method, seed, splits, cache, *rest):
-        seen.update(ids=list(splits["train"].id), logits=cache["train"]["logits"].clone())
-        return fit(params, cfg, task, method, seed, splits, cache, *rest)
+    def spy(params, cfg, task_data, *rest):
+        seen.update(ids=list(task_data.splits["train"].id), logits=task_data.cache["train"]["logits"].clone())
+        return fit(params, cfg, task_data, *rest)
 
     monkeypatch.setattr(distill, "fit", spy)
     edit_params(repo, lambda p: p["distill"].update(max_train=50))
@@ -256,3 +259,25 @@ def test_a_teacher_whose_loss_is_not_finite_stops_with_nothing_written(repo, mon
 def test_a_seed_outside_numpys_range_is_refused_on_the_command_line(repo, seed):
     with pytest.raises(P.InputError, match=rf"seed must be an integer from 0 to 2\*\*32 - 1, got '{seed}'"):
         distill.main("reviews", "ce", seed)
+
+
+def test_a_student_from_python_equals_the_stage_run(cached, tmp_path, monkeypatch):
+    """The library path: load_task and distill from another folder (no chdir), a setting changed with
+    model_copy, give the same test predictions as the stage's main() run with that setting in params.yaml."""
+    monkeypatch.chdir(tmp_path)
+    params = P.load(cached / "params.yaml")
+    params = params.model_copy(update={"distill": params.distill.model_copy(update={"lr": 1e-3})})
+    task = distill.load_task(params, "reviews", root=cached)
+    student = distill.distill(params, task, "w_ensemble", 2)
+    assert len(student.history) == 2 and student.setting.lr == 1e-3 and student.grid == []
+    assert student.test_logits.shape == (len(task.splits["test"]), 2)
+
+    monkeypatch.chdir(cached)
+    edit_params(cached, lambda p: p["distill"].update(lr=1e-3))
+    try:
+        distill.main("reviews", "w_ensemble", "2")
+    finally:
+        write_params(cached, distill_params(cached))
+    preds = pd.read_parquet(cached / "runs/reviews/w_ensemble/2/predictions.parquet")
+    assert preds.pred.tolist() == student.test_logits.argmax(-1).tolist()
+    assert np.allclose(preds.prob_pos, student.test_logits.softmax(-1)[:, 1].numpy(), atol=1e-7)

@@ -13,22 +13,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.planted import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
+
 ROOT = Path(__file__).resolve().parents[1]
-POSITIVE = "good great superb lovely moving brilliant fun charming".split()
-NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
-FILLER = "the film plot actor scene story movie script with a and of".split()
 
 
-def sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
-    """Short 'reviews' whose label is carried by one sentiment word among filler words."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = int(rng.integers(2))
-        words = list(rng.choice(FILLER, size=5)) + [rng.choice(POSITIVE if label else NEGATIVE)]
-        rng.shuffle(words)
-        rows.append({"review": " ".join(words) + f" {i}", "sentiment": ["neg", "pos"][label], "movie": f"m{i % 40}"})
-    return pd.DataFrame(rows)
+def pytest_collection_modifyitems(items):
+    """Tests that fetch the real assets or run the cluster driver are slow too: `-m "not slow"` leaves them out."""
+    for item in items:
+        if item.get_closest_marker("assets") or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.slow)
 
 
 def pair_frame(n: int, seed: int = 1) -> pd.DataFrame:

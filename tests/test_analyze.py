@@ -129,6 +129,7 @@ def tree(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_tables_figures_and_report_from_planted_runs(tree):
     analyze.main()
     main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
@@ -195,6 +196,7 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert metrics["comparisons"][0]["role"] == "primary" and metrics["comparisons"][0]["mdd"] > 0
 
 
+@pytest.mark.slow
 def test_one_seed_shows_means_alone_and_says_so(tree):
     params = (tree / "params.yaml").read_text().replace("seeds:\n  - 1\n  - 2\n  - 3\n", "seeds:\n  - 1\n")
     (tree / "params.yaml").write_text(params)
@@ -214,6 +216,7 @@ def test_one_seed_shows_means_alone_and_says_so(tree):
         assert "nan" not in text.lower() and "±" not in text.replace("mean ± std", "")
 
 
+@pytest.mark.slow
 def test_runs_outside_params_stay_out_of_the_tables(tree):
     rng = np.random.default_rng(1)
     write_run(tree, "w_ensemble", 1, 0.99, rng)  # left over from an earlier run.methods
@@ -244,6 +247,7 @@ def test_an_unknown_baseline_method_is_refused(tree):
         analyze.main()
 
 
+@pytest.mark.slow
 def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
     params = (tree / "params.yaml").read_text().replace("bootstrap: 2000", "bootstrap: 2000\n  baseline: w_ensemble")
     (tree / "params.yaml").write_text(params)

@@ -8,6 +8,8 @@ import pytest
 from pipeline import cache, data, distill, finetune, logits, prepare
 from tests.conftest import tiny_params, tiny_teacher, write_params
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 # a few hundred parameters' worth of each architecture; XLNet names its sizes differently
 CONFIGS = {
     "bert": {},

@@ -67,6 +67,7 @@ def stage(root: Path, *args: str, processes: int = 1):
     return run([*launch, "-m", *args], root)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_fine_tuning_and_caching_and_is_recorded(tmp_path):
     root = prepared(tmp_path / "bf16", {"precision": "bf16"})
     for module in ("pipeline.finetune", "pipeline.cache"):
@@ -79,6 +80,7 @@ def test_bf16_autocast_runs_fine_tuning_and_caching_and_is_recorded(tmp_path):
     assert metrics["dev_accuracy"] > 0.6  # the planted signal is learnt under bf16 as well
 
 
+@pytest.mark.slow
 def test_data_parallel_fine_tuning_matches_one_process(tmp_path):
     """Two processes, each with its share of every batch, take the same steps as one process with the whole
     batch (no dropout, so the two runs compute the same thing); only the first process writes."""
@@ -98,6 +100,7 @@ def test_data_parallel_fine_tuning_matches_one_process(tmp_path):
         torch.testing.assert_close(weights[2][name], value, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_distill_refuses_several_processes(tmp_path):
     root = prepared(tmp_path / "dp", {})
     done = stage(root, "pipeline.distill", "reviews", "ce", "1", processes=2)
@@ -106,6 +109,7 @@ def test_distill_refuses_several_processes(tmp_path):
     assert not (root / "runs").exists()
 
 
+@pytest.mark.slow
 def test_loader_workers_give_the_same_numbers(tmp_path):
     """Worker processes only pad and collate: the same batches, the same fine-tuned weights (distill batches
     through the same loader)."""

@@ -16,6 +16,7 @@ def card(root):
     return json.loads((root / "data/reviews/card.json").read_text())
 
 
+@pytest.mark.slow
 def test_very_long_texts_are_truncated_and_counted(workdir):
     raw = sentiment_frame(300)
     raw.loc[::30, "review"] = raw.loc[::30, "review"] + " and then" * 400  # 10 texts of 800+ words
@@ -28,6 +29,7 @@ def test_very_long_texts_are_truncated_and_counted(workdir):
     assert metrics["truncated_train_examples"] >= over["64"]["train"] > 0
 
 
+@pytest.mark.slow
 def test_non_ascii_text_survives_unchanged(workdir):
     raw = sentiment_frame(300)
     texts = ["café au lait, naïve plot", "東京の映画はすばらしい", "¡Qué desastre! 🙂", "Ünïcödé — quotes “x”"]

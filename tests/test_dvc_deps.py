@@ -11,6 +11,8 @@ import yaml
 
 from tests.conftest import ROOT, run
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 

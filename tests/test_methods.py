@@ -58,6 +58,7 @@ def test_w_ensemble_is_proportional_to_dev_accuracy_or_given(cache):
     assert torch.allclose(static, torch.tensor([0.25, 0.75, 0.0]))
 
 
+@pytest.mark.slow
 def test_lr_ensemble_prefers_the_reliable_teacher(cache):
     weighting = build("lr_ensemble", cache)
     weigh, static = weighting.weigh, weighting.static

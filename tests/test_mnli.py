@@ -12,6 +12,8 @@ from analysis import analyze
 from pipeline import cache, data, distill, finetune, latency, plan, prepare, rl_kd
 from tests.conftest import NEGATIVE, POSITIVE, tiny_params, write_params
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 SHARED = ("a premise that both sets hold", "the same hypothesis", 1)  # one text in matched and in mismatched
 
 

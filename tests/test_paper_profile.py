@@ -44,6 +44,7 @@ def test_plan_halves_with_double_throughput():
     assert fast == pytest.approx(slow / 2) and slow > 10
 
 
+@pytest.mark.slow
 def test_a_hub_teacher_without_a_hub_fails_at_the_start_and_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read when the stage's process imports huggingface_hub

@@ -299,6 +299,7 @@ def test_an_alias_inside_itself_is_refused_not_a_recursion_error(tmp_path, base)
         P.load(path)
 
 
+@pytest.mark.slow
 def test_a_huge_file_without_aliases_is_called_what_it_is(tmp_path, base):
     path = write_params(tmp_path, base)
     path.write_text(path.read_text() + "big: [" + ", ".join(["1"] * 100_001) + "]\n")
@@ -314,6 +315,7 @@ def test_a_few_aliases_are_fine(tmp_path, base):
     assert P.load(path).teachers["tiny_c"] == P.load(path).teachers["tiny_a"]
 
 
+@pytest.mark.slow
 def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
     path = write_params(tmp_path, base)
     path.write_text(path.read_text() + "deep: " + "[" * 5000 + "]" * 5000 + "\n")

@@ -3,10 +3,13 @@
 import json
 import sys
 
+import pytest
 import yaml
 
 from pipeline import data, logits
 from tests.conftest import run
+
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 TASKS, TEACHERS, METHODS = ("reviews", "pairs"), ("tiny_a", "tiny_b"), ("ce", "u_ensemble", "ca_mkd")
 

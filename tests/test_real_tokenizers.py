@@ -24,6 +24,8 @@ from pipeline import cache, data, distill, finetune, logits, models, prepare, tr
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, tiny_teacher, write_params
 from tests.test_architectures import CONFIGS
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 CLASSES = {"bert": BertTokenizer, "roberta": RobertaTokenizer, "albert": AlbertTokenizer, "xlnet": XLNetTokenizer}
 # each SentencePiece model lays out its special pieces as the architecture's hub checkpoints do
 SPECIAL_PIECES = {

@@ -14,6 +14,8 @@ import yaml
 from pipeline import io
 from tests.conftest import make_tiny_repo, run
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 STAGE = "distill@reviews-u_ensemble-1"
 OUT = "runs/reviews/u_ensemble/1"
 

@@ -19,6 +19,8 @@ from pipeline import distill, prepare, rl_kd
 from pipeline import params as P
 from tests.conftest import write_params
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 SEEDS = ["1", "2", "3"]
 TEACHERS = B.TEACHERS["coin"]
 

@@ -10,6 +10,8 @@ from pipeline import cache, data, finetune, io, logits, prepare
 from pipeline import params as P
 from tests.conftest import run, tiny_params, write_params
 
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
+
 
 def read(path):
     return json.loads(path.read_text())

@@ -8,10 +8,14 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
+from benchmarks.planted import FILLER, NEGATIVE, POSITIVE
 from pipeline import data, logits
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, make_tiny_repo, run, tiny_params, write_params
+from tests.conftest import make_tiny_repo, run, tiny_params, write_params
+
+pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 NEUTRAL = "okay plain average ordinary usual standard fine middling".split()
 LABELS = ["négatif", "neutre", "positif"]

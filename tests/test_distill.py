@@ -34,20 +34,6 @@ METHODS = [
 def distill_params(root):
     params = tiny_params(root)
     params["run"].update(tasks=["reviews"], methods=METHODS, seeds=[1, 2])
-    params["student"] = {
-        "source": "random",
-        "arch": "bert",
-        "vocab_size": 200,
-        "max_length": 24,
-        "config": {
-            "hidden_size": 16,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 32,
-            "max_position_embeddings": 64,
-        },
-    }
-    params["distill"] = {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0}
     return params
 
 

@@ -3,8 +3,9 @@
 Usage: python -m benchmarks [--skip NAME ...]
 (NAME: kd_step method_epoch pieces online caching repro memory bootstrap)
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
-fine-tuned teachers and outputs. About 11 minutes on 2 cores, most of it the memory benchmark's
-MPNet fine-tuning. Each ratio compares two variants measured side by side in the same run.
+fine-tuned teachers and outputs. About 24 minutes on 2 cores, most of it the memory benchmark's
+stages (MPNet's fine-tuning and caching) and the repro benchmark. Each ratio compares two variants
+measured side by side in the same run.
 """
 
 from __future__ import annotations

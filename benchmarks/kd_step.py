@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertModel
 
 from pipeline.losses import student_loss
-from pipeline.models import Classifier
+
+from . import student
 
 
 def step(model, optimizer, batch, labels, teacher_logits, weights, kd: bool) -> None:
@@ -31,16 +31,7 @@ def step(model, optimizer, batch, labels, teacher_logits, weights, kd: bool) -> 
 
 def measure(steps: int = 60, teachers: int = 3, batch: int = 32, length: int = 32) -> dict:
     torch.manual_seed(0)
-    # the embedded default's student: BERT 2 layers, hidden 128
-    config = BertConfig(
-        vocab_size=8000,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=512,
-        max_position_embeddings=128,
-    )
-    model = Classifier(BertModel(config, add_pooling_layer=False), 2)
+    model = student.build()  # the embedded default's student's shape
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n = 2048
     cache_logits = torch.randn(n, teachers, 2)  # stands for the cached teacher logits

@@ -14,15 +14,16 @@ import time
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertModel, get_constant_schedule
+from transformers import get_constant_schedule
 
 from pipeline import methods
 from pipeline import params as P
 from pipeline.agent import Agent, Reward
 from pipeline.distill import Teaching
-from pipeline.models import Classifier
 from pipeline.rl_kd import data_rows_split
 from pipeline.training import Loop, train_epoch
+
+from . import student
 
 ADAPTIVE = ("rl_kd", "ca_mkd", "ae_kd", "mtkd_rl")
 
@@ -45,15 +46,7 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     rng = np.random.default_rng(0)
     enc, labels, cache = synthetic(examples, teachers, length, rng)
     rl_cfg, cfg = P.RL(), P.Distill()
-    config = BertConfig(
-        vocab_size=8000,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=512,
-        max_position_embeddings=128,
-    )  # the embedded default's student
-    model = Classifier(BertModel(config, add_pooling_layer=False), 2)
+    model = student.build()  # the embedded default's student's shape
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = get_constant_schedule(optimizer)
     rows, held_out = data_rows_split(examples, rl_cfg.held_out_fraction, 0)

@@ -159,8 +159,7 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
         "could not be recovered, docs/statistics.md). Detectable differences are at the comparison's level: the "
         "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."
     ]
-    for task, t in sig.groupby("task", sort=False):
-        out += verdict_sentences(task, t, cfg)
+    for task, t in sig.groupby("task", sort=False):  # the primary comparison and KD's premise: the Verdict
         second = t[t.role == "secondary"]
         hits = second[second.verdict.str.startswith(("better", "worse"))]
         out.append(

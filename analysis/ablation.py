@@ -1,8 +1,8 @@
 """Table 5: the RL-KD ablations that were run as DVC experiments.
 
-Usage: python -m analysis.ablation   (after e.g. `dvc exp run -S rl.reward=neg_ce`)
+Usage: python -m analysis.ablation   (after e.g. `dvc exp run -S methods.rl_kd.reward=neg_ce`)
 Writes results/ablation.{md,tex,csv}.
-Reads `dvc exp show --json -A`: for every experiment, the `rl` settings that differ from params.yaml's
+Reads `dvc exp show --json -A`: for every experiment, the `methods.rl_kd` settings that differ from params.yaml's
 and RL-KD's mean test accuracy from that experiment's results/metrics.json; the first row is the
 workspace (params.yaml as it is). Not a DVC stage: experiments live in git refs, not in the workspace.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import params as P
+from pipeline import methods
+from pipeline.schema import load
 
 from . import tables
 
@@ -30,8 +31,9 @@ def experiments(exp_show: list) -> list[dict]:
             params = data.get("params", {}).get("params.yaml", {}).get("data", {})
             metrics = data.get("metrics", {}).get("results/metrics.json", {}).get("data", {})
             accuracy = metrics.get("test_accuracy", {}).get("rl_kd")
-            if params.get("rl") is not None and accuracy:
-                out.append({"name": exp.get("name") or rev["rev"][:7], "rl": params["rl"], "accuracy": accuracy})
+            rl = (params.get("methods") or {}).get("rl_kd")
+            if rl is not None and accuracy:
+                out.append({"name": exp.get("name") or rev["rev"][:7], "rl": rl, "accuracy": accuracy})
     return out
 
 
@@ -39,7 +41,7 @@ def table(base_rl: dict, base_accuracy: dict, exps: list[dict], tasks: list[str]
     rows = [{"setting": "params.yaml", "experiment": "workspace", **base_accuracy}]
     for e in exps:
         changed = {k: v for k, v in e["rl"].items() if base_rl.get(k) != v}
-        label = ", ".join(f"rl.{k}={v}" for k, v in changed.items()) or "same rl settings"
+        label = ", ".join(f"methods.rl_kd.{k}={v}" for k, v in changed.items()) or "same methods.rl_kd settings"
         rows.append({"setting": label, "experiment": e["name"], **e["accuracy"]})
     numbers = pd.DataFrame(rows).set_index("setting")
     columns = [c for c in [*tasks, "average"] if c in numbers]
@@ -56,7 +58,7 @@ def table(base_rl: dict, base_accuracy: dict, exps: list[dict], tasks: list[str]
 
 
 def main(params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
+    params = load(params_path)
     done = subprocess.run(["dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"dvc exp show failed: {done.stderr.strip()}")
@@ -69,7 +71,7 @@ def main(params_path: str = "params.yaml") -> None:
         Path("results"),
         "ablation",
         "Table 5: RL-KD test accuracy (%, mean over seeds) under each ablation run as a DVC experiment.",
-        table(params.rl.model_dump(), base, exps, params.run.tasks),
+        table(methods.settings(params, "rl_kd", params_path).model_dump(), base, exps, params.run.tasks),
     )
     print(md)
 

@@ -13,20 +13,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import params as P
+from pipeline import methods as registry
 from pipeline.io import atomic_path, provenance, write_json
+from pipeline.params_file import InputError, reported_errors
+from pipeline.schema import Params, load
 
 from . import collect, figures, tables
+from .settings import Analysis as Settings
+from .settings import settings
 
 RESULTS = Path("results")
 PAPER = Path(__file__).with_name("paper_results.csv")
 
 
-def methods_of(params: P.Params) -> list[str]:
-    return [*params.run.methods, "rl_kd"]  # rl_kd runs in a stage of its own, always
+def methods_of(params: Params) -> list[str]:
+    # the stage distill's, the stage single's, and rl_kd, which runs in a stage of its own, always
+    return [*params.run.methods, *(f"single_{t}" for t in params.run.single), "rl_kd"]
 
 
-def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
+def check_runs(runs: pd.DataFrame, params: Params, cfg: Settings) -> None:
     """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
     methods = methods_of(params)
     have = set(zip(runs.run_task, runs.method, runs.seed))
@@ -38,14 +43,14 @@ def check_runs(runs: pd.DataFrame, params: P.Params) -> None:
         if (t, m, s) not in have
     ]
     if missing:
-        raise P.InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
-    if params.analysis.reference not in methods:
-        raise P.InputError(
-            f"analysis.reference: {params.analysis.reference!r} is not a method of this run; expected one of {methods}"
+        raise InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
+    if cfg.reference not in methods:
+        raise InputError(
+            f"analysis.reference: {cfg.reference!r} is not a method of this run; expected one of {methods}"
         )
-    known = P.allowed_methods(params.run.teachers)  # a baseline that did not run: no primary comparison
-    if params.analysis.baseline not in known:
-        raise P.InputError(f"analysis.baseline: {params.analysis.baseline!r} is not a method; expected one of {known}")
+    known = registry.names(params.run.teachers)  # a baseline that did not run: no primary comparison
+    if cfg.baseline not in known:
+        raise InputError(f"analysis.baseline: {cfg.baseline!r} is not a method; expected one of {known}")
 
 
 def count(n: int, one: str, many: str) -> str:
@@ -83,7 +88,7 @@ def read_teachers(t1: pd.DataFrame) -> str:
     return " ".join(out)
 
 
-def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
+def read_main(runs: pd.DataFrame, tasks: list[str], ref: str, baseline: str) -> str:
     out = []
     for task in tasks:
         m = runs[runs.task == task].groupby("method").test_accuracy.agg(["mean", "std"])
@@ -91,7 +96,7 @@ def read_main(runs: pd.DataFrame, tasks: list[str], ref: str) -> str:
         rank = list(ranked.index).index(ref) + 1
         against = [
             f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
-            for b in ("u_ensemble", "ce")
+            for b in dict.fromkeys((baseline, "ce"))
             if b in m.index
         ]
         out.append(
@@ -254,19 +259,19 @@ class Analysis:
     runs: int
 
 
-def analyze(params: P.Params, root: Path = Path(".")) -> Analysis:
+def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     """Every run of `params` under `root` (runs/, models/, results/latency/) into tables, figures, metrics and
     a report; nothing is written. Refuses, naming what is missing, when a run that `params` asks for is not there."""
-    cfg, tasks, names = params.analysis, params.run.tasks, params.run.teachers
+    cfg, tasks, names = settings(params), params.run.tasks, params.run.teachers
     runs_dir = root / "runs"
     runs = collect.runs(runs_dir)
     # only what params.yaml asks for: runs left over from other settings stay out of the tables
     runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds) & runs.method.isin(methods_of(params))]
-    check_runs(runs, params)
+    check_runs(runs, params, cfg)
     # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
     sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
     n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
-    order = tables.method_order(runs.method.unique(), names)
+    order = tables.method_order(runs.method.unique(), names, params.run.methods)
     hist = collect.histories(runs_dir)
     paper = pd.read_csv(PAPER)
 
@@ -382,7 +387,7 @@ def analyze(params: P.Params, root: Path = Path(".")) -> Analysis:
             "",
             md["main"],
             "",
-            read_main(runs, sets, cfg.reference),
+            read_main(runs, sets, cfg.reference, cfg.baseline),
             "",
             "![main results](figures/main_results.png)",
             "",
@@ -424,7 +429,7 @@ def analyze(params: P.Params, root: Path = Path(".")) -> Analysis:
     return Analysis({stem: (caption, t) for stem, caption, t in made.values()}, shown, metrics, report, n_runs)
 
 
-def write(analysis: Analysis, params: P.Params, folder: Path = RESULTS) -> None:
+def write(analysis: Analysis, params: Params, folder: Path = RESULTS) -> None:
     """`folder`/tables/*.{md,tex,csv}, figures/*.{png,pdf}, metrics.json, report.md and provenance.json."""
     for stem, (caption, table) in analysis.tables.items():
         tables.write(folder / "tables", stem, caption, table)
@@ -435,12 +440,12 @@ def write(analysis: Analysis, params: P.Params, folder: Path = RESULTS) -> None:
         tmp.write_text(analysis.report)
     write_json(
         folder / "provenance.json",
-        provenance(params.seed, {"analysis": params.analysis.model_dump(), "run": params.run.model_dump()}),
+        provenance(params.seed, {"analysis": settings(params).model_dump(), "run": params.run.model_dump()}),
     )
 
 
 def main(params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
+    params = load(params_path)
     analysis = analyze(params)
     write(analysis, params)
     n_tables, n_figures = len(analysis.tables), len(analysis.figures)
@@ -448,5 +453,5 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -138,9 +138,9 @@ def selection_vs_correctness(
 ) -> pd.DataFrame:
     """Per teacher and seed: the agent's mean final selection probability on the training instances
     where that teacher's cached prediction is right, and where it is wrong."""
-    from pipeline import data, logits
+    from pipeline import logits, splits
 
-    train = data.load_split(Path(data_root) / task, "train")
+    train = splits.load_split(Path(data_root) / task, "train")
     rows = []
     for name in names:
         cached = logits.load(Path(logits_root) / task / name / "train.safetensors", train)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import params as P
 from pipeline.io import atomic_path
 
 from . import collect, stats
@@ -21,9 +20,9 @@ def pm(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if np.isfinite(std) else f"{100 * mean:.1f}"
 
 
-def method_order(methods, teachers: list[str]) -> list[str]:
-    """The paper's order: no KD, each single teacher, the ensembles, then beyond the paper, then RL-KD."""
-    fixed = ["ce", *(f"single_{t}" for t in teachers), *(m for m in P.METHODS if m != "ce")]
+def method_order(methods, teachers: list[str], listed: list[str] = ()) -> list[str]:
+    """No KD, each single teacher, the methods in the order of `listed` (run.methods), then RL-KD, then the rest."""
+    fixed = ["ce", *(f"single_{t}" for t in teachers), *(m for m in listed if m != "ce"), "rl_kd"]
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 

@@ -26,7 +26,7 @@ STAGES = {
     "finetune": (["pipeline.finetune", "rt", "mpnet"], ["assets", "data"]),
     "cache": (["pipeline.cache", "rt", "mpnet"], ["assets", "data", "models"]),
     "distill": (["pipeline.distill", "rt", "u_ensemble", "1"], ["assets", "data", "logits"]),
-    "rl_kd": (["pipeline.rl_kd", "rt", "1"], ["assets", "data", "logits"]),
+    "rl_kd": (["pipeline.distill", "rt", "rl_kd", "1"], ["assets", "data", "logits"]),
     "latency": (["pipeline.latency", "rt"], ["assets", "data", "models"]),
     "analyze": (["analysis.analyze"], ["assets", "data", "models", "logits", "runs"]),
 }

@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from transformers import get_constant_schedule
 
 from pipeline import methods
-from pipeline import params as P
-from pipeline.agent import Agent, Reward
+from pipeline import schema as P
 from pipeline.distill import Teaching
-from pipeline.rl_kd import data_rows_split
 from pipeline.training import Loop, train_epoch
 
 from . import student
@@ -45,30 +44,31 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     enc, labels, cache = synthetic(examples, teachers, length, rng)
-    rl_cfg, cfg = P.RL(), P.Distill()
+    cfg = P.Distill()
     model = student.build()  # the embedded default's student's shape
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = get_constant_schedule(optimizer)
-    rows, held_out = data_rows_split(examples, rl_cfg.held_out_fraction, 0)
-    lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
-    agent = Agent(rl_cfg, cache, [f"t{k}" for k in range(teachers)], 2, 0, lengths)
-    reward = Reward(rl_cfg, model, enc, labels, cache["logits"], cfg, 0, held_out, rng)
+    names = [f"t{k}" for k in range(teachers)]
+
+    def build(name: str) -> methods.Weighting:  # as pipeline.distill.fit builds a method, with its defaults
+        method = methods.load(name)
+        context = methods.Context(
+            method=name, teachers=names, cache={"train": cache}, gold={"train": labels}, cfg=cfg,
+            settings=method.settings(), rng=rng, seed=0, params=SimpleNamespace(seed=0), model=model, enc=enc,
+            pad=0, num_labels=2, teacher_logits=cache["logits"],
+        )  # fmt: skip
+        return method.weighting(context)
+
+    weightings = {m: build(m) for m in ("u_ensemble", *ADAPTIVE)}
+    weightings["mtkd_rl"].epoch = 2  # past its warm-up: the agent weighs every batch
+    weightings["rl_kd"].active = True  # past its warm-up: the agent selects for every batch
     weight_sum = torch.zeros(examples, teachers)
-    loop = Loop(enc, rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
-    weightings = {
-        m: methods.build(m, [f"t{k}" for k in range(teachers)], {"train": cache}, {"train": labels}, cfg, rng)
-        for m in ("u_ensemble", *ADAPTIVE[1:])
-    }
-    weightings["mtkd_rl"].weigh.epoch = 2  # past its warm-up: the agent weighs every batch
+    # every method on RL-KD's training rows (train less its reward's held-out slice), as before
+    loop = Loop(enc, weightings["rl_kd"].rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
 
     def epoch(method: str) -> float:
         start = time.perf_counter()
-        rl = method == "rl_kd"
-        weighting = weightings["u_ensemble" if rl else method]
-        agent_or_none = agent if rl else None
-        teaching = Teaching(labels, cache["logits"], weighting.weigh, "ce", cfg, weight_sum, agent_or_none, reward)
-        train_epoch(model, loop, teaching, "bench")
-        weighting.end_epoch()
+        train_epoch(model, loop, Teaching(labels, cache["logits"], weightings[method], cfg, weight_sum), "bench")
         return time.perf_counter() - start
 
     order = ["u_ensemble", *ADAPTIVE]

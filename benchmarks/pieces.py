@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import data, models, training
-from pipeline import params as P
+from pipeline import models, splits, training
+from pipeline import schema as P
 
 VARIANTS = {"shuffled": 1, "shuffled, 2 pieces": 2, "shuffled, 4 pieces": 4, "shuffled, 8 pieces": 8}
 
@@ -26,7 +26,7 @@ VARIANTS = {"shuffled": 1, "shuffled, 2 pieces": 2, "shuffled, 4 pieces": 4, "sh
 def measure(steps: int = 40, task: str = "rt") -> dict:
     params = P.load("params.yaml")
     cfg = params.distill
-    train = data.load_split(Path("data") / task, "train")
+    train = splits.load_split(Path("data") / task, "train")
     training.seed_everything(0)
     model, tokenizer = models.build_student(params, list(train.text_a), 2)
     enc = training.encode(tokenizer, train, params.student.max_length, models.uses_token_types(model.encoder))

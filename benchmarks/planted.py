@@ -3,7 +3,7 @@
 Nothing is trained but the student: each design writes a tiny review task and plants its teachers'
 logit caches directly, so which teacher is wrong on which training instance is known. Per seed, the
 equal-weight student (u_ensemble) is distilled once and RL-KD once per named agent setting (a dict
-written into params.yaml's `rl:` section, unchanged; `{}` is the agent's defaults). Measured per
+written into params.yaml's `methods.rl_kd` section, unchanged; `{}` is the agent's defaults). Measured per
 corrupted teacher: the selection gap, its mean selection probability (`select_<teacher>` in
 runs/reviews/rl_kd/SEED/weights.parquet) on its clean training instances minus on its corrupted ones
 (met at >= 0.3); and whether RL-KD's student beats the equal-weight one on test accuracy.
@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 import yaml
 
-from pipeline import data, distill, logits, prepare, rl_kd
+from pipeline import distill, logits, prepare, splits
 from pipeline.io import provenance, write_json
 
 # the agent's rewards, one default setting each; their names change with the agent: edit here
@@ -160,7 +160,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             },
         },
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
-        "rl": dict(rl or {}),
+        "methods": {"u_ensemble": {}, "best_single": {}, "ca_mkd": {}, "rl_kd": dict(rl or {})},
         "analysis": {},
         "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
     }
@@ -191,8 +191,8 @@ def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, 
     `oracle`: write instead a single teacher `oracle`, right everywhere (the right teacher per instance)."""
     rng = np.random.default_rng(0)
     corrupted = {}
-    for split in data.SPLITS:
-        df = data.load_split(root / "data" / TASK, split)
+    for split in splits.SPLITS:
+        df = splits.load_split(root / "data" / TASK, split)
         y = torch.tensor(df.label.to_numpy())
         n = len(df)
         if oracle:
@@ -222,10 +222,7 @@ def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, 
 
 def _run(method: str, seed: str) -> float:
     with contextlib.redirect_stdout(sys.stderr):  # the pipeline's own lines; stdout keeps the table
-        if method == "rl_kd":
-            rl_kd.main(TASK, seed)
-        else:
-            distill.main(TASK, method, seed)
+        distill.main(TASK, method, seed)
     return json.loads((Path("runs") / TASK / method / seed / "metrics.json").read_text())["test_accuracy"]
 
 
@@ -324,7 +321,7 @@ def run_design(
                 f"({time.perf_counter() - start:.1f} s)"
             )
             for name, rl in rl_settings.items():
-                write_params(root, {**base_params, "rl": dict(rl)})
+                write_params(root, {**base_params, "methods": {**base_params["methods"], "rl_kd": dict(rl)}})
                 shutil.rmtree(root / "runs" / TASK / "rl_kd" / seed, ignore_errors=True)
                 start = time.perf_counter()
                 try:

@@ -1,7 +1,7 @@
 """Benchmark: what `dvc repro` reruns, and how long it takes, when nothing or one RL-KD parameter changed.
 
 On this workspace (the embedded default, which must be up to date): the time of a `dvc repro` with
-nothing changed, and the stages a change of `rl.policy_lr` would rerun (`dvc repro --dry`; params.yaml
+nothing changed, and the stages a change of `methods.rl_kd.policy_lr` would rerun (`dvc repro --dry`; params.yaml
 is restored byte for byte afterwards). On the test suite's tiny profile in a temporary DVC project:
 the same two cases run for real, timed.
 Usage: python -m benchmarks.repro
@@ -39,10 +39,11 @@ def stages_run(output: str) -> list[str]:
 
 
 def change_rl(params_file: Path) -> None:
-    """Double rl.policy_lr, leaving the rest of the file as it is (a round trip through DVC's own YAML 1.2)."""
+    """Double methods.rl_kd.policy_lr, leaving the rest of the file as it is (a round trip through DVC's YAML 1.2)."""
     yaml = YAML()
     params = yaml.load(params_file.read_text())
-    params["rl"]["policy_lr"] = params["rl"].get("policy_lr", 0.05) * 2
+    rl = params["methods"]["rl_kd"]
+    rl["policy_lr"] = rl.get("policy_lr", 0.05) * 2
     with params_file.open("w") as f:
         yaml.dump(params, f)
 

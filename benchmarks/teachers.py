@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import data, logits, models, training
-from pipeline import params as P
+from pipeline import logits, models, splits, training
+from pipeline import schema as P
 from pipeline.losses import student_loss
+from pipeline.params_file import reported_errors
 
 
 def fine_tuned(task: str, teacher: str):
@@ -37,7 +38,7 @@ def fine_tuned(task: str, teacher: str):
 def online(task: str = "rt", steps: int = 12, params_path: str = "params.yaml") -> dict:
     params = P.load(params_path)
     teachers = params.run.teachers
-    train = data.load_split(Path("data") / task, "train")
+    train = splits.load_split(Path("data") / task, "train")
     loaded = {t: fine_tuned(task, t) for t in teachers}
     cache = {t: logits.load(Path("logits") / task / t / "train.safetensors", train)["logits"] for t in teachers}
     training.seed_everything(0)
@@ -100,7 +101,7 @@ def online(task: str = "rt", steps: int = 12, params_path: str = "params.yaml") 
 def caching(task: str = "rt", teacher: str = "minilm_l6", rounds: int = 3, params_path: str = "params.yaml") -> dict:
     params = P.load(params_path)
     model, tokenizer, meta = fine_tuned(task, teacher)
-    split = data.load_split(Path("data") / task, "train")
+    split = splits.load_split(Path("data") / task, "train")
     size, pad = params.teachers[teacher].eval_batch_size, tokenizer.pad_token_id
     pre = training.encode(tokenizer, split, meta["max_length"])
     batches = [training.collate(pre, idx, pad) for idx in training.chunks(training.length_order(pre), size)]
@@ -147,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="rt")
     args = ap.parse_args()
-    with P.reported_errors():
+    with reported_errors():
         print(json.dumps({"online": online(args.task), "caching": caching(args.task)}, indent=2))
 
 

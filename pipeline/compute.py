@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 
-from . import params as P
+from .params_file import InputError
+from .schema import Compute
 
 
 @cache
@@ -24,7 +25,7 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
     """One Accelerator per process (Accelerate keeps its state process-wide); fails at once on a bad choice."""
     gpu = torch.cuda.is_available()
     if device == "cuda" and not gpu:
-        raise P.InputError(
+        raise InputError(
             "compute.device: cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is "
             "False); use auto or cpu"
         )
@@ -34,7 +35,7 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
     if precision == "auto":
         precision = "bf16" if native else "fp32"
     if precision == "bf16" and on_gpu and not native:
-        raise P.InputError(f"compute.precision: bf16, but {torch.cuda.get_device_name()} has no bf16; use fp32")
+        raise InputError(f"compute.precision: bf16, but {torch.cuda.get_device_name()} has no bf16; use fp32")
     # some encoders carry parameters our classifier never uses (e.g. a pooler): data parallel must skip them
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     # split_batches: each process takes part of every batch, so the scheduler steps once per step
@@ -46,7 +47,7 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
     )
 
 
-def from_params(compute: P.Compute) -> Accelerator:
+def from_params(compute: Compute) -> Accelerator:
     return accelerator(compute.device, compute.precision)
 
 

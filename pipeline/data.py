@@ -1,4 +1,4 @@
-"""Labelled tasks: the embedded corpora, a user's own file, and GLUE for the paper profile.
+"""Labelled tasks: the embedded corpora and a user's own file (GLUE, for the paper profile: pipeline/glue.py).
 
 Every task becomes three splits with the same columns: a stable example `id` (a digest of the
 example, so it survives re-splitting and capping), `text_a`, `text_b` (None for single-sentence
@@ -10,45 +10,14 @@ analysis reports each set as a column of its own.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from . import params as P
-
-SPLITS = ("train", "dev", "test")
-COLUMNS = ["id", "text_a", "text_b", "label"]
-GLUE_COLUMNS = {
-    "sst2": ("sentence", None),
-    "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"),
-    "mnli": ("premise", "hypothesis"),
-    "mnli_matched": ("premise", "hypothesis"),
-    "mnli_mismatched": ("premise", "hypothesis"),
-    "qnli": ("question", "sentence"),
-    "rte": ("sentence1", "sentence2"),
-}
-GLUE_LABELS = {
-    "sst2": ["negative", "positive"],
-    "mrpc": ["not_equivalent", "equivalent"],
-    "qqp": ["not_duplicate", "duplicate"],
-    "qnli": ["entailment", "not_entailment"],
-    "rte": ["entailment", "not_entailment"],
-    "mnli": ["entailment", "neutral", "contradiction"],
-    "mnli_matched": ["entailment", "neutral", "contradiction"],
-    "mnli_mismatched": ["entailment", "neutral", "contradiction"],
-}
-
-
-# tasks whose test split is several GLUE validation splits: {evaluation set: GLUE split}
-GLUE_EVAL_SETS = {
-    "mnli": {"mnli_m": "validation_matched", "mnli_mm": "validation_mismatched"},
-    "mnli_matched": {None: "validation_matched"},
-    "mnli_mismatched": {None: "validation_mismatched"},
-}
+from .params_file import InputError
+from .splits import SPLITS, cap, check_ids
 
 
 def example_id(prefix: str, *parts) -> str:
@@ -93,19 +62,6 @@ def split_by_group(df: pd.DataFrame, dev: float, test: float, seed: int) -> dict
         where[k] = "test" if c <= test else "dev" if c <= test + dev else "train"
     assigned = groups.map(where)
     return {s: df[assigned.to_numpy() == s].reset_index(drop=True) for s in SPLITS}
-
-
-def cap(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    if n is None or len(df) <= n:
-        return df
-    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
-
-
-def split_hash(df: pd.DataFrame) -> str:
-    h = hashlib.sha256()
-    for row in df[COLUMNS].itertuples(index=False):
-        h.update("\x1f".join("" if v is None else str(v) for v in row).encode() + b"\x1e")
-    return h.hexdigest()
 
 
 # ---- embedded corpora -------------------------------------------------------------------------
@@ -165,7 +121,7 @@ def chatterbot_qa(folder: Path, spec, seed: int):
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["other_answer", "answer"]
 
 
-# ---- a user's file and GLUE -------------------------------------------------------------------
+# ---- a user's file -------------------------------------------------------------------------
 
 
 def file_kind(path: Path, key: str) -> str:
@@ -173,13 +129,13 @@ def file_kind(path: Path, key: str) -> str:
     for kind in ("csv", "jsonl", "json", "parquet"):
         if suffix.startswith(f".{kind}"):
             return "jsonl" if kind == "json" else kind
-    raise P.InputError(f"{key}.path: {path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
+    raise InputError(f"{key}.path: {path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
 
 
 def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a user's file; `key` (tasks.NAME) is named in every error."""
     if not path.is_file():
-        raise P.InputError(f"{key}.path: {path}: data file not found")
+        raise InputError(f"{key}.path: {path}: data file not found")
     kind = file_kind(path, key)
     try:
         if kind == "csv":
@@ -188,7 +144,7 @@ def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
             return pd.read_json(path, lines=True, encoding=encoding)
         return pd.read_parquet(path)
     except UnicodeDecodeError as err:  # text in any language is welcome, in the encoding the task declares
-        raise P.InputError(
+        raise InputError(
             f"{path}: not valid {encoding} (byte {err.object[err.start : err.start + 1]!r} at offset "
             f"{err.start} of a decoded block); set {key}.encoding (e.g. latin-1, cp1252) or save "
             "the file as UTF-8"
@@ -213,12 +169,12 @@ def user_file(name: str, spec, seed: int):
     wanted = [c for c in (spec.text_a, spec.text_b, spec.label, spec.group) if c]
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
-        raise P.InputError(f"{path}: columns {missing} (from {key}) not found; the file has {list(raw.columns)}")
+        raise InputError(f"{path}: columns {missing} (from {key}) not found; the file has {list(raw.columns)}")
     labels = raw[spec.label].astype(str)
     unknown = sorted(set(labels) - set(spec.labels))
     if unknown:
         row = int(np.flatnonzero(~labels.isin(spec.labels))[0])
-        raise P.InputError(
+        raise InputError(
             f"{path}: {locate(raw, row, kind)} has label {labels.iloc[row]!r}, not in {key}.labels "
             f"{spec.labels} ({len(unknown)} unknown label value(s) in all: {unknown[:5]})"
         )
@@ -226,7 +182,7 @@ def user_file(name: str, spec, seed: int):
         if col:
             empty = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
             if empty.any():
-                raise P.InputError(
+                raise InputError(
                     f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
                     f"first at {locate(raw, int(np.flatnonzero(empty)[0]), kind)}"
                 )
@@ -236,46 +192,6 @@ def user_file(name: str, spec, seed: int):
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), list(spec.labels)
 
 
-def glue(name: str, spec, seed: int, load_dataset=None):
-    if load_dataset is None:
-        from datasets import load_dataset
-    config = "mnli" if spec.name.startswith("mnli") else spec.name
-    # GLUE validation split(s) that serve as our test set, each an evaluation set named as in the paper's tables
-    evaluation = GLUE_EVAL_SETS.get(spec.name, {None: "validation"})
-    try:
-        ds = load_dataset("glue", config)
-    except Exception as err:  # no hub: say what is missing and what works offline
-        raise P.InputError(
-            f"tasks.{name}: could not load GLUE {config!r} with datasets ({type(err).__name__}: "
-            f"{err}). The paper profile needs a reachable dataset hub or a local datasets cache; "
-            "offline, use the embedded default tasks."
-        ) from None
-    a, b = GLUE_COLUMNS[spec.name]
-
-    def to_frame(split, prefix=name):
-        d = ds[split].to_pandas()
-        keep = d[a].fillna("").str.strip().astype(bool) & (d[b].fillna("").str.strip().astype(bool) if b else True)
-        d = d[keep]  # a few GLUE rows have an empty text (QQP); dropped, and counted in the task card
-        dropped[split] = int((~keep).sum())
-        return frame(prefix, d[a], d[b] if b else [None] * len(d), d["label"])
-
-    dropped = {}
-
-    train = to_frame("train")
-    if None in evaluation:
-        test = to_frame(evaluation[None])
-    else:  # one test split, several evaluation sets: ids carry the set's name, so a text in both stays two rows
-        test = pd.concat(
-            [to_frame(split, label).assign(eval_set=label) for label, split in evaluation.items()], ignore_index=True
-        )
-    # GLUE's own copies stay (the paper scored them), each under an id of its own: the id, then -1, -2, ...
-    repeat = test.groupby("id").cumcount()
-    test["id"] = test.id.where(repeat == 0, test.id + "-" + repeat.astype(str))
-    # GLUE's test labels are hidden: hold out part of train as dev, report on GLUE's validation set
-    parts = split_by_group(train, spec.dev_fraction, 1e-9, seed)
-    return {"train": parts["train"], "dev": parts["dev"], "test": test}, GLUE_LABELS[spec.name], dropped
-
-
 def drop_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop exact copies (same text or pair, same label) of an earlier example: real data repeats itself
     (retweets, GLUE), and a copy would count twice in training and in accuracy. The same text with another
@@ -283,16 +199,6 @@ def drop_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     # within an evaluation set: MNLI-m and MNLI-mm are two test sets, and a text in both counts in each
     copy = df.duplicated(["text_a", "text_b", "label", *(["eval_set"] if "eval_set" in df.columns else [])])
     return df[~copy].reset_index(drop=True), int(copy.sum())
-
-
-def check_ids(df: pd.DataFrame, where: str, then: str = "") -> None:
-    """Runs, caches and the analysis match examples by id, so an id must name one example of its split."""
-    repeats = df.id[df.id.duplicated()]
-    if len(repeats):
-        raise P.InputError(
-            f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
-            f"repeat(s)); ids must be unique within a split{then}"
-        )
 
 
 def build(name: str, spec, assets_dir: Path, seed: int):
@@ -312,6 +218,8 @@ def build(name: str, spec, assets_dir: Path, seed: int):
         splits, labels = user_file(name, spec, seed)
         source = f"file {spec.path}"
     else:
+        from .glue import glue  # the paper profile's loader: `datasets` and the hub
+
         splits, labels, dropped = glue(name, spec, seed)
         source = f"GLUE {spec.name} via datasets"
     copies = {"test": 0}
@@ -323,47 +231,18 @@ def build(name: str, spec, assets_dir: Path, seed: int):
     splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
     for s, df in splits.items():
         if len(df) == 0:
-            raise P.InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
+            raise InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
         check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
     present = set().union(*(set(df.label) for df in splits.values()))
     if len(present) < 2:
-        raise P.InputError(
+        raise InputError(
             f"tasks.{name}: only the class {labels[present.pop()]!r} occurs in the data; a classifier "
             "needs at least two"
         )
     missing = [labels[k] for k in range(len(labels)) if k not in set(splits["train"].label)]
     if missing:  # a class the student never sees in training (a tiny max_train, or a label declared but unused)
-        raise P.InputError(
+        raise InputError(
             f"tasks.{name}: the train split ({len(splits['train'])} examples, after max_train) has no "
             f"example of {missing}; every class of tasks.{name} needs training examples"
         )
     return splits, labels, source, {"empty_text": dropped, "exact_copy": copies}
-
-
-def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
-    """{f"{key}_by_set": {evaluation set: accuracy}} of `logits` (rows in the split's order) for a split with
-    an `eval_set` column, to merge into a metrics record; {} for a split that is one set."""
-    if "eval_set" not in df.columns:
-        return {}
-    correct = pd.Series((logits.argmax(-1) == labels).numpy().astype(float), index=df.index)
-    return {
-        f"{key}_by_set": {
-            str(k): float(v) for k, v in correct.groupby(df.eval_set.to_numpy(), sort=False).mean().items()
-        }
-    }
-
-
-def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
-    path = Path(task_dir) / f"{split}.parquet"
-    if not path.is_file():
-        raise P.InputError(f"{path}: prepared split not found; run `dvc repro prepare` first")
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as err:  # pyarrow's errors for a truncated or damaged file derive from these
-        raise P.InputError(f"{path}: unreadable ({type(err).__name__}); rerun `dvc repro prepare`") from None
-    df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
-    card = Path(task_dir) / "card.json"
-    if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
-        raise P.InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
-    check_ids(df, str(path), "; rerun `dvc repro prepare`")
-    return df

@@ -1,14 +1,13 @@
 """Stage `distill`: train the student on one task with one teacher-weighting method and one seed.
 
 Usage: python -m pipeline.distill TASK METHOD SEED   (writes runs/TASK/METHOD/SEED/)
-The teachers' outputs come from the logit cache only: no teacher forward pass runs here. RL-KD runs
-through this module's training loop from `pipeline.rl_kd`, which brings the agent: the baselines never
-import it, so a change to the agent reruns the RL-KD runs only.
+The stages `distill`, `single` and `rl_kd` all run this module; the method comes from pipeline/methods/
+by name, and only its own file is loaded. The teachers' outputs come from the logit cache only: no
+teacher forward pass runs here.
 """
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,28 +16,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from . import compute, logits, methods, models, training
-from . import params as P
-from .data import SPLITS, by_eval_set, cap, load_split
 from .io import atomic_path, provenance, write_json
 from .losses import fill_empty, student_loss
+from .params_file import InputError, named, reported_errors
+from .schema import Distill, Params, load
+from .splits import SPLITS, by_eval_set, cap, load_split
 
 
-def resolve(params: P.Params, task: str, method: str, seed: str, rl_setup=None) -> int:
-    """Check the names a run needs before anything is loaded or trained."""
-    P.named(params, "tasks", task)
-    allowed = P.allowed_methods(params.run.teachers)
-    if method not in allowed:
-        raise P.InputError(f"unknown method {method!r}; expected one of {allowed}")
-    if (method == "rl_kd") != (rl_setup is not None):
-        raise P.InputError(
-            "method rl_kd runs as `python -m pipeline.rl_kd TASK SEED` (the rl_kd stage), and only there"
-        )
+def resolve(params: Params, task: str, method: str, seed: str):
+    """Check the names and settings a run needs before anything is loaded or trained: (seed, method settings)."""
+    named(params, "tasks", task)
+    settings = methods.check(params, [method])[method]
     if not (seed.isascii() and seed.isdigit()) or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
-        raise P.InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
-    return int(seed)
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    return int(seed), settings
 
 
 def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Path(".")) -> dict:
@@ -67,11 +60,11 @@ class TaskData:
     labels: list[str]  # the label names, in id order
 
 
-def load_task(params: P.Params, task: str, root: Path = Path(".")) -> TaskData:
+def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
     """Task `task` as the prepare and cache stages wrote it under `root`, with `distill.max_train` applied."""
     card_path = root / "data" / task / "card.json"
     if not card_path.is_file():
-        raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
     splits = {s: load_split(root / "data" / task, s) for s in SPLITS}
     cache = load_teachers(task, params.run.teachers, splits, root)  # checked against the whole split, as cached
     limit = params.distill.max_train
@@ -101,168 +94,135 @@ class Student:
     static: torch.Tensor | None  # a method's one weight per teacher, where it has one
     pretraining: list[dict]  # RL-KD's policy pre-training epochs
     selection: torch.Tensor | None  # RL-KD: the final policy's selection probabilities [N, K]
-    setting: P.Distill  # the `distill` setting it trained with (a grid's best point on dev)
+    setting: Distill  # the `distill` setting it trained with (a grid's best point on dev)
     grid: list[dict] = field(default_factory=list)  # every grid point's dev accuracy (empty without a grid)
 
 
 class Teaching:
-    """Distillation's objective for one epoch (`training.train_epoch`'s hooks): per batch, the teachers'
-    weights (a method's, or RL-KD's agent's selections), the KD loss (`losses.student_loss`), and the
-    record of the weights; with an agent, its reward is measured around the update and it learns."""
+    """Distillation's objective for one epoch (`training.train_epoch`'s hooks): per batch, the method's teacher
+    weights, the KD loss (`losses.student_loss`) and the record of the weights, with the method's hooks
+    around the student's update."""
 
-    def __init__(self, labels, teacher_logits, weigh, fill: str, cfg: P.Distill, weight_sum, agent=None, reward=None):
-        self.labels, self.teacher_logits, self.weigh, self.fill, self.cfg = labels, teacher_logits, weigh, fill, cfg
-        self.weight_sum, self.agent, self.reward = weight_sum, agent, reward
-        self.selected, self.rewards, self.seen = torch.zeros(teacher_logits.shape[1]), [], 0
+    def __init__(self, labels, teacher_logits, weighting: methods.Weighting, cfg: Distill, weight_sum):
+        self.labels, self.teacher_logits, self.weighting, self.cfg = labels, teacher_logits, weighting, cfg
+        self.weight_sum = weight_sum
 
     def before(self, idx) -> None:
-        self.measured = self.reward.before(idx) if self.agent else None  # the student before its update, eval mode
+        self.weighting.before_update(idx)
 
     def loss(self, idx, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        labels = self.labels[idx]
-        w = self.agent.act(idx, logits.cpu(), labels) if self.agent else self.weigh(idx, logits.detach().cpu())
-        self.w, self.outputs = fill_empty(w, self.fill).to(logits.device), (logits.detach(), pooled.detach())
-        cfg, targets = self.cfg, self.teacher_logits[idx]
+        w = self.weighting.weigh(idx, logits.detach().cpu())
+        self.w, self.outputs = fill_empty(w, self.weighting.fill).to(logits.device), (logits.detach(), pooled.detach())
+        cfg, labels = self.cfg, self.labels[idx]
         return student_loss(
-            logits, labels.to(logits.device), targets, self.w, cfg.alpha, cfg.temperature, cfg.t2_scaling
-        )
+            logits, labels.to(logits.device), self.teacher_logits[idx], self.w, cfg.alpha, cfg.temperature,
+            cfg.t2_scaling,
+        )  # fmt: skip
 
     def after(self, idx) -> None:
-        if self.agent:
-            logits, pooled = self.outputs
-            actions = self.agent.last[1]
-            self.rewards.append(
-                self.agent.learn(self.reward.after(self.measured, idx, logits, pooled, actions.to(logits.device)).cpu())
-            )
-            self.selected += actions.sum(0)
+        self.weighting.after_update(idx, *self.outputs)
         self.weight_sum[idx] += self.w.cpu()
-        self.seen += len(idx)
 
     def stats(self) -> dict:
-        if not self.agent:
-            return {}
-        return {
-            "selection_rate": (self.selected / self.seen).tolist(),
-            "reward_mean": sum(self.rewards) / len(self.rewards),
-            "rewards": self.rewards,
-        }
+        return self.weighting.end_epoch()
 
 
-def pretrain_policy(model, optimizer, scheduler, weight_sum, epochs, epoch_of) -> list[dict]:
-    """Train the policy against the student's feedback while the student trains as usual, then put the
-    student (and its optimiser, schedule and weight record) back as it was, so that pre-training teaches
-    the agent without moving the student ([reconstructed] from Algorithm 1)."""
-    saved = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), weight_sum.clone()))
-    stats = [epoch_of(f"policy pre-training {e}", True) for e in range(1, epochs + 1)]
-    model.load_state_dict(saved[0])
-    optimizer.load_state_dict(saved[1])
-    scheduler.load_state_dict(saved[2])
-    weight_sum.copy_(saved[3])
-    return stats
+@dataclass
+class Trainer:
+    """One student's training as a method's hooks see it: the student, how its epochs run, its weight record."""
+
+    model: torch.nn.Module
+    loop: training.Loop
+    cfg: Distill
+    weighting: methods.Weighting
+    labels: torch.Tensor  # the training split's gold labels
+    teacher_logits: torch.Tensor
+    weight_sum: torch.Tensor  # [N, K]: each training instance's teacher weights, summed over epochs
+
+    def epoch(self, desc: str) -> dict:
+        teaching = Teaching(self.labels, self.teacher_logits, self.weighting, self.cfg, self.weight_sum)
+        return training.train_epoch(self.model, self.loop, teaching, desc)
 
 
-def final_selection(agent, model, enc, labels, pad, batch_size, acc) -> torch.Tensor:
-    """The policy's selection probability of every teacher for every training instance, at the end."""
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        loaded = training.batches(compute.device(acc), enc, training.chunks(np.arange(len(labels)), batch_size), pad)
-        for idx, batch in loaded:
-            with compute.autocast(acc):
-                student_logits = model(**batch)[0].float().cpu()
-            out.append(agent.probabilities(idx, student_logits, labels[idx]))
-    return torch.cat(out)
-
-
-def fit(params: P.Params, cfg: P.Distill, data: TaskData, method: str, seed: int, acc=None, rl_setup=None) -> Student:
-    """Train the student with one setting of `distill`; return it at its best epoch on dev.
-    `rl_setup` (RL-KD only, from pipeline.rl_kd) returns the training rows, the agent and its reward."""
+def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, seed: int, acc=None) -> Student:
+    """Train the student with one setting of `distill`; return it at its best epoch on dev."""
     teachers, splits, gold, cache = params.run.teachers, data.splits, data.gold, data.cache
     training.seed_everything(seed)
     rng = np.random.default_rng(seed)
     train = splits["train"]
     model, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(data.labels))
-    device = compute.device(acc)
-    model.to(device)
-    pad, workers = tokenizer.pad_token_id, params.compute.loader_workers
+    model.to(compute.device(acc))
+    pad = tokenizer.pad_token_id
     segments = models.uses_token_types(model.encoder)
     enc = {s: training.encode(tokenizer, df, params.student.max_length, segments) for s, df in splits.items()}
-    rl = method == "rl_kd"
-    weighting = methods.build("u_ensemble" if rl else method, teachers, cache, gold, cfg, rng, seed)
-    fill = params.rl.no_teacher if rl else "ce"  # only the agent leaves an instance without teachers
-    teacher_logits = cache["train"]["logits"].to(device)
-    rows, agent, reward = np.arange(len(train)), None, None
-    if rl:
-        rows, agent, reward = rl_setup(
-            params, cfg, model, enc["train"], gold["train"], cache["train"], teacher_logits, pad, rng, acc, seed,
-            len(data.labels),
-        )  # fmt: skip
-
-    steps = cfg.epochs * -(-len(rows) // cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    loop = training.Loop(
-        enc["train"], rows, cfg.batch_size, pad, rng, optimizer, scheduler, acc, workers, cfg.group_by_length,
-        cfg.forward_pieces,
+    teacher_logits = cache["train"]["logits"].to(compute.device(acc))
+    context = methods.Context(
+        method=method, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=settings, rng=rng, seed=seed,
+        params=params, model=model, enc=enc["train"], pad=pad, num_labels=len(data.labels),
+        teacher_logits=teacher_logits, acc=acc,
     )  # fmt: skip
-    weight_sum = torch.zeros(len(train), len(teachers))
+    weighting = methods.load(method).weighting(context)
+    rows = np.arange(len(train)) if weighting.rows is None else weighting.rows
+    optimizer, scheduler = training.optimiser(model, cfg, len(rows))
+    loop = training.Loop(
+        enc=enc["train"], rows=rows, batch_size=cfg.batch_size, pad_id=pad, rng=rng, optimizer=optimizer,
+        scheduler=scheduler, acc=acc, workers=params.compute.loader_workers, by_length=cfg.group_by_length,
+        pieces=cfg.forward_pieces,
+    )  # fmt: skip
+    trainer = Trainer(
+        model, loop, cfg, weighting, gold["train"], teacher_logits, torch.zeros(len(train), len(teachers))
+    )
     print(
         f"distill: {method} on {data.task}, seed {seed}: student {models.count_parameters(model) / 1e6:.2f} M "
         f"parameters, {len(rows)} training examples, teachers {teachers}",
         flush=True,
     )
 
-    def epoch_of(desc, with_agent):
-        teaching = Teaching(
-            gold["train"], teacher_logits, weighting.weigh, fill, cfg, weight_sum, agent if with_agent else None, reward
-        )
-        return training.train_epoch(model, loop, teaching, desc)
+    def one_epoch(epoch: int) -> dict:
+        weighting.start_epoch(epoch, trainer)
+        return trainer.epoch(f"{method} epoch {epoch}")
 
-    history, best, best_state, pretraining, start = [], -1.0, None, [], time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        if rl and epoch == params.rl.warmup_epochs + 1 and params.rl.pretrain_epochs:
-            pretraining = pretrain_policy(model, optimizer, scheduler, weight_sum, params.rl.pretrain_epochs, epoch_of)
-        stats = epoch_of(f"{method} epoch {epoch}", rl and epoch > params.rl.warmup_epochs)
-        stats.update(weighting.end_epoch())  # MTKD-RL's agent learns here
-        dev_logits, _ = training.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, workers)
-        stats.update(epoch=epoch, dev_accuracy=training.accuracy(dev_logits, gold["dev"]))
-        history.append(stats)
+    def log(stats: dict) -> None:
         rates = stats.get("selection_rate")
         rate = "" if rates is None else ", selection rate " + " ".join(f"{t} {r:.2f}" for t, r in zip(teachers, rates))
         print(
-            f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
+            f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
             flush=True,
         )
-        if stats["dev_accuracy"] > best:
-            best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
+
+    def dev_logits():
+        return training.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, loop.workers)[0]
+
+    start = time.perf_counter()
+    history, best = training.best_epoch(model, cfg.epochs, one_epoch, dev_logits, gold["dev"], log)
     train_seconds = time.perf_counter() - start
-    model.load_state_dict(best_state)
     t0 = time.perf_counter()
-    test_logits, _ = training.predict(model, enc["test"], cfg.eval_batch_size, pad, "test", acc, workers)
+    test_logits, _ = training.predict(model, enc["test"], cfg.eval_batch_size, pad, "test", acc, loop.workers)
     infer_seconds = time.perf_counter() - t0
-    selection = (
-        final_selection(agent, model, enc["train"], gold["train"], pad, cfg.eval_batch_size, acc) if rl else None
-    )
+    records = weighting.records(trainer)
     return Student(
-        model, history, best, test_logits, train_seconds, infer_seconds, weight_sum, weighting.static, pretraining,
-        selection, cfg,
+        model=model, history=history, dev_accuracy=best, test_logits=test_logits, train_seconds=train_seconds,
+        infer_seconds=infer_seconds, weight_sum=trainer.weight_sum, static=weighting.static,
+        pretraining=records.get("pretraining", []), selection=records.get("selection"), setting=cfg,
     )  # fmt: skip
 
 
-def distill(params: P.Params, data: TaskData, method: str, seed: int, acc=None, rl_setup=None) -> Student:
-    """Distil the teachers of `data` into a student with `method`: with `distill.grid`, one student per grid
-    point from the same seed, the best on dev kept (and every point's dev accuracy in its `grid`)."""
+def distill(params: Params, data: TaskData, method: str, seed: int, settings=None, acc=None) -> Student:
+    """Distil the teachers of `data` into a student with `method` (its settings: `methods.check`'s, by default
+    those of params.yaml): with `distill.grid`, one student per grid point from the same seed, the best on dev
+    kept (and every point's dev accuracy in its `grid`)."""
     cfg = params.distill
-    best, chosen, grid = training.best_on_dev(cfg, lambda point: fit(params, point, data, method, seed, acc, rl_setup))
+    settings = methods.check(params, [method])[method] if settings is None else settings
+    best, grid = training.best_on_dev(cfg, lambda point: fit(params, point, data, method, settings, seed, acc))
     best.grid = grid if cfg.grid else []
     return best
 
 
-def record(params: P.Params, data: TaskData, method: str, seed: int, student: Student, acc=None) -> dict:
+def record(params: Params, data: TaskData, method: str, seed: int, student: Student, settings, acc=None) -> dict:
     """A run's metrics.json: accuracy, speed, the teachers' mean weights and the run's provenance."""
     teachers, test, cfg, history = params.run.teachers, data.splits["test"], params.distill, student.history
     mean_w = student.weight_sum / student.setting.epochs
-    rl, static = method == "rl_kd", student.static
+    static = student.static
     return {
         "task": data.task,
         "method": method,
@@ -276,7 +236,7 @@ def record(params: P.Params, data: TaskData, method: str, seed: int, student: St
         "student_parameters": models.count_parameters(student.model),
         "student_inference_examples_per_s": len(test) / student.infer_seconds,
         "teacher_weights": {t: float(mean_w[:, k].mean()) for k, t in enumerate(teachers)},
-        "static_weights": None if static is None or rl else {t: float(static[k]) for k, t in enumerate(teachers)},
+        "static_weights": None if static is None else {t: float(static[k]) for k, t in enumerate(teachers)},
         "policy_pretraining": [{k: v for k, v in p.items() if k != "rewards"} for p in student.pretraining],
         **({"grid": student.grid, "selected": student.setting.point_label(cfg)} if cfg.grid else {}),
         "provenance": provenance(
@@ -284,7 +244,7 @@ def record(params: P.Params, data: TaskData, method: str, seed: int, student: St
             {
                 "student": params.student.model_dump(),
                 "distill": cfg.model_dump(),
-                "rl": params.rl.model_dump() if rl else None,
+                "method": {"name": method, "settings": settings.model_dump()},
                 "teachers": teachers,
                 "data_seed": params.seed,
             },
@@ -293,7 +253,9 @@ def record(params: P.Params, data: TaskData, method: str, seed: int, student: St
     }
 
 
-def write_run(out: Path, params: P.Params, data: TaskData, method: str, seed: int, student: Student, acc=None):
+def write_run(
+    out: Path, params: Params, data: TaskData, method: str, seed: int, student: Student, settings, acc=None
+) -> None:
     """The run's folder, written whole or not at all: history, RL-KD's rewards, test predictions, the
     teachers' mean weights per training instance (RL-KD: and the policy's selections), metrics."""
     teachers, history, test = params.run.teachers, student.history, data.splits["test"]
@@ -301,7 +263,7 @@ def write_run(out: Path, params: P.Params, data: TaskData, method: str, seed: in
     columns = {"id": data.splits["train"].id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
     if student.selection is not None:  # the agent's final selection probability of every teacher for every instance
         columns.update({f"select_{t}": student.selection[:, k].numpy() for k, t in enumerate(teachers)})
-    metrics = record(params, data, method, seed, student, acc)
+    metrics = record(params, data, method, seed, student, settings, acc)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         # per-step rewards in a flat file of their own: DVC's plots cannot read lists nested in history.json
@@ -309,7 +271,7 @@ def write_run(out: Path, params: P.Params, data: TaskData, method: str, seed: in
         keys = [k for k in dict.fromkeys(k for h in history for k in h) if k != "rewards"]
         # DVC's plots need the same keys in every row
         write_json(tmp / "history.json", [{k: h.get(k) for k in keys} for h in history])
-        if method == "rl_kd":
+        if steps:  # a method that learns from per-step rewards (RL-KD): dvc.yaml plots them
             write_json(tmp / "rewards.json", [{"step": i, **s} for i, s in enumerate(steps, 1)])
         probs = student.test_logits.softmax(-1).numpy()
         preds = pd.DataFrame(
@@ -327,18 +289,18 @@ def write_run(out: Path, params: P.Params, data: TaskData, method: str, seed: in
         write_json(tmp / "metrics.json", metrics)
 
 
-def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl_setup=None) -> None:
-    params = P.load(params_path)
-    seed = resolve(params, task, method, seed, rl_setup)
+def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
+    params = load(params_path)
+    seed, settings = resolve(params, task, method, seed)
     acc = compute.from_params(params.compute)
     if acc.num_processes > 1:
-        raise P.InputError(
+        raise InputError(
             "compute.launch: distill runs on one device (its student is small); run many distill "
             "runs at once with DVC's queue instead (docs/gpus.md)"
         )
     data = load_task(params, task)
-    student = distill(params, data, method, seed, acc, rl_setup)
-    write_run(Path("runs") / task / method / str(seed), params, data, method, seed, student, acc)
+    student = distill(params, data, method, seed, settings, acc)
+    write_run(Path("runs") / task / method / str(seed), params, data, method, seed, student, settings, acc)
     test = training.accuracy(student.test_logits, data.gold["test"])
     print(
         f"distill: {method} on {task}, seed {seed}: dev {student.dev_accuracy:.4f}, test {test:.4f}, "
@@ -348,5 +310,5 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml", rl
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -6,7 +6,6 @@ Writes models/TASK/TEACHER/model/ (encoder, tokenizer, head) and models/TASK/TEA
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,22 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
 
-from . import compute, data, models, training
-from . import params as P
+from . import compute, models, training
 from .assets import load_manifest
 from .io import atomic_path, provenance, read_json, write_json
+from .params_file import InputError, named, reported_errors
+from .schema import Params, Teacher, load
+from .splits import SPLITS, by_eval_set, cap, load_split
 
 
-def resolve(params: P.Params, task: str, teacher: str):
+def resolve(params: Params, task: str, teacher: str):
     """Check the names and the inputs a run needs, before any model is built."""
-    P.named(params, "tasks", task)
-    spec = P.named(params, "teachers", teacher)
+    named(params, "tasks", task)
+    spec = named(params, "teachers", teacher)
     manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
     card_path = Path("data") / task / "card.json"
     if not card_path.is_file():
-        raise P.InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
     return spec, manifest, read_json(card_path)
 
 
@@ -44,12 +44,12 @@ class FineTuned:
     history: list[dict]
     dev_accuracy: float
     seconds: float
-    setting: P.Teacher  # the setting it trained with (a grid's best point on dev)
+    setting: Teacher  # the setting it trained with (a grid's best point on dev)
     test_logits: torch.Tensor | None = None
     grid: list[dict] = field(default_factory=list)
 
 
-def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> FineTuned:
+def fit(teacher: str, spec: Teacher, manifest, card: dict, parts: dict, seed: int, acc, workers: int) -> FineTuned:
     """Fine-tune one setting from the pretrained encoder; return the best epoch's model and its record."""
     acc.free_memory()  # the previous grid point's prepared model and optimizer
     training.seed_everything(seed)
@@ -61,48 +61,46 @@ def fit(teacher: str, spec: P.Teacher, manifest, card: dict, parts: dict, seed: 
     segments = models.uses_token_types(encoder)
     enc = {s: training.encode(tokenizer, df, spec.max_length, segments) for s, df in parts.items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
-    steps = spec.epochs * -(-len(train) // spec.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
-    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
-    rng = np.random.default_rng(seed)
+    model, optimizer, scheduler = acc.prepare(model, *training.optimiser(model, spec, len(train)))
     loop = training.Loop(
-        enc["train"], np.arange(len(train)), spec.batch_size, pad, rng, optimizer, scheduler, acc, workers,
-        spec.group_by_length, spec.forward_pieces,
+        enc=enc["train"], rows=np.arange(len(train)), batch_size=spec.batch_size, pad_id=pad,
+        rng=np.random.default_rng(seed), optimizer=optimizer, scheduler=scheduler, acc=acc, workers=workers,
+        by_length=spec.group_by_length, pieces=spec.forward_pieces,
     )  # fmt: skip
-
     acc.print(
         f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
         f"{models.count_parameters(model) / 1e6:.1f} M parameters",
         flush=True,
     )
-    history, best, best_state, start = [], -1.0, None, time.perf_counter()
-    for epoch in range(1, spec.epochs + 1):
-        stats = training.train_epoch(model, loop, training.CrossEntropy(gold["train"]), f"{teacher} epoch {epoch}")
-        dev_logits, _ = training.predict(
-            acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers
-        )
-        stats.update(epoch=epoch, dev_accuracy=training.accuracy(dev_logits, gold["dev"]))
-        history.append(stats)
+    objective = training.CrossEntropy(gold["train"])
+
+    def log(stats: dict) -> None:
         acc.print(
-            f"  epoch {epoch}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
+            f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
             f"{stats['examples_per_s']:.1f} examples/s",
             flush=True,
         )
-        if stats["dev_accuracy"] > best:
-            best, best_state = stats["dev_accuracy"], copy.deepcopy(acc.unwrap_model(model).state_dict())
+
+    def dev_logits():
+        return training.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)[0]
+
+    start = time.perf_counter()
+    history, best = training.best_epoch(
+        acc.unwrap_model(model), spec.epochs,
+        lambda epoch: training.train_epoch(model, loop, objective, f"{teacher} epoch {epoch}"),
+        dev_logits, gold["dev"], log,
+    )  # fmt: skip
     model = acc.unwrap_model(model)
-    model.load_state_dict(best_state)
     return FineTuned(model, tokenizer, enc, gold, history, best, time.perf_counter() - start, spec)
 
 
-def finetune(params: P.Params, teacher: str, parts: dict, card: dict, manifest=None, acc=None) -> FineTuned:
+def finetune(params: Params, teacher: str, parts: dict, card: dict, manifest=None, acc=None) -> FineTuned:
     """Fine-tune `teacher` on a task's splits `parts` (train, dev and test as prepared, capped as the
     teacher's setting says), with `card` its task card: with a grid, one model per grid point from the same
     seed, the best on dev kept. Its test predictions come with it."""
-    spec = P.named(params, "teachers", teacher)
+    spec = named(params, "teachers", teacher)
     acc, workers = acc or compute.from_params(params.compute), params.compute.loader_workers
-    best, chosen, grid = training.best_on_dev(
+    best, grid = training.best_on_dev(
         spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
     )
     best.grid = grid if spec.grid else []
@@ -112,13 +110,13 @@ def finetune(params: P.Params, teacher: str, parts: dict, card: dict, manifest=N
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
+    params = load(params_path)
     spec, manifest, card = resolve(params, task, teacher)
-    splits = {s: data.load_split(Path("data") / task, s) for s in data.SPLITS}
+    splits = {s: load_split(Path("data") / task, s) for s in SPLITS}
     parts = {
         **splits,
-        "train": data.cap(splits["train"], spec.max_train, params.seed),
-        "test": data.cap(splits["test"], spec.max_test, params.seed),
+        "train": cap(splits["train"], spec.max_train, params.seed),
+        "test": cap(splits["test"], spec.max_test, params.seed),
     }
     acc = compute.from_params(params.compute)
     best = finetune(params, teacher, parts, card, manifest, acc)
@@ -137,7 +135,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
             "teacher": teacher,
             "dev_accuracy": best.dev_accuracy,
             "test_accuracy": training.accuracy(test_logits, gold["test"]),
-            **data.by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
+            **by_eval_set("test_accuracy", parts["test"], test_logits, gold["test"]),
             "best_epoch": best_epoch,
             "train_examples": len(parts["train"]),
             "test_examples": len(parts["test"]),
@@ -158,5 +156,5 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -19,9 +19,11 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import data, models, training
-from . import params as P
+from . import models, training
 from .io import provenance, write_json
+from .params_file import named, reported_errors
+from .schema import load
+from .splits import load_split
 
 
 @torch.inference_mode()
@@ -67,10 +69,10 @@ def measure(name: str, model, tokenizer, test: pd.DataFrame, max_length: int, re
 
 
 def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
-    params = P.load(params_path)
-    P.named(params, "tasks", task)
+    params = load(params_path)
+    named(params, "tasks", task)
     torch.manual_seed(params.seed)
-    splits = {s: data.load_split(Path("data") / task, s) for s in ("train", "test")}
+    splits = {s: load_split(Path("data") / task, s) for s in ("train", "test")}
     labels = pd.read_json(Path("data") / task / "card.json", typ="series")["labels"]
     rows = []
     for teacher in params.run.teachers:
@@ -86,5 +88,5 @@ def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from . import params as P
-from .data import split_hash
+from .params_file import InputError
+from .splits import split_hash
 
 FIELDS = ("logits", "probs", "pooled", "ce")
 SPLITS = ("train", "dev")
@@ -61,27 +61,27 @@ def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
     """Load a cached split, refusing it unless it was computed on exactly `split`."""
     path = Path(path)
     if not path.is_file():
-        raise P.InputError(f"{path}: teacher cache not found; run the cache stage for it")
+        raise InputError(f"{path}: teacher cache not found; run the cache stage for it")
     try:
         with safe_open(str(path), "pt") as f:
             stored = f.metadata() or {}
         if "rlkd" not in stored:
-            raise P.InputError(f"{path}: written by an older cache stage (no rlkd metadata); rerun the cache stage")
+            raise InputError(f"{path}: written by an older cache stage (no rlkd metadata); rerun the cache stage")
         meta = json.loads(stored["rlkd"])
         values = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise P.InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
+        raise InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
     if meta.get("split_sha256") != split_hash(split) or meta.get("ids") != list(split.id):
-        raise P.InputError(
+        raise InputError(
             f"{path}: computed on other data (example ids or split digest differ from the "
             "prepared split); rerun the cache stage for it"
         )
     n = len(split)
     bad = [k for k in FIELDS if k not in values or values[k].shape[0] != n]
     if bad:
-        raise P.InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
+        raise InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
     if meta.get("sha256") != digest(values):
-        raise P.InputError(
+        raise InputError(
             f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); "
             "rerun the cache stage for it"
         )

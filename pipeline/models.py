@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from . import params as P
 from .io import sha256
+from .params_file import InputError
+from .schema import Encoder, Params, Teacher, usable_positions
 
 # transformers reports every asset's unused pooler as "newly initialized": noise, since we pool ourselves
 hf_logging.set_verbosity_error()
@@ -57,7 +58,7 @@ class Classifier(nn.Module):
 def asset_path(name: str, manifest: dict) -> Path:
     entry = manifest["assets"].get(name)
     if entry is None or entry.get("kind") != "encoder":
-        raise P.InputError(
+        raise InputError(
             f"asset {name!r} is not in the asset manifest; add it to assets.encoders and run `dvc repro assets`"
         )
     from .assets import verify
@@ -82,7 +83,7 @@ def wordpiece_tokenizer(texts, vocab_size: int, key: str = "student"):
     chars = sorted({c for w in counts for c in w})
     pieces = SPECIAL_TOKENS + chars + ["##" + c for c in chars]
     if vocab_size < len(pieces):
-        raise P.InputError(
+        raise InputError(
             f"{key}.vocab_size: {vocab_size} is smaller than the {len(pieces)} pieces that this task's "
             f"vocabulary needs (5 special tokens, and each of its {len(chars)} characters alone and "
             "as a word piece)"
@@ -96,18 +97,18 @@ def wordpiece_tokenizer(texts, vocab_size: int, key: str = "student"):
         return BertTokenizer(str(path))
 
 
-def check_length(key: str, spec: P.Encoder, config) -> None:
+def check_length(key: str, spec: Encoder, config) -> None:
     """Refuse a max_length beyond the encoder's position embeddings before training, not in its first step
     (for a random encoder params.py has already checked it)."""
-    positions = P.usable_positions(config)
+    positions = usable_positions(config)
     if positions is not None and spec.max_length > positions:
-        raise P.InputError(
+        raise InputError(
             f"{key}.max_length: {spec.max_length} is more than the {positions} positions of the "
             f"{config.model_type} model; at most {positions}"
         )
 
 
-def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_texts=None):
+def pretrained_encoder(key: str, spec: Teacher, manifest: dict | None, train_texts=None):
     """Return (encoder, tokenizer) for an encoder spec; `key` (`teachers.NAME` or `student`) labels errors."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -120,19 +121,19 @@ def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_t
             check_length(key, spec, config)
             return AutoModel.from_config(config), tokenizer
         except (ValueError, TypeError) as err:  # an unknown arch, or sizes that do not fit (hidden % heads)
-            raise P.InputError(f"{key}: cannot build a {spec.arch!r} model from {key}.config: {err}") from None
+            raise InputError(f"{key}: cannot build a {spec.arch!r} model from {key}.config: {err}") from None
     if spec.source == "asset":
         where = asset_path(spec.name, manifest)
     elif spec.source == "path":
         where = Path(spec.name)
         if not (where / "config.json").is_file():
-            raise P.InputError(f"{key}.name: {where} is not a model folder (no config.json there)")
+            raise InputError(f"{key}.name: {where} is not a model folder (no config.json there)")
     else:
         where = spec.name
     try:
         encoder, tokenizer = AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where)
     except OSError as err:
-        raise P.InputError(
+        raise InputError(
             f"{key}: cannot load {where!r} ({err}). Hub models need a reachable model "
             "hub; offline, use the embedded default assets."
         ) from None
@@ -142,7 +143,7 @@ def pretrained_encoder(key: str, spec: P.Teacher, manifest: dict | None, train_t
     return encoder, tokenizer
 
 
-def build_student(params: P.Params, texts: list[str], num_labels: int):
+def build_student(params: Params, texts: list[str], num_labels: int):
     """The student of params.yaml, untrained: an encoder (optionally its first `student.layers` layers) and a head."""
     from .assets import load_manifest
 
@@ -152,7 +153,7 @@ def build_student(params: P.Params, texts: list[str], num_labels: int):
     if spec.layers is not None:
         stack = encoder.encoder.layer
         if spec.layers > len(stack):
-            raise P.InputError(f"student.layers: {spec.layers} is more than the encoder's {len(stack)} layers")
+            raise InputError(f"student.layers: {spec.layers} is more than the encoder's {len(stack)} layers")
         encoder.encoder.layer = stack[: spec.layers]
         encoder.config.num_hidden_layers = spec.layers
     return Classifier(encoder, num_labels, spec.pooling), tokenizer
@@ -183,11 +184,11 @@ def load(folder: str | Path) -> tuple[Classifier, object, dict]:
     folder = Path(folder)
     meta_path = folder / "classifier.json"
     if not meta_path.is_file():
-        raise P.InputError(f"{folder}: not a saved classifier (no classifier.json); run the finetune stage")
+        raise InputError(f"{folder}: not a saved classifier (no classifier.json); run the finetune stage")
     meta = json.loads(meta_path.read_text())
     for rel, digest in meta["sha256"].items():
         if not (folder / rel).is_file() or sha256(folder / rel) != digest:
-            raise P.InputError(
+            raise InputError(
                 f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); "
                 "rerun the finetune stage for it"
             )

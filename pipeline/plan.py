@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from . import params as P
+from .params_file import reported_errors
+from .schema import Params, load
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
 GLUE_SIZES = {
@@ -46,11 +47,24 @@ def task_sizes(name: str, spec) -> dict | None:
     return {k: min(v, caps[k]) if caps[k] else v for k, v in sizes.items()}
 
 
-def task_hours_by_kind(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> dict[str, float]:
+def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
+    """Every section of the file, as the stages that read them check it: (params, each method's settings, the
+    cluster's). `make repro` runs this first: DVC reads the stages' outputs before any stage's own check runs."""
+    from analysis.settings import settings as analysis_settings
+
+    from . import cluster, methods
+
+    params = load(path)
+    chosen = methods.run_methods(params, path)
+    analysis_settings(params, path)
+    return params, chosen, cluster.settings(path)
+
+
+def task_hours_by_kind(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, rl=None) -> dict[str, float]:
     """Accelerator hours of one task by stage kind: every teacher's fine-tuning (with its test pass) and
     caching, every student run (training passes count 3x a forward pass)."""
     run, d = params.run, params.distill
-    hours = dict.fromkeys(("finetune", "cache", "distill", "rl_kd"), 0.0)
+    hours = dict.fromkeys(("finetune", "cache", "distill", "single", "rl_kd"), 0.0)
     for teacher in run.teachers:
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
@@ -61,27 +75,26 @@ def task_hours_by_kind(params: P.Params, sizes: dict, base_ex_s: float, student_
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    rl_extra = 3 * params.rl.pretrain_epochs * train + d.epochs * train  # pre-training, reward
+    pretrain = 3 if rl is None else rl.pretrain_epochs  # the schema's default where none is given
+    rl_extra = 3 * pretrain * train + d.epochs * train  # pre-training, reward
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
     hours["distill"] = per_run * len(run.methods) * scale
+    hours["single"] = per_run * len(run.single) * scale
     hours["rl_kd"] = (per_run + rl_extra) * scale
     return hours
 
 
-def task_hours(params: P.Params, sizes: dict, base_ex_s: float, student_ex_s: float) -> float:
-    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).values())
+def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, rl=None) -> float:
+    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, rl).values())
 
 
-def wave_lines(
-    params: P.Params, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]
-) -> list[str]:
+def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
     """The table of `python -m pipeline.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
     time limit (cluster.jobs), the estimated hours of the longest job and of the whole wave."""
     from .cluster import WAVES
 
-    jobs = params.cluster.jobs
     lines = [
-        f"{'wave':<6}{'stages':<18}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
+        f"{'wave':<6}{'stages':<26}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
     ]
     short = []
     for number, wave in enumerate(WAVES, 1):
@@ -90,7 +103,7 @@ def wave_lines(
         limit = "/".join(f"{jobs[k].timeout_min / 60:g}h" for k in wave)
         long = max(longest.get(k, 0.0) for k in wave)
         lines.append(
-            f"{number:<6}{' + '.join(wave):<18}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
+            f"{number:<6}{' + '.join(wave):<26}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
             f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}"
         )
         short += [k for k in wave if longest.get(k, 0.0) * 60 > jobs[k].timeout_min]
@@ -102,10 +115,12 @@ def wave_lines(
     return lines
 
 
-def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[str], float]:
-    """Return the report's lines and the estimated hours."""
-    run = params.run
-    methods = [*run.methods, "rl_kd"]
+def plan(params: Params, base_ex_s: float, student_ex_s: float, rl=None, cluster=None) -> tuple[list[str], float]:
+    """Return the report's lines and the estimated hours (`rl`: RL-KD's settings; `cluster`: the cluster's)."""
+    from .cluster import Cluster
+
+    run, cluster = params.run, cluster or Cluster()
+    methods = [*run.methods, *(f"single_{t}" for t in run.single), "rl_kd"]
     lines = [
         f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
         f"seeds {len(run.seeds)}",
@@ -126,19 +141,20 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
             "finetune": len(run.teachers),
             "cache": len(run.teachers),
             "distill": len(run.methods) * len(run.seeds),
+            "single": len(run.single) * len(run.seeds),
             "rl_kd": len(run.seeds),
         }
-        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s).items():
+        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, rl).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(
-                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s)
+                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, rl)
                 for n in GLUE_EVAL_SIZES[spec.name].values()
             )
             shared.append(
-                (name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s, student_ex_s))
+                (name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s, student_ex_s, rl))
             )
     stages = {
         "assets": 1,
@@ -146,6 +162,7 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
         "finetune": len(run.tasks) * len(run.teachers),
         "cache": len(run.tasks) * len(run.teachers),
         "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
+        "single": len(run.tasks) * len(run.single) * len(run.seeds),
         "rl_kd": len(run.tasks) * len(run.seeds),
         "latency": len(run.tasks),
         "analyze": 1,
@@ -182,7 +199,7 @@ def plan(params: P.Params, base_ex_s: float, student_ex_s: float) -> tuple[list[
     lines += [
         "",
         "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
-        *wave_lines(params, stages, by_kind, longest),
+        *wave_lines(cluster.jobs, stages, by_kind, longest),
     ]
     return lines, hours
 
@@ -198,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--student-ex-s", type=float, default=2000.0, help="student forward examples/s")
     args = ap.parse_args(argv)
-    with P.reported_errors():
-        lines, _ = plan(P.load(args.params), args.base_ex_s, args.student_ex_s)
+    with reported_errors():
+        params, chosen, cluster = check(args.params)
+        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, chosen["rl_kd"], cluster)
     print("\n".join(lines))
 
 

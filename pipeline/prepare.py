@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from . import data
-from . import params as P
 from .io import atomic_path, provenance, write_json
+from .params_file import named, reported_errors
+from .schema import load
+from .splits import split_hash
 
 LONG = (64, 128, 256, 512)  # the max_length values in use; a word is at least one token
 
@@ -64,13 +66,13 @@ def card(name: str, splits: dict, labels: list[str], source: str, removed: dict)
         },
         "duplicate_texts": duplicates(splits, removed["exact_copy"]),
         "empty_texts_dropped": removed["empty_text"],
-        "split_sha256": {s: data.split_hash(df) for s, df in splits.items()},
+        "split_sha256": {s: split_hash(df) for s, df in splits.items()},
     }
 
 
 def main(task: str, params_path: str = "params.yaml") -> None:
-    params = P.load(params_path)
-    spec = P.named(params, "tasks", task)
+    params = load(params_path)
+    spec = named(params, "tasks", task)
     splits, labels, source, removed = data.build(task, spec, Path(params.assets.dir), params.seed)
     info = card(task, splits, labels, source, removed)
     info["provenance"] = provenance(params.seed, spec.model_dump(), machine=False)
@@ -94,5 +96,5 @@ def main(task: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    with P.reported_errors():
+    with reported_errors():
         main(*sys.argv[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -13,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from . import compute
-from . import params as P
+from .params_file import InputError
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -149,7 +151,7 @@ def finite(loss: torch.Tensor, desc: str, step: int) -> float:
     nothing written (every stage writes its outputs only at its end)."""
     value = loss.item()
     if not math.isfinite(value):
-        raise P.InputError(
+        raise InputError(
             f"{desc}: the training loss is {value} at batch {step}; stopped, nothing written (lower "
             "the learning rate, or check the temperature and teacher weights in params.yaml)"
         )
@@ -231,17 +233,39 @@ def train_epoch(model, loop: Loop, objective, desc: str = "train") -> dict:
     }
 
 
-def best_on_dev(spec, fit) -> tuple[object, object, list[dict]]:
+def optimiser(model, spec, rows: int):
+    """AdamW and a linear schedule with warm-up over `spec.epochs` epochs of `rows` training rows."""
+    steps = spec.epochs * -(-rows // spec.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
+
+
+def best_epoch(model, epochs: int, one_epoch, dev_logits, dev_gold: torch.Tensor, log) -> tuple[list[dict], float]:
+    """Train `epochs` epochs (`one_epoch(epoch)` -> its figures), score each on dev (`dev_logits()`), and leave
+    `model` at its best epoch on dev (the first of ties). Returns the history and the best dev accuracy."""
+    history, best, best_state = [], -1.0, None
+    for epoch in range(1, epochs + 1):
+        stats = one_epoch(epoch)
+        stats.update(epoch=epoch, dev_accuracy=accuracy(dev_logits(), dev_gold))
+        history.append(stats)
+        log(stats)
+        if stats["dev_accuracy"] > best:
+            best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return history, best
+
+
+def best_on_dev(spec, fit) -> tuple[object, list[dict]]:
     """Run `fit(point)` for every point of spec's grid (just spec without one), each from the same seed;
-    return the result (anything with a `dev_accuracy`) with the best dev accuracy, its point, and every
-    point's dev accuracy."""
-    best, chosen, grid = None, None, []
+    return the result (anything with a `dev_accuracy`) with the best dev accuracy, and every point's dev
+    accuracy."""
+    best, grid = None, []
     for point in spec.points():
         result = fit(point)
         grid.append({**point.point_label(spec), "dev_accuracy": result.dev_accuracy})
         if best is None or result.dev_accuracy > best.dev_accuracy:
-            best, chosen = result, point
-    return best, chosen, grid
+            best = result
+    return best, grid
 
 
 @torch.inference_mode()

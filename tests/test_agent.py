@@ -8,6 +8,7 @@ The run tests use the planted `coin` design of benchmarks/planted.py with short 
 import copy
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,14 @@ from torch import nn
 from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 
 from benchmarks import planted as B
-from pipeline import distill, prepare, rl_kd, training
-from pipeline import params as P
-from pipeline.agent import Agent, Policy, Reward
+from pipeline import distill, methods, prepare, training
+from pipeline import schema as P
+from pipeline.agent import Agent, Policy
 from pipeline.losses import student_loss
+from pipeline.methods import rl_kd
+from pipeline.methods.rl_kd import Settings as RL
 from pipeline.models import Classifier
+from pipeline.reward import Reward
 from tests.conftest import tiny_params, write_params
 
 N, K = 64, 2
@@ -39,7 +43,7 @@ def lengths(n=N):
     return torch.arange(n) % 7 + 3
 
 
-def agent_of(cfg: P.RL, c=None, teachers=("a", "b"), seed=0, n=N) -> Agent:
+def agent_of(cfg: RL, c=None, teachers=("a", "b"), seed=0, n=N) -> Agent:
     return Agent(cfg, cache() if c is None else c, list(teachers), num_labels=2, seed=seed, lengths=lengths(n))
 
 
@@ -116,7 +120,7 @@ def test_policy_starts_indifferent_and_pads_narrow_states():
 
 def test_hard_weights_normalise_the_selected_teachers():
     """The student's weights are the sampled selections, normalised: positive exactly where selected, summing to 1."""
-    agent = agent_of(P.RL())
+    agent = agent_of(RL())
     idx = np.arange(32)
     w = agent.act(idx, torch.randn(32, 2), torch.zeros(32, dtype=torch.long))
     actions = agent.last[1]
@@ -129,7 +133,7 @@ def test_hard_weights_normalise_the_selected_teachers():
 def test_per_teacher_reward_teaches_where_a_teacher_hurts():
     """A [B, K] reward that is low where a teacher's CE is high teaches the policy to drop it there."""
     c = cache()
-    agent = agent_of(P.RL(state=["ce"], policy="per_teacher", policy_lr=0.1), c)
+    agent = agent_of(RL(state=["ce"], policy="per_teacher", policy_lr=0.1), c)
     idx = np.arange(N)
     for _ in range(150):
         agent.act(idx, torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
@@ -142,7 +146,7 @@ def test_same_seed_same_selections():
     """The agent's sampling follows its seed alone."""
     picks = []
     for _ in range(2):
-        agent = agent_of(P.RL(), seed=7)
+        agent = agent_of(RL(), seed=7)
         agent.act(np.arange(N), torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
         picks.append(agent.last[1])
     assert torch.equal(*picks)
@@ -151,7 +155,7 @@ def test_same_seed_same_selections():
 def test_policy_batches_steps_on_every_second_learn_call():
     """rl.policy_batches: 2 accumulates two batches' gradients per step: the policy's parameters must stay
     put after the 1st and 3rd `learn` and move after the 2nd and 4th (fails if it steps every call or never)."""
-    agent = agent_of(P.RL(state=["ce", "length"], policy_batches=2, reward="gradient_alignment"))
+    agent = agent_of(RL(state=["ce", "length"], policy_batches=2, reward="gradient_alignment"))
     idx, gen = np.arange(16), torch.Generator().manual_seed(1)
     moved = []
     for _ in range(4):
@@ -169,7 +173,7 @@ def test_local_expectation_step_follows_the_sign_of_with_minus_without():
     c = {"ce": torch.rand(N, K)}
     results = []
     for seed in (0, 1):
-        agent = agent_of(P.RL(state=["teacher"], policy="per_teacher", reward="held_out_effect"), c, seed=seed)
+        agent = agent_of(RL(state=["teacher"], policy="per_teacher", reward="held_out_effect"), c, seed=seed)
         idx = np.arange(N)
         agent.act(idx, torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
         reward = torch.zeros(N, K, 2)
@@ -190,7 +194,7 @@ def test_only_a_per_teacher_policy_or_the_teacher_feature_tells_identical_states
     reward = torch.stack([torch.ones(N), -torch.ones(N)], 1)  # [B, K]: good for teacher 0, bad for teacher 1
 
     def trained(policy, state):
-        agent = agent_of(P.RL(state=state, policy=policy, reward="gradient_alignment", policy_lr=0.1), c)
+        agent = agent_of(RL(state=state, policy=policy, reward="gradient_alignment", policy_lr=0.1), c)
         idx = np.arange(N)
         for _ in range(10):
             agent.act(idx, torch.zeros(N, 2), torch.zeros(N, dtype=torch.long))
@@ -211,7 +215,7 @@ def test_only_a_per_teacher_policy_or_the_teacher_feature_tells_identical_states
 def test_student_features_are_its_probabilities_and_ce():
     """student_probs = softmax of the student's logits, student_ce = CE to the gold label, for every teacher:
     logits [0, ln 3] -> probs [1/4, 3/4], CE to label 0 = ln 4; logits [ln 3, 0] -> [3/4, 1/4], CE to 0 = ln 4/3."""
-    agent = agent_of(P.RL(state=["student_probs", "student_ce"]), {}, n=2)
+    agent = agent_of(RL(state=["student_probs", "student_ce"]), {}, n=2)
     states = agent.states(np.arange(2), torch.tensor([[0.0, LN3], [LN3, 0.0]]), torch.tensor([0, 0]))
     expected = torch.tensor([[0.25, 0.75, math.log(4)], [0.75, 0.25, math.log(4 / 3)]])
     assert len(states) == K
@@ -223,7 +227,7 @@ def test_length_is_the_standardised_log_token_count_and_teacher_is_one_hot():
     """Token counts 2, 4, 8: logs ln2 * [1, 2, 3], mean 2 ln2, standard deviation ln2 -> [-1, 0, 1].
     `teacher`: teacher k's state carries e_k on every instance (3 teachers)."""
     c = {"ce": torch.rand(3, 3)}
-    agent = Agent(P.RL(state=["length", "teacher"]), c, ["a", "b", "c"], 2, 0, torch.tensor([2, 4, 8]))
+    agent = Agent(RL(state=["length", "teacher"]), c, ["a", "b", "c"], 2, 0, torch.tensor([2, 4, 8]))
     states = agent.states(np.arange(3), torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))
     for k, s in enumerate(states):
         assert torch.allclose(s[:, 0], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-6)
@@ -235,7 +239,7 @@ def test_a_cache_field_the_state_needs_is_missing(feature, field):
     """A state feature read from the teacher cache, absent there: an InputError that names feature and field."""
     c = {k: v for k, v in cache().items() if k != field}
     with pytest.raises(P.InputError, match=f"feature '{feature}' needs the cache field '{field}'"):
-        agent_of(P.RL(state=["length", feature]), c)
+        agent_of(RL(state=["length", feature]), c)
 
 
 # ---- rewards ------------------------------------------------------------------------------------
@@ -300,7 +304,7 @@ def test_held_out_effect_is_the_measured_first_order_decrease(no_teacher, t2_sca
     labels = torch.randint(0, 3, (n,))
     teacher_logits = 2 * torch.randn(n, 3, 3)
     cfg = P.Distill(alpha=0.7, temperature=2.0, t2_scaling=t2_scaling)
-    reward = reward_of(P.RL(no_teacher=no_teacher), model, n, labels, teacher_logits, held, cfg)
+    reward = reward_of(RL(no_teacher=no_teacher), model, n, labels, teacher_logits, held, cfg)
     drawn = spy_rows(reward)
     idx = np.arange(3)
     measured = reward.before(idx)
@@ -337,7 +341,7 @@ def test_gradient_alignment_by_hand(t2_scaling, expected):
     nn.init.zeros_(model.head.bias)
     teacher_logits = torch.tensor([[[2 * LN3, 0.0], [0.0, 2 * LN3]], [[0.0, 0.0], [0.0, 0.0]]])
     cfg = P.Distill(alpha=0.5, temperature=2.0, t2_scaling=t2_scaling)
-    reward = reward_of(P.RL(reward="gradient_alignment"), model, 2, [1, 0], teacher_logits, [1], cfg)
+    reward = reward_of(RL(reward="gradient_alignment"), model, 2, [1, 0], teacher_logits, [1], cfg)
     idx = np.array([0])
     measured = reward.before(idx)
     out = reward.after(measured, idx, torch.zeros(1, 2), torch.tensor([[2.0]]), torch.ones(1, 2))
@@ -382,7 +386,7 @@ def test_rewards_are_zero_without_an_update_because_they_are_measured_in_eval_mo
     model, enc = tiny_classifier(n)
     batch = training.collate(enc, np.arange(8), 0)
     assert not torch.equal(model(**batch)[0], model(**batch)[0])  # dropout is active in train mode
-    rl = P.RL(reward=reward) if scalar == "after" else P.RL(reward=reward, scalar_reward=scalar)
+    rl = RL(reward=reward) if scalar == "after" else RL(reward=reward, scalar_reward=scalar)
     held = None if reward == "instance_ce_delta" else np.arange(10, 20)
     r = Reward(rl, model, enc, labels, torch.zeros(n, 2, 2), P.Distill(), 0, held, np.random.default_rng(0))
     idx = np.arange(8)
@@ -399,7 +403,7 @@ def test_neg_ce_is_minus_the_eval_mode_ce_on_the_drawn_held_out_rows():
     n, labels = 20, torch.randint(0, 2, (20,), generator=torch.Generator().manual_seed(1))
     model, enc = tiny_classifier(n, seed=1)
     r = Reward(
-        P.RL(reward="neg_ce"),
+        RL(reward="neg_ce"),
         model,
         enc,
         labels,
@@ -453,7 +457,7 @@ SCALAR_TEACHERS = torch.tensor([[[0.0, 0.0]] * 2, [[2 * LN3, 0.0], [0.0, 2 * LN3
 def test_scalar_rewards_by_hand(kind, t2_scaling, expected):
     """The paper's scalar rewards on the two hand-worked held-out rows above (both drawn: batch of 2)."""
     cfg = P.Distill(alpha=0.5, temperature=2.0, t2_scaling=t2_scaling)
-    r = reward_of(P.RL(reward=kind), LogitModel(SCALAR_LOGITS), 3, [1, 0, 0], SCALAR_TEACHERS, [1, 2], cfg)
+    r = reward_of(RL(reward=kind), LogitModel(SCALAR_LOGITS), 3, [1, 0, 0], SCALAR_TEACHERS, [1, 2], cfg)
     idx = np.array([0, 0])
     out = r.after(r.before(idx), idx, torch.zeros(2, 2), torch.zeros(2, 1), torch.ones(2, 2))
     assert float(out) == pytest.approx(expected, abs=1e-6)
@@ -465,7 +469,7 @@ def test_held_out_accuracy_is_the_fraction_right_on_the_rows_drawn():
     right = {1: 1, 2: 1, 3: 0, 4: 1}
     y = [0, 0, 0, 0, 0]
     logits = torch.tensor([[1.0, 0.0]] + [[1.0, -1.0] if right[i] else [-1.0, 1.0] for i in range(1, 5)])
-    r = reward_of(P.RL(reward="held_out_accuracy"), LogitModel(logits), 5, y, torch.zeros(5, 1, 2), [1, 2, 3, 4])
+    r = reward_of(RL(reward="held_out_accuracy"), LogitModel(logits), 5, y, torch.zeros(5, 1, 2), [1, 2, 3, 4])
     drawn = spy_rows(r)
     seen = set()
     for _ in range(10):
@@ -519,7 +523,7 @@ def coin(coin_root, monkeypatch):
         values = B.params("coin", coin_root, {"pretrain_epochs": 1, **rl})
         values["distill"]["epochs"] = 2
         write_params(coin_root, values)
-        rl_kd.main(B.TASK, "1")
+        distill.main(B.TASK, "rl_kd", "1")
         return coin_root / "runs" / B.TASK / "rl_kd" / "1"
 
     return run
@@ -594,14 +598,13 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
 def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monkeypatch):
     """policy: per_teacher end to end: the run completes, its selection probabilities lie in [0, 1], and the
     agent's policy holds one linear layer per teacher (the shared policy holds one)."""
-    agents, setup = [], rl_kd.setup
+    agents, make = [], rl_kd.Agent
 
-    def spy_setup(*args, **kwargs):
-        rows, agent, reward = setup(*args, **kwargs)
-        agents.append(agent)
-        return rows, agent, reward
+    def spy_agent(*args, **kwargs):
+        agents.append(make(*args, **kwargs))
+        return agents[-1]
 
-    monkeypatch.setattr(rl_kd, "setup", spy_setup)
+    monkeypatch.setattr(rl_kd, "Agent", spy_agent)
     out = coin({"policy": "per_teacher"})
     select = pd.read_parquet(out / "weights.parquet")[[f"select_{t}" for t in B.TEACHERS["coin"]]]
     assert select.stack().between(0, 1).all()
@@ -614,7 +617,7 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 
 
 def test_pretrain_policy_puts_the_student_back_bit_for_bit():
-    """pretrain_policy trains (here: epoch_of really steps the model, its AdamW and its schedule and adds to
+    """RL-KD's pre-training trains (here: epoch_of really steps the model, its AdamW and its schedule and adds to
     weight_sum) and then must restore parameters, optimiser state, learning rate, schedule and weight_sum
     exactly; a next step must then equal the step of a twin that was never pre-trained."""
     model, enc = tiny_classifier(12, seed=2)
@@ -648,7 +651,12 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
         )
         return {"reward_mean": 0.0, "desc": desc, "with_agent": with_agent}
 
-    stats = distill.pretrain_policy(model, optimizer, scheduler, weight_sum, 2, epoch_of)
+    method = object.__new__(rl_kd.RLKD)  # its hooks alone: no agent is needed to check the restore
+    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler)
+    trainer = SimpleNamespace(
+        model=model, loop=loop, weight_sum=weight_sum, epoch=lambda desc: epoch_of(desc, method.active)
+    )
+    stats = method.pretrain(trainer, 2)
     assert [s["with_agent"] for s in stats] == [True, True] and changed == [True, True]
     for key, value in state[0].items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -670,28 +678,35 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
 @pytest.mark.parametrize(
     "rl, message",
     [
-        ({"weights": "soft"}, r"rl\.weights: soft makes the student learn from the selection probabilities"),
-        ({"baseline_momentum": 0.5}, "rl: baseline_momentum is not used by reward held_out_effect"),
+        (
+            {"weights": "soft"},
+            r"methods\.rl_kd\.weights: soft makes the student learn from the selection probabilities",
+        ),
+        ({"baseline_momentum": 0.5}, "methods.rl_kd: baseline_momentum is not used by reward held_out_effect"),
         (
             {"reward": "gradient_alignment", "baseline_momentum": 0.5},
-            "rl: baseline_momentum is not used by reward gradient_alignment",
+            "methods.rl_kd: baseline_momentum is not used by reward gradient_alignment",
         ),
-        ({"scalar_reward": "gain"}, "rl: scalar_reward is not used by reward held_out_effect"),
-        ({"reward": "instance_ce_delta", "scalar_reward": "after"}, "rl: scalar_reward is not used by reward instance"),
+        ({"scalar_reward": "gain"}, "methods.rl_kd: scalar_reward is not used by reward held_out_effect"),
+        (
+            {"reward": "instance_ce_delta", "scalar_reward": "after"},
+            "methods.rl_kd: scalar_reward is not used by reward instance",
+        ),
         (
             {"reward": "instance_ce_delta", "held_out_fraction": 0.2},
-            "rl: held_out_fraction is not used by reward instance_ce_delta",
+            "methods.rl_kd: held_out_fraction is not used by reward instance_ce_delta",
         ),
-        ({"held_out_fraction": 0}, r"rl\.held_out_fraction: Input should be greater than 0"),
+        ({"held_out_fraction": 0}, r"methods\.rl_kd\.held_out_fraction: Input should be greater than 0"),
     ],
 )
 def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
-    """params.yaml settings that would be silently useless or break the policy gradient: refused by P.load,
-    with a message that names the key."""
+    """params.yaml settings that would be silently useless or break the policy gradient: refused when the
+    rl_kd stage checks its section, with a message that names the key."""
     values = tiny_params(tmp_path)
-    values["rl"] = rl
+    values["methods"]["rl_kd"] = rl
+    path = write_params(tmp_path, values)
     with pytest.raises(P.InputError, match=message):
-        P.load(write_params(tmp_path, values))
+        methods.check(P.load(path), ["rl_kd"], path)
 
 
 @pytest.mark.parametrize(
@@ -706,6 +721,7 @@ def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, messa
 def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):
     """The same keys with a reward that uses them: accepted, and kept as written."""
     values = tiny_params(tmp_path)
-    values["rl"] = rl
-    loaded = P.load(write_params(tmp_path, values)).rl
+    values["methods"]["rl_kd"] = rl
+    path = write_params(tmp_path, values)
+    loaded = methods.check(P.load(path), ["rl_kd"], path)["rl_kd"]
     assert {k: getattr(loaded, k) for k in rl} == rl

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from analysis import analyze
+from analysis.settings import Analysis
 from pipeline import logits
-from pipeline import params as P
+from pipeline import schema as P
+from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import write_params
 
 TASK, TEACHERS, SEEDS, N = "toy", ["big", "small"], [1, 2, 3], 400
@@ -105,7 +107,7 @@ def tree(tmp_path, monkeypatch):
             "seed": 0,
             "student": {"source": "random"},
             "distill": {},
-            "rl": {},
+            "methods": {},
             "run": {
                 "tasks": [TASK],
                 "teachers": TEACHERS,
@@ -288,7 +290,7 @@ def test_a_null_result_counts_only_with_the_power_to_see_the_gap(p_adjusted, dif
     from analysis import tables
 
     row = pd.Series({"p_adjusted": p_adjusted, "diff": diff, "power": power})
-    assert tables.verdict(row, P.Analysis()) == expected
+    assert tables.verdict(row, Analysis()) == expected
 
 
 def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():
@@ -326,7 +328,7 @@ def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match
 def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
     from analysis import ablation
 
-    rl = P.RL().model_dump()
+    rl = RL().model_dump()
     shown_by_dvc = [  # the shape of `dvc exp show --json -A`
         {"rev": "workspace", "name": None, "data": {}, "experiments": None},
         {
@@ -341,7 +343,11 @@ def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
                             "rev": "d03d123",
                             "name": "paper-reward",
                             "data": {
-                                "params": {"params.yaml": {"data": {"rl": {**rl, "reward": "held_out_accuracy"}}}},
+                                "params": {
+                                    "params.yaml": {
+                                        "data": {"methods": {"rl_kd": {**rl, "reward": "held_out_accuracy"}}}
+                                    }
+                                },
                                 "metrics": {
                                     "results/metrics.json": {
                                         "data": {"test_accuracy": {"rl_kd": {"rt": 0.70, "qa": 0.49, "average": 0.595}}}
@@ -358,8 +364,9 @@ def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
     exps = ablation.experiments(shown_by_dvc)
     assert [e["name"] for e in exps] == ["paper-reward"]  # a failed experiment without metrics is left out
     numbers, shown, bold = ablation.table(rl, {"rt": 0.69, "qa": 0.488, "average": 0.589}, exps, ["rt", "qa"])
-    assert list(numbers.index) == ["params.yaml", "rl.reward=held_out_accuracy"]
-    assert shown.loc["rl.reward=held_out_accuracy", "rt"] == "70.0" and bold.loc["rl.reward=held_out_accuracy", "rt"]
+    changed = "methods.rl_kd.reward=held_out_accuracy"
+    assert list(numbers.index) == ["params.yaml", changed]
+    assert shown.loc[changed, "rt"] == "70.0" and bold.loc[changed, "rt"]
 
 
 def test_rl_kd_alone_has_no_comparison_and_says_so(tree):

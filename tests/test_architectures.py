@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline import cache, data, distill, finetune, logits, prepare
+from pipeline import cache, distill, finetune, logits, prepare, splits
 from tests.conftest import tiny_params, tiny_teacher, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -48,7 +48,7 @@ def test_each_architecture_finetunes_and_caches(four, arch):
     metrics = json.loads((four / "models/pairs" / arch / "metrics.json").read_text())
     summary = json.loads((four / "logits/pairs" / arch / "summary.json").read_text())
     assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
-    df = data.load_split(four / "data/pairs", "train")
+    df = splits.load_split(four / "data/pairs", "train")
     values = logits.load(four / "logits/pairs" / arch / "train.safetensors", df)
     assert values["logits"].shape == (len(df), 2) and values["logits"].isfinite().all()
 

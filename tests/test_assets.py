@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from pipeline import assets
-from pipeline import params as P
+from pipeline import schema as P
 from pipeline.io import sha256
 
 

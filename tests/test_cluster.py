@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from pipeline import cluster, plan
-from pipeline import params as P
+from pipeline import schema as P
+from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
@@ -61,10 +62,10 @@ def test_bad_cluster_params_are_refused(tmp_path):
     ):
         write_params(tmp_path, {**base, "cluster": bad})
         with pytest.raises(P.InputError, match=re.escape(message)):
-            P.load(tmp_path / "params.yaml")
+            plan.check(tmp_path / "params.yaml")
     write_params(tmp_path, {**base, "cluster": {"jobs": {"finetune": {"gpus": 2}}}})
-    jobs = P.load(tmp_path / "params.yaml").cluster.jobs
-    assert jobs["finetune"].gpus == 2 and jobs["cache"] == P.ClusterJob()  # a kind left out: the defaults
+    jobs = cluster.settings(tmp_path / "params.yaml").jobs
+    assert jobs["finetune"].gpus == 2 and jobs["cache"] == cluster.ClusterJob()  # a kind left out: the defaults
 
 
 def test_plan_shows_the_waves_with_their_hours():
@@ -75,11 +76,11 @@ def test_plan_shows_the_waves_with_their_hours():
             "tasks": {"t": {"source": "rotten_tomatoes"}},
             "teachers": {"a": {"source": "random", "epochs": 2}},
             "distill": {"epochs": 3},
-            "rl": {"warmup_epochs": 1, "pretrain_epochs": 3},
         }
     )
+    rl = RL(warmup_epochs=1, pretrain_epochs=3)
     sizes = {"train": 1000, "dev": 100, "test": 200}
-    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000)
+    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000, rl)
     # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
     assert hours["finetune"] == pytest.approx((6000 + 200 + 200) / 1000 / 3600)
     assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
@@ -89,19 +90,20 @@ def test_plan_shows_the_waves_with_their_hours():
     assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
     lines = plan.wave_lines(
-        params,
+        cluster.Cluster().jobs,
         {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4, "rl_kd": 2, "analyze": 1},
         hours,
         longest,
     )
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["2"][1:3] == ["finetune", "1"]
-    assert rows["4"][1:5] == ["distill", "+", "rl_kd", "6"]
+    assert rows["4"][1:7] == ["distill", "+", "single", "+", "rl_kd", "6"]
     assert float(rows["4"][-1]) == pytest.approx(hours["distill"] + hours["rl_kd"], abs=0.05)
 
 
 def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
-    lines, total = plan.plan(P.load(ROOT / "params-paper.yaml"), 500, 2000)
+    params, chosen, settings = plan.check(ROOT / "params-paper.yaml")
+    lines, total = plan.plan(params, 500, 2000, chosen["rl_kd"], settings)
     table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1 :]
     rows = [line.split() for line in table if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
@@ -161,7 +163,7 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     repo = tiny_cluster_repo(tmp_path / "repo")
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    summary = cluster.run(P.load("params.yaml"), "local", job_class=KilledOnce)
+    summary = cluster.run(cluster.settings("params.yaml"), "local", job_class=KilledOnce)
 
     jobs = [job for wave in summary["waves"] for job in wave["jobs"]]
     killed = [job for job in jobs if "failed" in job]

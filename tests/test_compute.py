@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline import compute
-from pipeline import params as P
+from pipeline import schema as P
 from tests.conftest import run, tiny_params, write_params
 
 

@@ -1,8 +1,9 @@
 import pandas as pd
 import pytest
 
-from pipeline import data, prepare
-from pipeline import params as P
+from pipeline import data, glue, prepare
+from pipeline import schema as P
+from pipeline.splits import COLUMNS, SPLITS, cap, load_split, split_hash
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, write_params
 
 
@@ -44,14 +45,14 @@ def test_split_hash_changes_with_content():
     df = data.frame("t", ["x", "y"], [None, None], [0, 1])
     changed = df.copy()
     changed.loc[0, "label"] = 1
-    assert data.split_hash(df) == data.split_hash(df.copy())
-    assert data.split_hash(df) != data.split_hash(changed)
+    assert split_hash(df) == split_hash(df.copy())
+    assert split_hash(df) != split_hash(changed)
 
 
 def test_cap_is_seeded():
     df = data.frame("t", [str(i) for i in range(100)], [None] * 100, [0] * 100)
-    assert list(data.cap(df, 10, 1).id) == list(data.cap(df, 10, 1).id)
-    assert len(data.cap(df, 10, 1)) == 10 and data.cap(df, None, 1) is df
+    assert list(cap(df, 10, 1).id) == list(cap(df, 10, 1).id)
+    assert len(cap(df, 10, 1)) == 10 and cap(df, None, 1) is df
 
 
 def test_tweets_loader_reads_the_latin1_corpus(tmp_path):
@@ -194,7 +195,7 @@ def test_glue_through_a_local_stand_in():
         return stand_in
 
     spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
-    splits, labels, _ = data.glue("mrpc", spec, 0, load_dataset=load_dataset)
+    splits, labels, _ = glue.glue("mrpc", spec, 0, load_dataset=load_dataset)
     assert seen == {"path": "glue", "name": "mrpc"}
     assert labels == ["not_equivalent", "equivalent"]
     assert len(splits["test"]) == 40 and len(splits["train"]) + len(splits["dev"]) == 40
@@ -206,18 +207,18 @@ def test_glue_without_a_hub_says_what_is_missing():
         raise ConnectionError("no route to hub")
 
     with pytest.raises(P.InputError, match="needs a reachable dataset hub.*embedded default"):
-        data.glue("rte", P.GlueTask(source="glue", name="rte"), 0, load_dataset=offline)
+        glue.glue("rte", P.GlueTask(source="glue", name="rte"), 0, load_dataset=offline)
 
 
 def test_prepare_writes_splits_and_card(workdir):
     prepare.main("reviews")
     card = pd.read_json(workdir / "data/reviews/card.json", typ="series")
     assert card["labels"] == ["neg", "pos"] and card["pair"] is False
-    for split in data.SPLITS:
-        df = data.load_split(workdir / "data/reviews", split)
-        assert list(df.columns) == data.COLUMNS + ["group"]
+    for split in SPLITS:
+        df = load_split(workdir / "data/reviews", split)
+        assert list(df.columns) == COLUMNS + ["group"]
         assert card["sizes"][split] == len(df)
-        assert card["split_sha256"][split] == data.split_hash(df)
+        assert card["split_sha256"][split] == split_hash(df)
 
 
 def test_prepare_caps_apply(workdir):
@@ -225,7 +226,7 @@ def test_prepare_caps_apply(workdir):
     params["tasks"]["reviews"]["max_train"] = 25
     write_params(workdir, params)
     prepare.main("reviews")
-    assert len(data.load_split(workdir / "data/reviews", "train")) == 25
+    assert len(load_split(workdir / "data/reviews", "train")) == 25
 
 
 def test_prepare_bad_label_leaves_nothing(workdir):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import data, finetune, prepare
-from pipeline import params as P
+from pipeline import finetune, glue, prepare, splits
+from pipeline import schema as P
 from tests.conftest import sentiment_frame, write_params
 
 
@@ -37,7 +37,7 @@ def test_non_ascii_text_survives_unchanged(workdir):
         raw.loc[i, "review"] = t
     raw.to_csv(workdir / "user_data/reviews.csv", index=False, encoding="utf-8")
     prepare.main("reviews")
-    prepared = pd.concat(data.load_split(workdir / "data/reviews", s) for s in data.SPLITS)
+    prepared = pd.concat(splits.load_split(workdir / "data/reviews", s) for s in splits.SPLITS)
     assert set(texts) <= set(prepared.text_a)
     finetune.main("reviews", "tiny_a")  # the WordPiece vocabulary takes them in; nothing breaks
     assert (workdir / "models/reviews/tiny_a/model/classifier.json").is_file()
@@ -76,7 +76,7 @@ def test_a_declared_encoding_is_read(workdir, suffix):
     params["tasks"]["reviews"]["encoding"] = "latin-1"
     write_params(workdir, params)
     prepare.main("reviews")
-    prepared = pd.concat(data.load_split(workdir / "data/reviews", s) for s in data.SPLITS)
+    prepared = pd.concat(splits.load_split(workdir / "data/reviews", s) for s in splits.SPLITS)
     assert "très mauvais, déçu" in set(prepared.text_a) and len(prepared) == 40
 
 
@@ -107,14 +107,14 @@ def test_exact_copies_are_removed_and_conflicting_labels_kept_in_one_split(workd
     raw.to_csv(workdir / "user_data/reviews.csv", index=False)
     prepare.main("reviews")
     dup = card(workdir)["duplicate_texts"]
-    splits = {s: data.load_split(workdir / "data/reviews", s) for s in data.SPLITS}
-    assert sum(len(df) for df in splits.values()) == 300 - 30
+    parts = {s: splits.load_split(workdir / "data/reviews", s) for s in splits.SPLITS}
+    assert sum(len(df) for df in parts.values()) == 300 - 30
     assert sum(dup["removed"].values()) == 30
     assert sum(dup["conflicting_labels"].values()) == 60  # both examples of each of the 30 texts
     assert dup["in_train"] == {"dev": 0, "test": 0}
-    split_of = {t: s for s, df in splits.items() for t in df.text_a}
-    assert len(split_of) == sum(df.text_a.nunique() for df in splits.values()) == 300 - 30 - 30  # no text in two splits
-    for s, df in splits.items():
+    split_of = {t: s for s, df in parts.items() for t in df.text_a}
+    assert len(split_of) == sum(df.text_a.nunique() for df in parts.values()) == 300 - 30 - 30  # no text in two splits
+    for s, df in parts.items():
         assert df.id.is_unique
         assert dup["removed"][s] == sum(split_of[t] == s for t in raw.review[0:30])
         assert dup["conflicting_labels"][s] == 2 * sum(split_of[t] == s for t in raw.review[30:60])
@@ -125,18 +125,18 @@ def test_exact_copies_are_removed_and_conflicting_labels_kept_in_one_split(workd
 def test_repeated_ids_in_a_prepared_split_are_refused(workdir):
     """A split with an exact copy, as an older prepare wrote it, and a card digest that matches it."""
     prepare.main("reviews")
-    df = data.load_split(workdir / "data/reviews", "train")
+    df = splits.load_split(workdir / "data/reviews", "train")
     df = pd.concat([df, df.iloc[:1]], ignore_index=True)
     df.to_parquet(workdir / "data/reviews/train.parquet", index=False)
     info = card(workdir)
-    info["split_sha256"]["train"] = data.split_hash(df)
+    info["split_sha256"]["train"] = splits.split_hash(df)
     (workdir / "data/reviews/card.json").write_text(json.dumps(info))
     with pytest.raises(
         P.InputError,
         match=r"train.parquet: example id 'reviews-[0-9a-f]{16}' occurs more than once "
         r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare`",
     ):
-        data.load_split(workdir / "data/reviews", "train")
+        splits.load_split(workdir / "data/reviews", "train")
 
 
 def test_glue_rows_with_an_empty_text_are_dropped_and_counted():
@@ -152,7 +152,7 @@ def test_glue_rows_with_an_empty_text_are_dropped_and_counted():
     rows["sentence1"][9] = ""
     stand_in = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)})
     spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
-    splits, _, dropped = data.glue("mrpc", spec, 0, load_dataset=lambda *_: stand_in)
+    splits, _, dropped = glue.glue("mrpc", spec, 0, load_dataset=lambda *_: stand_in)
     assert dropped == {"train": 2, "validation": 2}
     assert len(splits["train"]) + len(splits["dev"]) == 38 and len(splits["test"]) == 38
 
@@ -170,7 +170,7 @@ def test_a_damaged_prepared_split_is_refused(workdir, damage):
         df.to_parquet(path, index=False)
         words = "differ from the digest in"
     with pytest.raises(P.InputError, match=rf"train.parquet: .*{words}.*rerun `dvc repro prepare`"):
-        data.load_split(workdir / "data/reviews", "train")
+        splits.load_split(workdir / "data/reviews", "train")
 
 
 def test_a_file_with_one_class_is_refused(workdir):

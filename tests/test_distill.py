@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline import cache, data, distill, finetune, prepare
-from pipeline import params as P
+from pipeline import cache, distill, finetune, prepare, splits
+from pipeline import schema as P
 from tests.conftest import tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -74,8 +74,8 @@ def edit_params(root, edit):
 
 
 def test_every_method_writes_its_outputs(repo):
-    test_ids = list(data.load_split(repo / "data/reviews", "test").id)
-    train_ids = list(data.load_split(repo / "data/reviews", "train").id)
+    test_ids = list(splits.load_split(repo / "data/reviews", "test").id)
+    train_ids = list(splits.load_split(repo / "data/reviews", "train").id)
     for method in METHODS:
         distill.main("reviews", method, "1")
         out = repo / "runs/reviews" / method / "1"
@@ -135,12 +135,15 @@ def test_same_seed_same_numbers(repo):
             lambda p: p["distill"].update(temperature=0),
             "distill.temperature: Input should be greater than or equal to 0.1",
         ),
-        (lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
+        (lambda p: p["methods"]["w_ensemble"].update(fixed_weights={"tiny_a": 1.0}), "give one weight per teacher"),
         (
-            lambda p: p["distill"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
-            "distill.fixed_weights.tiny_b: Input should be greater than or equal to 0",
+            lambda p: p["methods"]["w_ensemble"].update(fixed_weights={"tiny_a": 1.0, "tiny_b": -1.0}),
+            "methods.w_ensemble.fixed_weights.tiny_b: Input should be greater than or equal to 0",
         ),
-        (lambda p: p["distill"].update(fixed_weights={"tiny_a": 0.0, "tiny_b": 0.0}), "the weights sum to zero"),
+        (
+            lambda p: p["methods"]["w_ensemble"].update(fixed_weights={"tiny_a": 0.0, "tiny_b": 0.0}),
+            "the weights sum to zero",
+        ),
         (lambda p: p["run"].update(methods=["u_ensemble", "v_ensemble"]), "unknown method 'v_ensemble'"),
     ],
 )
@@ -200,7 +203,7 @@ def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo, mo
     monkeypatch.setattr(distill, "fit", spy)
     edit_params(repo, lambda p: p["distill"].update(max_train=50))
     distill.main("reviews", "best_single", "3")
-    full = data.load_split(repo / "data/reviews", "train")
+    full = splits.load_split(repo / "data/reviews", "train")
     assert len(seen["ids"]) == 50 < len(full) and len(set(seen["ids"])) == 50
     # each row the student trains on, looked up by its id in each teacher's whole cached train split
     for k, teacher in enumerate(["tiny_a", "tiny_b"]):

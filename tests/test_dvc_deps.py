@@ -11,9 +11,8 @@ import yaml
 
 from tests.conftest import ROOT, run
 
-pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
-
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+METHOD_FILES = sorted(p.stem for p in (ROOT / "pipeline" / "methods").glob("*.py") if not p.stem.startswith("_"))
 
 
 def module_file(name: str) -> Path | None:
@@ -65,6 +64,19 @@ def command_module(cmd: str) -> str:
     return found.group(1)
 
 
+def method_modules(cmd: str) -> dict[str, str]:
+    """The methods a student stage's command runs, as {what `${item.method}` stands for: module}: `distill`
+    runs every method of pipeline/methods/ but those with a stage of their own; `single` runs single.py."""
+    found = re.search(r"pipeline\.distill \S+ (\S+)", cmd)
+    if not found:
+        return {"": ""}
+    method = found.group(1)
+    if method == "${item.method}":
+        own = {"single", "rl_kd"}  # the stages `single` and `rl_kd` name them
+        return {m: f"pipeline.methods.{m}" for m in METHOD_FILES if m not in own}
+    return {"": "pipeline.methods." + ("single" if method.startswith("single_") else method)}
+
+
 def covered(path: Path, deps: list) -> bool:
     rel = path.relative_to(ROOT).as_posix()
     names = [d if isinstance(d, str) else next(iter(d)) for d in deps]
@@ -78,23 +90,37 @@ def test_every_stage_command_runs_a_module_of_this_repository():
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_stage_lists_every_module_its_command_imports(name):
+    """A student stage loads its method's module by name (methods.load): its deps must cover that module's
+    imports too, for every method the stage can run, with `${item.method}` standing for the method."""
     stage = STAGES[name].get("do", STAGES[name])
-    needed = closure(command_module(stage["cmd"]))
-    missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p, stage["deps"]))
-    assert not missing, f"dvc.yaml: stage {name!r} runs {missing} but does not list them as deps"
+    for method, module in method_modules(stage["cmd"]).items():
+        needed = closure(command_module(stage["cmd"])) | (closure(module) if module else set())
+        deps = [d.replace("${item.method}", method) if isinstance(d, str) else d for d in stage["deps"]]
+        missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p, deps))
+        assert not missing, f"dvc.yaml: stage {name!r} runs {missing} (method {method!r}) but does not list them"
+
+
+def test_a_student_run_depends_on_no_method_but_its_own():
+    """What makes adding or tuning a method rerun that method's runs only: the training loop imports no method."""
+    loop = {p.relative_to(ROOT).as_posix() for p in closure("pipeline.distill")}
+    assert not {f"pipeline/methods/{m}.py" for m in METHOD_FILES} & loop
+    assert "pipeline/methods/__init__.py" in loop and "pipeline/agent.py" not in loop
+    for stage in ("distill", "single", "rl_kd"):
+        assert "params" not in STAGES[stage]["params"] and "methods" not in STAGES[stage]["params"]
 
 
 def test_the_import_walk_follows_relative_lazy_and_absolute_imports():
     # worked out by reading the files: cache.py imports models.py at the top; models.py imports assets.py
     # inside a function; assets.py imports onnx_bert.py inside a function; analysis/collect.py imports
-    # pipeline/logits.py inside a function, with an absolute import
+    # pipeline/logits.py inside a function, with an absolute import; splits.py imports params_file.py
     cache = {p.relative_to(ROOT).as_posix() for p in closure("pipeline.cache")}
     assert {"pipeline/cache.py", "pipeline/models.py", "pipeline/assets.py", "pipeline/onnx_bert.py"} <= cache
     assert "pipeline/agent.py" not in cache and "pipeline/distill.py" not in cache
     collect = {p.relative_to(ROOT).as_posix() for p in closure("analysis.collect")}
-    assert {"pipeline/logits.py", "pipeline/data.py", "pipeline/params.py"} <= collect
+    assert {"pipeline/logits.py", "pipeline/splits.py", "pipeline/params_file.py"} <= collect
 
 
+@pytest.mark.slow  # runs DVC
 def test_editing_a_module_makes_dvc_status_name_the_stages_that_run_it(tiny_repo):
     """cache.py runs models.py (through `models.load`): an edit to it must leave cache@... out of date."""
     done = run([sys.executable, "-m", "dvc", "repro", "-q", "cache@reviews-tiny_a"], tiny_repo)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline import data, logits
-from pipeline import params as P
+from pipeline import schema as P
 
 
 @pytest.fixture

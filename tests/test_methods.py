@@ -4,11 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import methods, mtkd_rl
-from pipeline import params as P
-from pipeline.ae_kd import min_norm_weights
+from pipeline import methods
+from pipeline import schema as P
+from pipeline.methods import mtkd_rl
+from pipeline.methods.ae_kd import min_norm_weights
 
 TEACHERS = ["a", "b", "c"]
+
+
+def build_method(name, teachers, cache, gold, cfg, rng, seed=0, **settings):
+    """A method's weighting as a run builds it (methods.Context), with only what weights need."""
+    method = methods.load(name)
+    context = methods.Context(
+        method=name, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=method.settings(**settings),
+        rng=rng, seed=seed, params=None, model=None, enc={}, pad=0, num_labels=2, teacher_logits=None,
+    )  # fmt: skip
+    return method.weighting(context)
 
 
 @pytest.fixture
@@ -32,13 +43,14 @@ def cache():
 
 def build(name, cache, fixed=None, seed=0):
     split, labels = cache
-    return methods.build(
+    return build_method(
         name,
         TEACHERS,
         {"train": split, "dev": split},
         {"train": labels, "dev": labels},
-        P.Distill(fixed_weights=fixed),
+        P.Distill(),
         np.random.default_rng(seed),
+        **({"fixed_weights": fixed} if fixed is not None else {}),
     )
 
 
@@ -76,7 +88,7 @@ def test_best_single_picks_the_most_confident_correct_teacher(cache):
 def test_ca_mkd_follows_the_published_weights():
     # worked by hand from w_k = (1 - e^CE_k / sum_j e^CE_j) / (K - 1): e^0.1, e^1, e^2 = 1.10517, 2.71828,
     # 7.38906 (sum 11.21251); softmax 0.09857, 0.24243, 0.65900; (1 - softmax) / 2 = 0.45072, 0.37879, 0.17050
-    weigh = methods.build(
+    weigh = build_method(
         "ca_mkd", TEACHERS, {"train": {"ce": torch.tensor([[0.1, 1.0, 2.0]])}}, {}, P.Distill(), None
     ).weigh
     assert torch.allclose(weigh(np.array([0]), None), torch.tensor([[0.45072, 0.37879, 0.17050]]), atol=1e-5)
@@ -84,7 +96,7 @@ def test_ca_mkd_follows_the_published_weights():
 
 def test_ca_mkd_with_two_teachers_is_a_softmax_over_negative_ce():
     # K = 2: 1 - e^a / (e^a + e^b) = e^-a / (e^-a + e^-b); CE [0, ln 3] -> [3/4, 1/4]
-    weigh = methods.build(
+    weigh = build_method(
         "ca_mkd", ["a", "b"], {"train": {"ce": torch.tensor([[0.0, math.log(3)]])}}, {}, P.Distill(), None
     ).weigh
     assert torch.allclose(weigh(np.array([0]), None), torch.tensor([[0.75, 0.25]]))
@@ -120,13 +132,14 @@ def test_ae_kd_weighs_the_whole_batch_of_logits():
     # (-0.0667, 0.0667) and (0.0333, -0.0333), would give 1/3.)
     p = torch.tensor([[[0.9, 0.1], [0.7, 0.3]], [[0.5, 0.5], [0.2, 0.8]], [[0.3, 0.7], [0.5, 0.5]]])
     for cap, a in ((1.0, 5 / 17), (0.6, 0.4)):
-        weigh = methods.build(
+        weigh = build_method(
             "ae_kd",
             ["a", "b"],
             {"train": {"logits": 2 * p.log()}},
             {},
-            P.Distill(temperature=2.0, ae_kd_tolerance=cap),
+            P.Distill(temperature=2.0),
             None,
+            tolerance=cap,
         ).weigh
         w = weigh(np.array([0, 1, 2]), torch.zeros(3, 2))
         assert torch.allclose(w, torch.tensor([[a, 1 - a]] * 3), atol=1e-5)
@@ -137,10 +150,10 @@ def tiny_mtkd_rl(labels):
     logits = torch.tensor([[[math.log(9), 0.0], [0.0, 0.0]]] * 2)
     train = {"logits": logits, "ce": torch.tensor([[0.0, math.log(3)]] * 2), "pooled": [torch.ones(2, 1)] * 2}
     cfg = P.Distill(temperature=1.0, alpha=0.5)
-    weigher = methods.build(
+    weigher = build_method(
         "mtkd_rl", ["a", "b"], {"train": train}, {"train": torch.tensor(labels)}, cfg, np.random.default_rng(0)
     )
-    agent = weigher.weigh.agent
+    agent = weigher.agent
     with torch.no_grad():  # the agent's own softmax is its head's bias: softmax(ln 3, 0) = (0.75, 0.25)
         agent.stem.weight.zero_()
         agent.head.weight.zero_()
@@ -150,7 +163,7 @@ def tiny_mtkd_rl(labels):
 
 def test_mtkd_rl_weights_worked_by_hand():
     weighting = tiny_mtkd_rl([0, 1])
-    weighting.weigh.epoch = 2  # past the warm-up
+    weighting.epoch = 2  # past the warm-up
     student = torch.tensor([[math.log(9), 0.0]] * 2)  # p_s = (0.9, 0.1), teacher a's distribution
     # confidence (1 - softmax(CE)) / (K - 1) = (0.75, 0.25); KL(a || s) = 0, KL(b || s) = 0.5 ln(5/9) + 0.5 ln 5
     # = ln(5/3), so the divergence softmax is (1, 5/3) / (8/3) = (3/8, 5/8); mixed in equal proportions
@@ -163,24 +176,24 @@ def test_mtkd_rl_weights_worked_by_hand():
     # = -(0.70711 / 12) * 0.1875 * (1.6 - 2.6667) = 0.0117851; one SGD step at lr 0.1 moves the bias by -0.00117851
     stats = weighting.end_epoch()
     assert stats["reward_mean"] == pytest.approx(0.70711 / 2, abs=1e-5)
-    bias = weighting.weigh.agent.head.bias.detach()
+    bias = weighting.agent.head.bias.detach()
     assert torch.allclose(bias, torch.tensor([math.log(3) - 0.00117851, 0.00117851]), atol=1e-7)
 
 
 def test_mtkd_rl_warms_up_with_equal_weights_then_its_agent_weighs(monkeypatch):
     weighting, student = tiny_mtkd_rl([0, 1]), torch.tensor([[math.log(9), 0.0]] * 2)
     assert torch.equal(weighting.weigh(np.array([0, 1]), student), torch.full((2, 2), 0.5))
-    assert weighting.end_epoch()["agent_loss"] > 0 and weighting.weigh.buffer == []
+    assert weighting.end_epoch()["agent_loss"] > 0 and weighting.buffer == []
     assert (weighting.weigh(np.array([0, 1]), student)[:, 0] > 0.55).all()  # (about 0.625, as above)
     weighting.end_epoch()
-    before = [p.detach().clone() for p in weighting.weigh.agent.parameters()]
+    before = [p.detach().clone() for p in weighting.agent.parameters()]
     assert weighting.end_epoch()["agent_loss"] == 0  # nothing gathered since: no step
-    assert all(torch.equal(a, b) for a, b in zip(before, weighting.weigh.agent.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, weighting.agent.parameters()))
     # within an epoch the agent learns every AGENT_STEP batches, from the batches since it last learned
     monkeypatch.setattr(mtkd_rl, "AGENT_STEP", 2)
     for _ in range(3):
         weighting.weigh(np.array([0, 1]), student)
-    assert len(weighting.weigh.buffer) == 1 and len(weighting.weigh.losses) == 2
+    assert len(weighting.buffer) == 1 and len(weighting.losses) == 2
 
 
 def test_mtkd_rl_rewards_standardised_and_clipped():
@@ -218,6 +231,9 @@ def test_rand_single_draws_one_teacher_per_batch_reproducibly(cache):
     assert len({int(w[0].argmax()) for w in first}) == 3
 
 
-def test_unknown_method(cache):
-    with pytest.raises(ValueError, match="unknown method"):
-        build("magic", cache)
+def test_unknown_method(tmp_path):
+    from tests.conftest import tiny_params, write_params
+
+    path = write_params(tmp_path, tiny_params(tmp_path))
+    with pytest.raises(P.InputError, match="unknown method 'magic'"):
+        methods.check(P.load(path), ["magic"], path)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import analyze
-from pipeline import cache, data, distill, finetune, latency, plan, prepare, rl_kd
+from pipeline import cache, distill, finetune, latency, plan, prepare, splits
 from tests.conftest import NEGATIVE, POSITIVE, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -62,7 +62,7 @@ def mnli(tmp_path, monkeypatch):
 
 
 def test_one_test_split_holds_both_sets_with_their_names(mnli):
-    test = data.load_split(mnli / "data/mnli", "test")
+    test = splits.load_split(mnli / "data/mnli", "test")
     assert test.eval_set.value_counts().to_dict() == {"mnli_m": 61, "mnli_mm": 51}
     assert test.id.is_unique  # the text that is in both sets is two examples, one per set
     shared = test[test.text_a == SHARED[0]]
@@ -79,10 +79,10 @@ def test_each_set_is_scored_apart():
     df = pd.DataFrame({"eval_set": ["m", "m", "m", "mm", "mm"]})
     logits = torch.tensor([[2.0, 0], [0, 2.0], [2.0, 0], [0, 2.0], [2.0, 0]])
     labels = torch.tensor([0, 1, 1, 0, 0])
-    assert data.by_eval_set("test_accuracy", df, logits, labels) == {
+    assert splits.by_eval_set("test_accuracy", df, logits, labels) == {
         "test_accuracy_by_set": {"m": pytest.approx(2 / 3), "mm": pytest.approx(1 / 2)}
     }
-    assert data.by_eval_set("test_accuracy", df.drop(columns="eval_set"), logits, labels) == {}
+    assert splits.by_eval_set("test_accuracy", df.drop(columns="eval_set"), logits, labels) == {}
 
 
 def test_teachers_and_students_train_once_and_every_table_has_both_sets(mnli):
@@ -91,10 +91,10 @@ def test_teachers_and_students_train_once_and_every_table_has_both_sets(mnli):
         cache.main("mnli", teacher)
     for method in ("ce", "u_ensemble"):
         distill.main("mnli", method, "1")
-    rl_kd.main("mnli", "1")
+    distill.main("mnli", "rl_kd", "1")
     latency.main("mnli", repeats=1)
 
-    test = data.load_split(mnli / "data/mnli", "test")
+    test = splits.load_split(mnli / "data/mnli", "test")
     teacher = json.loads((mnli / "models/mnli/tiny_a/metrics.json").read_text())
     by_set = teacher["test_accuracy_by_set"]
     assert set(by_set) == {"mnli_m", "mnli_mm"}

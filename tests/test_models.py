@@ -3,7 +3,7 @@ import torch
 from pydantic import ValidationError
 
 from pipeline import models, training
-from pipeline import params as P
+from pipeline import schema as P
 from tests.conftest import sentiment_frame, tiny_teacher
 
 

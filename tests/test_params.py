@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from pipeline import params as P
+from pipeline import plan
+from pipeline import schema as P
 from tests.conftest import tiny_params, write_params
 
 
@@ -12,7 +13,8 @@ def base(tmp_path):
 
 
 def load(tmp_path, params):
-    return P.load(write_params(tmp_path, params))
+    """Every section checked, as `make repro`'s first step checks it (each stage checks the sections it reads)."""
+    return plan.check(write_params(tmp_path, params))[0]
 
 
 def test_the_shipped_params_file_is_valid():
@@ -55,17 +57,21 @@ def rename(params, kind, old, new):
         (lambda p: p["distill"].update(lr="fast"), "distill.lr", "valid number"),
         (lambda p: p["distill"].update(t2_scaling="maybe"), "distill.t2_scaling", "valid boolean"),
         (lambda p: p["run"].update(seeds="1,2"), "run.seeds", "valid list"),
-        (lambda p: p.update(rl=[1]), "rl", "valid dictionary"),
+        (lambda p: p["methods"].update(rl_kd=[1]), "methods.rl_kd", "valid dictionary"),
         # unknown names, with the allowed values
-        (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "run.methods", "expected one of ['ce', "),
-        (lambda p: p["rl"].update(reward="accuracy"), "rl.reward", "'held_out_effect', 'gradient_alignment'"),
+        (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "'majority_vote'", "expected one of ['ae_kd', "),
+        (
+            lambda p: p["methods"]["rl_kd"].update(reward="accuracy"),
+            "methods.rl_kd.reward",
+            "'held_out_effect', 'gradient_alignment'",
+        ),
         (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
         (
             lambda p: p["compute"].update(launch="torchrun -m"),
             "compute.launch",
             "'python -m' or 'accelerate launch -m'",
         ),
-        (lambda p: p["rl"].update(no_teacher="skip"), "rl.no_teacher", "'equal' or 'ce'"),
+        (lambda p: p["methods"]["rl_kd"].update(no_teacher="skip"), "methods.rl_kd.no_teacher", "'equal' or 'ce'"),
         (
             lambda p: p["tasks"]["reviews"].update(encoding="latin-9"),
             "tasks.reviews.encoding",
@@ -75,17 +81,21 @@ def rename(params, kind, old, new):
         (lambda p: p["distill"].update(alpha=1.5), "distill.alpha", "less than or equal to 1"),
         (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than or equal to 0.1"),
         (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
-        (lambda p: p["rl"].update(policy_lr=-1), "rl.policy_lr", "greater than 0"),
+        (lambda p: p["methods"]["rl_kd"].update(policy_lr=-1), "methods.rl_kd.policy_lr", "greater than 0"),
         (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
         (lambda p: p["compute"].update(loader_workers=-1), "compute.loader_workers", "greater than or equal to 0"),
-        (lambda p: p["rl"].update(warmup_epochs=5), "rl.warmup_epochs", "leaves no joint training"),
+        (
+            lambda p: p["methods"]["rl_kd"].update(warmup_epochs=5),
+            "methods.rl_kd.warmup_epochs",
+            "leaves no joint training",
+        ),
         # missing keys
         (lambda p: p["tasks"]["reviews"].pop("path"), "tasks.reviews.path", "Field required"),
         (lambda p: p["run"].pop("teachers"), "run.teachers", "Field required"),
         (lambda p: p["teachers"]["tiny_a"].pop("source"), "teachers.tiny_a", "source"),
         # extra keys, most of them typos
         (lambda p: p["distill"].update(temprature=3.0), "distill.temprature", "did you mean 'temperature'"),
-        (lambda p: p["rl"].update(rewrd="neg_ce"), "rl.rewrd", "did you mean 'reward'"),
+        (lambda p: p["methods"]["rl_kd"].update(rewrd="neg_ce"), "methods.rl_kd.rewrd", "did you mean 'reward'"),
         (lambda p: p["compute"].update(devise="cpu"), "compute.devise", "did you mean 'device'"),
         (lambda p: p.update(sead=1), "sead", "did you mean 'seed'"),
         (lambda p: p["distill"].update(colour="red"), "distill.colour", "unknown key"),
@@ -139,13 +149,20 @@ def rename(params, kind, old, new):
         (lambda p: p["distill"].update(temperature=1e-300), "distill.temperature", "greater than or equal to 0.1"),
         (lambda p: p["distill"].update(lr=1e9), "distill.lr", "less than or equal to 1"),
         (
-            lambda p: p["distill"].update(fixed_weights={"tiny_a": float("inf"), "tiny_b": 1.0}),
-            "distill.fixed_weights.tiny_a",
+            lambda p: (
+                p["run"]["methods"].append("w_ensemble"),
+                p["methods"]["w_ensemble"].update(fixed_weights={"tiny_a": float("inf"), "tiny_b": 1.0}),
+            ),
+            "methods.w_ensemble.fixed_weights.tiny_a",
             "finite number",
         ),
-        (lambda p: p["rl"].update(entropy=float("inf")), "rl.entropy", "finite number"),
+        (lambda p: p["methods"]["rl_kd"].update(entropy=float("inf")), "methods.rl_kd.entropy", "finite number"),
         (lambda p: p["distill"].update(epochs=True), "distill.epochs", "valid integer"),
-        (lambda p: p["rl"].update(pretrain_epochs=True), "rl.pretrain_epochs", "valid integer"),
+        (
+            lambda p: p["methods"]["rl_kd"].update(pretrain_epochs=True),
+            "methods.rl_kd.pretrain_epochs",
+            "valid integer",
+        ),
         (lambda p: p.update(seed=True), "seed", "valid integer"),
         (lambda p: p["distill"].update(epochs=3.0), "distill.epochs", "valid integer"),
         (lambda p: p["tasks"]["reviews"].update(labels=["neg", "neg", "pos"]), "tasks.reviews", "names a label twice"),
@@ -156,7 +173,11 @@ def rename(params, kind, old, new):
         (lambda p: p["run"].update(teachers=["tiny_a", "tiny_a"]), "run.teachers", "tiny_a listed more than once"),
         (lambda p: p["run"].update(seeds=[]), "run.seeds", "at least 1 item"),
         # values that only waste hours
-        (lambda p: p["rl"].update(pretrain_epochs=1_000_000), "rl.pretrain_epochs", "less than or equal to 100"),
+        (
+            lambda p: p["methods"]["rl_kd"].update(pretrain_epochs=1_000_000),
+            "methods.rl_kd.pretrain_epochs",
+            "less than or equal to 100",
+        ),
         (lambda p: p["analysis"].update(bootstrap=1e9), "analysis.bootstrap", "valid integer"),
         (lambda p: p["analysis"].update(bootstrap=10**9), "analysis.bootstrap", "less than or equal to 1000000"),
         (lambda p: p["distill"].update(epochs=10**6), "distill.epochs", "less than or equal to 1000"),
@@ -164,19 +185,23 @@ def rename(params, kind, old, new):
         (lambda p: p.update(seed=-1), "seed", "greater than or equal to 0"),
         (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
         (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
-        (lambda p: p["rl"].update(held_out_fraction=0.9999), "rl.held_out_fraction", "less than or equal to 0.5"),
-        # methods that need more than the run gives them
-        (lambda p: p["run"].update(teachers=["tiny_a"]), "run.methods", "ca_mkd weighs teachers against each other"),
         (
-            lambda p: (p["run"]["methods"].append("ae_kd"), p["distill"].update(ae_kd_tolerance=0.49)),
-            "distill.ae_kd_tolerance",
+            lambda p: p["methods"]["rl_kd"].update(held_out_fraction=0.9999),
+            "methods.rl_kd.held_out_fraction",
+            "less than or equal to 0.5",
+        ),
+        # methods that need more than the run gives them
+        (lambda p: p["run"].update(teachers=["tiny_a"]), "run.teachers", "ca_mkd weighs teachers against each other"),
+        (
+            lambda p: (p["run"]["methods"].append("ae_kd"), p["methods"]["ae_kd"].update(tolerance=0.49)),
+            "methods.ae_kd.tolerance",
             "below 1/2",
         ),
         (
             lambda p: (
                 p["run"]["methods"].append("mtkd_rl"),
                 p["distill"].update(epochs=1),
-                p["rl"].update(warmup_epochs=0),
+                p["methods"]["rl_kd"].update(warmup_epochs=0),
             ),
             "distill.epochs",
             "at least 2 epochs",
@@ -194,8 +219,8 @@ def test_bad_values_name_the_key(tmp_path, base, edit, key, words):
 def test_ae_kd_tolerance_of_exactly_one_over_k_means_equal_weights_and_is_valid(tmp_path, base):
     params = copy.deepcopy(base)
     params["run"]["methods"].append("ae_kd")
-    params["distill"]["ae_kd_tolerance"] = 0.5
-    assert load(tmp_path, params).distill.ae_kd_tolerance == 0.5
+    params["methods"]["ae_kd"]["tolerance"] = 0.5
+    assert plan.check(write_params(tmp_path, params))[1]["ae_kd"].tolerance == 0.5
 
 
 def test_the_tweets_task_and_its_bad_values(tmp_path, base):
@@ -236,8 +261,8 @@ def test_a_teachers_test_sample_is_a_positive_count(tmp_path, base):
 
 
 def test_a_section_that_dvc_tracks_must_be_present(tmp_path, base):
-    del base["rl"]
-    with pytest.raises(P.InputError, match=r"missing section\(s\) \['rl'\]"):
+    del base["methods"]
+    with pytest.raises(P.InputError, match=r"missing section\(s\) \[.methods.\]"):
         load(tmp_path, base)
 
 

@@ -6,8 +6,9 @@ import sys
 import pytest
 import yaml
 
-from pipeline import data, logits
+from pipeline import logits, splits
 from tests.conftest import run
+from tests.new_method import METHOD_FILE
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
@@ -18,13 +19,20 @@ def dvc(repo, *args):
     return run([sys.executable, "-m", "dvc", *args], repo)
 
 
+def stale(repo) -> set[str]:
+    """The stages `dvc status` names as changed."""
+    out = dvc(repo, "status")
+    assert out.returncode == 0, out.stderr
+    return {line[:-1] for line in out.stdout.splitlines() if line.endswith(":") and not line[0].isspace()}
+
+
 def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert json.loads((tiny_repo / "assets/manifest.json").read_text())["assets"] == {}
     for task in TASKS:
         for split in logits.SPLITS:  # the teachers' cache: train and dev
-            df = data.load_split(tiny_repo / "data" / task, split)
+            df = splits.load_split(tiny_repo / "data" / task, split)
             for teacher in TEACHERS:
                 values = logits.load(tiny_repo / f"logits/{task}/{teacher}/{split}.safetensors", df)
                 assert values["logits"].shape == (len(df), 2)
@@ -71,12 +79,39 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     )
 
     # changing an RL-KD setting reruns the RL-KD runs only
-    params["rl"] = {"policy_lr": 0.02}
+    params["methods"]["rl_kd"] = {"policy_lr": 0.02}
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == rl_kd | {"analyze"}
+
+    # a new method is one file and its lines in params.yaml: its runs and analyze are all that change
+    (tiny_repo / "pipeline/methods/confident.py").write_text(METHOD_FILE)
+    params["run"]["methods"].append("confident")
+    params["methods"]["confident"] = {"sharpness": 2.0}
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    new = {f"distill@{task}-confident-1" for task in TASKS}
+    assert stale(tiny_repo) == new | {"analyze"}
+    done = dvc(tiny_repo, "repro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == new | {"analyze"}
+    assert "confident" in (tiny_repo / "results/tables/table2_main.csv").read_text()
+
+    # one method's setting makes that method's runs stale, no other
+    params["methods"]["confident"]["sharpness"] = 3.0
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stale(tiny_repo) == new
+    params["methods"]["confident"]["sharpness"] = 2.0
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stale(tiny_repo) == set()
+
+    # the GLUE loader: only prepare lists it (DVC cannot give one task's prepare its own loader); nothing
+    # after prepare runs GLUE's code, and a prepare that reruns writes the same splits, so nothing else reruns
+    glue = tiny_repo / "pipeline/glue.py"
+    glue.write_text(glue.read_text() + "\n# an edit\n")
+    assert stale(tiny_repo) == {f"prepare@{task}" for task in TASKS}
 
 
 def test_bad_parameter_stops_repro_before_any_output(tiny_repo):

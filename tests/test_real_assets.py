@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pipeline import assets, data, models
-from pipeline import params as P
+from pipeline import schema as P
 from tests.conftest import run, write_params
 
 pytestmark = pytest.mark.assets
@@ -35,7 +35,7 @@ def installed(tmp_path_factory):
             "seed": 0,
             "student": {"source": "random"},
             "distill": {},
-            "rl": {},
+            "methods": {"u_ensemble": {}, "rl_kd": {}},
             "analysis": {},
             "compute": {"launch": "python -m"},
         },

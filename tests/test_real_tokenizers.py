@@ -20,7 +20,7 @@ from transformers import (
     XLNetTokenizer,
 )
 
-from pipeline import cache, data, distill, finetune, logits, models, prepare, training
+from pipeline import cache, distill, finetune, logits, models, prepare, splits, training
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, tiny_teacher, write_params
 from tests.test_architectures import CONFIGS
 
@@ -107,7 +107,7 @@ def test_real_tokenizers_through_finetune_cache_and_distill(teachers, task, tmp_
     params["run"].update(tasks=[task], teachers=list(CLASSES), methods=["u_ensemble"])
     write_params(tmp_path, params)
     prepare.main(task)
-    df = data.load_split(tmp_path / "data" / task, "test")
+    df = splits.load_split(tmp_path / "data" / task, "test")
     example = [df.text_a[0]] + ([df.text_b[0]] if task == "pairs" else [])
     for arch, tokenizer_class in CLASSES.items():
         finetune.main(task, arch)
@@ -119,7 +119,7 @@ def test_real_tokenizers_through_finetune_cache_and_distill(teachers, task, tmp_
         metrics = json.loads((tmp_path / "models" / task / arch / "metrics.json").read_text())
         summary = json.loads((tmp_path / "logits" / task / arch / "summary.json").read_text())
         assert summary["splits"]["dev"]["accuracy"] == pytest.approx(metrics["dev_accuracy"])
-        dev = data.load_split(tmp_path / "data" / task, "dev")
+        dev = splits.load_split(tmp_path / "data" / task, "dev")
         values = logits.load(tmp_path / "logits" / task / arch / "dev.safetensors", dev)
         assert values["logits"].shape == (len(dev), 2) and values["logits"].isfinite().all()
     distill.main(task, "u_ensemble", "1")

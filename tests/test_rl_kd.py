@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from benchmarks import planted as B
-from pipeline import distill, prepare, rl_kd
-from pipeline import params as P
+from pipeline import distill, prepare
+from pipeline import schema as P
+from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -34,7 +35,7 @@ def planted(tmp_path, monkeypatch):
 
 
 def run(root, method, seed):
-    rl_kd.main("reviews", seed) if method == "rl_kd" else distill.main("reviews", method, seed)
+    distill.main("reviews", method, seed)
     return json.loads((root / "runs/reviews" / method / seed / "metrics.json").read_text())
 
 
@@ -63,7 +64,7 @@ def test_rl_kd_writes_its_curves(planted):
     assert len(rewards) > len(history) and all(np.isfinite([r["reward"] for r in rewards]))
     metrics = json.loads((out / "metrics.json").read_text())
     pretraining = metrics["policy_pretraining"]
-    assert len(pretraining) == P.RL().pretrain_epochs and "reward_mean" in pretraining[0]
+    assert len(pretraining) == RL().pretrain_epochs and "reward_mean" in pretraining[0]
     weights = pd.read_parquet(out / "weights.parquet")
     assert set(weights.columns) == {"id", *TEACHERS, *(f"select_{t}" for t in TEACHERS)}
     assert weights[[f"select_{t}" for t in TEACHERS]].stack().between(0, 1).all()
@@ -72,16 +73,16 @@ def test_rl_kd_writes_its_curves(planted):
 @pytest.mark.parametrize(
     "rl, message",
     [
-        ({"reward": "bleu"}, "rl.reward"),
-        ({"state": ["pooled", "attention"]}, "rl.state.1"),
-        ({"policy_lr": 0}, "rl.policy_lr: Input should be greater than 0"),
-        ({"policy_lr": -1e-3}, "rl.policy_lr: Input should be greater than 0"),
-        ({"warmup_epochs": B.EPOCHS}, "rl.warmup_epochs"),  # no epoch left for the agent
+        ({"reward": "bleu"}, "methods.rl_kd.reward"),
+        ({"state": ["pooled", "attention"]}, "methods.rl_kd.state.1"),
+        ({"policy_lr": 0}, "methods.rl_kd.policy_lr: Input should be greater than 0"),
+        ({"policy_lr": -1e-3}, "methods.rl_kd.policy_lr: Input should be greater than 0"),
+        ({"warmup_epochs": B.EPOCHS}, "methods.rl_kd.warmup_epochs"),  # no epoch left for the agent
     ],
 )
 def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, message):
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, B.params("coin", tmp_path, rl))
     with pytest.raises(P.InputError, match=message):
-        rl_kd.main("reviews", "1")
+        distill.main("reviews", "rl_kd", "1")
     assert not (tmp_path / "runs").exists()

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from pipeline import cache, data, finetune, io, logits, prepare
-from pipeline import params as P
+from pipeline import cache, finetune, io, logits, prepare, splits
+from pipeline import schema as P
 from tests.conftest import run, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -33,7 +33,7 @@ def test_finetune_then_cache(workdir):
         "train.safetensors",
     ]  # the test set is the students' alone
     for split in logits.SPLITS:
-        df = data.load_split(workdir / "data/reviews", split)
+        df = splits.load_split(workdir / "data/reviews", split)
         values = logits.load(workdir / f"logits/reviews/tiny_a/{split}.safetensors", df)
         assert values["pooled"].shape == (len(df), 32)
         assert values["probs"].shape == (len(df), 2)
@@ -102,7 +102,7 @@ def test_a_teacher_scored_on_a_sample_of_the_test_set(workdir):
     prepare.main("reviews")
     finetune.main("reviews", "tiny_b")
     metrics = read(workdir / "models/reviews/tiny_b/metrics.json")
-    assert metrics["test_examples"] == 7 and len(data.load_split(workdir / "data/reviews", "test")) > 7
+    assert metrics["test_examples"] == 7 and len(splits.load_split(workdir / "data/reviews", "test")) > 7
     assert round(metrics["test_accuracy"] * 7, 4) == int(round(metrics["test_accuracy"] * 7))  # k of 7 right
 
 

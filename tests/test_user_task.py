@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from benchmarks.planted import FILLER, NEGATIVE, POSITIVE
-from pipeline import data, logits
+from pipeline import logits
+from pipeline.splits import SPLITS, load_split
 from tests.conftest import make_tiny_repo, run, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -58,7 +59,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
             "test_fraction": 0.2,
         }
     }
-    params["rl"] = {"pretrain_epochs": 1}
+    params["methods"]["rl_kd"] = {"pretrain_epochs": 1}
     write_params(repo, params)
 
     done = dvc(repo, "repro")
@@ -69,7 +70,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     assert sum(dup["removed"].values()) == 20 and sum(dup["conflicting_labels"].values()) == 2 * 10
     assert dup["in_train"] == {"dev": 0, "test": 0}
     assert sum(card["sizes"].values()) == 230 - 20 and list(card["class_balance"]["train"]) == LABELS
-    splits = {s: data.load_split(repo / "data/tweets", s) for s in data.SPLITS}
+    splits = {s: load_split(repo / "data/tweets", s) for s in SPLITS}
     assert all("café" in t and " n°" in t for t in pd.concat(splits.values()).text_a)  # read as latin-1
     for split in logits.SPLITS:
         cached = logits.load(repo / f"logits/tweets/tiny_a/{split}.safetensors", splits[split])

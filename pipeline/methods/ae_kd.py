@@ -1,4 +1,4 @@
-"""AE-KD: adaptive ensemble knowledge distillation in gradient space (Du, You, Li, Wu, Wang, Qian and
+"""`ae_kd`: AE-KD, adaptive ensemble knowledge distillation in gradient space (Du, You, Li, Wu, Wang, Qian and
 Zhang, "Agree to Disagree", NeurIPS 2020; the authors' code: github.com/AnTuo1998/AE-KD).
 
 Each teacher's KD loss pulls the student's logits its own way. AE-KD weighs the teachers so that
@@ -9,10 +9,20 @@ multiple-gradient descent direction of Sener and Koltun (2018), recomputed for e
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from scipy.optimize import minimize
+
+from ..schema import Strict
+from . import Method, PerBatch
+
+
+class Settings(Strict):
+    # the cap C on each teacher's weight, from 1 / K (equal weights) to 1 (plain min-norm); the authors' 0.6
+    tolerance: Annotated[float, Field(gt=0, le=1)] = 0.6
 
 
 def min_norm_weights(g: torch.Tensor, cap: float) -> torch.Tensor:
@@ -70,3 +80,19 @@ def weigher(teacher_logits: torch.Tensor, temperature: float, cap: float):
         return min_norm_weights(g, cap).expand(len(idx), -1)
 
     return weigh
+
+
+def check(settings: Settings, params) -> None:
+    k = len(params.run.teachers)
+    if settings.tolerance * k < 1 - 1e-3:  # 0.333 stands for 1/3
+        raise ValueError(
+            f"methods.ae_kd.tolerance: {settings.tolerance} caps each of the {k} teachers' weights below 1/{k}, "
+            f"so they cannot sum to one; at least 1/{k} ({1 / k:.3f}: equal weights)"
+        )
+
+
+METHOD = Method(
+    lambda ctx: PerBatch(weigher(ctx.cache["train"]["logits"], ctx.cfg.temperature, ctx.settings.tolerance)),
+    settings=Settings,
+    check=check,
+)

@@ -1,4 +1,4 @@
-"""MTKD-RL: multi-teacher knowledge distillation with reinforcement learning (Yang, Yu, Wang, Huang,
+"""`mtkd_rl`: MTKD-RL, multi-teacher knowledge distillation with reinforcement learning (Yang, Yu, Wang, Huang,
 An, Li, Feng, Xu and Tian, AAAI 2025; arXiv:2502.18510; the authors' code: github.com/winycg/MTKD-RL).
 
 An agent reads each teacher's state on an instance (its pooled vector, its logits, its CE against
@@ -17,17 +17,27 @@ the agent learns from the batches gathered since it last learned, in order, one 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from . import params as P
-from .ca_mkd import ca_mkd_weights
+from ..schema import Distill, Strict
+from . import Method, Weighting
+
+
+class Settings(Strict):
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.1  # the agent's SGD learning rate, the authors' 0.1
+
 
 HIDDEN = 128  # the authors' agent: Linear(state -> 128, no bias), ReLU, Linear(128 -> K), softmax
 AGENT_STEP = 1000  # the authors' --agent-step: batches between the agent's updates within an epoch
 
 
-class Agent(torch.nn.Module):
+class WeightNet(torch.nn.Module):
+    """The authors' agent network and its mix of three weightings."""
+
     def __init__(self, width: int, teachers: int):
         super().__init__()
         self.stem = torch.nn.Linear(width, HIDDEN, bias=False)
@@ -48,7 +58,7 @@ def kl_divergences(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
 
 
 def rewards(
-    student_logits: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, w: torch.Tensor, cfg: P.Distill
+    student_logits: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, w: torch.Tensor, cfg: Distill
 ) -> torch.Tensor:
     """The per-instance reward: minus the student's loss (1 - alpha) CE + alpha sum_k w_k KL_k (the suite's loss,
     with KL for the soft cross-entropy, as the authors' reward), standardised over the batch and clipped to
@@ -60,18 +70,24 @@ def rewards(
     return ((r - r.mean()) / r.std()).clamp(0, 1)
 
 
-class Weigher:
-    """MTKD-RL as a method of the distill stage: call it for a batch's weights; `end_epoch` trains the agent."""
+def confidence_weights(ce: torch.Tensor) -> torch.Tensor:
+    """CA-MKD's weights (pipeline/methods/ca_mkd.py), w_k = (1 - softmax(CE)_k) / (K - 1): written out here, so
+    that MTKD-RL's runs depend on this file alone."""
+    return (1 - ce.softmax(-1)) / (ce.shape[-1] - 1)
 
-    def __init__(self, train: dict, labels: torch.Tensor, cfg: P.Distill, seed: int):
+
+class MTKDRL(Weighting):
+    """MTKD-RL as a method of the distill stage: `weigh` gives a batch's weights; `end_epoch` trains the agent."""
+
+    def __init__(self, train: dict, labels: torch.Tensor, cfg: Distill, seed: int, lr: float):
         self.logits, self.ce, self.pooled = train["logits"], train["ce"], train["pooled"]
         self.labels, self.cfg = labels, cfg
         k, classes = self.logits.shape[1:]
         width = sum(p.shape[1] for p in self.pooled) + k * (classes + 2)
         with torch.random.fork_rng():  # the agent's start depends on the seed only, not on the student's draws
             torch.manual_seed(seed)
-            self.agent = Agent(width, k)
-        self.optimizer = torch.optim.SGD(self.agent.parameters(), lr=cfg.mtkd_rl_lr)
+            self.agent = WeightNet(width, k)
+        self.optimizer = torch.optim.SGD(self.agent.parameters(), lr=lr)
         self.epoch, self.buffer, self.losses, self.rewards = 1, [], [], []
 
     def state(self, idx, kl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,9 +97,9 @@ class Weigher:
             torch.cat([kl[:, k, None], self.ce[idx, k, None], p[idx], self.logits[idx, k]], -1)
             for k, p in enumerate(self.pooled)
         ]
-        return torch.cat(parts, -1), ca_mkd_weights(self.ce[idx]), kl.softmax(-1)
+        return torch.cat(parts, -1), confidence_weights(self.ce[idx]), kl.softmax(-1)
 
-    def __call__(self, idx, student_logits: torch.Tensor) -> torch.Tensor:
+    def weigh(self, idx, student_logits: torch.Tensor) -> torch.Tensor:
         kl = kl_divergences(student_logits, self.logits[idx], self.cfg.temperature)
         if self.epoch == 1:  # the warm-up epoch: equal weights while the agent gathers rewards
             w = torch.full_like(kl, 1.0 / kl.shape[1])
@@ -118,3 +134,20 @@ class Weigher:
             "reward_mean": sum(rewards_) / max(len(rewards_), 1),
             "agent_mix": self.agent.mix.softmax(0).tolist(),
         }
+
+
+def check_epochs(params) -> None:
+    if min(p.epochs for p in params.distill.points()) < 2:
+        raise ValueError(
+            "distill.epochs: mtkd_rl trains the student with equal weights in its first epoch, while "
+            "its agent gathers rewards; give it at least 2 epochs"
+        )
+
+
+METHOD = Method(
+    lambda ctx: MTKDRL(ctx.cache["train"], ctx.gold["train"], ctx.cfg, ctx.seed, ctx.settings.lr),
+    settings=Settings,
+    min_teachers=2,
+    learns=True,
+    check=lambda settings, params: check_epochs(params),
+)

@@ -1,4 +1,4 @@
-"""CA-MKD: confidence-aware multi-teacher knowledge distillation (Zhang, Chen and Wang, ICASSP 2022;
+"""`ca_mkd`: CA-MKD, confidence-aware multi-teacher knowledge distillation (Zhang, Chen and Wang, ICASSP 2022;
 arXiv:2201.00007; the authors' code: github.com/Rorozhl/CA-MKD, helper/loops.py).
 
 Only the teacher weights are taken over: the suite distils logits for every method, so CA-MKD's
@@ -8,6 +8,8 @@ intermediate-feature term is left out (docs/methods.md, fidelity).
 from __future__ import annotations
 
 import torch
+
+from . import Method, PerBatch
 
 
 def ca_mkd_weights(ce: torch.Tensor) -> torch.Tensor:
@@ -20,3 +22,6 @@ def ca_mkd_weights(ce: torch.Tensor) -> torch.Tensor:
     [0.45, 0.38, 0.17], where softmax(-CE) gives [0.64, 0.26, 0.10]). ce [B, K] -> [B, K]; K >= 2.
     """
     return (1 - ce.softmax(-1)) / (ce.shape[-1] - 1)
+
+
+METHOD = Method(lambda ctx: PerBatch(lambda idx, _: ca_mkd_weights(ctx.cache["train"]["ce"][idx])), min_teachers=2)

@@ -1,0 +1,31 @@
+"""The schema of params.yaml's `analysis:` section, read by the analyze stage alone (docs/statistics.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from pipeline.params_file import validate
+from pipeline.schema import Params, Strict
+
+
+class Analysis(Strict):
+    """The analyze stage's statistics: RL-KD (`reference`) against every other method."""
+
+    reference: str = "rl_kd"
+    # the primary comparison, declared up front: reference against baseline (the paper's main baseline), per
+    # task, at the full significance level; every other comparison is secondary (one Holm family per task)
+    baseline: str = "u_ensemble"
+    power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8  # the power at which the smallest detectable difference is given
+    gap: Annotated[float, Field(gt=0, le=100)] = 1.0  # points: the difference the report asks the power to see
+    bootstrap: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
+    wilcoxon_min_seeds: Annotated[int, Field(ge=2, le=1000)] = 6
+
+
+def settings(params: Params, path: str | Path = "params.yaml") -> Analysis:
+    """The `analysis:` section of `params`, validated (its defaults where it is empty)."""
+    return validate(Analysis, params.analysis, path, prefix="analysis")

@@ -1,0 +1,14 @@
+"""`best_single`: Best-Single (Yuan et al. 2021): per instance, the teacher most confident in the gold label,
+w_k = 1 for k = argmin_k CE_k(x) (each teacher's cross-entropy against the gold label, from the cache)."""
+
+from __future__ import annotations
+
+from . import Method, PerBatch, one_hot
+
+
+def weighting(ctx):
+    ce = ctx.cache["train"]["ce"]
+    return PerBatch(lambda idx, _: one_hot(ce[idx].argmin(-1), ce.shape[1]))
+
+
+METHOD = Method(weighting)

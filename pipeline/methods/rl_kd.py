@@ -1,0 +1,181 @@
+"""`rl_kd`: RL-KD, reinforced multi-teacher selection (Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, AAAI 2021;
+arXiv:2012.06048). An agent (pipeline/agent.py) selects, per training instance, which teachers the student
+learns from, a_jk ~ Bernoulli(pi_jk), and the student's weights are the selections normalised:
+
+    w_jk = a_jk / sum_l a_jl          (an instance with none: `no_teacher`)
+
+The agent is rewarded by the student's progress around each update (pipeline/reward.py) and learns by policy
+gradient. The schedule, [reconstructed] from Algorithm 1: `warmup_epochs` of equal weights, then
+`pretrain_epochs` of policy pre-training against a student that is restored afterwards, then joint training.
+Its own stage, `rl_kd`, runs it, since its code spans three files; docs/rl-kd.md has the fidelity table.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from .. import compute, training
+from ..agent import Agent
+from ..reward import Reward
+from ..schema import Strict
+from . import Method, Weighting
+
+SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's: one value per batch
+TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per instance and teacher
+
+
+class Settings(Strict):
+    """RL-KD's agent, `methods.rl_kd`; docs/rl-kd.md's fidelity table says what the paper says of each."""
+
+    # the default goes beyond the paper: its own rewards are noisier (docs/rl-kd.md)
+    reward: Literal[
+        "held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta"
+    ] = "held_out_effect"
+    state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
+        default=["probs", "ce"], min_length=1
+    )
+    policy: Literal["shared", "per_teacher"] = "shared"
+    # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; docs/rl-kd.md)
+    no_teacher: Literal["equal", "ce"] = "equal"
+    weights: Literal["hard", "soft"] = "hard"  # soft is refused below; kept so that its error explains why
+    policy_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
+    policy_batches: Annotated[int, Field(ge=1, le=1000)] = 1  # student batches per policy update
+    scalar_reward: Literal["after", "gain"] = "after"  # the paper's rewards: after the update, or after - before
+    baseline_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # scalar and per-instance rewards only
+    entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
+    warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
+    pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
+    # every reward but instance_ce_delta: the part of train the student never trains on, for the reward's batches
+    held_out_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.1  # the student keeps at least half of train
+
+    @model_validator(mode="after")
+    def _workable(self):
+        if self.weights == "soft":
+            raise ValueError(
+                "weights: soft makes the student learn from the selection probabilities, so neither "
+                "its update nor any reward depends on the sampled selections and the policy gradient "
+                "is zero in expectation; use hard"
+            )
+        unused = {
+            "baseline_momentum": self.reward in TEACHER_REWARDS,
+            "scalar_reward": self.reward not in SCALAR_REWARDS,
+            "held_out_fraction": self.reward == "instance_ce_delta",
+        }
+        for key in sorted(self.model_fields_set):
+            if unused.get(key):
+                raise ValueError(
+                    f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses it); remove it"
+                )
+        return self
+
+
+def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): a seeded `fraction` of train kept out for the reward's batches."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, int(round(fraction * n)))
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+class RLKD(Weighting):
+    """Equal weights for the warm-up epochs, then the agent's selections; the reward measured around each update."""
+
+    def __init__(self, ctx):
+        s, train = ctx.settings, ctx.cache["train"]
+        self.settings, self.labels, self.fill = s, ctx.gold["train"], s.no_teacher
+        k = len(ctx.teachers)
+        self.equal = torch.full((k,), 1.0 / k)
+        self.held_out = None
+        if s.reward != "instance_ce_delta":  # every other reward measures the student on held-out rows
+            self.rows, self.held_out = data_rows_split(len(self.labels), s.held_out_fraction, ctx.params.seed)
+        lengths = torch.tensor([len(ids) for ids in ctx.enc["input_ids"]])
+        self.agent = Agent(s, train, ctx.teachers, ctx.num_labels, ctx.seed, lengths)
+        self.reward = Reward(
+            s, ctx.model, ctx.enc, self.labels, ctx.teacher_logits, ctx.cfg, ctx.pad, self.held_out, ctx.rng, ctx.acc
+        )
+        self.active, self.pretraining = False, []
+        self.reset()
+
+    def reset(self) -> None:
+        self.selected, self.rewards, self.seen = torch.zeros(len(self.equal)), [], 0
+
+    def start_epoch(self, epoch: int, trainer) -> None:
+        s = self.settings
+        if epoch == s.warmup_epochs + 1 and s.pretrain_epochs:
+            self.pretraining = self.pretrain(trainer, s.pretrain_epochs)
+        self.active = epoch > s.warmup_epochs
+
+    def pretrain(self, trainer, epochs: int) -> list[dict]:
+        """Train the policy against the student's feedback while the student trains as usual, then put the
+        student (and its optimiser, schedule and weight record) back as it was, so that pre-training teaches
+        the agent without moving the student ([reconstructed] from Algorithm 1)."""
+        model, loop, weight_sum = trainer.model, trainer.loop, trainer.weight_sum
+        saved = copy.deepcopy(
+            (model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict(), weight_sum.clone())
+        )
+        self.active = True
+        stats = [trainer.epoch(f"policy pre-training {e}") for e in range(1, epochs + 1)]
+        model.load_state_dict(saved[0])
+        loop.optimizer.load_state_dict(saved[1])
+        loop.scheduler.load_state_dict(saved[2])
+        weight_sum.copy_(saved[3])
+        return stats
+
+    def weigh(self, idx, student_logits):
+        if not self.active:
+            return self.equal.expand(len(idx), -1)
+        return self.agent.act(idx, student_logits, self.labels[idx])
+
+    def before_update(self, idx) -> None:
+        self.measured = self.reward.before(idx) if self.active else None  # the student before its update
+
+    def after_update(self, idx, logits, pooled) -> None:
+        if not self.active:
+            return
+        actions = self.agent.last[1]
+        reward = self.reward.after(self.measured, idx, logits, pooled, actions.to(logits.device))
+        self.rewards.append(self.agent.learn(reward.cpu()))
+        self.selected += actions.sum(0)
+        self.seen += len(idx)
+
+    def end_epoch(self) -> dict:
+        if not self.active:
+            return {}
+        stats = {
+            "selection_rate": (self.selected / self.seen).tolist(),
+            "reward_mean": sum(self.rewards) / len(self.rewards),
+            "rewards": self.rewards,
+        }
+        self.reset()
+        return stats
+
+    def records(self, trainer) -> dict:
+        return {"pretraining": self.pretraining, "selection": self.final_selection(trainer)}
+
+    def final_selection(self, trainer) -> torch.Tensor:
+        """The policy's selection probability of every teacher for every training instance, at the end."""
+        model, loop = trainer.model, trainer.loop
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            chunks = training.chunks(np.arange(len(self.labels)), trainer.cfg.eval_batch_size)
+            for idx, batch in training.batches(compute.device(loop.acc), loop.enc, chunks, loop.pad_id):
+                with compute.autocast(loop.acc):
+                    student_logits = model(**batch)[0].float().cpu()
+                out.append(self.agent.probabilities(idx, student_logits, self.labels[idx]))
+        return torch.cat(out)
+
+
+def check(settings: Settings, params) -> None:
+    if settings.warmup_epochs >= params.distill.epochs:
+        raise ValueError(
+            f"methods.rl_kd.warmup_epochs: {settings.warmup_epochs} leaves no joint training within "
+            f"distill.epochs ({params.distill.epochs}); it must be smaller"
+        )
+
+
+METHOD = Method(RLKD, settings=Settings, learns=True, check=check)

@@ -1,0 +1,10 @@
+"""`u_ensemble`: U-Ensemble, the paper's main baseline: every teacher weighs the same, w_k = 1 / K, for every
+instance, so KD = (1 / K) sum_k KD_k (Yuan et al. 2021, "U-Ensemble")."""
+
+from __future__ import annotations
+
+import torch
+
+from . import Constant, Method
+
+METHOD = Method(lambda ctx: Constant(torch.full((len(ctx.teachers),), 1.0 / len(ctx.teachers))))

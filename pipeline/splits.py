@@ -1,0 +1,73 @@
+"""The split format that every stage after `prepare` reads: data/TASK/{train,dev,test}.parquet and card.json.
+
+Every split has the same columns: a stable example `id` (a digest of the example, so it survives
+re-splitting and capping), `text_a`, `text_b` (None for single-sentence tasks) and an integer `label`. A
+test split may hold several evaluation sets that share one training set (GLUE's `mnli`: MNLI-m and
+MNLI-mm); its `eval_set` column names each row's set, and the analysis reports each set as a column of
+its own. The loaders that make the splits are pipeline/data.py and pipeline/glue.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .params_file import InputError
+
+SPLITS = ("train", "dev", "test")
+COLUMNS = ["id", "text_a", "text_b", "label"]
+
+
+def cap(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    if n is None or len(df) <= n:
+        return df
+    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def split_hash(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for row in df[COLUMNS].itertuples(index=False):
+        h.update("\x1f".join("" if v is None else str(v) for v in row).encode() + b"\x1e")
+    return h.hexdigest()
+
+
+def check_ids(df: pd.DataFrame, where: str, then: str = "") -> None:
+    """Runs, caches and the analysis match examples by id, so an id must name one example of its split."""
+    repeats = df.id[df.id.duplicated()]
+    if len(repeats):
+        raise InputError(
+            f"{where}: example id {repeats.iloc[0]!r} occurs more than once ({len(repeats)} "
+            f"repeat(s)); ids must be unique within a split{then}"
+        )
+
+
+def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
+    """{f"{key}_by_set": {evaluation set: accuracy}} of `logits` (rows in the split's order) for a split with
+    an `eval_set` column, to merge into a metrics record; {} for a split that is one set."""
+    if "eval_set" not in df.columns:
+        return {}
+    correct = pd.Series((logits.argmax(-1) == labels).numpy().astype(float), index=df.index)
+    return {
+        f"{key}_by_set": {
+            str(k): float(v) for k, v in correct.groupby(df.eval_set.to_numpy(), sort=False).mean().items()
+        }
+    }
+
+
+def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
+    path = Path(task_dir) / f"{split}.parquet"
+    if not path.is_file():
+        raise InputError(f"{path}: prepared split not found; run `dvc repro prepare` first")
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's errors for a truncated or damaged file derive from these
+        raise InputError(f"{path}: unreadable ({type(err).__name__}); rerun `dvc repro prepare`") from None
+    df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
+    card = Path(task_dir) / "card.json"
+    if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
+        raise InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
+    check_ids(df, str(path), "; rerun `dvc repro prepare`")
+    return df

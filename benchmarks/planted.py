@@ -131,7 +131,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
     }
     return {
         "seed": 0,
-        "run": {"tasks": [TASK], "teachers": teachers, "methods": ["u_ensemble"], "seeds": [1]},
+        "run": {"tasks": [TASK], "teachers": teachers, "methods": ["u_ensemble"], "single": [], "seeds": [1]},
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
         "tasks": {
             TASK: {

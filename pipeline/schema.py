@@ -354,6 +354,8 @@ def load(path: str | Path = "params.yaml") -> Params:
     missing = [k for k in DVC_SECTIONS if k not in raw]
     if isinstance(raw.get("compute"), dict) and "launch" not in raw["compute"]:
         missing.append("compute.launch")  # dvc.yaml's finetune command starts with it
+    if isinstance(raw.get("run"), dict) and "single" not in raw["run"]:
+        missing.append("run.single")  # dvc.yaml's stage `single` iterates over it (`single: []` for none)
     if missing:
         raise InputError(
             f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `analysis: {{}}` "

@@ -81,6 +81,7 @@ def tiny_params(root: Path) -> dict:
             "tasks": ["reviews", "pairs"],
             "teachers": ["tiny_a", "tiny_b"],
             "methods": ["ce", "u_ensemble", "ca_mkd"],
+            "single": [],
             "seeds": [1],
         },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},

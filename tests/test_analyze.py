@@ -113,6 +113,7 @@ def tree(tmp_path, monkeypatch):
                 "teachers": TEACHERS,
                 "seeds": SEEDS,
                 "methods": ["ce", "single_big", "single_small", "u_ensemble"],
+                "single": [],
             },
             "tasks": {
                 TASK: {

@@ -22,7 +22,7 @@ def pm(mean: float, std: float) -> str:
 
 def method_order(methods, teachers: list[str], listed: list[str] = ()) -> list[str]:
     """No KD, each single teacher, the methods in the order of `listed` (run.methods), then RL-KD, then the rest."""
-    fixed = ["ce", *(f"single_{t}" for t in teachers), *(m for m in listed if m != "ce"), "rl_kd"]
+    fixed = list(dict.fromkeys(["ce", *(f"single_{t}" for t in teachers), *listed, "rl_kd"]))
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 

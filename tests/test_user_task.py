@@ -46,7 +46,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     raw = pd.concat([raw, copies, relabelled], ignore_index=True).sample(frac=1, random_state=0)
     (repo / "user_data/tweets.csv").write_bytes(raw.to_csv(index=False).encode("latin-1"))
     params = tiny_params(repo)
-    params["run"] = {"tasks": ["tweets"], "teachers": ["tiny_a"], "methods": ["single_tiny_a"], "seeds": [1]}
+    params["run"] = {"tasks": ["tweets"], "teachers": ["tiny_a"], "methods": [], "single": ["tiny_a"], "seeds": [1]}
     params["tasks"] = {
         "tweets": {
             "source": "file",
@@ -111,7 +111,7 @@ def test_rl_kd_in_run_methods_is_named_by_plan_and_stops_dvc_before_anything_run
     write_params(tiny_repo, params)
     plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
     assert plan.returncode == 2
-    assert "run.methods: rl_kd runs in its own stage, `rl_kd`, over run.tasks x run.seeds; remove it" in plan.stderr
+    assert "run.methods: rl_kd runs in its own stage, `rl_kd`; remove it from run.methods" in plan.stderr
     # DVC reads dvc.yaml, and refuses two stages writing one output, before any stage (and its check) runs
     done = dvc(tiny_repo, "repro")
     assert done.returncode != 0

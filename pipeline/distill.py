@@ -28,6 +28,7 @@ from .splits import SPLITS, by_eval_set, cap, load_split
 def resolve(params: Params, task: str, method: str, seed: str):
     """Check the names and settings a run needs before anything is loaded or trained: (seed, method settings)."""
     named(params, "tasks", task)
+    methods.check_listed(params)
     settings = methods.check(params, [method])[method]
     if not (seed.isascii() and seed.isdigit()) or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
         raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
@@ -170,8 +171,9 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
         pieces=cfg.forward_pieces,
     )  # fmt: skip
     trainer = Trainer(
-        model, loop, cfg, weighting, gold["train"], teacher_logits, torch.zeros(len(train), len(teachers))
-    )
+        model=model, loop=loop, cfg=cfg, weighting=weighting, labels=gold["train"], teacher_logits=teacher_logits,
+        weight_sum=torch.zeros(len(train), len(teachers)),
+    )  # fmt: skip
     print(
         f"distill: {method} on {data.task}, seed {seed}: student {models.count_parameters(model) / 1e6:.2f} M "
         f"parameters, {len(rows)} training examples, teachers {teachers}",

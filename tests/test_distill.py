@@ -33,7 +33,8 @@ METHODS = [
 
 def distill_params(root):
     params = tiny_params(root)
-    params["run"].update(tasks=["reviews"], methods=METHODS, seeds=[1, 2])
+    methods = [m for m in METHODS if not m.startswith("single_")]  # single_<teacher>: run.single, the stage single
+    params["run"].update(tasks=["reviews"], methods=methods, single=["tiny_a", "tiny_b"], seeds=[1, 2])
     return params
 
 

@@ -59,7 +59,11 @@ def rename(params, kind, old, new):
         (lambda p: p["run"].update(seeds="1,2"), "run.seeds", "valid list"),
         (lambda p: p["methods"].update(rl_kd=[1]), "methods.rl_kd", "valid dictionary"),
         # unknown names, with the allowed values
-        (lambda p: p["run"].update(methods=["ce", "majority_vote"]), "'majority_vote'", "expected one of ['ae_kd', "),
+        (
+            lambda p: p["run"].update(methods=["ce", "majority_vote"]),
+            "run.methods",
+            "unknown method 'majority_vote'; expected one of ['ae_kd', ",
+        ),
         (
             lambda p: p["methods"]["rl_kd"].update(reward="accuracy"),
             "methods.rl_kd.reward",

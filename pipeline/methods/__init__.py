@@ -160,12 +160,21 @@ def check(params: Params, chosen: list[str], path="params.yaml") -> dict[str, Ba
     return out
 
 
-def run_methods(params: Params, path="params.yaml") -> dict[str, BaseModel]:
-    """`check` of every method that `dvc repro` runs: run.methods, single_<teacher> of run.single, and rl_kd."""
+def check_listed(params: Params, path="params.yaml") -> None:
+    """run.methods names methods of this folder that run in the stage `distill`: checked from the file names
+    alone, by every student stage, so that a typo stops the first run rather than DVC an hour later."""
+    known = names(params.run.teachers)
     for name in params.run.methods:
         if name in OWN_STAGE or name.startswith(SINGLE):
             where = "run.single" if name.startswith(SINGLE) else f"its own stage, `{name}`"
             raise InputError(f"{path}: run.methods: {name} runs in {where}; remove it from run.methods")
+        if name not in known:
+            raise InputError(f"{path}: run.methods: unknown method {name!r}; expected one of {known}")
+
+
+def run_methods(params: Params, path="params.yaml") -> dict[str, BaseModel]:
+    """`check` of every method that `dvc repro` runs: run.methods, single_<teacher> of run.single, and rl_kd."""
+    check_listed(params, path)
     return check(params, [*params.run.methods, *(SINGLE + t for t in params.run.single), *OWN_STAGE], path)
 
 

@@ -19,10 +19,10 @@ class Settings(Strict):
 def weighting(ctx):
     fixed = ctx.settings.fixed_weights
     if fixed is None:  # proportional to each teacher's dev accuracy
-        acc = (ctx.cache["dev"]["logits"].argmax(-1) == ctx.gold["dev"][:, None]).float().mean(0)
+        a = (ctx.cache["dev"]["logits"].argmax(-1) == ctx.gold["dev"][:, None]).float().mean(0)
     else:
-        acc = torch.tensor([fixed[t] for t in ctx.teachers], dtype=torch.float)
-    return Constant(acc / acc.sum())
+        a = torch.tensor([fixed[t] for t in ctx.teachers], dtype=torch.float)
+    return Constant(a / a.sum())
 
 
 def check(settings: Settings, params) -> None:

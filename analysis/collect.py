@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 
-def by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
+def rows_by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
     """One row per evaluation set of a run's (or teacher's) record: `task` is the set's name and `run_task` the
     task that was trained (MNLI's one run gives mnli_m and mnli_mm); a task of one set gives one row."""
     sets = record.get(f"{key}_by_set")
@@ -27,7 +27,9 @@ def by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
 def runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per (evaluation set, method, seed); `run_task` is the task the run trained on."""
     rows = [
-        row for p in sorted(Path(root).glob("*/*/*/metrics.json")) for row in by_eval_set(json.loads(p.read_text()))
+        row
+        for p in sorted(Path(root).glob("*/*/*/metrics.json"))
+        for row in rows_by_eval_set(json.loads(p.read_text()))
     ]
     if not rows:
         raise SystemExit(f"no runs found under {root}/TASK/METHOD/SEED/metrics.json")
@@ -122,7 +124,7 @@ def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFra
                     "test_examples": r.get("test_examples"),
                     "parameters": r["parameters"],
                 }
-                for r in by_eval_set({**m, "task": task})
+                for r in rows_by_eval_set({**m, "task": task})
             ]
     return pd.DataFrame(rows)
 

@@ -49,7 +49,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     acc = compute.from_params(params.compute)
     model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
     model.to(acc.device)
-    splits = {s: load_split(Path("data") / task, s) for s in logits.SPLITS}
+    splits = {s: load_split(Path("data") / task, s) for s in logits.CACHED_SPLITS}
     outputs = teacher_outputs(
         model, tokenizer, meta["max_length"], splits, spec.eval_batch_size, teacher, acc, params.compute.loader_workers
     )

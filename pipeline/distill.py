@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel
 
-from . import compute, logits, methods, models, training
+from . import compute, methods, models, training
 from .io import atomic_path, provenance, write_json
 from .losses import fill_empty, student_loss
 from .params_file import InputError, named, reported_errors
 from .schema import Distill, Params, load
-from .splits import SPLITS, by_eval_set, cap, load_split
+from .splits import by_eval_set
+from .task_data import TaskData, load_task
 
 
 def resolve(params: Params, task: str, method: str, seed: str):
@@ -35,54 +37,8 @@ def resolve(params: Params, task: str, method: str, seed: str):
     return int(seed), settings
 
 
-def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Path(".")) -> dict:
-    """Stack the cached outputs of all teachers: logits and probs [N, K, C], ce [N, K], pooled [N, H_k] per teacher."""
-    out = {}
-    for split in logits.SPLITS:
-        df = splits[split]
-        cached = [logits.load(root / "logits" / task / t / f"{split}.safetensors", df) for t in teachers]
-        out[split] = {
-            "logits": torch.stack([c["logits"] for c in cached], 1),
-            "probs": torch.stack([c["probs"] for c in cached], 1),
-            "ce": torch.stack([c["ce"] for c in cached], 1),
-            "pooled": [c["pooled"] for c in cached],
-        }
-    return out
-
-
 @dataclass
-class TaskData:
-    """A prepared task and its teachers' cached outputs: all that a student run reads from disk."""
-
-    task: str
-    splits: dict[str, pd.DataFrame]  # train, dev, test (train capped at `distill.max_train`)
-    cache: dict[str, dict]  # per split the teachers' outputs, as `load_teachers` stacks them
-    gold: dict[str, torch.Tensor]  # per split the gold label ids
-    labels: list[str]  # the label names, in id order
-
-
-def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
-    """Task `task` as the prepare and cache stages wrote it under `root`, with `distill.max_train` applied."""
-    card_path = root / "data" / task / "card.json"
-    if not card_path.is_file():
-        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
-    splits = {s: load_split(root / "data" / task, s) for s in SPLITS}
-    cache = load_teachers(task, params.run.teachers, splits, root)  # checked against the whole split, as cached
-    limit = params.distill.max_train
-    if limit is not None and limit < len(splits["train"]):  # the cached rows of the capped subset
-        keep = np.flatnonzero(splits["train"].id.isin(cap(splits["train"], limit, params.seed).id))
-        splits["train"] = splits["train"].iloc[keep].reset_index(drop=True)
-        rows = torch.from_numpy(keep)
-        cache["train"] = {
-            k: [x[rows] for x in v] if isinstance(v, list) else v[rows] for k, v in cache["train"].items()
-        }
-    gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
-    labels = list(pd.read_json(card_path, typ="series")["labels"])
-    return TaskData(task, splits, cache, gold, labels)
-
-
-@dataclass
-class Student:
+class Distilled:
     """A trained student, at its best epoch on dev, and the record of its training."""
 
     model: torch.nn.Module
@@ -96,6 +52,7 @@ class Student:
     pretraining: list[dict]  # RL-KD's policy pre-training epochs
     selection: torch.Tensor | None  # RL-KD: the final policy's selection probabilities [N, K]
     setting: Distill  # the `distill` setting it trained with (a grid's best point on dev)
+    method_settings: BaseModel  # its method's own settings (`methods.NAME`)
     grid: list[dict] = field(default_factory=list)  # every grid point's dev accuracy (empty without a grid)
 
 
@@ -145,7 +102,7 @@ class Trainer:
         return training.train_epoch(self.model, self.loop, teaching, desc)
 
 
-def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, seed: int, acc=None) -> Student:
+def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, seed: int, acc=None) -> Distilled:
     """Train the student with one setting of `distill`; return it at its best epoch on dev."""
     teachers, splits, gold, cache = params.run.teachers, data.splits, data.gold, data.cache
     training.seed_everything(seed)
@@ -202,14 +159,15 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     test_logits, _ = training.predict(model, enc["test"], cfg.eval_batch_size, pad, "test", acc, loop.workers)
     infer_seconds = time.perf_counter() - t0
     records = weighting.records(trainer)
-    return Student(
+    return Distilled(
         model=model, history=history, dev_accuracy=best, test_logits=test_logits, train_seconds=train_seconds,
         infer_seconds=infer_seconds, weight_sum=trainer.weight_sum, static=weighting.static,
         pretraining=records.get("pretraining", []), selection=records.get("selection"), setting=cfg,
+        method_settings=settings,
     )  # fmt: skip
 
 
-def distill(params: Params, data: TaskData, method: str, seed: int, settings=None, acc=None) -> Student:
+def distill(params: Params, data: TaskData, method: str, seed: int, settings=None, acc=None) -> Distilled:
     """Distil the teachers of `data` into a student with `method` (its settings: `methods.check`'s, by default
     those of params.yaml): with `distill.grid`, one student per grid point from the same seed, the best on dev
     kept (and every point's dev accuracy in its `grid`)."""
@@ -220,7 +178,7 @@ def distill(params: Params, data: TaskData, method: str, seed: int, settings=Non
     return best
 
 
-def record(params: Params, data: TaskData, method: str, seed: int, student: Student, settings, acc=None) -> dict:
+def record(params: Params, data: TaskData, method: str, seed: int, student: Distilled, acc=None) -> dict:
     """A run's metrics.json: accuracy, speed, the teachers' mean weights and the run's provenance."""
     teachers, test, cfg, history = params.run.teachers, data.splits["test"], params.distill, student.history
     mean_w = student.weight_sum / student.setting.epochs
@@ -246,7 +204,7 @@ def record(params: Params, data: TaskData, method: str, seed: int, student: Stud
             {
                 "student": params.student.model_dump(),
                 "distill": cfg.model_dump(),
-                "method": {"name": method, "settings": settings.model_dump()},
+                "method": {"name": method, "settings": student.method_settings.model_dump()},
                 "teachers": teachers,
                 "data_seed": params.seed,
             },
@@ -255,9 +213,7 @@ def record(params: Params, data: TaskData, method: str, seed: int, student: Stud
     }
 
 
-def write_run(
-    out: Path, params: Params, data: TaskData, method: str, seed: int, student: Student, settings, acc=None
-) -> None:
+def write_run(out: Path, params: Params, data: TaskData, method: str, seed: int, student: Distilled, acc=None):
     """The run's folder, written whole or not at all: history, RL-KD's rewards, test predictions, the
     teachers' mean weights per training instance (RL-KD: and the policy's selections), metrics."""
     teachers, history, test = params.run.teachers, student.history, data.splits["test"]
@@ -265,7 +221,7 @@ def write_run(
     columns = {"id": data.splits["train"].id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
     if student.selection is not None:  # the agent's final selection probability of every teacher for every instance
         columns.update({f"select_{t}": student.selection[:, k].numpy() for k, t in enumerate(teachers)})
-    metrics = record(params, data, method, seed, student, settings, acc)
+    metrics = record(params, data, method, seed, student, acc)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         # per-step rewards in a flat file of their own: DVC's plots cannot read lists nested in history.json
@@ -302,7 +258,7 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
         )
     data = load_task(params, task)
     student = distill(params, data, method, seed, settings, acc)
-    write_run(Path("runs") / task / method / str(seed), params, data, method, seed, student, settings, acc)
+    write_run(Path("runs") / task / method / str(seed), params, data, method, seed, student, acc)
     test = training.accuracy(student.test_logits, data.gold["test"])
     print(
         f"distill: {method} on {task}, seed {seed}: dev {student.dev_accuracy:.4f}, test {test:.4f}, "

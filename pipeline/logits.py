@@ -25,7 +25,7 @@ from .params_file import InputError
 from .splits import split_hash
 
 FIELDS = ("logits", "probs", "pooled", "ce")
-SPLITS = ("train", "dev")
+CACHED_SPLITS = ("train", "dev")  # the teachers' outputs are cached for these; test is the students'
 
 
 def tensors(logits: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

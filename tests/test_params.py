@@ -4,6 +4,7 @@ import pytest
 
 from pipeline import plan
 from pipeline import schema as P
+from pipeline import task_schema as T
 from tests.conftest import tiny_params, write_params
 
 
@@ -231,7 +232,7 @@ def test_the_tweets_task_and_its_bad_values(tmp_path, base):
     base["tasks"]["tw"] = {"source": "tweets", "max_train": 2000, "max_dev": 500}
     base["assets"]["corpora"] = ["tweets"]
     task = load(tmp_path, base).tasks["tw"]
-    assert isinstance(task, P.Tweets) and (task.dev_fraction, task.test_fraction, task.max_test) == (0.1, 0.5, None)
+    assert isinstance(task, T.Tweets) and (task.dev_fraction, task.test_fraction, task.max_test) == (0.1, 0.5, None)
     for edit, words in (
         ({"test_fraction": 1.0}, "tasks.tw.test_fraction: Input should be less than 1"),
         ({"test_fracton": 0.3}, "tasks.tw.test_fracton: unknown key; did you mean 'test_fraction'"),

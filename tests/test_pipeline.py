@@ -31,7 +31,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert json.loads((tiny_repo / "assets/manifest.json").read_text())["assets"] == {}
     for task in TASKS:
-        for split in logits.SPLITS:  # the teachers' cache: train and dev
+        for split in logits.CACHED_SPLITS:  # the teachers' cache: train and dev
             df = splits.load_split(tiny_repo / "data" / task, split)
             for teacher in TEACHERS:
                 values = logits.load(tiny_repo / f"logits/{task}/{teacher}/{split}.safetensors", df)

@@ -16,6 +16,7 @@ import torch
 
 from pipeline import assets, data, models
 from pipeline import schema as P
+from pipeline import task_schema as T
 from tests.conftest import run, write_params
 
 pytestmark = pytest.mark.assets
@@ -100,9 +101,9 @@ def test_minilm_l3_conversion_matches_the_onnx_graph(installed, tmp_path):
 def test_real_tasks_split_as_promised(installed):
     root, _ = installed
     for name, spec in {
-        "rt": P.RottenTomatoes(source="rotten_tomatoes"),
-        "tw": P.Tweets(source="tweets"),
-        "qa": P.ChatterbotQA(source="chatterbot_qa"),
+        "rt": T.RottenTomatoes(source="rotten_tomatoes"),
+        "tw": T.Tweets(source="tweets"),
+        "qa": T.ChatterbotQA(source="chatterbot_qa"),
     }.items():
         splits, labels, _, _ = data.build(name, spec, root / "assets", seed=0)
         groups = [set(df.group) for df in splits.values()]

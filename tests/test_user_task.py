@@ -72,7 +72,7 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     assert sum(card["sizes"].values()) == 230 - 20 and list(card["class_balance"]["train"]) == LABELS
     splits = {s: load_split(repo / "data/tweets", s) for s in SPLITS}
     assert all("café" in t and " n°" in t for t in pd.concat(splits.values()).text_a)  # read as latin-1
-    for split in logits.SPLITS:
+    for split in logits.CACHED_SPLITS:
         cached = logits.load(repo / f"logits/tweets/tiny_a/{split}.safetensors", splits[split])
         assert cached["logits"].shape == (len(splits[split]), 3)
     predictions = pd.read_parquet(repo / "runs/tweets/rl_kd/1/predictions.parquet")

@@ -1,0 +1,62 @@
+"""What a student run reads from disk: a prepared task and its teachers' cached outputs (the stages prepare
+and cache wrote them), with `distill.max_train` applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import logits
+from .params_file import InputError
+from .schema import Params
+from .splits import SPLITS, cap, load_split
+
+
+def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Path(".")) -> dict:
+    """Stack the cached outputs of all teachers: logits and probs [N, K, C], ce [N, K], pooled [N, H_k] per teacher."""
+    out = {}
+    for split in logits.CACHED_SPLITS:
+        df = splits[split]
+        cached = [logits.load(root / "logits" / task / t / f"{split}.safetensors", df) for t in teachers]
+        out[split] = {
+            "logits": torch.stack([c["logits"] for c in cached], 1),
+            "probs": torch.stack([c["probs"] for c in cached], 1),
+            "ce": torch.stack([c["ce"] for c in cached], 1),
+            "pooled": [c["pooled"] for c in cached],
+        }
+    return out
+
+
+@dataclass
+class TaskData:
+    """A prepared task and its teachers' cached outputs: all that a student run reads from disk."""
+
+    task: str
+    splits: dict[str, pd.DataFrame]  # train, dev, test (train capped at `distill.max_train`)
+    cache: dict[str, dict]  # per split the teachers' outputs, as `load_teachers` stacks them
+    gold: dict[str, torch.Tensor]  # per split the gold label ids
+    labels: list[str]  # the label names, in id order
+
+
+def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
+    """Task `task` as the prepare and cache stages wrote it under `root`, with `distill.max_train` applied."""
+    card_path = root / "data" / task / "card.json"
+    if not card_path.is_file():
+        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+    splits = {s: load_split(root / "data" / task, s) for s in SPLITS}
+    cache = load_teachers(task, params.run.teachers, splits, root)  # checked against the whole split, as cached
+    limit = params.distill.max_train
+    if limit is not None and limit < len(splits["train"]):  # the cached rows of the capped subset
+        keep = np.flatnonzero(splits["train"].id.isin(cap(splits["train"], limit, params.seed).id))
+        splits["train"] = splits["train"].iloc[keep].reset_index(drop=True)
+        rows = torch.from_numpy(keep)
+        cache["train"] = {
+            k: [x[rows] for x in v] if isinstance(v, list) else v[rows] for k, v in cache["train"].items()
+        }
+    gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
+    labels = list(pd.read_json(card_path, typ="series")["labels"])
+    return TaskData(task, splits, cache, gold, labels)

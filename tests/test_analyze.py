@@ -261,11 +261,11 @@ def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
 
 
 def test_the_comparisons_are_declared_from_the_names_alone():
-    from analysis import tables
+    from analysis import decision
 
     order = ["ce", "single_a", "u_ensemble", "best_single", "ae_kd", "rl_kd"]
     # the premise (KD helps at all): each fixed-weight KD method against ce; ae_kd and single_a are not among them
-    assert tables.comparisons(order, "rl_kd", "u_ensemble") == [
+    assert decision.comparisons(order, "rl_kd", "u_ensemble") == [
         ("rl_kd", "u_ensemble", "primary"),
         ("rl_kd", "ce", "secondary"),
         ("rl_kd", "single_a", "secondary"),
@@ -274,7 +274,7 @@ def test_the_comparisons_are_declared_from_the_names_alone():
         ("u_ensemble", "ce", "secondary"),
         ("best_single", "ce", "secondary"),
     ]
-    assert tables.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
+    assert decision.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
 
 
 @pytest.mark.parametrize(
@@ -288,10 +288,10 @@ def test_the_comparisons_are_declared_from_the_names_alone():
     ],
 )
 def test_a_null_result_counts_only_with_the_power_to_see_the_gap(p_adjusted, diff, power, expected):
-    from analysis import tables
+    from analysis import decision
 
     row = pd.Series({"p_adjusted": p_adjusted, "diff": diff, "power": power})
-    assert tables.verdict(row, Analysis()) == expected
+    assert decision.verdict(row, Analysis()) == expected
 
 
 def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():

@@ -1,0 +1,268 @@
+"""The report's prose: results/report.md, reading each table and figure in sentences made from its numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import tables
+from .decision import FIXED_KD
+
+
+def count(n: int, one: str, many: str) -> str:
+    """`1 is`, `2 are`: a number with the verb that agrees with it."""
+    return f"{n} {one if n == 1 else many}"
+
+
+def read_teachers(t1: pd.DataFrame) -> str:
+    out = []
+    for task, df in t1.groupby("task", sort=False):
+        if df.student_test.isna().all():
+            out.append(f"On `{task}` no single-teacher student was run (add `single_<teacher>` to run.methods).")
+            continue
+        best_t, best_s = df.loc[df.teacher_test.idxmax()], df.loc[df.student_test.idxmax()]
+        same = best_t.teacher == best_s.teacher
+        out.append(
+            f"On `{task}` the strongest teacher is `{best_t.teacher}` ({100 * best_t.teacher_test:.1f}); the "
+            f"best single-teacher student learns from `{best_s.teacher}` ({100 * best_s.student_test:.1f})"
+            + (" - the same teacher." if same else " - a stronger teacher did not give a stronger student.")
+        )
+        if df.student_test.notna().sum() > 1:
+            spread = 100 * (df.student_test.max() - df.student_test.min())
+            noise = (
+                f", against a student standard deviation over seeds of up to {100 * df.student_std.max():.1f}"
+                if df.student_std.notna().any()
+                else ""
+            )  # one seed: no standard deviation
+            out.append(f"The single-teacher students span {spread:.1f} points{noise}.")
+    if t1.paper_teacher.notna().any():
+        out.append("The paper's Table 1 numbers stand beside ours where task and teacher match.")
+    return " ".join(out)
+
+
+def read_main(runs: pd.DataFrame, tasks: list[str], ref: str, baseline: str) -> str:
+    out = []
+    for task in tasks:
+        m = runs[runs.task == task].groupby("method").test_accuracy.agg(["mean", "std"])
+        ranked = m["mean"].sort_values(ascending=False)
+        rank = list(ranked.index).index(ref) + 1
+        against = [
+            f"{100 * (m.loc[ref, 'mean'] - m.loc[b, 'mean']):+.1f} points against `{b}`"
+            for b in dict.fromkeys((baseline, "ce"))
+            if b in m.index
+        ]
+        out.append(
+            f"On `{task}` the best mean is `{ranked.index[0]}` ({100 * ranked.iloc[0]:.1f}); `{ref}` ranks "
+            f"{rank} of {len(ranked)} ({tables.pm(m.loc[ref, 'mean'], m.loc[ref, 'std'])})"
+            + (", " + " and ".join(against) if against else "")
+            + "."
+        )
+        if m["std"].notna().any() and ranked.max() - ranked.min() < 3 * m["std"].mean():
+            out.append(f"All of `{task}`'s methods lie within three mean seed standard deviations of each other.")
+    return " ".join(out)
+
+
+def pp(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
+    """The primary comparison on one task, with its power, and KD's premise (each fixed-weight KD method - ce)."""
+    out = []
+    for _, r in t[t.role == "primary"].iterrows():
+        power = (
+            "its power is unknown with one seed"
+            if pd.isna(r.mdd)
+            else f"the smallest difference it could detect is {100 * r.mdd:.1f} pp (power {r.power:.2f} at "
+            f"{cfg.gap:g} pp)"
+        )
+        out.append(
+            f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
+            f"[{pp(r.ci_low)}, {pp(r.ci_high)}], bootstrap p {r.p:.3f}; {power}: **{r.verdict}**."
+        )
+    premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(FIXED_KD)]
+    if len(premise):
+        out.append(
+            "KD's premise, "
+            + "; ".join(
+                f"`{r.a}` - `ce`: {pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], {r.verdict}"
+                for _, r in premise.iterrows()
+            )
+            + "."
+        )
+    return out
+
+
+def read_verdict(sig: pd.DataFrame, cfg) -> str:
+    """The report's first section: per task, the answer to "does the method beat the baseline?", with its power."""
+    if sig.empty:
+        return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
+    out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg)]
+    out.append(
+        "Two-way bootstrap over seeds and test examples; a difference that is not significant is `inconclusive` "
+        f"unless the experiment had {100 * cfg.power:.0f}% power to see {cfg.gap:g} pp (Table 3, docs/statistics.md)."
+    )
+    return " ".join(out)
+
+
+def read_significance(sig: pd.DataFrame, cfg) -> str:
+    if sig.empty:
+        return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
+    out = [
+        f"Each verdict comes from the two-way bootstrap (seeds and test examples resampled together): the primary "
+        f"comparison at {cfg.significance}, the secondary ones at {cfg.significance} after Holm correction within "
+        f"each task. A comparison that is not significant is `inconclusive` unless the experiment had "
+        f"{100 * cfg.power:.0f}% power to see a difference of {cfg.gap:g} pp (percentage points; the paper's own gaps "
+        "could not be recovered, docs/statistics.md). Detectable differences are at the comparison's level: the "
+        "full level for the primary one, Holm's strictest (the level over the family's size) for a secondary one."
+    ]
+    for task, t in sig.groupby("task", sort=False):  # the primary comparison and KD's premise: the Verdict
+        second = t[t.role == "secondary"]
+        hits = second[second.verdict.str.startswith(("better", "worse"))]
+        out.append(
+            f"{len(hits)} of {len(second)} secondary comparisons on `{task}` are significant"
+            + (
+                ": " + "; ".join(f"`{r.a}` - `{r.b}` {pp(r['diff'])} ({r.verdict})" for _, r in hits.iterrows())
+                if len(hits)
+                else ""
+            )
+            + f"; {count(int(second.verdict.str.startswith('inconclusive').sum()), 'is', 'are')} "
+            "inconclusive."
+        )
+    seeds = int(sig.seeds.max())
+    if seeds == 1:
+        out.append(
+            "With one seed the seed-to-seed variance is unknown: no power, no test over seeds (paired t, "
+            "Wilcoxon, d_z), and the bootstrap resamples test examples only."
+        )
+    out.append(
+        "The paired t-test, Wilcoxon and McNemar stand beside each verdict without deciding it; McNemar pools "
+        "the seeds' predictions as if they were independent draws."
+    )
+    return " ".join(out)
+
+
+def read_power(power: pd.DataFrame, cfg) -> str:
+    if power.empty:
+        return "No power to report: it needs the primary comparison over two seeds or more."
+    out = []
+    for task, t in power.groupby("task", sort=False):
+        now = t[t.measured].iloc[0]
+        enough = t[t.mdd <= cfg.gap / 100]
+        plan = f"a difference of {cfg.gap:g} pp needs, at {now.examples:,} test examples, " + (
+            f"{int(enough[enough.examples == now.examples].seeds.min())} seeds"
+            if (enough.examples == now.examples).any()
+            else f"more than {int(t.seeds.max())} seeds"
+        )
+        bigger = enough.sort_values(["minutes", "examples"]).iloc[0] if len(enough) else None
+        if bigger is not None and bigger.examples != now.examples:
+            seeds = int(bigger.seeds)
+            plan += (
+                f", or {seeds} seed{'s' if seeds > 1 else ''} at {int(bigger.examples):,} test examples "
+                f"(about {bigger.minutes:.0f} training minutes)"
+            )
+        out.append(
+            f"On `{task}` ({now.comparison}): seed variance {now.var_seed:.2g}, example variance "
+            f"{now.var_example:.2g}, interaction {now.var_residual:.2g} (per seed x example); with "
+            f"{int(now.seeds)} seeds and {int(now.examples):,} test examples it detects {100 * now.mdd:.1f} "
+            f"pp with {100 * cfg.power:.0f}% power at {cfg.significance}; {plan}."
+        )
+    return " ".join(out) + (
+        " Minutes count the training of every method once per seed on this machine, not the "
+        "teachers or the overhead of each run."
+    )
+
+
+def read_selection(sel: pd.DataFrame) -> str:
+    m = sel.groupby(["task", "teacher"])[["right", "wrong"]].mean()
+    parts = [
+        f"`{t}`/`{k}` {r.right:.2f} vs " + (f"{r.wrong:.2f}" if pd.notna(r.wrong) else "- (never wrong)")
+        for (t, k), r in m.iterrows()
+    ]
+    lower = int((m.wrong < m.right).sum())
+    return (
+        f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
+        f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of "
+        f"{int(m.wrong.notna().sum())} (task, teacher) pairs with a wrong instance."
+    )
+
+
+def read_compression(comp: pd.DataFrame) -> str:
+    out = []
+    for task, df in comp.groupby("task", sort=False):
+        teachers = df[df.model != "student"]
+        small = teachers.loc[teachers.parameters.idxmin()]
+        out.append(
+            f"On `{task}` the student is {small.size_ratio:.1f}x smaller than the smallest teacher "
+            f"(`{small.model}`) and {small.speedup_batch32:.1f}x faster at batch 32 "
+            f"({small.speedup_batch1:.1f}x at batch 1)."
+        )
+    return " ".join(out)
+
+
+def report_markdown(params, cfg, sets, n_runs, md, shown, *, runs, t1, sig, power, t4, sel) -> str:
+    """results/report.md: the verdict first, then each table and figure with the sentences that read it."""
+    tasks = params.run.tasks
+    return "\n".join(
+        [
+            "# Results",
+            "",
+            f"Written by `python -m analysis.analyze` (the `analyze` stage) from {n_runs} runs: tasks "
+            f"{', '.join(f'`{t}`' for t in tasks)}"
+            + (f" (evaluation sets {', '.join(f'`{s}`' for s in sets)})" if sets != tasks else "")
+            + f", seeds {params.run.seeds}, teachers {', '.join(params.run.teachers)}.",
+            "",
+            "## Verdict",
+            "",
+            read_verdict(sig, cfg),
+            "",
+            "## Table 1: teachers and single-teacher students",
+            "",
+            md["teachers"],
+            "",
+            read_teachers(t1),
+            "",
+            "![teacher vs student](figures/teacher_vs_student.png)",
+            "",
+            "## Table 2: main comparison",
+            "",
+            md["main"],
+            "",
+            read_main(runs, sets, cfg.reference, cfg.baseline),
+            "",
+            "![main results](figures/main_results.png)",
+            "",
+            "## Table 3: the decision",
+            "",
+            md["significance"],
+            "",
+            read_significance(sig, cfg),
+            "",
+            "## Power",
+            "",
+            md["power"],
+            "",
+            read_power(power, cfg),
+            "",
+            *(["![power](figures/power.png)", ""] if "power" in shown else []),
+            "## Table 4: compression",
+            "",
+            md["compression"],
+            "",
+            read_compression(t4),
+            "",
+            "## The agent",
+            "",
+            "![selection](figures/rl_selection.png)",
+            "",
+            "![selection vs correctness](figures/selection_vs_correctness.png)",
+            "",
+            read_selection(sel),
+            "",
+            "## Learning curves",
+            "",
+            "![learning curves](figures/learning_curves.png)",
+            "",
+            "Tables are also in `tables/` as LaTeX (booktabs) and CSV; figures in `figures/` as PNG and PDF.",
+            "",
+        ]
+    )

@@ -39,9 +39,11 @@ def environment(repo: Path) -> dict:
 def tiny_repo(source: Path, repo: Path) -> None:
     """The tiny profile over `source`'s code (its own tests/conftest.py writes its params), teachers cached."""
     make = f"from pathlib import Path; from tests.conftest import make_tiny_repo; make_tiny_repo(Path({str(repo)!r}))"
-    subprocess.run([sys.executable, "-c", make], cwd=source, env=environment(source), check=True)
     stages = [f"cache@{TASK}-{t}" for t in ("tiny_a", "tiny_b")]
-    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", *stages], cwd=repo, env=environment(repo), check=True)
+    for cmd, cwd in (([sys.executable, "-c", make], source), ([sys.executable, "-m", "dvc", "repro", *stages], repo)):
+        done = subprocess.run(cmd, cwd=cwd, env=environment(cwd), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 def command(repo: Path, method: str) -> list[str]:

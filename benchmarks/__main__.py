@@ -83,7 +83,7 @@ def table(results: dict) -> str:
         )
         only = all(s.startswith("rl_kd@") for s in w["rl_change_would_run"])
         rows.append(
-            f"| `rl.policy_lr` changed (embedded default, `dvc repro --dry`) | "
+            f"| `methods.rl_kd.policy_lr` changed (embedded default, `dvc repro --dry`) | "
             f"{len(w['rl_change_would_run'])} stages: {', '.join(w['rl_change_would_run'])} (analyze follows "
             f"once their outputs change) | the rl_kd runs only | {'yes' if only else 'no'} |"
         )

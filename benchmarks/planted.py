@@ -160,7 +160,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             },
         },
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
-        "methods": {"u_ensemble": {}, "best_single": {}, "ca_mkd": {}, "rl_kd": dict(rl or {})},
+        "methods": {"u_ensemble": {}, "rl_kd": dict(rl or {})},  # the sections of the methods it runs
         "analysis": {},
         "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
     }

@@ -14,8 +14,6 @@ import yaml
 from pipeline import io
 from tests.conftest import make_tiny_repo, run
 
-pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
-
 STAGE = "distill@reviews-u_ensemble-1"
 OUT = "runs/reviews/u_ensemble/1"
 
@@ -79,6 +77,7 @@ def start_and_kill(repo, whole_group: bool) -> None:
     time.sleep(0.2)
 
 
+@pytest.mark.slow  # trains and runs DVC: out of the fast tier
 @pytest.mark.parametrize("whole_group", [False, True], ids=["training-process", "dvc-and-all"])
 def test_a_killed_distill_run_is_completed_by_repro_with_the_same_numbers(long_distill, whole_group):
     repo = long_distill

@@ -30,11 +30,14 @@ def student_loss(
     t2_scaling: bool,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """weights [B, K]: each row sums to 1, or to 0 for an instance that learns from the gold label only."""
+    """weights [B, K]: each row sums to 1, or to 0 for an instance that learns from the gold label only. The
+    teachers' logits and the weights are targets: no gradient flows back into them (a method that learns its
+    weights learns them from its own objective, in its hooks)."""
     ce = F.cross_entropy(student_logits, labels, reduction="none")
     if teacher_logits is None or alpha == 0:
         loss = ce
     else:
+        weights, teacher_logits = weights.detach(), teacher_logits.detach()
         kd = (weights * soft_cross_entropy(student_logits, teacher_logits, temperature)).sum(-1)
         if t2_scaling:
             kd = kd * temperature**2

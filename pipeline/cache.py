@@ -6,7 +6,6 @@ Distillation then reads these files and never runs a teacher forward pass.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from . import compute, logits, models, training
 from .io import atomic_path, provenance, write_json
-from .params_file import named, reported_errors
+from .params_file import arguments, named, reported_errors
 from .schema import load
 from .splits import by_eval_set, load_split
 
@@ -47,7 +46,9 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     named(params, "tasks", task)
     spec = named(params, "teachers", teacher)
     acc = compute.from_params(params.compute)
-    model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
+    model, tokenizer, meta = models.load(
+        Path("models") / task / teacher / "model", f"dvc repro finetune@{task}-{teacher}", task=task, teacher=teacher
+    )
     model.to(acc.device)
     splits = {s: load_split(Path("data") / task, s) for s in logits.CACHED_SPLITS}
     outputs = teacher_outputs(
@@ -72,5 +73,11 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(
+        __spec__.name,
+        __doc__,
+        ("task", str, "a task of params.yaml's tasks section"),
+        ("teacher", str, "a teacher of params.yaml's teachers section"),
+    )
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.task, args.teacher, args.params)

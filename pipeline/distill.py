@@ -8,7 +8,6 @@ teacher forward pass runs here.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 from . import compute, methods, models, training
 from .io import atomic_path, provenance, write_json
 from .losses import fill_empty, student_loss
-from .params_file import InputError, named, reported_errors
+from .params_file import InputError, arguments, named, reported_errors
 from .schema import Distill, Params, load
 from .splits import by_eval_set
 from .task_data import TaskData, load_task
@@ -268,5 +267,12 @@ def main(task: str, method: str, seed: str, params_path: str = "params.yaml") ->
 
 
 if __name__ == "__main__":
+    args = arguments(
+        __spec__.name,
+        __doc__,
+        ("task", str, "a task of params.yaml's tasks section"),
+        ("method", str, "a method (pipeline/methods/) or single_TEACHER"),
+        ("seed", str, "the run's seed, an integer"),
+    )
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.task, args.method, args.seed, args.params)

@@ -6,7 +6,6 @@ Writes models/TASK/TEACHER/model/ (encoder, tokenizer, head) and models/TASK/TEA
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,10 @@ import torch
 
 from . import compute, models, training
 from .assets import load_manifest
-from .io import atomic_path, provenance, read_json, write_json
-from .params_file import InputError, named, reported_errors
+from .io import atomic_path, provenance, write_json
+from .params_file import arguments, named, reported_errors
 from .schema import Params, Teacher, load
-from .splits import SPLITS, by_eval_set, cap, load_split
+from .splits import SPLITS, by_eval_set, cap, load_card, load_split
 
 
 def resolve(params: Params, task: str, teacher: str):
@@ -27,10 +26,7 @@ def resolve(params: Params, task: str, teacher: str):
     named(params, "tasks", task)
     spec = named(params, "teachers", teacher)
     manifest = load_manifest(params.assets.dir) if spec.source == "asset" else None
-    card_path = Path("data") / task / "card.json"
-    if not card_path.is_file():
-        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
-    return spec, manifest, read_json(card_path)
+    return spec, manifest, load_card(Path("data") / task, params.tasks[task])
 
 
 @dataclass
@@ -125,7 +121,7 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
 
     out = Path("models") / task / teacher
     with atomic_path(out / "model") as tmp:
-        models.save(best.model.cpu(), best.tokenizer, tmp, card["labels"], spec.max_length)
+        models.save(best.model.cpu(), best.tokenizer, tmp, card["labels"], spec.max_length, task=task, teacher=teacher)
     history, test_logits, gold = best.history, best.test_logits, best.gold
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])["epoch"]
     write_json(
@@ -156,5 +152,11 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(
+        __spec__.name,
+        __doc__,
+        ("task", str, "a task of params.yaml's tasks section"),
+        ("teacher", str, "a teacher of params.yaml's teachers section"),
+    )
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.task, args.teacher, args.params)

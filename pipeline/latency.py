@@ -9,7 +9,6 @@ trained ones (the distill runs keep predictions, not weights).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ from safetensors.torch import save_file
 
 from . import models, training
 from .io import provenance, write_json
-from .params_file import named, reported_errors
+from .params_file import arguments, named, reported_errors
 from .schema import load
-from .splits import load_split
+from .splits import load_card, load_split
 
 
 @torch.inference_mode()
@@ -73,10 +72,15 @@ def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
     named(params, "tasks", task)
     torch.manual_seed(params.seed)
     splits = {s: load_split(Path("data") / task, s) for s in ("train", "test")}
-    labels = pd.read_json(Path("data") / task / "card.json", typ="series")["labels"]
+    labels = load_card(Path("data") / task, params.tasks[task])["labels"]
     rows = []
     for teacher in params.run.teachers:
-        model, tokenizer, meta = models.load(Path("models") / task / teacher / "model")
+        model, tokenizer, meta = models.load(
+            Path("models") / task / teacher / "model",
+            f"dvc repro finetune@{task}-{teacher}",
+            task=task,
+            teacher=teacher,
+        )
         rows.append(measure(teacher, model, tokenizer, splits["test"], meta["max_length"], repeats))
     train = splits["train"]
     student, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(labels))
@@ -88,5 +92,6 @@ def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(__spec__.name, __doc__, ("task", str, "a task of params.yaml's tasks section"))
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.task, args.params)

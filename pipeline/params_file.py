@@ -8,7 +8,9 @@ method's own section, pipeline/methods/; analysis/settings.py; the cluster's, pi
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import errno
 import re
 import sys
 from contextlib import contextmanager
@@ -71,7 +73,7 @@ def read(path: str | Path) -> dict:
     # YAML 1.2, as DVC reads and writes it: `dvc exp run -S` rewrites the file, and leaves a label such as
     # `no` unquoted, which an older (1.1) reader would take for false
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")  # whatever the locale: a C locale reads ASCII only
         yaml = YAML(typ="safe", pure=True)
         sizes: dict = {}
         size = expanded_size(yaml.compose(text), sizes)
@@ -83,6 +85,10 @@ def read(path: str | Path) -> dict:
                 "write the values out instead of repeating them with aliases"
             )
         raw = yaml.load(text) or {}
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at offset {err.start})"
+        ) from None
     except RecursionError:  # lists within lists a few thousand deep
         raise InputError(f"{path}: nested too deeply to be a parameter file") from None
     except YAMLError as err:
@@ -159,11 +165,36 @@ def named(params, kind: str, name: str):
     return defined[name]
 
 
+def arguments(prog: str, doc: str, *positional: tuple[str, type, str], argv: list[str] | None = None):
+    """A stage's command line: `positional` arguments (name, type, help), then `--params PATH`. `--help` prints
+    the module's docstring; a wrong count or type of argument is a usage error (exit code 2)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {prog}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for name, kind, text in positional:
+        parser.add_argument(name, type=kind, help=text)
+    parser.add_argument(
+        "--params", default="params.yaml", metavar="PATH", help="the parameter file (default: %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+# what the machine refuses a stage (a read-only folder, a full disk, a file-size limit): one line, no traceback
+ENVIRONMENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EMFILE}
+
+
 @contextmanager
 def reported_errors():
-    """Turn InputError into a one-line message and exit code 2 (for a stage's __main__)."""
+    """Turn InputError, and the machine's refusals (ENVIRONMENT), into a one-line message and exit code 2 (for a
+    stage's __main__)."""
     try:
         yield
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in ENVIRONMENT:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err} (the machine refused; nothing was written there)", file=sys.stderr)
         sys.exit(2)

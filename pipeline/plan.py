@@ -10,11 +10,13 @@ examples processed divided by them.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 
-from .params_file import reported_errors
+from .io import remove_stale
+from .params_file import InputError, reported_errors
 from .schema import Params, load
+from .splits import load_card
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
 GLUE_SIZES = {
@@ -31,10 +33,26 @@ GLUE_SIZES = {
 GLUE_EVAL_SIZES = {"mnli": {"mnli_m": 9_815, "mnli_mm": 9_832}}
 
 
+OUTPUTS = ("data", "models", "logits", "runs", "results")  # where the stages write
+
+
+def sweep(roots=OUTPUTS) -> list[Path]:
+    """Remove what killed stages left in the output folders (io.atomic_path's partials of ended processes)."""
+    removed = []
+    for root in map(Path, roots):
+        folders = [root, *root.rglob("*")] if root.is_dir() else []
+        for folder in folders:
+            if folder.is_dir():  # not one removed a moment ago
+                removed += remove_stale(folder)
+    return removed
+
+
 def task_sizes(name: str, spec) -> dict | None:
-    card = Path("data") / name / "card.json"
-    if card.is_file():
-        return json.loads(card.read_text())["sizes"]
+    if (Path("data") / name / "card.json").is_file():
+        try:
+            return load_card(Path("data") / name, spec)["sizes"]
+        except InputError:  # damaged or stale: `dvc repro` prepares it again
+            pass
     if spec.source == "glue":
         train, test = GLUE_SIZES[spec.name]
         dev = round(train * spec.dev_fraction)
@@ -204,19 +222,32 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, rl=None, cluster
     return lines, hours
 
 
+def speed(text: str) -> float:
+    """An examples/s option: a positive, finite number (0 would divide by zero; a negative, negative hours)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of examples per second, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("params", nargs="?", default="params.yaml")
+    ap = argparse.ArgumentParser(prog="python -m pipeline.plan", description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", metavar="PATH", help="the parameter file (default: %(default)s)")
     ap.add_argument(
         "--base-ex-s",
-        type=float,
+        type=speed,
         default=500.0,
         help="teacher forward examples/s (default: a guess for a base model at length 128 on one GPU)",
     )
-    ap.add_argument("--student-ex-s", type=float, default=2000.0, help="student forward examples/s")
+    ap.add_argument("--student-ex-s", type=speed, default=2000.0, help="student forward examples/s")
     args = ap.parse_args(argv)
     with reported_errors():
         params, chosen, cluster = check(args.params)
+        for p in sweep():
+            print(f"plan: removed {p}, left by a stage that was killed")
         lines, _ = plan(params, args.base_ex_s, args.student_ex_s, chosen["rl_kd"], cluster)
     print("\n".join(lines))
 

@@ -5,12 +5,11 @@ Usage: python -m pipeline.prepare TASK   (writes data/TASK/)
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from . import data
 from .io import atomic_path, provenance, write_json
-from .params_file import named, reported_errors
+from .params_file import arguments, named, reported_errors
 from .schema import load
 from .splits import split_hash
 
@@ -80,7 +79,7 @@ def main(task: str, params_path: str = "params.yaml") -> None:
         out.mkdir()
         for s, df in splits.items():
             df.to_parquet(out / f"{s}.parquet", index=False)
-        write_json(out / "card.json", info)
+        write_json(out / "card.json", info, seal=True)  # later stages refuse an edited card
     sizes = ", ".join(f"{s} {n}" for s, n in info["sizes"].items())
     print(f"prepare: {task}: {sizes}; labels {labels}; written to data/{task}/")
     dup = info["duplicate_texts"]
@@ -96,5 +95,6 @@ def main(task: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(__spec__.name, __doc__, ("task", str, "a task of params.yaml's tasks section"))
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.task, args.params)

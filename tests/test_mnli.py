@@ -126,7 +126,7 @@ def test_the_plan_trains_mnli_once_and_says_what_that_saves(tmp_path, monkeypatc
     from tests.test_paper_profile import ROOT
 
     monkeypatch.chdir(tmp_path)
-    plan.main([str(ROOT / "params-paper.yaml")])
+    plan.main(["--params", str(ROOT / "params-paper.yaml")])
     out = capsys.readouterr().out
     assert "mnli              mnli               353,432   39,270   19,647" in out  # 9,815 + 9,832 validation pairs
     assert "mnli_m and mnli_mm share one training set" in out

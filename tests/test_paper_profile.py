@@ -29,7 +29,7 @@ def test_the_paper_profile_is_valid_and_is_the_papers_setup():
 def test_plan_counts_runs_and_glue_sizes_without_a_network(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)  # no prepared data here: sizes come from GLUE's published ones
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    plan.main([str(ROOT / "params-paper.yaml"), "--base-ex-s", "1000"])
+    plan.main(["--params", str(ROOT / "params-paper.yaml"), "--base-ex-s", "1000"])
     out = capsys.readouterr().out
     assert "finetune x24" in out and "distill x162" in out and "single x72" in out and "rl_kd x18" in out
     assert "mrpc                 3,301      367      408" in out  # 3,668 train, 10% kept as dev; 408 validation

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from .params_file import InputError
+
 
 def sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
@@ -23,18 +25,45 @@ def sha256(path: str | Path, chunk: int = 1 << 22) -> str:
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary sibling of `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary sibling of `path`; on success it replaces `path`, on error it is removed.
+
+    The sibling is named by this process (`.NAME.partial-PID`): one that a killed stage left behind is
+    removed by the next write of `path`, or by `remove_stale(folder)` (`make repro`'s plan step). A folder is
+    replaced by two renames, old out then new in, so that a kill never leaves it half removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    remove_stale(path.parent, path.name)
+    tmp, old = (path.with_name(f".{path.name}.{kind}-{os.getpid()}") for kind in ("partial", "old"))
     _remove(tmp)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            os.replace(path, old)
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+        _remove(old)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(folder: str | Path, name: str = "*") -> list[Path]:
+    """Remove the `.NAME.partial-PID` and `.NAME.old-PID` siblings in `folder` whose process has ended."""
+    stale = []
+    for p in sorted(Path(folder).glob(f".{name}.*-*")):
+        kind, _, pid = p.name.rpartition(".")[2].partition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not _alive(int(pid)):
+            _remove(p)
+            stale.append(p)
+    return stale
 
 
 def _remove(p: Path) -> None:
@@ -44,13 +73,61 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
-def write_json(path: str | Path, obj) -> None:
+def record_digest(record: dict) -> str:
+    """The sha256 of a JSON record's fields, `record_sha256` aside: a sealed record carries it, so that an edit
+    to a file that later stages trust (a task card, a classifier's labels) is caught like a damaged weight file."""
+    fields = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def write_json(path: str | Path, obj, seal: bool = False) -> None:
+    """`obj` as indented JSON, atomically; `seal` adds `record_sha256` (read_json(..., sealed=True) checks it)."""
+    if seal:
+        obj = {**obj, "record_sha256": record_digest(obj)}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path, rerun: str = "", keys: tuple[str, ...] = (), kind: type = dict, sealed: bool = False):
+    """A JSON file that a stage wrote: a `kind` (dict or list of dicts) holding `keys` (each record, for a list);
+    `sealed`: a record written with write_json(..., seal=True), unedited since.
+
+    A missing, truncated, malformed or edited file is an InputError naming the file and `rerun` (the stage
+    that writes it, e.g. "dvc repro prepare@rt"), never a traceback in the stage that reads it."""
+    path, hint = Path(path), f"; rerun `{rerun}`" if rerun else ""
+    if not path.is_file():
+        raise InputError(f"{path}: not found{hint}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err}){hint}") from None
+    records = obj if kind is list and isinstance(obj, list) else [obj]
+    if not isinstance(obj, kind) or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"{path}: expected a JSON {'list of objects' if kind is list else 'object'}{hint}")
+    for r in records:
+        missing = [k for k in keys if k not in r]
+        if missing:
+            raise InputError(f"{path}: fields {missing} missing{hint}")
+    if sealed and obj.get("record_sha256") != record_digest(obj):
+        raise InputError(f"{path}: edited since its stage wrote it (its fields differ from their record_sha256){hint}")
+    return obj
+
+
+def read_parquet(path: str | Path, rerun: str = "", columns: tuple[str, ...] = ()):
+    """A Parquet file that a stage wrote, with `columns`; missing, damaged or short of a column: an InputError."""
+    import pandas as pd
+
+    path, hint = Path(path), f"; rerun `{rerun}`" if rerun else ""
+    if not path.is_file():
+        raise InputError(f"{path}: not found{hint}")
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's errors for a truncated or damaged file derive from these
+        raise InputError(f"{path}: unreadable Parquet ({type(err).__name__}){hint}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: columns {missing} missing{hint}")
+    return df
 
 
 def provenance(seed: int | None = None, params=None, compute: dict | None = None, machine: bool = True) -> dict:

@@ -57,32 +57,33 @@ def save(path: Path, split: pd.DataFrame, values: dict[str, torch.Tensor], **met
     )
 
 
-def load(path: str | Path, split: pd.DataFrame) -> dict[str, torch.Tensor]:
-    """Load a cached split, refusing it unless it was computed on exactly `split`."""
+def load(path: str | Path, split: pd.DataFrame, **names) -> dict[str, torch.Tensor]:
+    """Load a cached split, refusing it unless it was computed on exactly `split` by the teacher and task in
+    `names` (task=..., teacher=...; the cache stage writes both into the file's metadata)."""
     path = Path(path)
+    rerun = f"rerun `dvc repro cache@{path.parent.parent.name}-{path.parent.name}`"
     if not path.is_file():
-        raise InputError(f"{path}: teacher cache not found; run the cache stage for it")
+        raise InputError(f"{path}: teacher cache not found; {rerun}")
     try:
         with safe_open(str(path), "pt") as f:
             stored = f.metadata() or {}
         if "rlkd" not in stored:
-            raise InputError(f"{path}: written by an older cache stage (no rlkd metadata); rerun the cache stage")
+            raise InputError(f"{path}: written by an older cache stage (no rlkd metadata); {rerun}")
         meta = json.loads(stored["rlkd"])
         values = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"{path}: unreadable teacher cache ({err}); rerun the cache stage for it") from None
+        raise InputError(f"{path}: unreadable teacher cache ({err}); {rerun}") from None
+    for key, expected in names.items():
+        if meta.get(key) != expected:
+            raise InputError(f"{path}: the cache of {key} {meta.get(key)!r}, not {expected!r}; {rerun}")
     if meta.get("split_sha256") != split_hash(split) or meta.get("ids") != list(split.id):
         raise InputError(
-            f"{path}: computed on other data (example ids or split digest differ from the "
-            "prepared split); rerun the cache stage for it"
+            f"{path}: computed on other data (example ids or split digest differ from the prepared split); {rerun}"
         )
     n = len(split)
     bad = [k for k in FIELDS if k not in values or values[k].shape[0] != n]
     if bad:
-        raise InputError(f"{path}: fields {bad} missing or not {n} rows long; rerun the cache stage for it")
+        raise InputError(f"{path}: fields {bad} missing or not {n} rows long; {rerun}")
     if meta.get("sha256") != digest(values):
-        raise InputError(
-            f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); "
-            "rerun the cache stage for it"
-        )
+        raise InputError(f"{path}: corrupted (the sha256 of its tensors differs from the one saved with them); {rerun}")
     return values

@@ -7,7 +7,6 @@ uses as the teacher's "[CLS]" representation.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from .io import sha256
+from .io import read_json, sha256, write_json
 from .params_file import InputError
 from .schema import Encoder, Params, Teacher, usable_positions
 
@@ -162,35 +161,49 @@ def build_student(params: Params, texts: list[str], num_labels: int):
 # ---- saving and loading fine-tuned classifiers ------------------------------------------------
 
 
-def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_length: int) -> None:
+def files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "classifier.json")
+
+
+def save(model: Classifier, tokenizer, folder: Path, labels: list[str], max_length: int, **names) -> None:
+    """The encoder and tokenizer (transformers' format), the head, and classifier.json: the labels, pooling,
+    `names` (task, teacher) and the sha256 of every file in the folder, config and tokenizer included."""
     folder.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(folder / "encoder")
     tokenizer.save_pretrained(folder / "encoder")
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, folder / "head.safetensors")
-    weights = sorted((folder / "encoder").glob("*.safetensors")) + [folder / "head.safetensors"]
     meta = {
+        **names,
         "labels": labels,
         "pooling": model.pooling,
         "max_length": max_length,
-        "sha256": {str(w.relative_to(folder)): sha256(w) for w in weights},
+        "sha256": {p.relative_to(folder).as_posix(): sha256(p) for p in files_of(folder)},
     }
-    (folder / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(folder / "classifier.json", meta, seal=True)
 
 
-def load(folder: str | Path) -> tuple[Classifier, object, dict]:
-    """Load a saved classifier, refusing files whose digests do not match what was saved."""
+def load(folder: str | Path, rerun: str = "dvc repro finetune", **names) -> tuple[Classifier, object, dict]:
+    """Load a saved classifier, refusing a folder that differs in any way from what `save` wrote: a file
+    added, missing or changed, an edited classifier.json, or other `names` (task, teacher) than expected."""
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(folder)
     meta_path = folder / "classifier.json"
     if not meta_path.is_file():
-        raise InputError(f"{folder}: not a saved classifier (no classifier.json); run the finetune stage")
-    meta = json.loads(meta_path.read_text())
-    for rel, digest in meta["sha256"].items():
-        if not (folder / rel).is_file() or sha256(folder / rel) != digest:
+        raise InputError(f"{folder}: not a saved classifier (no classifier.json); rerun `{rerun}`")
+    meta = read_json(meta_path, rerun, keys=("labels", "pooling", "max_length", "sha256"), sealed=True)
+    for key, expected in names.items():
+        if meta.get(key) != expected:
+            raise InputError(f"{meta_path}: saved for {key} {meta.get(key)!r}, not {expected!r}; rerun `{rerun}`")
+    present = {p.relative_to(folder).as_posix() for p in files_of(folder)}
+    for rel in sorted(present | set(meta["sha256"])):
+        if rel not in meta["sha256"]:
             raise InputError(
-                f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); "
-                "rerun the finetune stage for it"
+                f"{folder / rel}: not written by the finetune stage (not in classifier.json); rerun `{rerun}`"
+            )
+        if rel not in present or sha256(folder / rel) != meta["sha256"][rel]:
+            raise InputError(
+                f"{folder / rel}: missing or corrupted (sha256 differs from classifier.json); rerun `{rerun}`"
             )
     encoder = AutoModel.from_pretrained(folder / "encoder")
     model = Classifier(encoder, len(meta["labels"]), meta["pooling"])

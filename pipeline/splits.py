@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .io import read_json
 from .params_file import InputError
 
 SPLITS = ("train", "dev", "test")
@@ -57,17 +58,34 @@ def by_eval_set(key: str, df: pd.DataFrame, logits, labels) -> dict:
     }
 
 
+def load_card(task_dir: str | Path, spec=None) -> dict:
+    """data/TASK/card.json as `prepare` wrote it, for `spec` (the task's section of params.yaml) when given: a
+    missing, damaged or edited card, or one written for other settings, is refused with the stage to rerun."""
+    task_dir = Path(task_dir)
+    path, rerun = task_dir / "card.json", f"dvc repro prepare@{task_dir.name}"
+    card = read_json(path, rerun, keys=("task", "labels", "sizes", "split_sha256", "provenance"), sealed=True)
+    if card["task"] != task_dir.name:
+        raise InputError(f"{path}: the card of task {card['task']!r}, not {task_dir.name!r}; rerun `{rerun}`")
+    if spec is not None and card["provenance"].get("params") != json.loads(json.dumps(spec.model_dump())):
+        raise InputError(
+            f"{path}: written for other tasks.{task_dir.name} settings than params.yaml's; rerun `{rerun}`"
+        )
+    return card
+
+
 def load_split(task_dir: str | Path, split: str) -> pd.DataFrame:
     path = Path(task_dir) / f"{split}.parquet"
     if not path.is_file():
-        raise InputError(f"{path}: prepared split not found; run `dvc repro prepare` first")
+        raise InputError(f"{path}: prepared split not found; run `dvc repro prepare@{Path(task_dir).name}` first")
     try:
         df = pd.read_parquet(path)
     except (OSError, ValueError) as err:  # pyarrow's errors for a truncated or damaged file derive from these
-        raise InputError(f"{path}: unreadable ({type(err).__name__}); rerun `dvc repro prepare`") from None
+        raise InputError(
+            f"{path}: unreadable ({type(err).__name__}); rerun `dvc repro prepare@{Path(task_dir).name}`"
+        ) from None
     df["text_b"] = df["text_b"].astype(object).where(df["text_b"].notna(), None)
-    card = Path(task_dir) / "card.json"
-    if card.is_file() and json.loads(card.read_text())["split_sha256"].get(split) != split_hash(df):
-        raise InputError(f"{path}: its rows differ from the digest in {card}; rerun `dvc repro prepare`")
-    check_ids(df, str(path), "; rerun `dvc repro prepare`")
+    rerun = f"dvc repro prepare@{Path(task_dir).name}"
+    if (Path(task_dir) / "card.json").is_file() and load_card(task_dir)["split_sha256"].get(split) != split_hash(df):
+        raise InputError(f"{path}: its rows differ from the digest in its card.json; rerun `{rerun}`")
+    check_ids(df, str(path), f"; rerun `{rerun}`")
     return df

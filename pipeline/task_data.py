@@ -11,9 +11,8 @@ import pandas as pd
 import torch
 
 from . import logits
-from .params_file import InputError
 from .schema import Params
-from .splits import SPLITS, cap, load_split
+from .splits import SPLITS, cap, load_card, load_split
 
 
 def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Path(".")) -> dict:
@@ -21,7 +20,9 @@ def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Pat
     out = {}
     for split in logits.CACHED_SPLITS:
         df = splits[split]
-        cached = [logits.load(root / "logits" / task / t / f"{split}.safetensors", df) for t in teachers]
+        cached = [
+            logits.load(root / "logits" / task / t / f"{split}.safetensors", df, task=task, teacher=t) for t in teachers
+        ]
         out[split] = {
             "logits": torch.stack([c["logits"] for c in cached], 1),
             "probs": torch.stack([c["probs"] for c in cached], 1),
@@ -44,9 +45,7 @@ class TaskData:
 
 def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
     """Task `task` as the prepare and cache stages wrote it under `root`, with `distill.max_train` applied."""
-    card_path = root / "data" / task / "card.json"
-    if not card_path.is_file():
-        raise InputError(f"{card_path}: task not prepared; run `dvc repro prepare@{task}` first")
+    card = load_card(root / "data" / task, params.tasks[task])
     splits = {s: load_split(root / "data" / task, s) for s in SPLITS}
     cache = load_teachers(task, params.run.teachers, splits, root)  # checked against the whole split, as cached
     limit = params.distill.max_train
@@ -58,5 +57,4 @@ def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
             k: [x[rows] for x in v] if isinstance(v, list) else v[rows] for k, v in cache["train"].items()
         }
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
-    labels = list(pd.read_json(card_path, typ="series")["labels"])
-    return TaskData(task, splits, cache, gold, labels)
+    return TaskData(task, splits, cache, gold, list(card["labels"]))

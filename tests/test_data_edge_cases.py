@@ -10,6 +10,7 @@ import yaml
 from pipeline import finetune, glue, prepare, splits
 from pipeline import schema as P
 from pipeline import task_schema as T
+from pipeline.io import record_digest
 from tests.conftest import sentiment_frame, write_params
 
 
@@ -131,11 +132,12 @@ def test_repeated_ids_in_a_prepared_split_are_refused(workdir):
     df.to_parquet(workdir / "data/reviews/train.parquet", index=False)
     info = card(workdir)
     info["split_sha256"]["train"] = splits.split_hash(df)
+    info["record_sha256"] = record_digest(info)  # a card resealed: only the ids are wrong
     (workdir / "data/reviews/card.json").write_text(json.dumps(info))
     with pytest.raises(
         P.InputError,
         match=r"train.parquet: example id 'reviews-[0-9a-f]{16}' occurs more than once "
-        r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare`",
+        r"\(1 repeat\(s\)\); ids must be unique within a split; rerun `dvc repro prepare@reviews`",
     ):
         splits.load_split(workdir / "data/reviews", "train")
 
@@ -170,7 +172,7 @@ def test_a_damaged_prepared_split_is_refused(workdir, damage):
         df.loc[0, "text_a"] = "something else"
         df.to_parquet(path, index=False)
         words = "differ from the digest in"
-    with pytest.raises(P.InputError, match=rf"train.parquet: .*{words}.*rerun `dvc repro prepare`"):
+    with pytest.raises(P.InputError, match=rf"train.parquet: .*{words}.*rerun `dvc repro prepare@reviews`"):
         splits.load_split(workdir / "data/reviews", "train")
 
 

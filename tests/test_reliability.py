@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -110,12 +111,40 @@ def test_atomic_path_leaves_the_old_file_or_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+DEAD = 4_194_305  # above Linux's largest process id: no process has it
+
+
 def test_a_stale_partial_folder_is_cleared_by_the_next_write(tmp_path):
-    stale = tmp_path / ".run.partial"
-    stale.mkdir()
-    (stale / "predictions.parquet").write_text("half")
+    for kind in ("partial", "old"):  # a kill while writing, and one between the two renames
+        stale = tmp_path / f".run.{kind}-{DEAD}"
+        stale.mkdir()
+        (stale / "predictions.parquet").write_text("half")
     with io.atomic_path(tmp_path / "run") as tmp:
         tmp.mkdir()
         (tmp / "metrics.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["metrics.json"]
+
+
+def test_only_the_partials_of_ended_processes_are_removed(tmp_path):
+    ended, running = tmp_path / f".data.partial-{DEAD}", tmp_path / f".data.partial-{os.getppid()}"
+    for p in (ended, running, tmp_path / "data"):
+        p.mkdir()
+    assert io.remove_stale(tmp_path) == [ended]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, "data"])
+
+
+def test_a_replaced_folder_is_never_missing_between_old_and_new(tmp_path, monkeypatch):
+    """The old folder is renamed away, not deleted, before the new one moves in: a kill at any point leaves
+    either folder in place under its name, or the old one under `.NAME.old-PID` for the next write to clear."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "v").write_text("1")
+    moves = []
+    real = os.replace
+    monkeypatch.setattr(io.os, "replace", lambda a, b: (moves.append((Path(a).name, Path(b).name)), real(a, b)))
+    with io.atomic_path(tmp_path / "data") as tmp:
+        tmp.mkdir()
+        (tmp / "v").write_text("2")
+    pid = os.getpid()
+    assert moves == [("data", f".data.old-{pid}"), (f".data.partial-{pid}", "data")]
+    assert (tmp_path / "data" / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["data"]

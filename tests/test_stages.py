@@ -107,7 +107,7 @@ def test_a_teacher_scored_on_a_sample_of_the_test_set(workdir):
 
 
 def test_finetune_needs_prepared_data(workdir):
-    with pytest.raises(P.InputError, match=r"data/reviews/card.json: task not prepared"):
+    with pytest.raises(P.InputError, match=r"data/reviews/card.json: not found; rerun `dvc repro prepare@reviews`"):
         finetune.main("reviews", "tiny_a")
 
 

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from .. import compute, training
 from ..agent import Agent
+from ..params_file import InputError
 from ..reward import Reward
 from ..schema import Strict
 from . import Method, Weighting
@@ -61,6 +62,9 @@ class Settings(Strict):
                 "its update nor any reward depends on the sampled selections and the policy gradient "
                 "is zero in expectation; use hard"
             )
+        twice = sorted({f for f in self.state if self.state.count(f) > 1})
+        if twice:
+            raise ValueError(f"state: {twice} named more than once; each feature once")
         unused = {
             "baseline_momentum": self.reward in TEACHER_REWARDS,
             "scalar_reward": self.reward not in SCALAR_REWARDS,
@@ -78,6 +82,11 @@ def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     """(training rows, held-out rows): a seeded `fraction` of train kept out for the reward's batches."""
     order = np.random.default_rng(seed).permutation(n)
     cut = max(1, int(round(fraction * n)))
+    if cut >= n:
+        raise InputError(
+            f"distill.max_train: {n} training example(s) (the capped train split) leave none for the student once "
+            f"methods.rl_kd.held_out_fraction ({fraction}) keeps {cut} out for the reward; at least 2"
+        )
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 

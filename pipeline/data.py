@@ -18,6 +18,7 @@ import yaml
 
 from .params_file import InputError
 from .splits import SPLITS, cap, check_ids
+from .user_files import user_examples
 
 
 def example_id(prefix: str, *parts) -> str:
@@ -121,74 +122,9 @@ def chatterbot_qa(folder: Path, spec, seed: int):
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), ["other_answer", "answer"]
 
 
-# ---- a user's file -------------------------------------------------------------------------
-
-
-def file_kind(path: Path, key: str) -> str:
-    suffix = "".join(path.suffixes[-2:]) if path.suffix in {".gz", ".bz2"} else path.suffix
-    for kind in ("csv", "jsonl", "json", "parquet"):
-        if suffix.startswith(f".{kind}"):
-            return "jsonl" if kind == "json" else kind
-    raise InputError(f"{key}.path: {path}: unknown file type {suffix!r}; expected .csv, .jsonl or .parquet")
-
-
-def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read a user's file; `key` (tasks.NAME) is named in every error."""
-    if not path.is_file():
-        raise InputError(f"{key}.path: {path}: data file not found")
-    kind = file_kind(path, key)
-    try:
-        if kind == "csv":
-            return pd.read_csv(path, keep_default_na=False, encoding=encoding)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, encoding=encoding)
-        return pd.read_parquet(path)
-    except UnicodeDecodeError as err:  # text in any language is welcome, in the encoding the task declares
-        raise InputError(
-            f"{path}: not valid {encoding} (byte {err.object[err.start : err.start + 1]!r} at offset "
-            f"{err.start} of a decoded block); set {key}.encoding (e.g. latin-1, cp1252) or save "
-            "the file as UTF-8"
-        ) from None
-
-
-def locate(raw: pd.DataFrame, row: int, kind: str) -> str:
-    """Where data row `row` (0-based, as read) starts in its file, as an editor counts: the CSV header is
-    line 1 and a quoted text may span lines; blank lines, which pandas skips, are not counted."""
-    if kind == "parquet":
-        return f"row {row + 1}"
-    if kind == "jsonl":
-        return f"line {row + 1}"
-    breaks = sum(int(raw[c].iloc[:row].astype(str).str.count("\n").sum()) for c in raw.columns)
-    return f"line {row + 2 + breaks}"
-
-
 def user_file(name: str, spec, seed: int):
-    path, key = Path(spec.path), f"tasks.{name}"
-    raw = read_table(path, key, spec.encoding)
-    kind = file_kind(path, key)
-    wanted = [c for c in (spec.text_a, spec.text_b, spec.label, spec.group) if c]
-    missing = [c for c in wanted if c not in raw.columns]
-    if missing:
-        raise InputError(f"{path}: columns {missing} (from {key}) not found; the file has {list(raw.columns)}")
-    labels = raw[spec.label].astype(str)
-    unknown = sorted(set(labels) - set(spec.labels))
-    if unknown:
-        row = int(np.flatnonzero(~labels.isin(spec.labels))[0])
-        raise InputError(
-            f"{path}: {locate(raw, row, kind)} has label {labels.iloc[row]!r}, not in {key}.labels "
-            f"{spec.labels} ({len(unknown)} unknown label value(s) in all: {unknown[:5]})"
-        )
-    for col in (spec.text_a, spec.text_b):
-        if col:
-            empty = raw[col].isna() | (raw[col].astype(str).str.strip() == "")
-            if empty.any():
-                raise InputError(
-                    f"{path}: column {col!r} is empty in {int(empty.sum())} row(s), "
-                    f"first at {locate(raw, int(np.flatnonzero(empty)[0]), kind)}"
-                )
-    index = {lab: i for i, lab in enumerate(spec.labels)}
-    text_b = raw[spec.text_b].astype(str) if spec.text_b else [None] * len(raw)
-    df = frame(name, raw[spec.text_a].astype(str), text_b, labels.map(index), raw[spec.group] if spec.group else None)
+    text_a, text_b, labels, group = user_examples(name, spec)  # read as written, checked (pipeline/user_files.py)
+    df = frame(name, text_a, text_b, labels, group)
     return split_by_group(df, spec.dev_fraction, spec.test_fraction, seed), list(spec.labels)
 
 

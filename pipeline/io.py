@@ -40,6 +40,10 @@ def atomic_path(path: str | Path):
         if path.is_dir() and not path.is_symlink():
             os.replace(path, old)
         os.replace(tmp, path)
+    except OSError as err:  # a library's write error (pyarrow's) may not say which file: this output
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     finally:
         _remove(tmp)
         _remove(old)

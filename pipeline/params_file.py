@@ -196,5 +196,8 @@ def reported_errors():
         if err.errno not in ENVIRONMENT:
             raise
         where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err} (the machine refused; nothing was written there)", file=sys.stderr)
+        print(
+            f"error: {where}{err.strerror or err} (refused by the machine; the outputs are as they were)",
+            file=sys.stderr,
+        )
         sys.exit(2)

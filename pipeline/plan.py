@@ -13,6 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
+from . import user_data
 from .io import remove_stale
 from .params_file import InputError, reported_errors
 from .schema import Params, load
@@ -73,6 +74,7 @@ def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
     from . import cluster, methods
 
     params = load(path)
+    user_data.check(Path("user_data"))  # before DVC hashes it: a FIFO there would hang `dvc status`
     chosen = methods.run_methods(params, path)
     analysis_settings(params, path)
     return params, chosen, cluster.settings(path)

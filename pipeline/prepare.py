@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data
+from . import data, user_data
 from .io import atomic_path, provenance, write_json
 from .params_file import arguments, named, reported_errors
 from .schema import load
@@ -72,6 +72,7 @@ def card(name: str, splits: dict, labels: list[str], source: str, removed: dict)
 def main(task: str, params_path: str = "params.yaml") -> None:
     params = load(params_path)
     spec = named(params, "tasks", task)
+    user_data.check(Path("user_data"))  # a dependency of every prepare stage, hashed whole by DVC
     splits, labels, source, removed = data.build(task, spec, Path(params.assets.dir), params.seed)
     info = card(task, splits, labels, source, removed)
     info["provenance"] = provenance(params.seed, spec.model_dump(), machine=False)

@@ -228,7 +228,7 @@ def load_manifest(root: str | Path) -> dict:
     path = Path(root) / "manifest.json"
     if not path.is_file():
         raise InputError(f"{path}: asset manifest not found; run `dvc repro assets` first")
-    return read_json(path)
+    return read_json(path, "dvc repro assets", keys=("assets",))
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -240,7 +240,11 @@ def main(params_path: str = "params.yaml") -> None:
     entries.update({name: ensure_corpus(name, root) for name in cfg.corpora})
     manifest = {"assets": entries, "provenance": provenance(machine=False)}
     old = root / "manifest.json"
-    if not old.is_file() or read_json(old) != manifest:
+    try:
+        same = read_json(old) == manifest
+    except InputError:  # none yet, or damaged: written anew
+        same = False
+    if not same:
         write_json(old, manifest)
     print(f"assets: {len(entries)} assets verified; manifest at {old}")
 

@@ -1,6 +1,6 @@
 """Table 5: the RL-KD ablations that were run as DVC experiments.
 
-Usage: python -m analysis.ablation   (after e.g. `dvc exp run -S methods.rl_kd.reward=neg_ce`)
+Usage: python -m analysis.ablation [--params PATH]   (after e.g. `dvc exp run -S methods.rl_kd.reward=neg_ce`)
 Writes results/ablation.{md,tex,csv}.
 Reads `dvc exp show --json -A`: for every experiment, the `methods.rl_kd` settings that differ from params.yaml's
 and RL-KD's mean test accuracy from that experiment's results/metrics.json; the first row is the
@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import methods
+from pipeline.io import read_json
+from pipeline.params_file import InputError, arguments, reported_errors
 from pipeline.schema import load
 
 from . import tables
@@ -59,14 +61,22 @@ def table(base_rl: dict, base_accuracy: dict, exps: list[dict], tasks: list[str]
 
 def main(params_path: str = "params.yaml") -> None:
     params = load(params_path)
-    done = subprocess.run(["dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True)
+    metrics = Path("results/metrics.json")
+    base = read_json(metrics, "dvc repro analyze", keys=("test_accuracy",))["test_accuracy"]
+    if not isinstance(base, dict) or not isinstance(base.get("rl_kd"), dict):
+        raise InputError(f"{metrics}: no test_accuracy of rl_kd; rerun `dvc repro analyze`")
+    base = base["rl_kd"]
+    try:
+        done = subprocess.run(["dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise InputError("dvc: not found on PATH; run this in the project's environment (make setup)") from None
     if done.returncode != 0:
         raise SystemExit(f"dvc exp show failed: {done.stderr.strip()}")
-    metrics = Path("results/metrics.json")
-    if not metrics.is_file():
-        raise SystemExit(f"{metrics}: not found; run `dvc repro` first")
-    base = json.loads(metrics.read_text())["test_accuracy"]["rl_kd"]
-    exps = experiments(json.loads(done.stdout))
+    try:
+        shown = json.loads(done.stdout)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"dvc exp show --json: not JSON ({err})") from None
+    exps = experiments(shown)
     md = tables.write(
         Path("results"),
         "ablation",
@@ -77,4 +87,6 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    main()
+    args = arguments(__spec__.name, __doc__)
+    with reported_errors():
+        main(args.params)

@@ -1,50 +1,57 @@
 """Stage `analyze`: every run into the paper's tables, significance tests, figures and a report.
 
-Usage: python -m analysis.analyze   (writes results/: tables/*.{md,tex,csv}, figures/*.{png,pdf},
-metrics.json, report.md). It reads only what earlier stages wrote; it never trains anything.
+Usage: python -m analysis.analyze [--params PATH]   (writes results/: tables/*.{md,tex,csv},
+figures/*.{png,pdf}, metrics.json, report.md, provenance.json, as one set: all of them or, on any error, none).
+It reads only what earlier stages wrote, each file through a check; it never trains anything.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import methods as registry
-from pipeline.io import atomic_path, provenance, write_json
-from pipeline.params_file import InputError, reported_errors
+from pipeline.io import provenance, write_json
+from pipeline.params_file import InputError, arguments, reported_errors
 from pipeline.schema import Params, load
 
-from . import collect, decision, figures, tables
+from . import collect, decision, figures, run_files, tables
 from .report import report_markdown
 from .settings import Analysis as Settings
 from .settings import settings
 
 RESULTS = Path("results")
+# what the stage writes under results/ (dvc.yaml's analyze outs and metrics); results/ holds other stages' too
+OUTS = ("tables", "figures", "metrics.json", "report.md", "provenance.json")
+STAGING = ".analyze.partial"  # beside them: the new set is written here whole, then moved into place
 PAPER = Path(__file__).with_name("paper_results.csv")
 
 
 def methods_of(params: Params) -> list[str]:
     # the stage distill's, the stage single's, and rl_kd, which runs in a stage of its own, always
-    return [*params.run.methods, *(f"single_{t}" for t in params.run.single), "rl_kd"]
+    return list(dict.fromkeys([*params.run.methods, *(f"single_{t}" for t in params.run.single), "rl_kd"]))
 
 
-def check_runs(runs: pd.DataFrame, params: Params, cfg: Settings) -> None:
-    """Every (task, method, seed) of params.yaml must have a run, before anything is written."""
+def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
+    """Exactly the runs that params.yaml asks for, every (task, method, seed): every table and figure is made of
+    these, and runs left in runs/ by other settings (another seed, a method since dropped) are not even read."""
+    run = params.run
+    keys = [(t, m, s) for t in run.tasks for m in methods_of(params) for s in run.seeds]
+    return run_files.Runs.of(root / "runs", keys, run.methods, run.single)
+
+
+def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
+    """Every (task, method, seed) of params.yaml must have a run, before anything is read or written."""
     methods = methods_of(params)
-    have = set(zip(runs.run_task, runs.method, runs.seed))
-    missing = [
-        f"runs/{t}/{m}/{s}/metrics.json"
-        for t in params.run.tasks
-        for m in methods
-        for s in params.run.seeds
-        if (t, m, s) not in have
-    ]
+    missing = [k for k in tree.keys if not tree.path(k, "metrics.json").is_file()]
     if missing:
-        raise InputError(f"{len(missing)} run(s) missing, e.g. {missing[:3]}; run `dvc repro` first")
+        named = "; ".join(f"{tree.path(k, 'metrics.json')} (`{tree.stage(k)}`)" for k in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise InputError(f"{len(missing)} run(s) missing: {named}{more}; run `dvc repro` first")
     if cfg.reference not in methods:
         raise InputError(
             f"analysis.reference: {cfg.reference!r} is not a method of this run; expected one of {methods}"
@@ -52,10 +59,6 @@ def check_runs(runs: pd.DataFrame, params: Params, cfg: Settings) -> None:
     known = registry.names(params.run.teachers)  # a baseline that did not run: no primary comparison
     if cfg.baseline not in known:
         raise InputError(f"analysis.baseline: {cfg.baseline!r} is not a method; expected one of {known}")
-
-
-def latencies(tasks: list[str], root: Path = Path(".")) -> list[dict]:
-    return [json.loads((root / RESULTS / "latency" / f"{t}.json").read_text()) for t in tasks]
 
 
 @dataclass
@@ -71,32 +74,36 @@ class Analysis:
 
 def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     """Every run of `params` under `root` (runs/, models/, results/latency/) into tables, figures, metrics and
-    a report; nothing is written. Refuses, naming what is missing, when a run that `params` asks for is not there."""
+    a report; nothing is written. Refuses, naming what is missing, when a run that `params` asks for is not there,
+    and, naming the file and the stage that writes it, when a file it reads is missing, damaged or disagrees
+    with another (a run's metrics.json with its predictions)."""
     cfg, tasks, names = settings(params), params.run.tasks, params.run.teachers
-    runs_dir = root / "runs"
-    runs = collect.runs(runs_dir)
-    # only what params.yaml asks for: runs left over from other settings stay out of the tables
-    runs = runs[runs.run_task.isin(tasks) & runs.seed.isin(params.run.seeds) & runs.method.isin(methods_of(params))]
-    check_runs(runs, params, cfg)
-    # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
-    sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
-    n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
-    order = tables.method_order(runs.method.unique(), names, params.run.methods)
-    hist = collect.histories(runs_dir)
-    paper = pd.read_csv(PAPER)
-
-    t1 = tables.teacher_table(collect.teachers(root / "models", tasks, names), runs, paper)
-    t2 = tables.main_table(runs, order, sets)
-    t3 = decision.significance_table(runs_dir, runs, order, sets, cfg)
-    power = decision.power_table(runs, sets, cfg, t3[0])
-    t4 = tables.compression_table(latencies(tasks, root))
+    tree = runs_of(params, root)
+    check_runs(tree, params, cfg)
+    # every input read and checked before anything is computed; every table and figure from the runs of `tree`
+    runs = run_files.runs(tree)
+    hist = collect.histories(tree)
+    policy, steps = collect.policy_curve(tree, names), collect.rewards(tree)
+    teachers = collect.teachers(root / "models", tasks, names)
+    latency = collect.latencies(root, tasks, names)
     sel = pd.concat(
         [
-            collect.selection_vs_correctness(t, names, params.run.seeds, runs_dir, root / "data", root / "logits")
+            collect.selection_vs_correctness(t, names, params.run.seeds, tree, root / "data", root / "logits")
             for t in tasks
         ],
         ignore_index=True,
     )
+    # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
+    sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
+    n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
+    order = tables.method_order(runs.method.unique(), names, params.run.methods)
+    paper = pd.read_csv(PAPER)
+
+    t1 = tables.teacher_table(teachers, runs, paper)
+    t2 = tables.main_table(runs, order, sets)
+    t3 = decision.significance_table(tree, runs, order, sets, cfg)
+    power = decision.power_table(runs, sets, cfg, t3[0])
+    t4 = tables.compression_table(latency)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
     made = {
         "teachers": (
@@ -128,10 +135,10 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     md = {k: tables.to_markdown(t[1], t[2]) for k, (_, _, t) in made.items()}
     shown = {
         "main_results": figures.main_results(runs, order, sets, cfg.confidence, cfg.reference),
-        "rl_selection": figures.rl_selection(collect.policy_curve(runs_dir), collect.rewards(runs_dir), names, tasks),
+        "rl_selection": figures.rl_selection(policy, steps, names, tasks),
         "selection_vs_correctness": figures.selection_vs_correctness(sel, names, tasks),
         "teacher_vs_student": figures.teacher_vs_student(t1[0]),
-        "learning_curves": figures.learning_curves(hist[hist.task.isin(tasks)], order, tasks, cfg.reference),
+        "learning_curves": figures.learning_curves(hist, order, tasks, cfg.reference),
     }
     if not power[0].empty:
         shown["power"] = figures.power(power[0], cfg.gap, cfg.power)
@@ -178,19 +185,70 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     return Analysis({stem: (caption, t) for stem, caption, t in made.values()}, shown, metrics, report, n_runs)
 
 
-def write(analysis: Analysis, params: Params, folder: Path = RESULTS) -> None:
+def render(analysis: Analysis, params: Params, folder: Path) -> None:
     """`folder`/tables/*.{md,tex,csv}, figures/*.{png,pdf}, metrics.json, report.md and provenance.json."""
     for stem, (caption, table) in analysis.tables.items():
         tables.write(folder / "tables", stem, caption, table)
     for stem, fig in analysis.figures.items():
         figures.save(fig, folder / "figures", stem)
     write_json(folder / "metrics.json", analysis.metrics)
-    with atomic_path(folder / "report.md") as tmp:
-        tmp.write_text(analysis.report)
+    (folder / "report.md").write_text(analysis.report, encoding="utf-8")
     write_json(
         folder / "provenance.json",
         provenance(params.seed, {"analysis": settings(params).model_dump(), "run": params.run.model_dump()}),
     )
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def publish(staging: Path, folder: Path) -> None:
+    """Move the set rendered in `staging`/new into `folder`, each of OUTS in place of the old one (moved aside
+    to `staging`/old first: a folder is replaced whole, so no figure of an older set stays among the new ones).
+    A failure part-way puts the old ones back."""
+    new, old = staging / "new", staging / "old"
+    old.mkdir()
+    moved = []  # the OUTS whose old version, if they had one, is in old/
+    try:
+        for name in OUTS:
+            target = folder / name
+            if target.exists() or target.is_symlink():
+                os.replace(target, old / name)
+            moved.append(name)
+            os.replace(new / name, target)
+    except BaseException:
+        for name in reversed(moved):
+            target = folder / name
+            if not (new / name).exists():  # the new one went in: out with it
+                remove(target)
+            if (old / name).exists() or (old / name).is_symlink():
+                os.replace(old / name, target)
+        raise
+
+
+def write(analysis: Analysis, params: Params, folder: Path = RESULTS) -> None:
+    """The set of OUTS under `folder`, as one: rendered whole into a hidden staging folder beside them, then
+    moved into place. A failure anywhere leaves the old set as it was and no staging folder; the rest of
+    `folder` (results/latency/, results/benchmarks.json: other stages' outputs) is never touched."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / STAGING
+    remove(staging)  # left by a run that was killed
+    published = False
+    try:
+        staging.mkdir()
+        render(analysis, params, staging / "new")
+        publish(staging, folder)
+        published = True
+    finally:
+        figures.close(analysis.figures.values())  # the ones a failure left unsaved
+        old = staging / "old"
+        # kept only where putting the old set back failed too: what it could not put back is there
+        if published or not (old.is_dir() and any(old.iterdir())):
+            remove(staging)
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -202,5 +260,6 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
+    args = arguments(__spec__.name, __doc__)
     with reported_errors():
-        main(*sys.argv[1:])
+        main(args.params)

@@ -1,70 +1,30 @@
-"""Read what the earlier stages wrote into tables: runs, predictions, curves, teachers, selections.
+"""Read what the earlier stages wrote into tables: runs, predictions, curves, teachers, selections, latencies.
 
-Nothing here trains or runs a model; the analyze stage (analysis/analyze.py) turns these into tables.
+Nothing here trains or runs a model; the analyze stage (analysis/analyze.py) turns these into tables. Every file
+is read through a check (analysis/run_files.py for a run's own files; pipeline/io.py's read_json and
+read_parquet): a missing, truncated or malformed file is an InputError naming the file and the DVC stage that
+writes it, never a traceback or a wrong number in a table.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.io import read_json, read_parquet
+from pipeline.params_file import InputError
 
-def rows_by_eval_set(record: dict, key: str = "test_accuracy") -> list[dict]:
-    """One row per evaluation set of a run's (or teacher's) record: `task` is the set's name and `run_task` the
-    task that was trained (MNLI's one run gives mnli_m and mnli_mm); a task of one set gives one row."""
-    sets = record.get(f"{key}_by_set")
-    if not sets:
-        return [{**record, "run_task": record["task"], "eval_set": None}]
-    return [
-        {**record, "task": name, key: value, "run_task": record["task"], "eval_set": name}
-        for name, value in sets.items()
-    ]
+from .run_files import Runs, check_by_set, check_numbers, epochs, is_number, rows_by_eval_set
 
 
-def runs(root: str | Path = "runs") -> pd.DataFrame:
-    """One row per (evaluation set, method, seed); `run_task` is the task the run trained on."""
-    rows = [
-        row
-        for p in sorted(Path(root).glob("*/*/*/metrics.json"))
-        for row in rows_by_eval_set(json.loads(p.read_text()))
-    ]
-    if not rows:
-        raise SystemExit(f"no runs found under {root}/TASK/METHOD/SEED/metrics.json")
-    keep = [
-        "task",
-        "method",
-        "seed",
-        "dev_accuracy",
-        "test_accuracy",
-        "best_epoch",
-        "train_seconds",
-        "run_task",
-        "eval_set",
-    ]
-    return pd.DataFrame([{k: r[k] for k in keep} for r in rows])
-
-
-def correctness(root: str | Path, task: str, method: str, seeds: list[int], eval_set: str | None = None) -> np.ndarray:
-    """[seeds, test examples] of 0/1, examples ordered by id so that two methods line up; `eval_set` keeps
-    one evaluation set of a test split that has several."""
-    out = []
-    for seed in seeds:
-        df = pd.read_parquet(Path(root) / task / method / str(seed) / "predictions.parquet").sort_values("id")
-        if eval_set is not None:
-            df = df[df.eval_set == eval_set]
-        out.append((df.pred == df.label).to_numpy(int))
-    return np.stack(out)
-
-
-def histories(root: str | Path = "runs") -> pd.DataFrame:
+def histories(tree: Runs) -> pd.DataFrame:
     """One row per (task, method, seed, epoch): dev accuracy, and for RL-KD the selection rates and mean reward."""
     rows = []
-    for path in sorted(Path(root).glob("*/*/*/history.json")):
-        task, method, seed = path.parts[-4:-1]
-        for h in json.loads(path.read_text()):
+    for key in tree.keys:
+        task, method, seed = key
+        for h in epochs(tree, key):
             rows.append(
                 {
                     "task": task,
@@ -76,15 +36,22 @@ def histories(root: str | Path = "runs") -> pd.DataFrame:
                     "reward_mean": h.get("reward_mean"),
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["task", "method", "seed", "epoch", "dev_accuracy", "selection_rate", "reward_mean"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def rewards(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFrame:
+def rewards(tree: Runs, method: str = "rl_kd") -> pd.DataFrame:
     """The agent's reward at every joint-training step: task, seed, epoch, step (counted over epochs), reward."""
     frames = []
-    for path in sorted(Path(root).glob(f"*/{method}/*/rewards.json")):
-        task, _, seed = path.parts[-4:-1]
-        frames.append(pd.DataFrame(json.loads(path.read_text())).assign(task=task, seed=int(seed)))
+    for key in tree.of_method(method):
+        task, _, seed = key
+        path, rerun = tree.path(key, "rewards.json"), tree.stage(key)
+        steps = read_json(path, rerun, keys=("epoch", "step", "reward"), kind=list)
+        for s in steps:
+            check_numbers(path, rerun, s, ("epoch", "step"))
+            check_numbers(path, rerun, s, ("reward",), finite=False)  # a diverged run's NaN is its curve's gap
+        if steps:
+            frames.append(pd.DataFrame(steps).assign(task=task, seed=int(seed)))
     return (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -92,18 +59,32 @@ def rewards(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFrame:
     )
 
 
-def policy_curve(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFrame:
+def check_rates(path, rerun: str, rate, teachers: list[str]) -> None:
+    """A selection rate: one fraction per teacher of run.teachers."""
+    if not isinstance(rate, list) or len(rate) != len(teachers) or not all(is_number(v) and 0 <= v <= 1 for v in rate):
+        raise InputError(
+            f"{path}: selection_rate {rate!r} is not one fraction per teacher of {teachers}; rerun `{rerun}`"
+        )
+
+
+def policy_curve(tree: Runs, teachers: list[str], method: str = "rl_kd") -> pd.DataFrame:
     """The agent's selection rate per teacher per policy epoch: pre-training epochs (P1, P2, ...) then
     the joint-training epochs, one row per (task, seed, epoch)."""
     rows = []
-    for path in sorted(Path(root).glob(f"*/{method}/*/metrics.json")):
-        task, _, seed = path.parts[-4:-1]
-        pre = json.loads(path.read_text()).get("policy_pretraining", [])
-        history = json.loads(path.with_name("history.json").read_text())
-        joint = [h for h in history if h.get("selection_rate") is not None]
+    for key in tree.of_method(method):
+        task, _, seed = key
+        path, rerun = tree.path(key, "metrics.json"), tree.stage(key)
+        pre = read_json(path, rerun).get("policy_pretraining") or []
+        if not isinstance(pre, list) or not all(isinstance(p, dict) and "selection_rate" in p for p in pre):
+            raise InputError(
+                f"{path}: policy_pretraining is not a list of epochs, each with a selection_rate; rerun `{rerun}`"
+            )
+        joint = [h for h in epochs(tree, key) if h.get("selection_rate") is not None]
         for i, h in enumerate(pre, 1):
+            check_rates(path, rerun, h["selection_rate"], teachers)
             rows.append({"task": task, "seed": int(seed), "label": f"P{i}", "selection_rate": h["selection_rate"]})
         for h in joint:
+            check_rates(tree.path(key, "history.json"), rerun, h["selection_rate"], teachers)
             rows.append(
                 {"task": task, "seed": int(seed), "label": str(h["epoch"]), "selection_rate": h["selection_rate"]}
             )
@@ -111,10 +92,23 @@ def policy_curve(root: str | Path = "runs", method: str = "rl_kd") -> pd.DataFra
 
 
 def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFrame:
+    """Each teacher's models/TASK/TEACHER/metrics.json (the stage finetune's), one row per evaluation set."""
     rows = []
     for task in tasks:
         for name in names:
-            m = json.loads((Path(root) / task / name / "metrics.json").read_text())
+            path, rerun = Path(root) / task / name / "metrics.json", f"dvc repro finetune@{task}-{name}"
+            m = read_json(path, rerun, keys=("dev_accuracy", "test_accuracy", "parameters"))
+            said = {k: m[k] for k in ("task", "teacher") if k in m}
+            if said.get("task", task) != task or said.get("teacher", name) != name:
+                raise InputError(
+                    f"{path}: the record of task {said.get('task', task)!r}, teacher {said.get('teacher', name)!r}, "
+                    f"in the folder of task {task!r}, teacher {name!r}; rerun `{rerun}`"
+                )
+            check_numbers(path, rerun, m, ("dev_accuracy", "test_accuracy"), fraction=True)
+            check_numbers(path, rerun, m, ("parameters",))
+            if m.get("test_examples") is not None:
+                check_numbers(path, rerun, m, ("test_examples",))
+            check_by_set(path, rerun, m)
             rows += [
                 {
                     "task": r["task"],
@@ -129,11 +123,40 @@ def teachers(root: str | Path, tasks: list[str], names: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+LATENCY = ("model", "parameters", "weight_bytes", "batch1_ms", "batch32_ms")
+
+
+def latencies(root: str | Path, tasks: list[str], teachers: list[str]) -> list[dict]:
+    """results/latency/TASK.json of each task (the stage latency's): each teacher of run.teachers and the
+    student, with its size and its time per forward pass."""
+    out = []
+    for task in tasks:
+        path, rerun = Path(root) / "results" / "latency" / f"{task}.json", f"dvc repro latency@{task}"
+        entry = read_json(path, rerun, keys=("task", "models"))
+        if entry["task"] != task:
+            raise InputError(f"{path}: the latency of task {entry['task']!r}, not of {task!r}; rerun `{rerun}`")
+        models = entry["models"]
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            raise InputError(f"{path}: models is not a list of objects; rerun `{rerun}`")
+        for m in models:
+            missing = [k for k in LATENCY if k not in m]
+            if missing:
+                raise InputError(f"{path}: fields {missing} missing in a model's entry; rerun `{rerun}`")
+            check_numbers(path, rerun, m, LATENCY[1:], name=f"{m['model']}: ")
+            if min(m[k] for k in LATENCY[1:]) <= 0:
+                raise InputError(f"{path}: {m['model']}: a size or time that is not positive; rerun `{rerun}`")
+        names, expected = [m["model"] for m in models], [*teachers, "student"]
+        if sorted(map(str, names)) != sorted(expected):
+            raise InputError(f"{path}: models {names}, not run.teachers and the student ({expected}); rerun `{rerun}`")
+        out.append(entry)
+    return out
+
+
 def selection_vs_correctness(
     task: str,
     names: list[str],
     seeds: list[int],
-    runs_root="runs",
+    tree: Runs,
     data_root="data",
     logits_root="logits",
     method: str = "rl_kd",
@@ -143,12 +166,27 @@ def selection_vs_correctness(
     from pipeline import logits, splits
 
     train = splits.load_split(Path(data_root) / task, "train")
+    columns = ("id", *(f"select_{name}" for name in names))
+    selections = {}
+    for seed in seeds:
+        key = (task, method, seed)
+        path, rerun = tree.path(key, "weights.parquet"), tree.stage(key)
+        sel = read_parquet(path, rerun, columns=columns)
+        if not all(pd.api.types.is_numeric_dtype(sel[c]) for c in columns[1:]):
+            raise InputError(f"{path}: a select_TEACHER column that is not numbers; rerun `{rerun}`")
+        # distill.max_train trains on a sample of the split: its instances, each once
+        if sel.empty or sel.id.duplicated().any() or not sel.id.isin(train.id).all():
+            raise InputError(
+                f"{path}: its training instances are not those of {Path(data_root) / task / 'train.parquet'} "
+                f"(or a sample of them); rerun `{rerun}`"
+            )
+        selections[seed] = sel.set_index("id")
     rows = []
     for name in names:
-        cached = logits.load(Path(logits_root) / task / name / "train.safetensors", train)
+        cached = logits.load(Path(logits_root) / task / name / "train.safetensors", train, task=task, teacher=name)
         right = pd.Series(cached["logits"].argmax(-1).numpy() == train.label.to_numpy(), index=train.id)
         for seed in seeds:
-            sel = pd.read_parquet(Path(runs_root) / task / method / str(seed) / "weights.parquet").set_index("id")
+            sel = selections[seed]
             prob, ok = sel[f"select_{name}"], right.loc[sel.index]
             rows.append(
                 {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import collect, stats
+from . import run_files, stats
 
 FIXED_KD = ("u_ensemble", "w_ensemble", "best_single", "lr_ensemble")  # KD with fixed teacher weights
 
@@ -26,11 +26,12 @@ POWER_SEEDS = (1, 2, 3, 5, 10, 20)
 POWER_EXAMPLES = (1, 2, 5, 10)  # multiples of the test set
 
 
-def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg):
+def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg):
     """Every declared comparison per task: the difference with its two-way bootstrap CI and p (seeds and test
     examples resampled: the verdict's test), the smallest difference it could detect (cfg.power) and its power
     to see cfg.gap points; the paired t-test, Wilcoxon and McNemar beside it, reported, not deciding (McNemar
-    pools the seeds' predictions as if they were independent draws)."""
+    pools the seeds' predictions as if they were independent draws). `tree`: the runs of `runs`, whose
+    predictions it reads."""
     rows = []
     for task in tasks:
         t_runs = runs[runs.task == task]
@@ -42,7 +43,7 @@ def significance_table(root, runs: pd.DataFrame, order: list[str], tasks: list[s
             if method not in correct:
                 correct[method] = (
                     sorted(acc[method].index),
-                    collect.correctness(root, method=method, seeds=sorted(acc[method].index), **where),
+                    run_files.correctness(tree, method=method, seeds=sorted(acc[method].index), **where),
                 )
             have, c = correct[method]
             return c[[have.index(s) for s in seeds]]

@@ -44,6 +44,12 @@ def save(fig, folder: Path, stem: str) -> list[str]:
     return written
 
 
+def close(figs) -> None:
+    """Let go of figures that were not saved (save closes the ones it writes)."""
+    for fig in figs:
+        plt.close(fig)
+
+
 def t_interval(values: np.ndarray, confidence: float) -> float:
     """Half-width of the t confidence interval of the mean over seeds (0 for one seed)."""
     n = len(values)

@@ -194,9 +194,9 @@ def write(folder: Path, stem: str, caption: str, table) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     md = to_markdown(shown, bold)
     with atomic_path(folder / f"{stem}.csv") as tmp:
-        numbers.to_csv(tmp, index=numbers.index.name is not None, float_format="%.6g")
+        numbers.to_csv(tmp, index=numbers.index.name is not None, float_format="%.6g", encoding="utf-8")
     with atomic_path(folder / f"{stem}.md") as tmp:
-        tmp.write_text(f"{caption}\n\n{md}\n")
+        tmp.write_text(f"{caption}\n\n{md}\n", encoding="utf-8")  # the ± of mean ± std, whatever the locale
     with atomic_path(folder / f"{stem}.tex") as tmp:
-        tmp.write_text(to_latex(shown, bold, caption, f"tab:{stem}"))
+        tmp.write_text(to_latex(shown, bold, caption, f"tab:{stem}"), encoding="utf-8")
     return md

@@ -93,7 +93,11 @@ def tree(tmp_path, monkeypatch):
         lg = torch.nn.functional.one_hot(torch.where(wrong, 1 - y, y), 2).float() * 3
         (tmp_path / "logits" / TASK / name).mkdir(parents=True)
         logits.save(
-            tmp_path / "logits" / TASK / name / "train.safetensors", train, logits.tensors(lg, torch.zeros(100, 4), y)
+            tmp_path / "logits" / TASK / name / "train.safetensors",
+            train,
+            logits.tensors(lg, torch.zeros(100, 4), y),
+            task=TASK,
+            teacher=name,
         )
     (tmp_path / "results/latency").mkdir(parents=True)
     rows = [

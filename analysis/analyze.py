@@ -243,6 +243,10 @@ def write(analysis: Analysis, params: Params, folder: Path = RESULTS) -> None:
         render(analysis, params, staging / "new")
         publish(staging, folder)
         published = True
+    except OSError as err:  # the machine refused a write (a file-size limit, a full disk): name the output
+        if err.filename and str(staging / "new") in str(err.filename):
+            err.filename = str(err.filename).replace(str(staging / "new"), str(folder))
+        raise
     finally:
         figures.close(analysis.figures.values())  # the ones a failure left unsaved
         old = staging / "old"

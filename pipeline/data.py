@@ -167,7 +167,9 @@ def build(name: str, spec, assets_dir: Path, seed: int):
     splits = {s: cap(df, caps[s], seed) for s, df in splits.items()}
     for s, df in splits.items():
         if len(df) == 0:
-            raise InputError(f"tasks.{name}: the {s} split is empty; check the split fractions and caps")
+            groups = sum(d.group.nunique() for d in splits.values())
+            few = f" ({groups} group(s) in all to share: tasks.{name}.group)" if getattr(spec, "group", None) else ""
+            raise InputError(f"tasks.{name}: the {s} split is empty{few}; check the split fractions and caps")
         check_ids(df, f"tasks.{name}: the {s} split")  # unique after drop_copies, unless two digests collide
     present = set().union(*(set(df.label) for df in splits.values()))
     if len(present) < 2:

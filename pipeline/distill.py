@@ -26,11 +26,11 @@ from .splits import by_eval_set
 from .task_data import TaskData, load_task
 
 
-def resolve(params: Params, task: str, method: str, seed: str):
+def resolve(params: Params, task: str, method: str, seed: str, path: str = "params.yaml"):
     """Check the names and settings a run needs before anything is loaded or trained: (seed, method settings)."""
     named(params, "tasks", task)
-    methods.check_listed(params)
-    settings = methods.check(params, [method])[method]
+    methods.check_listed(params, path)
+    settings = methods.check(params, [method], path)[method]
     if not (seed.isascii() and seed.isdigit()) or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
         raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     return int(seed), settings
@@ -248,7 +248,7 @@ def write_run(out: Path, params: Params, data: TaskData, method: str, seed: int,
 
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
     params = load(params_path)
-    seed, settings = resolve(params, task, method, seed)
+    seed, settings = resolve(params, task, method, seed, params_path)
     acc = compute.from_params(params.compute)
     if acc.num_processes > 1:
         raise InputError(

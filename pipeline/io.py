@@ -37,8 +37,8 @@ def atomic_path(path: str | Path):
     _remove(tmp)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            os.replace(path, old)
+        if path.is_dir() and not path.is_symlink() or (tmp.is_dir() and (path.exists() or path.is_symlink())):
+            os.replace(path, old)  # a folder, or what stands where a folder goes (a file, a link): out of the way
         os.replace(tmp, path)
     except OSError as err:  # a library's write error (pyarrow's) may not say which file: this output
         if err.filename is None:

@@ -68,8 +68,10 @@ def expanded_size(node, sizes: dict | None = None) -> int:
 def read(path: str | Path) -> dict:
     """The file's sections as plain data, refused with a one-line reason if it is not a small YAML mapping."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: parameter file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file; expected a YAML parameter file")
     # YAML 1.2, as DVC reads and writes it: `dvc exp run -S` rewrites the file, and leaves a label such as
     # `no` unquoted, which an older (1.1) reader would take for false
     try:

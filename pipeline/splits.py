@@ -30,7 +30,8 @@ def cap(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 def split_hash(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
-    for row in df[COLUMNS].itertuples(index=False):
+    columns = COLUMNS + (["eval_set"] if "eval_set" in df.columns else [])  # MNLI: which set a test row counts in
+    for row in df[columns].itertuples(index=False):
         h.update("\x1f".join("" if v is None else str(v) for v in row).encode() + b"\x1e")
     return h.hexdigest()
 

@@ -207,6 +207,8 @@ def read_parquet(path: Path, key: str) -> pd.DataFrame:
             kinds[name] = "nested"
         else:
             kinds[name] = "scalar"
+        if pa.types.is_floating(kind):  # NaN is a missing value, not the text "nan"
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
         try:
             columns[name] = pc.cast(col, pa.string()).to_pylist()
         except (pa.ArrowException, ValueError):  # nested, or bytes that are not UTF-8: only named in an error
@@ -275,6 +277,14 @@ def check_column(raw: pd.DataFrame, col: str, param: str, name: str, path: Path,
                 f"{key}: {path}: {locate(raw, i, kind)}: column {col!r} holds {what}, not a single value; "
                 f"{key} must name {wanted}"
             )
+        if isinstance(v, str) and not v.isascii():
+            try:  # JSON may escape half of a surrogate pair (\ud800) alone: no character, not storable as UTF-8
+                v.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise InputError(
+                    f"{key}: {path}: {locate(raw, i, kind)}: column {col!r} holds {v[err.start]!r}, half of a "
+                    "UTF-16 surrogate pair and no character; write the character itself"
+                ) from None
     return values
 
 

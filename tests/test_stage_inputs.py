@@ -33,6 +33,7 @@ COMMAND_LINES = {
     "a seed that is no number": ("pipeline.distill", ["reviews", "ce", "one"], 2, r"seed must be an integer"),
     "--help as a task": ("pipeline.cache", ["--help"], 0, r"usage: python -m pipeline.cache"),
     "params as an option": ("pipeline.prepare", ["--params", "gone.yaml", "reviews"], 2, r"gone.yaml: .*not found"),
+    "params a folder": ("pipeline.prepare", ["--params", "user_data", "reviews"], 2, r"user_data: not a regular file"),
     "plan at 0 examples/s": ("pipeline.plan", ["--base-ex-s", "0"], 2, r"--base-ex-s: expected a positive number"),
     "plan at -1 examples/s": ("pipeline.plan", ["--base-ex-s=-1"], 2, r"--base-ex-s: expected a positive number"),
     "plan at nan examples/s": ("pipeline.plan", ["--student-ex-s", "nan"], 2, r"--student-ex-s: expected a positive"),
@@ -275,3 +276,11 @@ def test_a_file_size_limit_and_a_c_locale(workdir):
     )
     assert c_locale.returncode == 0, c_locale.stderr
     assert "stages:" in c_locale.stdout
+
+
+def test_a_file_where_an_output_folder_goes_is_replaced(workdir, capsys):
+    """A file (or link) standing where a stage writes a folder: moved aside like an old folder, not a traceback."""
+    Path("data").mkdir()
+    Path("data/reviews").write_text("x")
+    assert run_module("pipeline.prepare", ["reviews"]) == 0
+    assert Path("data/reviews/card.json").is_file() and sorted(p.name for p in Path("data").iterdir()) == ["reviews"]

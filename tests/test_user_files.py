@@ -221,6 +221,13 @@ CASES = [
         id="jsonl-null-text",
     ),
     pytest.param(
+        "t.jsonl",
+        b'{"text": "a\\ud800b", "label": "pos"}\n',
+        {},
+        r"^tasks\.t\.text_a: .*/t\.jsonl: line 1: column 'text' holds '\\ud800', half of a UTF-16 surrogate pair",
+        id="jsonl-lone-surrogate",
+    ),
+    pytest.param(
         "t.csv",
         b"text,label\na,pos\n,neg\n",
         {},
@@ -249,6 +256,13 @@ CASES = [
         {"group": "g"},
         r"^tasks\.t\.group: .*/t\.parquet: column 'g' has no value in 1 row\(s\), first at row 3",
         id="parquet-null-group",
+    ),
+    pytest.param(
+        "t.parquet",
+        parquet({"text": ["a", "b", "c"], "label": ["pos", "neg", "pos"], "g": [1.5, float("nan"), 2.5]}),
+        {"group": "g"},
+        r"^tasks\.t\.group: .*/t\.parquet: column 'g' has no value in 1 row\(s\), first at row 2",
+        id="parquet-nan-group",  # NaN is no value, not the group "nan"
     ),
     pytest.param(
         "t.parquet",

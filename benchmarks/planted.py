@@ -176,7 +176,7 @@ def write_params(root: Path, values: dict) -> None:
 def _save(root: Path, teacher: str, split: str, df: pd.DataFrame, lg: torch.Tensor, pooled, y) -> None:
     path = root / "logits" / TASK / teacher / f"{split}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    logits.save(path, df, logits.tensors(lg, pooled, y))
+    logits.save(path, df, logits.tensors(lg, pooled, y), task=TASK, teacher=teacher)
 
 
 def _right(y: torch.Tensor, rng) -> torch.Tensor:

@@ -101,7 +101,10 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
 
     t1 = tables.teacher_table(teachers, runs, paper)
     t2 = tables.main_table(runs, order, sets)
-    t3 = decision.significance_table(tree, runs, order, sets, cfg)
+    groups = {  # per evaluation set, its test examples' groups in id order (rt: movies), as the runs predicted them
+        s: collect.test_groups(root / "data", *runs[runs.task == s][["run_task", "eval_set"]].iloc[0]) for s in sets
+    }
+    t3 = decision.significance_table(tree, runs, order, sets, cfg, groups)
     power = decision.power_table(runs, sets, cfg, t3[0])
     t4 = tables.compression_table(latency)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
@@ -171,6 +174,7 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
                     "p",
                     "p_adjusted",
                     "mdd",
+                    "mdd_upper",
                     "power",
                     "verdict",
                 )

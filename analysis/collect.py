@@ -152,6 +152,17 @@ def latencies(root: str | Path, tasks: list[str], teachers: list[str]) -> list[d
     return out
 
 
+def test_groups(data_root: str | Path, task: str, eval_set: str | None = None) -> np.ndarray:
+    """The groups of a task's test examples (rt: the movie of each snippet; one per example where the task has
+    none), in id order, as the runs' predictions are compared: the unit that test sampling draws."""
+    from pipeline import splits
+
+    test = splits.load_split(Path(data_root) / task, "test").sort_values("id")
+    if eval_set is not None:
+        test = test[test.eval_set == eval_set]
+    return test.group.to_numpy()
+
+
 def selection_vs_correctness(
     task: str,
     names: list[str],

@@ -22,16 +22,18 @@ def comparisons(order: list[str], reference: str, baseline: str) -> list[tuple[s
     return out
 
 
-POWER_SEEDS = (1, 2, 3, 5, 10, 20)
-POWER_EXAMPLES = (1, 2, 5, 10)  # multiples of the test set
+POWER_SEEDS = (3, 5, 10, 20, 30)
+POWER_EXAMPLES = (0.5, 1, 2)  # multiples of the test set: seeds, not examples, are the lever
 
 
-def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg):
-    """Every declared comparison per task: the difference with its two-way bootstrap CI and p (seeds and test
-    examples resampled: the verdict's test), the smallest difference it could detect (cfg.power) and its power
-    to see cfg.gap points; the paired t-test, Wilcoxon and McNemar beside it, reported, not deciding (McNemar
-    pools the seeds' predictions as if they were independent draws). `tree`: the runs of `runs`, whose
-    predictions it reads."""
+def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg, groups: dict):
+    """Every declared comparison per task, decided by `stats.crossed_test` (seeds crossed with test units, a t
+    test on S - 1 degrees of freedom): the difference with its CI and p, Holm within the secondary family, which
+    the primary comparison gates (tested only once the primary one rejects); the smallest difference it could
+    detect (cfg.power) with its upper confidence bound, and its power to see cfg.gap points. The paired t-test
+    and Wilcoxon on per-seed accuracies stand beside it, reported, not deciding. `tree`: the runs of `runs`, whose
+    predictions it reads; `groups`: per task (evaluation set), its test examples' groups in id order (rt: movies),
+    the unit that test sampling draws."""
     rows = []
     for task in tasks:
         t_runs = runs[runs.task == task]
@@ -48,51 +50,44 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
             have, c = correct[method]
             return c[[have.index(s) for s in seeds]]
 
-        declared = comparisons([m for m in order if m in acc], cfg.reference, cfg.baseline)
-        family = sum(role == "secondary" for *_, role in declared)
-        for a, b, role in declared:
+        for a, b, role in comparisons([m for m in order if m in acc], cfg.reference, cfg.baseline):
             seeds = sorted(set(acc[a].index) & set(acc[b].index))
             ca, cb = correctness(a, seeds), correctness(b, seeds)
-            boot = stats.bootstrap_diffs(ca, cb, cfg.bootstrap)
-            tail = (1 - cfg.confidence) / 2
-            lo, hi = np.quantile(boot, [tail, 1 - tail])
-            level = cfg.significance if role == "primary" else cfg.significance / family  # Holm's first step
-            var = stats.variance_components(ca, cb)
-            only_a, only_b, p_mc = stats.mcnemar(ca, cb)
-            rows.append(
-                {
-                    "task": task,
-                    "a": a,
-                    "b": b,
-                    "role": role,
-                    "seeds": len(seeds),
-                    "examples": ca.shape[1],
-                    "diff": float((ca - cb).mean()),
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "p": stats.bootstrap_p(boot),
-                    "mdd": stats.min_detectable(var, len(seeds), ca.shape[1], level, cfg.power),
-                    "power": stats.power_at(var, len(seeds), ca.shape[1], level, cfg.gap / 100),
-                    "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
-                    "p_wilcoxon": stats.wilcoxon(acc[a][seeds], acc[b][seeds], cfg.wilcoxon_min_seeds),
-                    "only_a_right": only_a,
-                    "only_b_right": only_b,
-                    "p_mcnemar": p_mc,
-                    "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds]),
-                    "var_seed": var.seed,
-                    "var_example": var.example,
-                    "var_residual": var.residual,
+            row = {"task": task, "a": a, "b": b, "role": role, "seeds": len(seeds), "examples": ca.shape[1]}
+            row |= {
+                "diff": float((ca - cb).mean()),
+                "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
+                "p_wilcoxon": stats.wilcoxon(acc[a][seeds], acc[b][seeds], cfg.wilcoxon_min_seeds),
+                "d_z": stats.cohens_dz(acc[a][seeds], acc[b][seeds]),
+            }
+            if len(seeds) > 1:  # one seed: training randomness unmeasured, nothing to decide with
+                test = stats.crossed_test(ca, cb, groups.get(task))
+                row["ci_low"], row["ci_high"] = test.ci(cfg.confidence)
+                row["mdd"], row["mdd_upper"] = test.detectable(cfg.significance, cfg.power)
+                row |= {
+                    "units": test.units,
+                    "p": test.p(),
+                    "power": test.power(cfg.significance, cfg.gap / 100),
+                    "seed_term": test.seed_term,
+                    "unit_term": test.unit_term,
+                    "residual_term": test.residual_term,
                 }
-            )
+            rows.append(row)
     numbers = pd.DataFrame(rows)
     if numbers.empty:  # the reference ran alone (run.methods: [])
         numbers = pd.DataFrame(columns=["task", "a", "b", "role", "seeds", "diff", "verdict"])
         return numbers, numbers, numbers
-    secondary = numbers.role == "secondary"
+    for column in ("p", "ci_low", "ci_high", "mdd", "mdd_upper", "power", "units"):
+        if column not in numbers:
+            numbers[column] = np.nan
     numbers["p_adjusted"] = numbers.p
+    numbers["gate"] = "open"
     for task in tasks:
-        rows = secondary & (numbers.task == task)
-        numbers.loc[rows, "p_adjusted"] = stats.holm(numbers.p[rows])
+        primary = numbers[(numbers.task == task) & (numbers.role == "primary")]
+        secondary = (numbers.role == "secondary") & (numbers.task == task)
+        numbers.loc[secondary, "p_adjusted"] = stats.holm(numbers.p[secondary])
+        if len(primary) and primary.p.iloc[0] >= cfg.significance:  # the gatekeeper was tested and did not reject
+            numbers.loc[secondary, "gate"] = "closed"
     numbers["verdict"] = [verdict(r, cfg) for _, r in numbers.iterrows()]
 
     fmt_p = lambda p: "n/a" if p is None or pd.isna(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")  # noqa: E731
@@ -103,21 +98,19 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
             "comparison": numbers.a + " - " + numbers.b,
             "role": numbers.role,
             f"difference (pp) [{100 * cfg.confidence:.0f}% CI]": [
-                f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" if pd.notna(lo) else f"{100 * d:+.1f}"
                 for d, lo, hi in zip(numbers["diff"], numbers.ci_low, numbers.ci_high)
             ],
-            "bootstrap p (Holm)": [
+            "p (Holm)": [
                 fmt_p(p) if r == "primary" else f"{fmt_p(p)} ({fmt_p(h)})"
                 for p, h, r in zip(numbers.p, numbers.p_adjusted, numbers.role)
             ],
-            f"detectable (pp, {100 * cfg.power:.0f}% power)": numbers.mdd.map(pp),
+            f"detectable (pp, {100 * cfg.power:.0f}% power) [95% upper]": [
+                f"{pp(m)} [{pp(u)}]" for m, u in zip(numbers.mdd, numbers.mdd_upper)
+            ],
             f"power at {cfg.gap:g} pp": numbers.power.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}"),
             "paired t p": numbers.p_t.map(fmt_p),
             f"Wilcoxon p (>= {cfg.wilcoxon_min_seeds} seeds)": numbers.p_wilcoxon.map(fmt_p),
-            "McNemar b / c, p (pooled)": [
-                f"{a} / {b}, {fmt_p(p)}"
-                for a, b, p in zip(numbers.only_a_right, numbers.only_b_right, numbers.p_mcnemar)
-            ],
             "d_z": numbers.d_z.map(lambda v: "n/a" if pd.isna(v) else f"{v:+.2f}"),
             "verdict": numbers.verdict,
         }
@@ -128,60 +121,72 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
 
 
 def verdict(r, cfg) -> str:
-    """`better` or `worse` when the (Holm-corrected, for a secondary comparison) bootstrap p is below the level;
-    otherwise whether the experiment could have seen a difference of cfg.gap points: a null result counts only
-    if it could."""
+    """`better` or `worse` when the (Holm-corrected, for a secondary comparison) p is below the level; `equivalent`
+    when the whole confidence interval lies within +-cfg.gap points (a "no difference" must be shown, not
+    presumed from a p above the level); otherwise `inconclusive`. A secondary comparison is tested only when its
+    task's primary one rejected (the primary comparison is the gatekeeper of the secondary family)."""
+    if pd.isna(r.p):
+        return "not tested (one seed)"
+    if r.role == "secondary" and r.gate == "closed":
+        return "not tested (primary did not reject)"
     if r.p_adjusted < cfg.significance:
         return "better" if r["diff"] > 0 else "worse"
-    if pd.notna(r.power) and r.power >= cfg.power:
-        return f"no difference (could see {cfg.gap:g} pp)"
-    return f"inconclusive (could not see {cfg.gap:g} pp)"
+    if -cfg.gap / 100 < r.ci_low and r.ci_high < cfg.gap / 100:
+        return f"equivalent (within ±{cfg.gap:g} pp)"
+    return f"inconclusive (CI wider than ±{cfg.gap:g} pp)"
 
 
 def power_table(runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFrame):
-    """The primary comparison's smallest detectable difference (at cfg.power, the full level) for more seeds and
-    larger test sets, from the variance components that the significance table measured, with the training
-    minutes each seed costs (every method's mean training time on the task, summed)."""
+    """The primary comparison's smallest detectable difference (at cfg.power, the full level) and its 95% upper
+    confidence bound, for more seeds and larger test sets, projected from the variance terms that the
+    significance table measured, with the training minutes each seed costs (every method's mean training time on
+    the task, summed). Seeds, not test examples, are the lever where the seed term dominates."""
     rows = []
     for task in tasks:
         primary = sig[(sig.task == task) & (sig.role == "primary")]
-        if primary.empty:
+        if primary.empty or pd.isna(primary.p.iloc[0]):  # one seed: the seed-to-seed variance is unknown
             continue
         r = primary.iloc[0]
-        t_runs = runs[runs.task == task]
-        var = stats.Variance(r.var_seed, r.var_example, r.var_residual)
-        if np.isnan(var.seed):  # one seed: the seed-to-seed variance is unknown, so is the power
-            continue
-        minutes = t_runs.groupby("method").train_seconds.mean().sum() / 60
+        test = stats.Crossed(
+            float(r["diff"]),
+            int(r.seeds),
+            int(r.units),
+            int(r.examples),
+            r.seed_term,
+            r.unit_term,
+            r.residual_term,
+        )
+        minutes = runs[runs.task == task].groupby("method").train_seconds.mean().sum() / 60
         for s in POWER_SEEDS:
             for k in POWER_EXAMPLES:
+                mdd, upper = test.detectable(cfg.significance, cfg.power, s, round(k * test.examples))
                 rows.append(
                     {
                         "task": task,
                         "comparison": f"{r.a} - {r.b}",
                         "seeds": s,
                         "multiple": k,
-                        "examples": k * int(r.examples),
-                        "mdd": stats.min_detectable(var, s, k * int(r.examples), cfg.significance, cfg.power),
+                        "examples": round(k * test.examples),
+                        "mdd": mdd,
+                        "mdd_upper": upper,
                         "minutes": s * minutes,
-                        "var_seed": var.seed,
-                        "var_example": var.example,
-                        "var_residual": var.residual,
-                        "measured": s == r.seeds and k == 1,
+                        "measured": s == test.seeds and k == 1,
                     }
                 )
     numbers = pd.DataFrame(rows)
     if numbers.empty:
         return numbers, numbers, numbers
-    wide = numbers.pivot_table(index=["task", "seeds"], columns="multiple", values="mdd", sort=False)
     first = numbers.groupby(["task", "seeds"], sort=False).first()
     shown = pd.DataFrame(
         {
             "training minutes": first.minutes.map(lambda v: f"{v:.0f}"),
             "test examples": first.examples.map(lambda v: f"{v:,}"),
         },
-        index=wide.index,
+        index=first.index,
     )
-    for k in wide.columns:
-        shown[f"{k}x test" if k > 1 else "this test set"] = wide[k].map(lambda v: f"{100 * v:.1f}")
+    for k in POWER_EXAMPLES:
+        at = numbers[numbers.multiple == k].set_index(["task", "seeds"])
+        shown[f"{k}x test" if k > 1 else "this test set"] = [
+            f"{100 * m:.1f} [{100 * u:.1f}]" for m, u in zip(at.mdd.loc[first.index], at.mdd_upper.loc[first.index])
+        ]
     return numbers, shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)

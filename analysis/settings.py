@@ -20,7 +20,6 @@ class Analysis(Strict):
     baseline: str = "u_ensemble"
     power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8  # the power at which the smallest detectable difference is given
     gap: Annotated[float, Field(gt=0, le=100)] = 1.0  # points: the difference the report asks the power to see
-    bootstrap: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
     wilcoxon_min_seeds: Annotated[int, Field(ge=2, le=1000)] = 6

@@ -34,12 +34,6 @@ def names(path: str, *what: str, stage: str) -> str:
     return ".*".join([re.escape(path), *what, re.escape(f"`{stage}`")])
 
 
-def fewer_resamples(root: Path) -> None:
-    """The fewest bootstrap resamples the schema allows: the rows that run the whole analysis check what it
-    reads and writes, not its statistics (tests/test_analyze.py does)."""
-    edit_params(root, lambda p: p["analysis"].update(bootstrap=100))
-
-
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -289,7 +283,6 @@ DRAWN = ("main_results", "rl_selection", "selection_vs_correctness", "teacher_vs
     ],
 )
 def test_every_table_and_figure_is_made_of_the_runs_params_asks_for(tree, monkeypatch, setup):
-    fewer_resamples(tree)
     setup(tree)
     drawn = {}
     for name in DRAWN:  # what each figure is drawn from
@@ -374,7 +367,6 @@ def fail_moving(monkeypatch) -> None:
     ],
 )
 def test_results_are_written_as_one_set(tree, monkeypatch, setup, fails):
-    fewer_resamples(tree)
     results = tree / "results"
     for name, text in OLD.items():
         (results / name).parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +397,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_the_stage_runs_from_its_command_line_in_a_c_locale(tree):
     """`python -m analysis.analyze --params PATH`: its tables' ± written as UTF-8 whatever the locale; a bad
     input is one line and exit code 2."""
-    fewer_resamples(tree)
     (tree / "params.yaml").rename(tree / "other.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     command = [sys.executable, "-m", "analysis.analyze", "--params", "other.yaml"]

@@ -185,8 +185,7 @@ def rename(params, kind, old, new):
             "methods.rl_kd.pretrain_epochs",
             "less than or equal to 100",
         ),
-        (lambda p: p["analysis"].update(bootstrap=1e9), "analysis.bootstrap", "valid integer"),
-        (lambda p: p["analysis"].update(bootstrap=10**9), "analysis.bootstrap", "less than or equal to 1000000"),
+        (lambda p: p["analysis"].update(bootstrap=1000), "analysis.bootstrap", "unknown key"),
         (lambda p: p["distill"].update(epochs=10**6), "distill.epochs", "less than or equal to 1000"),
         # values that crashed with a traceback
         (lambda p: p.update(seed=-1), "seed", "greater than or equal to 0"),

@@ -183,3 +183,37 @@ def test_the_components_predict_the_two_way_bootstrap_spread():
 def test_one_seed_leaves_the_seed_component_unknown():
     var = stats.variance_components(np.array([[1, 0, 1]]), np.zeros((1, 3)))
     assert np.isnan(var.seed) and np.isnan(var.se(1, 3))
+
+
+# d = a - b over 2 seeds x 4 test examples: [[1, 0, 0, 1], [0, 0, 0, 1]] (per-seed means 0.5 and 0.25, mean 0.375).
+# By hand: seed_term = var([0.5, 0.25], ddof=1) / 2 = 0.015625; residuals d - row - col + mean = +-[0.375, -0.125,
+# -0.125, -0.125], MS_residual = 0.375 / 3 = 0.125, residual_term = 0.125 / 8 = 0.015625. Examples as units: column
+# totals about the mean [0.125, -0.375, -0.375, 0.625], unit_term = 4/3 * 0.6875 / 16 = 0.0572917, var = 0.0572917,
+# t = 0.375 / 0.239357 = 1.5667 on 1 df (Cauchy: p = 1 - 2 atan(t) / pi = 1 - 2 * 1.00271 / pi = 0.36166). Groups {x: 1-2, y: 3-4}: totals
+# [-0.25, 0.25], unit_term = 2/1 * 0.125 / 16 = 0.015625, var = 0.015625, t = 3, p = 1 - 2 atan(3) / pi = 0.20483.
+CROSSED_A = np.array([[1, 0, 0, 1], [0, 0, 0, 1]])
+CROSSED_B = np.zeros((2, 4), int)
+
+
+@pytest.mark.parametrize(
+    "groups, unit_term, var, p",
+    [(None, 0.0572917, 0.0572917, 0.36166), (["x", "x", "y", "y"], 0.015625, 0.015625, 0.20483)],
+    ids=["examples", "groups"],
+)
+def test_crossed_test_by_hand(groups, unit_term, var, p):
+    test = stats.crossed_test(CROSSED_A, CROSSED_B, groups)
+    assert test.diff == 0.375 and test.df == 1 and test.units == (4 if groups is None else 2)
+    assert test.seed_term == pytest.approx(0.015625) and test.residual_term == pytest.approx(0.015625)
+    assert test.unit_term == pytest.approx(unit_term, abs=1e-7) and test.var == pytest.approx(var, abs=1e-7)
+    assert test.p() == pytest.approx(p, abs=1e-5)
+    lo, hi = test.ci(0.95)  # t(1) 97.5% quantile: tan(0.475 pi) = 12.7062
+    assert (lo, hi) == pytest.approx((0.375 - 12.7062 * var**0.5, 0.375 + 12.7062 * var**0.5), abs=1e-4)
+
+
+def test_crossed_test_with_no_spread_at_all():
+    ones, zeros = np.ones((2, 4)), np.zeros((2, 4))
+    assert stats.crossed_test(ones, ones).p() == 1.0  # no difference at all
+    assert np.isnan(stats.crossed_test(ones, zeros).p())  # +1 everywhere: no spread to test it against
+    # the same per-seed means, but examples that differ: test sampling alone gives the spread (t = 0.5 / 0.2887)
+    same = np.array([[1, 0, 0, 1], [1, 0, 0, 1]])
+    assert stats.crossed_test(same, zeros).var == pytest.approx(4 / 3 * 1.0 / 16)

@@ -102,9 +102,10 @@ def read_verdict(sig: pd.DataFrame, cfg) -> str:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
     out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg)]
     out.append(
-        "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); `equivalent` "
-        f"needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, and anything else that does "
-        "not reject is `inconclusive`. The secondary comparisons are tested only once the primary one rejects."
+        "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); "
+        f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, and "
+        "anything else that does not reject is `inconclusive`. The secondary comparisons are tested only once the "
+        "primary one rejects."
     )
     return " ".join(out)
 
@@ -118,8 +119,8 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
         f"them, such as `rt`'s movies). The primary comparison is tested at {cfg.significance}; it is the "
         f"gatekeeper of the secondary family, which is tested (Holm within each task) only once it rejects. A "
         f"comparison that does not reject is `equivalent` only if its whole {100 * cfg.confidence:.0f}% interval "
-        f"lies within {cfg.gap:g} pp either way, else `inconclusive`. The detectable difference has its one-sided 95% upper "
-        "bound beside it: at few seeds the seed variance, and with it the power, is barely known."
+        f"lies within {cfg.gap:g} pp either way, else `inconclusive`. The detectable difference has its one-sided "
+        "95% upper bound beside it: at few seeds the seed variance, and with it the power, is barely known."
     ]
     for task, t in sig.groupby("task", sort=False):
         second = t[t.role == "secondary"]

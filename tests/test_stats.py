@@ -189,7 +189,8 @@ def test_one_seed_leaves_the_seed_component_unknown():
 # By hand: seed_term = var([0.5, 0.25], ddof=1) / 2 = 0.015625; residuals d - row - col + mean = +-[0.375, -0.125,
 # -0.125, -0.125], MS_residual = 0.375 / 3 = 0.125, residual_term = 0.125 / 8 = 0.015625. Examples as units: column
 # totals about the mean [0.125, -0.375, -0.375, 0.625], unit_term = 4/3 * 0.6875 / 16 = 0.0572917, var = 0.0572917,
-# t = 0.375 / 0.239357 = 1.5667 on 1 df (Cauchy: p = 1 - 2 atan(t) / pi = 1 - 2 * 1.00271 / pi = 0.36166). Groups {x: 1-2, y: 3-4}: totals
+# t = 0.375 / 0.239357 = 1.5667 on 1 df (Cauchy: p = 1 - 2 atan(t) / pi = 1 - 2 * 1.00271 / pi = 0.36166).
+# Groups {x: 1-2, y: 3-4}: totals
 # [-0.25, 0.25], unit_term = 2/1 * 0.125 / 16 = 0.015625, var = 0.015625, t = 3, p = 1 - 2 atan(3) / pi = 0.20483.
 CROSSED_A = np.array([[1, 0, 0, 1], [0, 0, 0, 1]])
 CROSSED_B = np.zeros((2, 4), int)

@@ -233,9 +233,14 @@ def train_epoch(model, loop: Loop, objective, desc: str = "train") -> dict:
     }
 
 
+def schedule_steps(epochs: int, rows: int, batch_size: int) -> int:
+    """The optimiser steps of `epochs` epochs over `rows` training rows: what the learning-rate schedule spans."""
+    return epochs * -(-rows // batch_size)
+
+
 def optimiser(model, spec, rows: int):
     """AdamW and a linear schedule with warm-up over `spec.epochs` epochs of `rows` training rows."""
-    steps = spec.epochs * -(-rows // spec.batch_size)
+    steps = schedule_steps(spec.epochs, rows, spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
 

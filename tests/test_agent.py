@@ -623,7 +623,7 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     model, enc = tiny_classifier(12, seed=2)
     labels = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = get_linear_schedule_with_warmup(optimizer, 2, 20)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 2, 21)
     weight_sum = torch.zeros(12, 2)
 
     def step(m, opt, sched, rows):
@@ -652,9 +652,13 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
         return {"reward_mean": 0.0, "desc": desc, "with_agent": with_agent}
 
     method = object.__new__(rl_kd.RLKD)  # its hooks alone: no agent is needed to check the restore
-    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler)
+    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4)
     trainer = SimpleNamespace(
-        model=model, loop=loop, weight_sum=weight_sum, epoch=lambda desc: epoch_of(desc, method.active)
+        model=model,
+        loop=loop,
+        weight_sum=weight_sum,
+        cfg=SimpleNamespace(epochs=7),  # 7 epochs of 3 steps: the 21 steps of the schedule
+        epoch=lambda desc: epoch_of(desc, method.active),
     )
     stats = method.pretrain(trainer, 2)
     assert [s["with_agent"] for s in stats] == [True, True] and changed == [True, True]
@@ -670,3 +674,32 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     step(*twin, np.arange(2, 8))
     for (key, a), b in zip(model.state_dict().items(), twin[0].state_dict().values()):
         assert torch.equal(a, b), key
+
+
+def test_pre_training_runs_the_rest_of_the_schedule_and_never_at_learning_rate_0():
+    """A schedule of 21 steps (warm-up 2: lambda(t) = t / 2, then (21 - t) / 19), warm-up epochs done at step 15,
+    3 pre-training epochs of 3 steps: the student's own schedule would run steps 15-23, the last three at
+    learning rate 0. The rehearsal stretches the remaining 6 steps over 9: step i at 15 + int(i * 6 / 9), so
+    lambda = (21 - [15, 15, 16, 17, 17, 18, 19, 19, 20]) / 19, never 0."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 2, 21)
+    for _ in range(15):
+        optimizer.step()
+        scheduler.step()
+    seen = []
+
+    def epoch(desc):
+        for _ in range(3):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            trainer.loop.scheduler.step()
+        return {}
+
+    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4)
+    trainer = SimpleNamespace(
+        model=model, loop=loop, weight_sum=torch.zeros(1), cfg=SimpleNamespace(epochs=7), epoch=epoch
+    )
+    object.__new__(rl_kd.RLKD).pretrain(trainer, 3)
+    assert seen == pytest.approx([(21 - t) / 19 for t in (15, 15, 16, 17, 17, 18, 19, 19, 20)])
+    assert trainer.loop.scheduler is scheduler and optimizer.param_groups[0]["lr"] == pytest.approx(6 / 19)

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 from pydantic import Field, model_validator
+from torch.optim.lr_scheduler import LambdaLR
 
 from .. import compute, training
 from ..agent import Agent
@@ -90,6 +91,22 @@ def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
+def rehearsal(trainer, epochs: int) -> LambdaLR:
+    """The learning-rate schedule of pre-training: the rest of the student's own schedule, from where warm-up left
+    it to its end, stretched over pre-training's `epochs`. Pre-training rehearses the joint epochs, so its student
+    sees their learning rates; running on in the student's own schedule past its end would train the last
+    pre-training epochs at learning rate 0, where the student does not move and a reward measured around its
+    update is noise."""
+    loop, schedule = trainer.loop, trainer.loop.scheduler
+    per_epoch = training.schedule_steps(1, len(loop.rows), loop.batch_size)
+    start = schedule.last_epoch  # the student's steps so far: the warm-up epochs'
+    stretch = (training.schedule_steps(trainer.cfg.epochs, len(loop.rows), loop.batch_size) - start) / (
+        epochs * per_epoch
+    )
+    own = schedule.lr_lambdas[0]
+    return LambdaLR(loop.optimizer, lambda step: own(start + int(step * stretch)))
+
+
 class RLKD(Weighting):
     """Equal weights for the warm-up epochs, then the agent's selections; the reward measured around each update."""
 
@@ -126,8 +143,12 @@ class RLKD(Weighting):
         saved = copy.deepcopy(
             (model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict(), weight_sum.clone())
         )
-        self.active = True
-        stats = [trainer.epoch(f"policy pre-training {e}") for e in range(1, epochs + 1)]
+        self.active, schedule = True, loop.scheduler
+        loop.scheduler = rehearsal(trainer, epochs)
+        try:
+            stats = [trainer.epoch(f"policy pre-training {e}") for e in range(1, epochs + 1)]
+        finally:
+            loop.scheduler = schedule
         model.load_state_dict(saved[0])
         loop.optimizer.load_state_dict(saved[1])
         loop.scheduler.load_state_dict(saved[2])

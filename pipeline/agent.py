@@ -111,8 +111,11 @@ class Agent:
 
         `reward` is a scalar, one value per instance [B], or one value per instance and teacher [B, K].
         A scalar or per-instance reward is compared with a moving-average baseline (`rl.baseline_momentum`).
-        A per-teacher value counts only where that teacher was selected (only then did it shape the
-        update), and is standardised per teacher over the batch.
+        A per-teacher value is the reward of selecting that teacher where it was selected, and 0 where it was
+        not (it had no part in the update); standardised per teacher over the whole batch, so that its batch
+        mean is the baseline: an unselected instance gets minus that baseline as its advantage, pushing
+        towards selecting a teacher whose selections earn more than the batch average (REINFORCE with a
+        per-teacher baseline, both of the Bernoulli's outcomes counted).
         """
         states, actions, _ = self.last
         reward = reward.detach().float()

@@ -23,7 +23,7 @@ from .losses import fill_empty, student_loss
 from .params_file import InputError, arguments, named, reported_errors
 from .schema import Distill, Params, load
 from .splits import by_eval_set
-from .task_data import TaskData, load_task
+from .task_data import TaskData, load_task, student_rows
 
 
 def resolve(params: Params, task: str, method: str, seed: str, path: str = "params.yaml"):
@@ -113,13 +113,14 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     segments = models.uses_token_types(model.encoder)
     enc = {s: training.encode(tokenizer, df, params.student.max_length, segments) for s, df in splits.items()}
     teacher_logits = cache["train"]["logits"].to(compute.device(acc))
+    # every method's student trains on the same rows; the held-out slice is RL-KD's for its rewards
+    rows, held_out = student_rows(len(train), cfg.held_out_fraction, params.seed)
     context = methods.Context(
         method=method, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=settings, rng=rng, seed=seed,
         params=params, model=model, enc=enc["train"], pad=pad, num_labels=len(data.labels),
-        teacher_logits=teacher_logits, acc=acc,
+        teacher_logits=teacher_logits, held_out=held_out, acc=acc,
     )  # fmt: skip
     weighting = methods.load(method).weighting(context)
-    rows = np.arange(len(train)) if weighting.rows is None else weighting.rows
     optimizer, scheduler = training.optimiser(model, cfg, len(rows))
     loop = training.Loop(
         enc=enc["train"], rows=rows, batch_size=cfg.batch_size, pad_id=pad, rng=rng, optimizer=optimizer,

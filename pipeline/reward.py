@@ -1,6 +1,6 @@
 """RL-KD's reward, measured around each student update: before it (`Reward.before`) and after it
 (`Reward.after`), always with the student in eval mode, so that dropout does not enter a reward, and on
-rows of train that the student never trains on (`held_out_fraction`) where a reward needs held-out data.
+rows of train that no student trains on (`distill.held_out_fraction`) where a reward needs held-out data.
 docs: docs/rl-kd.md.
 """
 
@@ -38,10 +38,13 @@ class Reward:
       `neg_ce_kd`: minus its training loss after the update, KD to the teachers equally weighted.
       With `rl.scalar_reward: gain`, each is its value after the update minus before it, on the same batch.
     Beyond the paper:
-      `held_out_effect` (default): per instance, the decrease of held-out CE that the instance's part of
-        the update causes, to first order in the student's classifier head; each selected teacher is
-        credited with the difference its selection made to that decrease (the decrease with the
-        selection as made, minus with that teacher left out). A consequence of the whole selection.
+      `held_out_effect` (default): a closed-form, first-order counterfactual through the student's head;
+        nothing is measured after the update. Per instance j and teacher k: the decrease of held-out CE,
+        per unit learning rate, that a head step along instance j's loss gradient would make (its gradient
+        w.r.t. the logits, dotted with u_j, the held-out CE gradient seen from j's pooled vector), with k
+        selected minus with k left out, the other selections as sampled. It re-aggregates the scores that
+        `gradient_alignment` computes over the sampled selections, and the agent ascends its expectation
+        exactly (agent._expected_step), so `rl.entropy` has no part in it.
       `gradient_alignment`: per instance and teacher, how well a step towards that teacher's soft
         targets aligns with the held-out CE gradient (head only), whatever else was selected: a fixed
         score per (instance, teacher), i.e. gradient-alignment reweighting (cf. Ren et al. 2018,

@@ -177,6 +177,9 @@ class Distill(Training):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
     temperature: Annotated[float, Field(ge=0.1, le=100)] = 5.0  # softmax(z / T) under or overflows beyond
     t2_scaling: bool = True  # multiply KD by T^2 (Hinton et al.); the paper does not say [reconstructed]
+    # a seeded slice of train that no student trains on: RL-KD measures its rewards there, and every method's student
+    # trains on the same rest, so that a comparison of methods is like for like (at most half of train)
+    held_out_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.1
 
 
 class Compute(Strict):

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from . import logits
+from .params_file import InputError
 from .schema import Params
 from .splits import SPLITS, cap, load_card, load_split
 
@@ -30,6 +31,21 @@ def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Pat
             "pooled": [c["pooled"] for c in cached],
         }
     return out
+
+
+def student_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows every student trains on, the held-out rows): a seeded `fraction` of the n training rows kept out
+    of every student's training (`distill.held_out_fraction`; RL-KD measures its rewards there)."""
+    if fraction == 0:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, int(round(fraction * n)))
+    if cut >= n:
+        raise InputError(
+            f"distill.max_train: {n} training example(s) (the capped train split) leave none for the student once "
+            f"distill.held_out_fraction ({fraction}) keeps {cut} out; at least 2"
+        )
+    return np.sort(order[cut:]), np.sort(order[:cut])
 
 
 @dataclass

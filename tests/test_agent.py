@@ -27,6 +27,7 @@ from pipeline.methods import rl_kd
 from pipeline.methods.rl_kd import Settings as RL
 from pipeline.models import Classifier
 from pipeline.reward import Reward
+from pipeline.task_data import student_rows
 from tests.conftest import write_params
 
 N, K = 64, 2
@@ -484,19 +485,24 @@ def test_held_out_accuracy_is_the_fraction_right_on_the_rows_drawn():
 # ---- held-out rows ------------------------------------------------------------------------------
 
 
+def test_no_held_out_fraction_keeps_every_row():
+    train, out = student_rows(5, 0, 0)
+    assert list(train) == [0, 1, 2, 3, 4] and len(out) == 0
+
+
 @pytest.mark.parametrize(
     "n, fraction, seed, held", [(100, 0.1, 0, 10), (7, 0.3, 1, 2), (41, 0.5, 2, 20), (3, 0.1, 0, 1)]
 )
-def test_data_rows_split_is_a_seeded_partition(n, fraction, seed, held):
+def test_student_rows_are_a_seeded_partition(n, fraction, seed, held):
     """Training and held-out rows: disjoint, covering range(n), round(f n) held out (at least 1), sorted,
     the same for the same seed and different for another."""
-    train, out = rl_kd.data_rows_split(n, fraction, seed)
+    train, out = student_rows(n, fraction, seed)
     assert len(out) == held and len(train) == n - held
     assert not set(train) & set(out) and set(train) | set(out) == set(range(n))
     assert list(train) == sorted(train) and list(out) == sorted(out)
-    assert np.array_equal(out, rl_kd.data_rows_split(n, fraction, seed)[1])
+    assert np.array_equal(out, student_rows(n, fraction, seed)[1])
     if n >= 41:
-        assert not np.array_equal(out, rl_kd.data_rows_split(n, fraction, seed + 1)[1])
+        assert not np.array_equal(out, student_rows(n, fraction, seed + 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -537,8 +543,9 @@ def train_size(root) -> int:
 @pytest.mark.parametrize("reward", ["held_out_effect", "neg_ce", "instance_ce_delta"])
 def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_root, monkeypatch, reward):
     """Spies on the batches of every training epoch (warm-up, pre-training, joint) and on the rows the reward
-    runs the student on: the student must train on exactly the training rows of data_rows_split, the reward
-    draw only held-out rows; with instance_ce_delta (no held-out rows) every row trains."""
+    runs the student on: the student must train on exactly the rows of task_data.student_rows (every method's
+    student does), the reward draw only held-out rows; with instance_ce_delta the same rows train, and no reward
+    reads the held-out ones."""
     trained, measured, inside = set(), set(), [False]
     epoch, batches, forward = training.train_epoch, training.batches, Reward.forward
 
@@ -563,10 +570,10 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
     monkeypatch.setattr(Reward, "forward", spy_forward)
     coin({"reward": reward})
     n = train_size(coin_root)
+    rows, held = student_rows(n, 0.1, 0)
     if reward == "instance_ce_delta":
-        assert trained == set(range(n)) and measured <= trained
+        assert trained == set(rows.tolist()) and measured <= trained
         return
-    rows, held = rl_kd.data_rows_split(n, 0.1, 0)
     assert len(held) == round(0.1 * n)
     assert trained == set(rows.tolist()) and not trained & set(held.tolist())
     assert measured and measured <= set(held.tolist())
@@ -578,7 +585,7 @@ def test_no_teacher_equal_gives_every_trained_row_weights_summing_to_one(coin, c
     weights (weights.parquet) sum to 1; the held-out rows, never trained on, to 0."""
     out = coin({"no_teacher": "equal"})
     w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
-    rows, held = rl_kd.data_rows_split(len(w), 0.1, 0)
+    rows, held = student_rows(len(w), 0.1, 0)
     assert np.allclose(w[rows], 1.0, atol=1e-6)
     assert np.array_equal(w[held], np.zeros(len(held)))
 
@@ -590,7 +597,7 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     pi = 1/2 for three teachers); none sums to more."""
     out = coin({"no_teacher": "ce"})
     w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
-    rows, _ = rl_kd.data_rows_split(len(w), 0.1, 0)
+    rows, _ = student_rows(len(w), 0.1, 0)
     assert (w[rows] < 1 - 1e-6).sum() >= 5 and (w[rows] <= 1 + 1e-6).all()
 
 

@@ -192,8 +192,8 @@ def rename(params, kind, old, new):
         (lambda p: p.update(seed=2**32), "seed", "less than or equal to 4294967295"),
         (lambda p: p["run"].update(seeds=[1, 2**40]), "run.seeds.1", "less than or equal to 4294967295"),
         (
-            lambda p: p["methods"]["rl_kd"].update(held_out_fraction=0.9999),
-            "methods.rl_kd.held_out_fraction",
+            lambda p: p["distill"].update(held_out_fraction=0.9999),
+            "distill.held_out_fraction",
             "less than or equal to 0.5",
         ),
         # methods that need more than the run gives them
@@ -374,11 +374,8 @@ def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
             {"reward": "instance_ce_delta", "scalar_reward": "after"},
             "methods.rl_kd: scalar_reward is not used by reward instance",
         ),
-        (
-            {"reward": "instance_ce_delta", "held_out_fraction": 0.2},
-            "methods.rl_kd: held_out_fraction is not used by reward instance_ce_delta",
-        ),
-        ({"held_out_fraction": 0}, r"methods\.rl_kd\.held_out_fraction: Input should be greater than 0"),
+        ({"entropy": 0.01}, "methods.rl_kd: entropy is not used by reward held_out_effect"),
+        ({"state": ["ce", "ce"]}, r"methods\.rl_kd.*state: \['ce'\] named more than once"),
     ],
 )
 def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
@@ -397,7 +394,7 @@ def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, messa
         {"reward": "neg_ce", "baseline_momentum": 0.5},
         {"reward": "held_out_accuracy", "scalar_reward": "gain"},
         {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
-        {"reward": "neg_ce_kd", "held_out_fraction": 0.2},
+        {"reward": "neg_ce_kd", "entropy": 0.01},
     ],
 )
 def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):

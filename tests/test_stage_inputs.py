@@ -16,9 +16,9 @@ import torch
 from pipeline import logits, models, prepare, task_data
 from pipeline import methods as registry
 from pipeline import schema as P
-from pipeline.methods import rl_kd
 from pipeline.params_file import InputError
 from pipeline.splits import load_split
+from pipeline.task_data import student_rows
 from tests.conftest import ROOT, tiny_params, tiny_teacher, write_params
 
 # ---- command lines: python -m MODULE ARGS -> exit code, and what it says ----------------------------------
@@ -220,10 +220,10 @@ def test_a_feature_named_twice_in_the_agents_state(workdir):
         registry.check(P.load("params.yaml"), ["rl_kd"])
 
 
-def test_a_train_split_too_small_for_rl_kds_held_out_rows():
+def test_a_train_split_too_small_for_the_held_out_rows():
     with pytest.raises(InputError, match=r"distill.max_train: 1 training example.*leave none for the student"):
-        rl_kd.data_rows_split(1, 0.1, 0)
-    train, held_out = rl_kd.data_rows_split(2, 0.1, 0)  # the smallest that works: one row each
+        student_rows(1, 0.1, 0)
+    train, held_out = student_rows(2, 0.1, 0)  # the smallest that works: one row each
     assert len(train) == 1 and len(held_out) == 1
 
 

@@ -49,6 +49,7 @@ class Context:
     pad: int
     num_labels: int
     teacher_logits: torch.Tensor  # the train split's teacher logits on the student's device
+    held_out: np.ndarray  # the train rows no student trains on (distill.held_out_fraction): RL-KD's reward rows
     acc: object = None  # compute.accelerator: the device and precision
 
 
@@ -61,7 +62,6 @@ class Weighting:
 
     static: torch.Tensor | None = None  # a fixed method's one weight per teacher [K], for the run's record
     fill: str = "ce"
-    rows: np.ndarray | None = None  # the training rows the student trains on; None: all of train
 
     def weigh(self, idx: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

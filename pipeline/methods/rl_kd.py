@@ -22,7 +22,6 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from .. import compute, training
 from ..agent import Agent
-from ..params_file import InputError
 from ..reward import Reward
 from ..schema import Strict
 from . import Method, Weighting
@@ -52,8 +51,6 @@ class Settings(Strict):
     entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
-    # every reward but instance_ce_delta: the part of train the student never trains on, for the reward's batches
-    held_out_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.1  # the student keeps at least half of train
 
     @model_validator(mode="after")
     def _workable(self):
@@ -69,7 +66,7 @@ class Settings(Strict):
         unused = {
             "baseline_momentum": self.reward in TEACHER_REWARDS,
             "scalar_reward": self.reward not in SCALAR_REWARDS,
-            "held_out_fraction": self.reward == "instance_ce_delta",
+            "entropy": self.reward == "held_out_effect",  # its exact expected-reward step has no entropy term
         }
         for key in sorted(self.model_fields_set):
             if unused.get(key):
@@ -77,18 +74,6 @@ class Settings(Strict):
                     f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses it); remove it"
                 )
         return self
-
-
-def data_rows_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, held-out rows): a seeded `fraction` of train kept out for the reward's batches."""
-    order = np.random.default_rng(seed).permutation(n)
-    cut = max(1, int(round(fraction * n)))
-    if cut >= n:
-        raise InputError(
-            f"distill.max_train: {n} training example(s) (the capped train split) leave none for the student once "
-            f"methods.rl_kd.held_out_fraction ({fraction}) keeps {cut} out for the reward; at least 2"
-        )
-    return np.sort(order[cut:]), np.sort(order[:cut])
 
 
 def rehearsal(trainer, epochs: int) -> LambdaLR:
@@ -115,9 +100,8 @@ class RLKD(Weighting):
         self.settings, self.labels, self.fill = s, ctx.gold["train"], s.no_teacher
         k = len(ctx.teachers)
         self.equal = torch.full((k,), 1.0 / k)
-        self.held_out = None
-        if s.reward != "instance_ce_delta":  # every other reward measures the student on held-out rows
-            self.rows, self.held_out = data_rows_split(len(self.labels), s.held_out_fraction, ctx.params.seed)
+        # every reward but instance_ce_delta measures the student on the rows no student trains on
+        self.held_out = None if s.reward == "instance_ce_delta" else ctx.held_out
         lengths = torch.tensor([len(ids) for ids in ctx.enc["input_ids"]])
         self.agent = Agent(s, train, ctx.teachers, ctx.num_labels, ctx.seed, lengths)
         self.reward = Reward(
@@ -201,6 +185,11 @@ class RLKD(Weighting):
 
 
 def check(settings: Settings, params) -> None:
+    if settings.reward != "instance_ce_delta" and any(p.held_out_fraction == 0 for p in params.distill.points()):
+        raise ValueError(
+            f"methods.rl_kd.reward: {settings.reward} measures the student on held-out rows, and "
+            "distill.held_out_fraction is 0; set it above 0 (0.1 by default)"
+        )
     if settings.warmup_epochs >= params.distill.epochs:
         raise ValueError(
             f"methods.rl_kd.warmup_epochs: {settings.warmup_epochs} leaves no joint training within "

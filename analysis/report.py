@@ -65,6 +65,13 @@ def pp(v: float) -> str:
     return f"{100 * v:+.1f}"
 
 
+def what_differs(a: str, b: str) -> str:
+    """Besides the method, what the two compared runs did differently."""
+    out = "Both students trained on the same rows (train less the `distill.held_out_fraction` slice)"
+    readers = [m for m in (a, b) if m == "rl_kd"]  # its rewards are measured on that slice
+    return out + (f"; `{readers[0]}` also read the slice's labels for its reward." if readers else ".")
+
+
 def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
     """The primary comparison on one task, with its power, and KD's premise (each fixed-weight KD method - ce)."""
     out = []
@@ -79,7 +86,7 @@ def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
             f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
             f"[{pp(r.ci_low)}, {pp(r.ci_high)}], p {r.p:.3f} ({int(r.seeds)} seeds, t on {int(r.seeds) - 1} df); "
             f"it could detect {100 * r.mdd:.1f} pp (95% upper bound {100 * r.mdd_upper:.1f}) with "
-            f"{100 * cfg.power:.0f}% power: **{r.verdict}**."
+            f"{100 * cfg.power:.0f}% power: **{r.verdict}**. {what_differs(r.a, r.b)}"
         )
     premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(FIXED_KD)]
     if len(premise):

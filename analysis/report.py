@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import tables
 from .decision import FIXED_KD
@@ -187,16 +189,32 @@ def read_power(power: pd.DataFrame, cfg) -> str:
 
 
 def read_selection(sel: pd.DataFrame) -> str:
-    m = sel.groupby(["task", "teacher"])[["right", "wrong"]].mean()
-    parts = [
-        f"`{t}`/`{k}` {r.right:.2f} vs " + (f"{r.wrong:.2f}" if pd.notna(r.wrong) else "- (never wrong)")
-        for (t, k), r in m.iterrows()
-    ]
-    lower = int((m.wrong < m.right).sum())
+    """Per (task, teacher): the agent's mean final selection probability where the teacher is right and where it is
+    wrong, and their difference per seed with its 95% t interval over seeds; "less where wrong" only where that
+    interval lies below 0."""
+    parts, fewer, pairs = [], 0, 0
+    for (task, teacher), t in sel.groupby(["task", "teacher"], sort=False):
+        gap = (t.wrong - t.right).dropna()
+        head = f"`{task}`/`{teacher}` {t.right.mean():.2f} right v " + (
+            f"{t.wrong.mean():.2f} wrong" if len(gap) else "- wrong (never wrong)"
+        )
+        if len(gap) > 1:
+            half = stats.t.ppf(0.975, len(gap) - 1) * gap.std(ddof=1) / np.sqrt(len(gap))
+            head += f" (wrong - right {gap.mean():+.3f} [{gap.mean() - half:+.3f}, {gap.mean() + half:+.3f}])"
+            pairs += 1
+            fewer += int(gap.mean() + half < 0)
+        elif len(gap) == 1:
+            head += f" (wrong - right {gap.iloc[0]:+.3f}, one seed)"
+        parts.append(head)
+    verdict = (
+        f" The interval over seeds lies below 0, so the agent selects a teacher less where it is wrong, for {fewer} "
+        f"of {pairs} (task, teacher) pairs."
+        if pairs
+        else " With one seed there is no interval over seeds, and no claim."
+    )
     return (
-        f"Mean final selection probability where the teacher is right vs wrong on the training instance: "
-        f"{'; '.join(parts)}. The agent selects a teacher less where it is wrong for {lower} of "
-        f"{int(m.wrong.notna().sum())} (task, teacher) pairs with a wrong instance."
+        "Mean final selection probability where the teacher is right and where it is wrong on the training instance, "
+        f"and the difference per seed with its 95% interval: {'; '.join(parts)}." + verdict
     )
 
 

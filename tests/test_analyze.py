@@ -184,7 +184,9 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert t1.loc["big", "teacher_test"] == 0.9 and t1.loc["small", "student_test"] > t1.loc["big", "student_test"]
     report = (tree / "results/report.md").read_text()
     assert "a stronger teacher did not give a stronger student" in report
-    assert "`toy`/`small` 0.70 vs 0.10" in report  # selection where right vs wrong, from the planted weights
+    # selection where right v wrong, from the planted weights (the same in each seed: an interval of one point)
+    assert "`toy`/`small` 0.70 right v 0.10 wrong (wrong - right -0.600 [-0.600, -0.600])" in report
+    assert "`toy`/`big` 0.50 right v - wrong (never wrong)" in report and "for 1 of 1 (task, teacher) pairs" in report
     # the verdict comes first: the primary comparison's answer with its power, then KD's premise
     verdict = report.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
     assert report.index("## Verdict") < report.index("## Table 1")
@@ -401,3 +403,16 @@ def test_rl_kd_alone_has_no_comparison_and_says_so(tree):
     main = pd.read_csv(tree / "results/tables/table2_main.csv", index_col=0)
     assert list(main.index) == ["rl_kd"]
     assert json.loads((tree / "results/metrics.json").read_text())["comparisons"] == []
+
+
+def test_less_where_wrong_only_when_the_interval_over_seeds_says_so():
+    """0.35 v 0.35 on average, +-0.02 by seed: no claim. By hand: wrong - right = [0, -0.02, +0.02], mean 0, sd 0.02,
+    half-width t(2, 0.975) 4.303 * 0.02 / sqrt(3) = 0.0497."""
+    from analysis import report
+
+    sel = pd.DataFrame(
+        {"task": "t", "teacher": "k", "seed": [1, 2, 3], "right": [0.35, 0.36, 0.34], "wrong": [0.35, 0.34, 0.36]}
+    )
+    text = report.read_selection(sel)
+    assert "`t`/`k` 0.35 right v 0.35 wrong (wrong - right +0.000 [-0.050, +0.050])" in text
+    assert "for 0 of 1 (task, teacher) pairs" in text

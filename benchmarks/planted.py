@@ -58,6 +58,9 @@ SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's
 DESIGNS = ("coin", "specialists")
 TEACHERS = {"coin": ["good", "bad_a", "bad_b"], "specialists": ["spec_0", "spec_1", "spec_2"]}
 MIN_GAP = 0.3
+# the heuristic baselines beside equal weights: the teacher most confident in the gold label (best_single), weights
+# by the teachers' CE against it (ca_mkd), fixed weights by dev accuracy (w_ensemble); each run once per seed
+BASELINES = ("best_single", "ca_mkd", "w_ensemble")
 TASK = "reviews"
 OUT = Path("results/planted.json")
 
@@ -160,7 +163,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             },
         },
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
-        "methods": {"u_ensemble": {}, "rl_kd": dict(rl or {})},  # the sections of the methods it runs
+        "methods": {"u_ensemble": {}, **{m: {} for m in BASELINES}, "rl_kd": dict(rl or {})},  # those it runs
         "analysis": {},
         "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
     }
@@ -255,6 +258,14 @@ def summary(runs: list[dict]) -> dict:
         "min_gap": round(min(all_gaps), 4) if all_gaps else None,
         "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
         "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok]),
+        # against each heuristic baseline: mean test-accuracy difference and seeds won
+        "versus": {
+            m: {
+                "mean_acc_diff": mean([r["rl_kd"] - r["baselines"][m] for r in ok if m in r.get("baselines", {})]),
+                "seeds_won": sum(r["rl_kd"] > r["baselines"][m] for r in ok if m in r.get("baselines", {})),
+            }
+            for m in BASELINES
+        },
     }
 
 
@@ -276,7 +287,7 @@ def run_design(
     base.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"{design}-", dir=base)).resolve()  # fresh per design
     home = os.getcwd()
-    total = len(seeds) * (1 + len(rl_settings) + oracle)
+    total = len(seeds) * (1 + len(BASELINES) + len(rl_settings) + oracle)
     done = 0
     results = {name: {"rl": dict(rl), "runs": []} for name, rl in rl_settings.items()}
     try:
@@ -320,6 +331,11 @@ def run_design(
                 f"[{done}/{total}] {design} seed {seed} u_ensemble: test {equal:.4f} "
                 f"({time.perf_counter() - start:.1f} s)"
             )
+            heuristics = {}
+            for method in BASELINES:
+                heuristics[method] = _run(method, seed)
+                done += 1
+                progress(f"[{done}/{total}] {design} seed {seed} {method}: test {heuristics[method]:.4f}")
             for name, rl in rl_settings.items():
                 write_params(root, {**base_params, "methods": {**base_params["methods"], "rl_kd": dict(rl)}})
                 shutil.rmtree(root / "runs" / TASK / "rl_kd" / seed, ignore_errors=True)
@@ -332,6 +348,7 @@ def run_design(
                         "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
                         "rl_kd": acc,
                         "u_ensemble": equal,
+                        "baselines": heuristics,
                         "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4) for t in TEACHERS[design]},
                         "seconds": round(time.perf_counter() - start, 2),
                     }
@@ -412,8 +429,10 @@ def default_settings(rewards=REWARDS) -> dict[str, dict]:
 
 def table(designs: dict) -> str:
     rows = [
-        "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff |",
-        "|---|---|---|---|---|---|---|",
+        "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff | "
+        + " | ".join(f"v {m}: diff, won" for m in BASELINES)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(BASELINES),
     ]
 
     def fmt(x, spec):
@@ -423,25 +442,38 @@ def table(designs: dict) -> str:
         for name, entry in settings.items():
             s = entry["summary"]
             n = f"/{s['seeds']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
+            versus = s.get("versus", {})
+            against = [
+                f"{fmt(versus[m]['mean_acc_diff'], '+.4f')}, {versus[m]['seeds_won']}/{s['seeds']}"
+                if versus.get(m, {}).get("mean_acc_diff") is not None
+                else "-"
+                for m in BASELINES
+            ]
             rows.append(
                 f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
                 f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
-                f"{fmt(s['mean_acc_diff'], '+.4f')} |"
+                f"{fmt(s['mean_acc_diff'], '+.4f')} | " + " | ".join(against) + " |"
             )
     return "\n".join(rows)
 
 
 def per_seed(designs: dict, setting: str = "default") -> str:
     """One row per design and seed for `setting`: each corrupted teacher's gap, RL-KD and equal weights."""
-    rows = ["| design | seed | gaps (corrupted teachers) | RL-KD | equal weights |", "|---|---|---|---|---|"]
+    rows = [
+        "| design | seed | gaps (corrupted teachers) | RL-KD | equal weights | " + " | ".join(BASELINES) + " |",
+        "|---|---|---|---|---|" + "---|" * len(BASELINES),
+    ]
     for design, settings in designs.items():
         for r in settings.get(setting, {}).get("runs", []):
             if "error" in r:
                 rows.append(f"| {design} | {r['seed']} | failed: {r['error']} | | |")
                 continue
             gaps_text = " / ".join(f"{g:.2f}" for g in r["gaps"].values())
+            base = [f"{100 * r['baselines'][m]:.1f}" if m in r.get("baselines", {}) else "-" for m in BASELINES]
             rows.append(
-                f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} |"
+                f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} | "
+                + " | ".join(base)
+                + " |"
             )
     return "\n".join(rows)
 
@@ -451,7 +483,9 @@ def markdown(designs: dict, command: str) -> str:
     return (
         f"# Planted-teacher benchmark\n\nWritten by `{command}` (benchmarks/planted.py; docs/rl-kd.md "
         f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
-        f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'.\n\n"
+        f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'. The `v` columns "
+        f"compare RL-KD with the heuristic baselines {', '.join(BASELINES)} (mean test-accuracy difference, seeds "
+        "won); a dash: not run with this setting's rows.\n\n"
         f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n"
     )
 
@@ -479,7 +513,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     designs = {d: run_design(d, seeds, settings, args.workdir, args.oracle) for d in args.design}
     seconds = time.perf_counter() - start
-    runs = len(args.design) * len(seeds) * (1 + len(settings) + args.oracle)
+    runs = len(args.design) * len(seeds) * (1 + len(BASELINES) + len(settings) + args.oracle)
     merged = {}
     if args.merge and args.out.is_file():
         merged = json.loads(args.out.read_text()).get("designs", {})

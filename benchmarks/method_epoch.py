@@ -20,6 +20,7 @@ from transformers import get_constant_schedule
 from pipeline import methods
 from pipeline import schema as P
 from pipeline.distill import Teaching
+from pipeline.task_data import student_rows
 from pipeline.training import Loop, train_epoch
 
 from . import student
@@ -50,12 +51,15 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     scheduler = get_constant_schedule(optimizer)
     names = [f"t{k}" for k in range(teachers)]
 
+    # every method on the same rows, train less the held-out slice that RL-KD's rewards read (as distill.fit)
+    rows, held_out = student_rows(examples, cfg.held_out_fraction, 0)
+
     def build(name: str) -> methods.Weighting:  # as pipeline.distill.fit builds a method, with its defaults
         method = methods.load(name)
         context = methods.Context(
             method=name, teachers=names, cache={"train": cache}, gold={"train": labels}, cfg=cfg,
             settings=method.settings(), rng=rng, seed=0, params=SimpleNamespace(seed=0), model=model, enc=enc,
-            pad=0, num_labels=2, teacher_logits=cache["logits"],
+            pad=0, num_labels=2, teacher_logits=cache["logits"], held_out=held_out,
         )  # fmt: skip
         return method.weighting(context)
 
@@ -63,8 +67,7 @@ def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int
     weightings["mtkd_rl"].epoch = 2  # past its warm-up: the agent weighs every batch
     weightings["rl_kd"].active = True  # past its warm-up: the agent selects for every batch
     weight_sum = torch.zeros(examples, teachers)
-    # every method on RL-KD's training rows (train less its reward's held-out slice), as before
-    loop = Loop(enc, weightings["rl_kd"].rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
+    loop = Loop(enc, rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
 
     def epoch(method: str) -> float:
         start = time.perf_counter()

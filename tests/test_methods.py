@@ -18,6 +18,7 @@ def build_method(name, teachers, cache, gold, cfg, rng, seed=0, **settings):
     context = methods.Context(
         method=name, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=method.settings(**settings),
         rng=rng, seed=seed, params=None, model=None, enc={}, pad=0, num_labels=2, teacher_logits=None,
+        held_out=np.arange(0),
     )  # fmt: skip
     return method.weighting(context)
 

@@ -47,6 +47,7 @@ class Distilled:
     train_seconds: float
     infer_seconds: float
     weight_sum: torch.Tensor  # [N, K]: each training instance's teacher weights, summed over epochs
+    rows: np.ndarray  # the training rows the student trained on (train less the held-out slice)
     static: torch.Tensor | None  # a method's one weight per teacher, where it has one
     pretraining: list[dict]  # RL-KD's policy pre-training epochs
     selection: torch.Tensor | None  # RL-KD: the final policy's selection probabilities [N, K]
@@ -161,7 +162,7 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     records = weighting.records(trainer)
     return Distilled(
         model=model, history=history, dev_accuracy=best, test_logits=test_logits, train_seconds=train_seconds,
-        infer_seconds=infer_seconds, weight_sum=trainer.weight_sum, static=weighting.static,
+        infer_seconds=infer_seconds, weight_sum=trainer.weight_sum, rows=rows, static=weighting.static,
         pretraining=records.get("pretraining", []), selection=records.get("selection"), setting=cfg,
         method_settings=settings,
     )  # fmt: skip
@@ -195,7 +196,8 @@ def record(params: Params, data: TaskData, method: str, seed: int, student: Dist
         "train_examples_per_s": sum(h["examples_per_s"] for h in history) / len(history),
         "student_parameters": models.count_parameters(student.model),
         "student_inference_examples_per_s": len(test) / student.infer_seconds,
-        "teacher_weights": {t: float(mean_w[:, k].mean()) for k, t in enumerate(teachers)},
+        # over the rows the student trained on: the held-out slice, never trained on, has no weights
+        "teacher_weights": {t: float(mean_w[student.rows, k].mean()) for k, t in enumerate(teachers)},
         "static_weights": None if static is None else {t: float(static[k]) for k, t in enumerate(teachers)},
         "policy_pretraining": [{k: v for k, v in p.items() if k != "rewards"} for p in student.pretraining],
         **({"grid": student.grid, "selected": student.setting.point_label(cfg)} if cfg.grid else {}),

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline import cache, distill, finetune, prepare, splits
 from pipeline import schema as P
+from pipeline.task_data import student_rows
 from tests.conftest import tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
@@ -100,8 +101,11 @@ def test_every_method_writes_its_outputs(repo):
 def test_dynamic_methods_vary_per_instance(repo, method, distinct):
     distill.main("reviews", method, "1")
     w = pd.read_parquet(repo / f"runs/reviews/{method}/1/weights.parquet")  # the mean over the epochs, 180 rows
-    assert w.tiny_a.std() > 1e-3 and w.tiny_a.round(5).nunique() >= distinct
-    assert ((w.tiny_a + w.tiny_b) - 1).abs().max() < 1e-5
+    rows, held_out = student_rows(len(w), 0.1, 0)  # distill.held_out_fraction's default; params seed 0
+    trained = w.iloc[rows]
+    assert trained.tiny_a.std() > 1e-3 and trained.tiny_a.round(5).nunique() >= distinct
+    assert ((trained.tiny_a + trained.tiny_b) - 1).abs().max() < 1e-5
+    assert (w.iloc[held_out][["tiny_a", "tiny_b"]] == 0).all().all()  # never trained on: no weights
 
 
 def test_mtkd_rl_records_its_agent(repo):

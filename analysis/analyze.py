@@ -117,16 +117,16 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
         "main": ("table2_main", f"Table 2: test accuracy (%) of every method, {spread}; best per column in bold.", t2),
         "significance": (
             "table3_significance",
-            f"Table 3: the declared comparisons, per task: the "
-            f"primary one ({cfg.reference} - {cfg.baseline}) and the secondary ones (Holm); b / c: "
-            "test predictions only the first / only the second got right, over all seeds.",
+            f"Table 3: the declared comparisons, per task: the primary one ({cfg.reference} - {cfg.baseline}), "
+            "which gates the secondary ones (Holm); a t test over seeds that counts test sampling, 'equivalent' "
+            "only by a confidence interval within the gap (docs/statistics.md).",
             t3,
         ),
         "power": (
             "table3_power",
             f"Power: the smallest difference (pp) that the primary comparison "
             f"detects with {100 * cfg.power:.0f}% power at {cfg.significance}, by seeds and test-set size, "
-            "from its measured variance.",
+            "from its measured variance, with its one-sided 95% upper bound in brackets.",
             power,
         ),
         "compression": (

@@ -176,17 +176,17 @@ def power_table(runs: pd.DataFrame, tasks: list[str], cfg, sig: pd.DataFrame):
     numbers = pd.DataFrame(rows)
     if numbers.empty:
         return numbers, numbers, numbers
-    first = numbers.groupby(["task", "seeds"], sort=False).first()
+    here = numbers[numbers.multiple == 1].set_index(["task", "seeds"])  # this test set
     shown = pd.DataFrame(
         {
-            "training minutes": first.minutes.map(lambda v: f"{v:.0f}"),
-            "test examples": first.examples.map(lambda v: f"{v:,}"),
+            "training minutes": here.minutes.map(lambda v: f"{v:.0f}"),
+            "test examples": here.examples.map(lambda v: f"{v:,}"),
         },
-        index=first.index,
+        index=here.index,
     )
     for k in POWER_EXAMPLES:
-        at = numbers[numbers.multiple == k].set_index(["task", "seeds"])
-        shown[f"{k}x test" if k > 1 else "this test set"] = [
-            f"{100 * m:.1f} [{100 * u:.1f}]" for m, u in zip(at.mdd.loc[first.index], at.mdd_upper.loc[first.index])
+        at = numbers[numbers.multiple == k].set_index(["task", "seeds"]).loc[here.index]
+        shown["this test set" if k == 1 else f"{k:g}x test"] = [
+            f"{100 * m:.1f} [{100 * u:.1f}]" for m, u in zip(at.mdd, at.mdd_upper)
         ]
     return numbers, shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)

@@ -157,6 +157,17 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
     return " ".join(out)
 
 
+def test_set_effect(t: pd.DataFrame, now) -> str:
+    """What halving and doubling the test set does to the detectable difference at the measured seeds."""
+    at = t[t.seeds == now.seeds].set_index("multiple").mdd
+    half, double = at.get(0.5), at.get(2)
+    if half is None or double is None:
+        return ""
+    said = f"Half the test set would detect {100 * half:.1f} pp, twice the test set {100 * double:.1f}"
+    lever = max(half / now.mdd - 1, 1 - double / now.mdd) < 0.1  # within 10%: the test set is not the lever
+    return said + (": seeds, not test examples, are the lever." if lever else ".")
+
+
 def read_power(power: pd.DataFrame, cfg) -> str:
     if power.empty:
         return "No power to report: it needs the primary comparison over two seeds or more."
@@ -180,7 +191,7 @@ def read_power(power: pd.DataFrame, cfg) -> str:
             f"the primary comparison detects {100 * now.mdd:.1f} pp (95% upper bound {100 * now.mdd_upper:.1f}) "
             f"with {100 * cfg.power:.0f}% power at {cfg.significance}; {plan} (about "
             f"{t[t.seeds == (enough.seeds.min() if len(enough) else t.seeds.max())].minutes.iloc[0]:.0f} training "
-            "minutes). Halving or doubling the test set moves it little: seeds are the lever."
+            f"minutes). {test_set_effect(t, now)}"
         )
     return " ".join(out) + (
         " Minutes count the training of every method once per seed on this machine, not the teachers or the "

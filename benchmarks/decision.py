@@ -9,7 +9,8 @@ bootstrap that decided before (fewer experiments: it resamples). A second design
 groups (rt's movies) that share errors, to show why the test resamples groups, not examples, where a task has
 them.
 
-Usage: python -m benchmarks.decision [--experiments N]   (about a minute on 2 cores)
+Usage: python -m benchmarks.decision [--experiments N]   (about 10 minutes on 2 cores; most of it the bootstrap's
+100 experiments a cell)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def pvalues(d: np.ndarray, groups, rng, bootstrap: bool) -> dict[str, float]:
     return out
 
 
-def measure(experiments: int = 4000, boot_experiments: int = 400, seed: int = 0) -> dict:
+def measure(experiments: int = 3000, boot_experiments: int = 100, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     cells = []
     for grouped in (False, True):
@@ -91,7 +92,7 @@ def table(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.decision", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--experiments", type=int, default=4000, help="simulated experiments per cell (default 4000)")
+    ap.add_argument("--experiments", type=int, default=3000, help="simulated experiments per cell (default 3000)")
     args = ap.parse_args()
     result = measure(args.experiments)
     print(f"type I error at nominal {100 * ALPHA:.0f}% (± its Monte Carlo standard error):\n")

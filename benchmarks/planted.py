@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +59,9 @@ SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's
 DESIGNS = ("coin", "specialists")
 TEACHERS = {"coin": ["good", "bad_a", "bad_b"], "specialists": ["spec_0", "spec_1", "spec_2"]}
 MIN_GAP = 0.3
+# the code column of a row run before rows named their commit: before issue 28's fixes (every student on the same
+# rows, pre-training never at learning rate 0), so not comparable with rows that name one
+OLD = "before 28"
 # the heuristic baselines beside equal weights: the teacher most confident in the gold label (best_single), weights
 # by the teachers' CE against it (ca_mkd), fixed weights by dev accuracy (w_ensemble); each run once per seed
 BASELINES = ("best_single", "ca_mkd", "w_ensemble")
@@ -431,8 +435,8 @@ def table(designs: dict) -> str:
     rows = [
         "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff | "
         + " | ".join(f"v {m}: diff, won" for m in BASELINES)
-        + " |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(BASELINES),
+        + " | code |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(BASELINES) + "---|",
     ]
 
     def fmt(x, spec):
@@ -452,7 +456,7 @@ def table(designs: dict) -> str:
             rows.append(
                 f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
                 f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
-                f"{fmt(s['mean_acc_diff'], '+.4f')} | " + " | ".join(against) + " |"
+                f"{fmt(s['mean_acc_diff'], '+.4f')} | " + " | ".join(against) + f" | {entry.get('commit', OLD)} |"
             )
     return "\n".join(rows)
 
@@ -485,7 +489,9 @@ def markdown(designs: dict, command: str) -> str:
         f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
         f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'. The `v` columns "
         f"compare RL-KD with the heuristic baselines {', '.join(BASELINES)} (mean test-accuracy difference, seeds "
-        "won); a dash: not run with this setting's rows.\n\n"
+        f"won); a dash: not run with this setting's rows. `code`: the commit a row ran at; `{OLD}`: an older run, "
+        "before every student trained on the same rows and pre-training was fixed, not comparable with the others."
+        "\n\n"
         f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n"
     )
 
@@ -517,8 +523,9 @@ def main(argv=None) -> None:
     merged = {}
     if args.merge and args.out.is_file():
         merged = json.loads(args.out.read_text()).get("designs", {})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for design, entries in designs.items():
-        merged.setdefault(design, {}).update(entries)
+        merged.setdefault(design, {}).update({k: {**v, "commit": commit or "?"} for k, v in entries.items()})
     write_json(
         args.out,
         {

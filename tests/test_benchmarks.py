@@ -25,8 +25,8 @@ def test_the_committed_results_render_as_the_benchmarks_page_table():
     table = bench.table(results)
     assert table in (ROOT / "docs/benchmarks.md").read_text()  # the benchmarks page shows what the last run measured
     # header, rule, one row per measure: kd_step 1, method_epoch 4, pieces 1, online 1, caching 1, repro 3, memory 1,
-    # startup 1, bootstrap 1
-    assert len(table.splitlines()) == 2 + 14
+    # startup 1, bootstrap 1, decision 1
+    assert len(table.splitlines()) == 2 + 15
 
 
 def test_bootstrap_benchmark_reports_a_bounded_peak():
@@ -35,3 +35,12 @@ def test_bootstrap_benchmark_reports_a_bounded_peak():
     # all at once, 0.12 GiB (rounded to 0.1); in chunks, one chunk of 16 MiB (0.016 GiB) and small arrays
     assert small["unchunked_gib"] == 0.1 and 0.01 < small["peak_gib"] < 0.025
     assert small["ci"][1] < small["ci"][0] < small["ci"][2]
+
+
+def test_decision_benchmark_reports_every_cell():
+    from benchmarks import decision
+
+    small = decision.measure(experiments=20, boot_experiments=0)
+    assert len(small["cells"]) == 2 * len(decision.SCALES) * len(decision.SEEDS)
+    assert all(0 <= c["crossed"]["type_one"] <= 1 and "paired t" in c for c in small["cells"])
+    assert small["met"] == (small["worst_crossed"] <= 0.06)

@@ -22,11 +22,16 @@ Designs (700 reviews each; a tiny random-init student; distill.alpha 0.9, temper
                vectors are noise in both designs.
   (An earlier specialists design, uninformative rather than wrong on a third kind, left equal weighting
   unhurt at alpha 0.9: its three soft targets average to uniform and the student learns from gold.)
+  noisy        (--design noisy; no target: it misleads the heuristics that read the gold label) the coin
+               reviews with NOISE (30%) of the training labels flipped, dev and test clean; `good` knows
+               the true label, `echo_a` and `echo_b` learnt the flipped gold labels by heart (confident in
+               the gold label on every training instance). best_single and ca_mkd, which trust the teacher
+               that agrees with the gold label, follow the echoes exactly where the gold label is wrong.
 8 epochs: one equal-weight warm-up epoch and seven with the agent. With 4 (three with the agent) the
 tiny student had not recovered from the switch of targets when training ended, and the best-on-dev
 epoch of RL-KD was in some seeds the warm-up epoch, before the agent acted (coin, seed 3).
 
-Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists] [--setting NAME=JSON ...]
+Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists noisy] [--setting NAME=JSON ...]
                                     [--rewards R ...] [--oracle] [--merge] [--out results/planted.json]
 Default settings: `default` ({}) and one per reward in REWARDS ({"reward": R}); --setting replaces
 them all. About 3 s a run on 2 cores; the full default is 2 designs x 10 seeds x (1 + 6) runs.
@@ -56,8 +61,15 @@ from pipeline.io import provenance, write_json
 # the agent's rewards, one default setting each; their names change with the agent: edit here
 REWARDS = ["held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta", "gradient_alignment"]
 SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's
-DESIGNS = ("coin", "specialists")
-TEACHERS = {"coin": ["good", "bad_a", "bad_b"], "specialists": ["spec_0", "spec_1", "spec_2"]}
+DESIGNS = ("coin", "specialists")  # the agent's targets (tests/test_rl_kd.py holds it to them)
+# a design that misleads the gold-label heuristics (best_single, ca_mkd): run with --design noisy; no target
+MISLEADING = ("noisy",)
+NOISE = 0.3  # noisy: the share of training labels flipped (dev and test stay clean)
+TEACHERS = {
+    "coin": ["good", "bad_a", "bad_b"],
+    "specialists": ["spec_0", "spec_1", "spec_2"],
+    "noisy": ["good", "echo_a", "echo_b"],
+}
 MIN_GAP = 0.3
 # the code column of a row run before rows named their commit: before issue 28's fixes (every student on the same
 # rows, pre-training never at learning rate 0), so not comparable with rows that name one
@@ -112,11 +124,11 @@ def kind_of(texts: pd.Series) -> np.ndarray:
 
 def params(design: str, root: Path, rl: dict | None = None) -> dict:
     """Write the design's reviews under root/user_data and return its params dict (`rl`: the agent's section)."""
-    if design not in DESIGNS:
-        raise ValueError(f"unknown design {design!r}; one of {DESIGNS}")
+    if design not in DESIGNS + MISLEADING:
+        raise ValueError(f"unknown design {design!r}; one of {DESIGNS + MISLEADING}")
     teachers = TEACHERS[design]
     (root / "user_data").mkdir(parents=True, exist_ok=True)
-    frame = sentiment_frame(700) if design == "coin" else kinds_frame(700)
+    frame = kinds_frame(700) if design == "specialists" else sentiment_frame(700)
     frame.to_csv(root / "user_data/reviews.csv", index=False)
     # the longest text: 12 words and [CLS], [SEP]; an index of 3 digits is at most 3 word pieces: 16 <= 24
     teacher = {
@@ -177,6 +189,20 @@ def write_params(root: Path, values: dict) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
 
 
+def add_label_noise(root: Path) -> None:
+    """noisy: flip NOISE of the training examples' labels in the task's file (dev and test stay clean); the true
+    label stays in a column of its own. The split is by movie, so a second `prepare` puts every example in the
+    split it was in."""
+    path = root / "user_data/reviews.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    train_movies = set(splits.load_split(root / "data" / TASK, "train").group)
+    rng = np.random.default_rng(0)
+    flip = frame.movie.isin(train_movies).to_numpy() & (rng.random(len(frame)) < NOISE)
+    frame["true_sentiment"] = frame.sentiment
+    frame.loc[flip, "sentiment"] = frame.sentiment[flip].map({"neg": "pos", "pos": "neg"})
+    frame.to_csv(path, index=False)
+
+
 # ---- planted teacher caches ---------------------------------------------------------------------
 
 
@@ -213,6 +239,15 @@ def plant(design: str, root: Path, oracle: bool = False) -> dict[str, dict[str, 
                 _save(root, name, split, df, lg, torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
             if split == "train":
                 corrupted = {t: dict(zip(df.id, flip.numpy().tolist())) for t in ("bad_a", "bad_b")}
+        elif design == "noisy":  # `good` knows the true label; the echoes learnt the flipped gold labels by heart
+            truth = pd.read_csv(root / "user_data/reviews.csv", dtype=str).set_index("review").true_sentiment
+            true_y = torch.tensor((df.text_a.map(truth) == "pos").astype(int).to_numpy())
+            flipped = true_y != y
+            good, echo = _right(true_y, rng), _right(y, rng)
+            for name, lg in (("good", good), ("echo_a", echo), ("echo_b", echo)):
+                _save(root, name, split, df, lg, torch.tensor(rng.normal(0, 1, (n, 8))).float(), y)
+            if split == "train":
+                corrupted = {t: dict(zip(df.id, flipped.numpy().tolist())) for t in ("echo_a", "echo_b")}
         else:
             kind = torch.tensor(kind_of(df.text_a))
             for k, name in enumerate(TEACHERS["specialists"]):
@@ -300,6 +335,9 @@ def run_design(
         write_params(root, base_params)
         with contextlib.redirect_stdout(sys.stderr):
             prepare.main(TASK)
+            if design == "noisy":  # flip a share of the training labels, then prepare again
+                add_label_noise(root)
+                prepare.main(TASK)
         corrupted = plant(design, root)
         oracle_acc = {}
         if oracle:  # a sibling folder: the same data, one teacher
@@ -499,7 +537,7 @@ def markdown(designs: dict, command: str) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", default=["1-10"], help="e.g. 1-10, or 1 2 5")
-    ap.add_argument("--design", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    ap.add_argument("--design", nargs="+", default=list(DESIGNS), choices=DESIGNS + MISLEADING)
     ap.add_argument(
         "--setting",
         nargs="+",
@@ -545,7 +583,7 @@ def main(argv=None) -> None:
     args.out.with_suffix(".md").write_text(
         markdown(merged, "python -m benchmarks.planted " + " ".join(argv if argv is not None else sys.argv[1:]))
     )
-    print(table(designs))
+    print(table({d: merged[d] for d in designs}))
     progress(f"\n{runs} runs in {seconds:.0f} s ({seconds / runs:.1f} s a run); written to {args.out}")
 
 

@@ -71,6 +71,7 @@ TEACHERS = {
     "noisy": ["good", "echo_a", "echo_b"],
 }
 MIN_GAP = 0.3
+FAR = 0.05  # a seed ends "far below" equal weights when RL-KD's test accuracy is more than 5 points under it
 # the code column of a row run before rows named their commit: before issue 28's fixes (every student on the same
 # rows, pre-training never at learning rate 0), so not comparable with rows that name one
 OLD = "before 28"
@@ -297,6 +298,12 @@ def summary(runs: list[dict]) -> dict:
         "min_gap": round(min(all_gaps), 4) if all_gaps else None,
         "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
         "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok]),
+        "worst_acc_diff": round(min(r["rl_kd"] - r["u_ensemble"] for r in ok), 4) if ok else None,
+        "seeds_far_below": sum(r["rl_kd"] < r["u_ensemble"] - FAR for r in ok),
+        # runs with the guard (methods.rl_kd.guard): seeds where it kept the equal-weights run
+        "guard_kept_equal": sum(r["guard"] == "equal_weights" for r in ok if "guard" in r)
+        if any("guard" in r for r in ok)
+        else None,
         # against each heuristic baseline: mean test-accuracy difference and seeds won
         "versus": {
             m: {
@@ -385,6 +392,7 @@ def run_design(
                 try:
                     acc = _run("rl_kd", seed)
                     sel = pd.read_parquet(root / "runs" / TASK / "rl_kd" / seed / "weights.parquet")
+                    history = json.loads((root / "runs" / TASK / "rl_kd" / seed / "history.json").read_text())
                     row = {
                         "seed": seed,
                         "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
@@ -394,6 +402,8 @@ def run_design(
                         "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4) for t in TEACHERS[design]},
                         "seconds": round(time.perf_counter() - start, 2),
                     }
+                    if "guard" in history[-1]:  # which run the guard kept: the agent's or equal weights'
+                        row["guard"] = history[-1]["guard"]["kept"]
                     if oracle:
                         row["oracle"] = oracle_acc[seed]
                     line = f"rl_kd {acc:.4f} (u_ensemble {equal:.4f}), gaps " + ", ".join(
@@ -471,10 +481,9 @@ def default_settings(rewards=REWARDS) -> dict[str, dict]:
 
 def table(designs: dict) -> str:
     rows = [
-        "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff | "
-        + " | ".join(f"v {m}: diff, won" for m in BASELINES)
-        + " | code |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(BASELINES) + "---|",
+        "| design | setting | seeds gap met | seeds won | both | mean min-gap | mean acc diff | worst | far below | "
+        "guard kept equal | " + " | ".join(f"v {m}: diff, won" for m in BASELINES) + " | code |",
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(BASELINES) + "---|",
     ]
 
     def fmt(x, spec):
@@ -494,7 +503,10 @@ def table(designs: dict) -> str:
             rows.append(
                 f"| {design} | {name} | {s['seeds_gap_met']}{n} | {s['seeds_won']}/{s['seeds']} | "
                 f"{s['seeds_both']}/{s['seeds']} | {fmt(s['mean_min_gap'], '.3f')} | "
-                f"{fmt(s['mean_acc_diff'], '+.4f')} | " + " | ".join(against) + f" | {entry.get('commit', OLD)} |"
+                f"{fmt(s['mean_acc_diff'], '+.4f')} | {fmt(s.get('worst_acc_diff'), '+.4f')} | "
+                f"{fmt(s.get('seeds_far_below'), 'd')} | {fmt(s.get('guard_kept_equal'), 'd')} | "
+                + " | ".join(against)
+                + f" | {entry.get('commit', OLD)} |"
             )
     return "\n".join(rows)
 
@@ -502,8 +514,10 @@ def table(designs: dict) -> str:
 def per_seed(designs: dict, setting: str = "default") -> str:
     """One row per design and seed for `setting`: each corrupted teacher's gap, RL-KD and equal weights."""
     rows = [
-        "| design | seed | gaps (corrupted teachers) | RL-KD | equal weights | " + " | ".join(BASELINES) + " |",
-        "|---|---|---|---|---|" + "---|" * len(BASELINES),
+        "| design | seed | gaps (corrupted teachers) | RL-KD | equal weights | "
+        + " | ".join(BASELINES)
+        + " | guard kept |",
+        "|---|---|---|---|---|" + "---|" * len(BASELINES) + "---|",
     ]
     for design, settings in designs.items():
         for r in settings.get(setting, {}).get("runs", []):
@@ -515,7 +529,7 @@ def per_seed(designs: dict, setting: str = "default") -> str:
             rows.append(
                 f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} | "
                 + " | ".join(base)
-                + " |"
+                + f" | {r.get('guard', '-')} |"
             )
     return "\n".join(rows)
 
@@ -527,7 +541,10 @@ def markdown(designs: dict, command: str) -> str:
         f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
         f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'. The `v` columns "
         f"compare RL-KD with the heuristic baselines {', '.join(BASELINES)} (mean test-accuracy difference, seeds "
-        f"won); a dash: not run with this setting's rows. `code`: the commit a row ran at; `{OLD}`: an older run, "
+        f"won); `worst`: RL-KD's worst seed against equal weights; `far below`: seeds more than {100 * FAR:.0f} "
+        "points under equal weights; `guard kept equal`: seeds where RL-KD's guard kept its equal-weights run "
+        "(a dash: run without the guard). A dash elsewhere: not run with this setting's rows. `code`: the commit "
+        f"a row ran at; `{OLD}`: an older run, "
         "before every student trained on the same rows and pre-training was fixed, not comparable with the others."
         "\n\n"
         f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n"

@@ -9,6 +9,7 @@ teacher forward pass runs here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,7 @@ class Trainer:
     labels: torch.Tensor  # the training split's gold labels
     teacher_logits: torch.Tensor
     weight_sum: torch.Tensor  # [N, K]: each training instance's teacher weights, summed over epochs
+    dev_accuracy: Callable[[], float]  # the student's accuracy on dev, as it is now
 
     def epoch(self, desc: str) -> dict:
         teaching = Teaching(self.labels, self.teacher_logits, self.weighting, self.cfg, self.weight_sum)
@@ -131,6 +133,7 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     trainer = Trainer(
         model=model, loop=loop, cfg=cfg, weighting=weighting, labels=gold["train"], teacher_logits=teacher_logits,
         weight_sum=torch.zeros(len(train), len(teachers)),
+        dev_accuracy=lambda: training.accuracy(dev_logits(), gold["dev"]),
     )  # fmt: skip
     print(
         f"distill: {method} on {data.task}, seed {seed}: student {models.count_parameters(model) / 1e6:.2f} M "
@@ -145,6 +148,12 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     def log(stats: dict) -> None:
         rates = stats.get("selection_rate")
         rate = "" if rates is None else ", selection rate " + " ".join(f"{t} {r:.2f}" for t, r in zip(teachers, rates))
+        if "guard" in stats:
+            g = stats["guard"]
+            rate += (
+                f", guard kept {g['kept']} (dev: agent {g['agent_dev_accuracy']:.4f}, "
+                f"equal weights {g['equal_weights_dev_accuracy']:.4f})"
+            )
         print(
             f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
             flush=True,

@@ -545,9 +545,9 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
     """Spies on the batches of every training epoch (warm-up, pre-training, joint) and on the rows the reward
     runs the student on: the student must train on exactly the rows of task_data.student_rows (every method's
     student does), the reward draw only held-out rows; with instance_ce_delta the same rows train, and no reward
-    reads the held-out ones."""
+    reads the held-out ones. (Scoring dev within an epoch, as RL-KD's guard does, is not training.)"""
     trained, measured, inside = set(), set(), [False]
-    epoch, batches, forward = training.train_epoch, training.batches, Reward.forward
+    epoch, batches, forward, predict = training.train_epoch, training.batches, Reward.forward, training.predict
 
     def spy_epoch(*args, **kwargs):
         inside[0] = True
@@ -555,6 +555,13 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
             return epoch(*args, **kwargs)
         finally:
             inside[0] = False
+
+    def spy_predict(*args, **kwargs):
+        was, inside[0] = inside[0], False
+        try:
+            return predict(*args, **kwargs)
+        finally:
+            inside[0] = was
 
     def spy_batches(device, enc, chunks, *args, **kwargs):
         if inside[0]:
@@ -566,6 +573,7 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
         return forward(self, rows)
 
     monkeypatch.setattr(training, "train_epoch", spy_epoch)
+    monkeypatch.setattr(training, "predict", spy_predict)
     monkeypatch.setattr(training, "batches", spy_batches)
     monkeypatch.setattr(Reward, "forward", spy_forward)
     coin({"reward": reward})
@@ -595,7 +603,7 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     """no_teacher: ce: an instance with no teacher selected learns from its gold label alone, so its weights
     that epoch are 0 and some training rows' mean weights sum to less than 1 (1/8 of instances per epoch at
     pi = 1/2 for three teachers); none sums to more."""
-    out = coin({"no_teacher": "ce"})
+    out = coin({"no_teacher": "ce", "guard": "none"})  # the agent's weights, whichever run is better on dev
     w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
     rows, _ = student_rows(len(w), 0.1, 0)
     assert (w[rows] < 1 - 1e-6).sum() >= 5 and (w[rows] <= 1 + 1e-6).all()
@@ -626,7 +634,8 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     """RL-KD's pre-training trains (here: epoch_of really steps the model, its AdamW and its schedule and adds to
     weight_sum) and then must restore parameters, optimiser state, learning rate, schedule and weight_sum
-    exactly; a next step must then equal the step of a twin that was never pre-trained."""
+    exactly, and the batch order's generator too; a next step must then equal the step of a twin that was never
+    pre-trained."""
     model, enc = tiny_classifier(12, seed=2)
     labels = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -648,6 +657,7 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     changed = []
 
     def epoch_of(desc, with_agent):
+        loop.rng.permutation(12)  # an epoch's batch order
         for start in (0, 4, 8):
             step(model, optimizer, scheduler, np.arange(start, start + 4))
             weight_sum[start : start + 4] += 1.0
@@ -659,7 +669,10 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
         return {"reward_mean": 0.0, "desc": desc, "with_agent": with_agent}
 
     method = object.__new__(rl_kd.RLKD)  # its hooks alone: no agent is needed to check the restore
-    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4)
+    loop = SimpleNamespace(
+        optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4, rng=np.random.default_rng(3)
+    )
+    order = np.random.default_rng(3).permutation(12)  # the first batch order after pre-training, had it not run
     trainer = SimpleNamespace(
         model=model,
         loop=loop,
@@ -677,6 +690,7 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
         assert all(torch.equal(torch.as_tensor(v), torch.as_tensor(now["state"][i][k])) for k, v in s.items()), i
     assert scheduler.state_dict() == state[2] and scheduler.get_last_lr() == twin[2].get_last_lr()
     assert torch.equal(weight_sum, state[3])
+    assert np.array_equal(loop.rng.permutation(12), order)
     step(model, optimizer, scheduler, np.arange(2, 8))
     step(*twin, np.arange(2, 8))
     for (key, a), b in zip(model.state_dict().items(), twin[0].state_dict().values()):
@@ -703,7 +717,9 @@ def test_pre_training_runs_the_rest_of_the_schedule_and_never_at_learning_rate_0
             trainer.loop.scheduler.step()
         return {}
 
-    loop = SimpleNamespace(optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4)
+    loop = SimpleNamespace(
+        optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4, rng=np.random.default_rng(3)
+    )
     trainer = SimpleNamespace(
         model=model, loop=loop, weight_sum=torch.zeros(1), cfg=SimpleNamespace(epochs=7), epoch=epoch
     )

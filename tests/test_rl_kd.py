@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import planted as B
 from pipeline import distill, prepare
@@ -85,3 +86,41 @@ def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, messa
     with pytest.raises(P.InputError, match=message):
         distill.main("reviews", "rl_kd", "1")
     assert not (tmp_path / "runs").exists()
+
+
+def test_guard_changes_nothing_when_the_agent_wins(planted):
+    """The guard's equal-weights run leaves no trace (batches, dropout, student) on the agent's run, so a run the
+    agent wins on dev is the run without the guard, number for number."""
+    root, _ = planted
+    write_params(root, B.params("coin", root, {"guard": "none"}))
+    unguarded = run(root, "rl_kd", "1")
+    write_params(root, B.params("coin", root))
+    guarded = run(root, "rl_kd", "1")
+    history = json.loads((root / "runs/reviews/rl_kd/1/history.json").read_text())
+    assert history[-1]["guard"]["kept"] == "agent"
+    assert guarded["test_accuracy"] == unguarded["test_accuracy"]
+    assert guarded["dev_accuracy"] == unguarded["dev_accuracy"]
+
+
+def test_guard_keeps_equal_weights_where_the_agent_fails(planted, monkeypatch):
+    """An agent made to fail (the student taught by the two corrupted teachers alone, wrong on half of train):
+    without the guard the student ends below equal weights on dev; with it, the run keeps its equal-weights
+    run, whose best dev accuracy is the run's."""
+    from pipeline.agent import Agent
+
+    root, _ = planted
+    act = Agent.act
+
+    def saboteur(self, idx, student_logits, labels):
+        act(self, idx, student_logits, labels)  # the policy samples and learns as usual
+        return torch.tensor([[0.0, 0.5, 0.5]]).expand(len(idx), -1)  # good, bad_a, bad_b
+
+    monkeypatch.setattr(Agent, "act", saboteur)
+    write_params(root, B.params("coin", root, {"guard": "none"}))
+    failed = run(root, "rl_kd", "1")
+    write_params(root, B.params("coin", root))
+    guarded = run(root, "rl_kd", "1")
+    guard = json.loads((root / "runs/reviews/rl_kd/1/history.json").read_text())[-1]["guard"]
+    assert guard["kept"] == "equal_weights", guard
+    assert guarded["dev_accuracy"] == guard["equal_weights_dev_accuracy"] > guard["agent_dev_accuracy"]
+    assert guarded["dev_accuracy"] > failed["dev_accuracy"]

@@ -7,6 +7,9 @@ learns from, a_jk ~ Bernoulli(pi_jk), and the student's weights are the selectio
 The agent is rewarded by the student's progress around each update (pipeline/reward.py) and learns by policy
 gradient. The schedule, [reconstructed] from Algorithm 1: `warmup_epochs` of equal weights, then
 `pretrain_epochs` of policy pre-training against a student that is restored afterwards, then joint training.
+Beyond the paper, a guard (`guard: equal_weights`, the default) makes a failing agent cost little: each joint
+epoch also runs from the same student with equal weights, and the student keeps the agent's epoch only if it
+scores at least as well on dev (docs/rl-kd.md: why an agent can fail, and what the guard costs).
 Its own stage, `rl_kd`, runs it, since its code spans three files; docs/rl-kd.md has the fidelity table.
 """
 
@@ -51,6 +54,8 @@ class Settings(Strict):
     entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
+    # beyond the paper: each joint epoch raced against an equal-weights epoch from the same student, on dev
+    guard: Literal["equal_weights", "none"] = "equal_weights"
 
     @model_validator(mode="after")
     def _workable(self):
@@ -107,7 +112,7 @@ class RLKD(Weighting):
         self.reward = Reward(
             s, ctx.model, ctx.enc, self.labels, ctx.teacher_logits, ctx.cfg, ctx.pad, self.held_out, ctx.rng, ctx.acc
         )
-        self.active, self.pretraining = False, []
+        self.active, self.pretraining, self.rival = False, [], None
         self.reset()
 
     def reset(self) -> None:
@@ -117,26 +122,54 @@ class RLKD(Weighting):
         s = self.settings
         if epoch == s.warmup_epochs + 1 and s.pretrain_epochs:
             self.pretraining = self.pretrain(trainer, s.pretrain_epochs)
+        if epoch == s.warmup_epochs + 1 and s.guard == "equal_weights":
+            self.rival, self.agent_best = self.equal_weights_run(trainer, epoch), -1.0
         self.active = epoch > s.warmup_epochs
+        self.trainer, self.epoch = trainer, epoch
+
+    def equal_weights_run(self, trainer, first: int) -> dict:
+        """The guard's rival: the joint epochs `first`.. trained with equal weights from the student as it is
+        (the same batches), its best epoch on dev kept aside; the student is then put back for the agent."""
+        start, best = snapshot(trainer), {"dev_accuracy": -1.0}
+        self.active = False
+        with untraced_rng():  # the agent's run sees the dropout it would have seen without the guard
+            for epoch in range(first, trainer.cfg.epochs + 1):
+                trainer.epoch(f"epoch {epoch}, equal weights (guard)")
+                accuracy = trainer.dev_accuracy()
+                if accuracy > best["dev_accuracy"]:
+                    best = {"dev_accuracy": accuracy, "epoch": epoch, "state": snapshot(trainer)}
+        restore(trainer, start)
+        return best
+
+    def guard(self, trainer, epoch: int) -> dict | None:
+        """After each joint epoch: the agent's best dev accuracy so far; after the last, if the equal-weights
+        rival did better on dev, the student becomes the rival's best (so that it is the run's best epoch)."""
+        self.agent_best = max(self.agent_best, trainer.dev_accuracy())
+        if epoch < trainer.cfg.epochs:
+            return None
+        rival, self.rival = self.rival, None
+        kept = "agent" if self.agent_best >= rival["dev_accuracy"] else "equal_weights"
+        if kept == "equal_weights":
+            restore(trainer, rival["state"])
+        return {
+            "agent_dev_accuracy": self.agent_best,
+            "equal_weights_dev_accuracy": rival["dev_accuracy"],
+            "equal_weights_epoch": rival["epoch"],
+            "kept": kept,
+        }
 
     def pretrain(self, trainer, epochs: int) -> list[dict]:
         """Train the policy against the student's feedback while the student trains as usual, then put the
-        student (and its optimiser, schedule and weight record) back as it was, so that pre-training teaches
+        student (its optimiser, schedule, weight record and batch order) back as it was, so that pre-training teaches
         the agent without moving the student ([reconstructed] from Algorithm 1)."""
-        model, loop, weight_sum = trainer.model, trainer.loop, trainer.weight_sum
-        saved = copy.deepcopy(
-            (model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict(), weight_sum.clone())
-        )
-        self.active, schedule = True, loop.scheduler
-        loop.scheduler = rehearsal(trainer, epochs)
+        start = snapshot(trainer)
+        self.active, schedule = True, trainer.loop.scheduler
+        trainer.loop.scheduler = rehearsal(trainer, epochs)
         try:
             stats = [trainer.epoch(f"policy pre-training {e}") for e in range(1, epochs + 1)]
         finally:
-            loop.scheduler = schedule
-        model.load_state_dict(saved[0])
-        loop.optimizer.load_state_dict(saved[1])
-        loop.scheduler.load_state_dict(saved[2])
-        weight_sum.copy_(saved[3])
+            trainer.loop.scheduler = schedule
+        restore(trainer, start)
         return stats
 
     def weigh(self, idx, student_logits):
@@ -165,6 +198,10 @@ class RLKD(Weighting):
             "rewards": self.rewards,
         }
         self.reset()
+        if self.rival is not None:
+            guarded = self.guard(self.trainer, self.epoch)
+            if guarded:
+                stats["guard"] = guarded
         return stats
 
     def records(self, trainer) -> dict:
@@ -182,6 +219,35 @@ class RLKD(Weighting):
                     student_logits = model(**batch)[0].float().cpu()
                 out.append(self.agent.probabilities(idx, student_logits, self.labels[idx]))
         return torch.cat(out)
+
+
+def snapshot(trainer) -> tuple:
+    """Everything an epoch moves: the student, its optimiser and schedule, its weight record, the batch order's
+    generator."""
+    loop = trainer.loop
+    return copy.deepcopy(
+        (
+            trainer.model.state_dict(),
+            loop.optimizer.state_dict(),
+            loop.scheduler.state_dict(),
+            trainer.weight_sum,
+            loop.rng.bit_generator.state,
+        )
+    )
+
+
+def untraced_rng():
+    """torch's random state (dropout's) put back after the block, on the CPU and the current GPU."""
+    return torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else [])
+
+
+def restore(trainer, state: tuple) -> None:
+    loop = trainer.loop
+    trainer.model.load_state_dict(state[0])
+    loop.optimizer.load_state_dict(state[1])
+    loop.scheduler.load_state_dict(state[2])
+    trainer.weight_sum.copy_(state[3])
+    loop.rng.bit_generator.state = copy.deepcopy(state[4])
 
 
 def check(settings: Settings, params) -> None:

@@ -463,8 +463,8 @@ def default_settings(rewards=REWARDS) -> dict[str, dict]:
     """The agent's defaults, with and without its guard; each reward; the remedies tried on the paper's scalar
     rewards (the reward's gain over the same held-out batch before the update, 8 student batches per policy
     step, 6 pre-training epochs); the paper's state (with the teachers' pooled vectors); and states and
-    policies that can
-    express "this teacher on this kind of input" (input length, teacher identity, a policy per teacher)."""
+    policies that can express "this teacher on this kind of input" (input length, teacher identity, a policy
+    per teacher)."""
     settings = {"default": {}, "no_guard": {"guard": "none"}}  # the agent's defaults, with and without the guard
     for reward in rewards:
         settings[reward] = {"reward": reward}

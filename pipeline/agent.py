@@ -106,8 +106,9 @@ class Agent:
         self.last = (states, actions, probs)
         return normalise(actions)
 
-    def learn(self, reward: torch.Tensor) -> float:
-        """REINFORCE on the last batch's actions; returns the reward's mean.
+    def learn(self, reward: torch.Tensor, step: bool = True) -> float:
+        """REINFORCE on the last batch's actions; returns the reward's mean. `step=False` (RL-KD's `gate`: a
+        batch whose reward carries no per-teacher signal) leaves the policy as it is.
 
         `reward` is a scalar, one value per instance [B], or one value per instance and teacher [B, K].
         A scalar or per-instance reward is compared with a moving-average baseline (`rl.baseline_momentum`).
@@ -119,6 +120,8 @@ class Agent:
         """
         states, actions, _ = self.last
         reward = reward.detach().float()
+        if not step:
+            return float((reward[..., 0] if reward.dim() == 3 else reward).mean())
         if reward.dim() == 3:  # [B, K, 2]: per (instance, teacher), the effect with the teacher and without it
             return self._expected_step(states, reward[..., 0] - reward[..., 1], float(reward[..., 0].mean()))
         if reward.dim() == 2:

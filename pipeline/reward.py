@@ -44,7 +44,12 @@ class Reward:
         w.r.t. the logits, dotted with u_j, the held-out CE gradient seen from j's pooled vector), with k
         selected minus with k left out, the other selections as sampled. It re-aggregates the scores that
         `gradient_alignment` computes over the sampled selections, and the agent ascends its expectation
-        exactly (agent._expected_step), so `rl.entropy` has no part in it.
+        exactly (agent._expected_step), so `rl.entropy` has no part in it. With it, `agreement`: the share of
+        the batch's instances whose u_j favours their own gold label (a step raising j's gold logit lowers
+        held-out CE). While the student's pooled vectors barely differ between instances, every u_j is about
+        the same (the held-out residual's mean: "push towards the class under-predicted on held-out"), about
+        half agree, and the per-teacher credit says nothing of which teacher is right: RL-KD's `gate` then
+        skips the policy step (docs/rl-kd.md, "When the agent fails").
       `gradient_alignment`: per instance and teacher, how well a step towards that teacher's soft
         targets aligns with the held-out CE gradient (head only), whatever else was selected: a fixed
         score per (instance, teacher), i.e. gradient-alignment reweighting (cf. Ren et al. 2018,
@@ -71,6 +76,7 @@ class Reward:
         self.acc = acc
         self.labels = labels.to(self.device)
         self.teacher_logits = teacher_logits
+        self.agreement: float | None = None  # held_out_effect: the last batch's (above)
 
     def forward(self, rows):
         """The student's logits and pooled vectors on `rows` of train (in that order), in eval mode, without
@@ -133,6 +139,7 @@ class Reward:
         )  # d/dz of T^2 * KD(z / T) is T * (softmax(z / T) - targets)
         if self.kind == "gradient_alignment":
             return (kd * u[:, None]).sum(-1)
+        self.agreement = agreement(u, self.labels[idx])
         actions = actions.to(kd.device)
         both = []
         for k in range(kd.shape[1]):
@@ -149,6 +156,12 @@ class Reward:
         has = (w.sum(-1) > 0)[:, None]
         grad = torch.where(has, (1 - self.cfg.alpha) * ce + self.cfg.alpha * (w[..., None] * kd).sum(1), ce)
         return (grad * u).sum(-1)
+
+
+def agreement(u: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of instances j whose held-out view u_j [B, C] favours their own gold label: u_j's entry at the
+    label below its mean over the classes, so that raising the gold logit against the others lowers held-out CE."""
+    return float((u.gather(1, labels[:, None])[:, 0] < u.mean(1)).float().mean())
 
 
 def with_bias(pooled: torch.Tensor) -> torch.Tensor:

@@ -726,3 +726,29 @@ def test_pre_training_runs_the_rest_of_the_schedule_and_never_at_learning_rate_0
     object.__new__(rl_kd.RLKD).pretrain(trainer, 3)
     assert seen == pytest.approx([(21 - t) / 19 for t in (15, 15, 16, 17, 17, 18, 19, 19, 20)])
     assert trainer.loop.scheduler is scheduler and optimizer.param_groups[0]["lr"] == pytest.approx(6 / 19)
+
+
+def test_agreement_counts_the_instances_whose_held_out_view_favours_their_gold_label():
+    """By hand: u_j favours label y when u_j[y] is below u_j's mean over the classes. Two classes:
+    [0.1, -0.2] with y 1: -0.2 < -0.05, yes; [0.3, 0.1] with y 0: 0.3 < 0.2, no; [-0.5, 0.5] with y 0: yes.
+    Three classes: [0.2, -0.1, 0.5] with y 1: -0.1 < 0.2, yes; with y 2: 0.5 < 0.2, no."""
+    from pipeline.reward import agreement
+
+    u = torch.tensor([[0.1, -0.2], [0.3, 0.1], [-0.5, 0.5]])
+    assert agreement(u, torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)
+    u3 = torch.tensor([[0.2, -0.1, 0.5], [0.2, -0.1, 0.5]])
+    assert agreement(u3, torch.tensor([1, 2])) == pytest.approx(1 / 2)
+
+
+def test_a_gated_batch_leaves_the_policy_as_it_is():
+    """learn(step=False), RL-KD's gate below its threshold: no policy step, the reward's mean still returned
+    (held_out_effect: the mean effect with each teacher, [..., 0])."""
+    agent = agent_of(RL())
+    idx = torch.arange(8)
+    agent.act(idx, torch.zeros(8, 2), torch.zeros(8, dtype=torch.long))
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    reward = torch.stack([torch.full((8, K), 2.0), torch.full((8, K), 1.0)], -1)
+    assert agent.learn(reward, step=False) == pytest.approx(2.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+    agent.learn(reward + torch.randn(8, K, 2))  # a step that counts does move it
+    assert not all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))

@@ -375,6 +375,7 @@ def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
             "methods.rl_kd: scalar_reward is not used by reward instance",
         ),
         ({"entropy": 0.01}, "methods.rl_kd: entropy is not used by reward held_out_effect"),
+        ({"reward": "neg_ce", "gate": 0.5}, "methods.rl_kd: gate is not used by reward neg_ce"),
         ({"state": ["ce", "ce"]}, r"methods\.rl_kd.*state: \['ce'\] named more than once"),
     ],
 )
@@ -395,6 +396,7 @@ def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, messa
         {"reward": "held_out_accuracy", "scalar_reward": "gain"},
         {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
         {"reward": "neg_ce_kd", "entropy": 0.01},
+        {"reward": "held_out_effect", "gate": 0.5},
     ],
 )
 def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):

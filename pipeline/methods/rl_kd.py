@@ -54,8 +54,11 @@ class Settings(Strict):
     entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
-    # beyond the paper: each joint epoch raced against an equal-weights epoch from the same student, on dev
+    # beyond the paper: the joint epochs raced against equal weights from the same student, on dev
     guard: Literal["equal_weights", "none"] = "equal_weights"
+    # held_out_effect: the policy steps only on batches where at least this share of instances' held-out view
+    # favours their own gold label (reward.agreement); below it the reward carries no per-teacher signal. 0: always
+    gate: Annotated[float, Field(ge=0, le=1)] = 0.6
 
     @model_validator(mode="after")
     def _workable(self):
@@ -72,6 +75,7 @@ class Settings(Strict):
             "baseline_momentum": self.reward in TEACHER_REWARDS,
             "scalar_reward": self.reward not in SCALAR_REWARDS,
             "entropy": self.reward == "held_out_effect",  # its exact expected-reward step has no entropy term
+            "gate": self.reward != "held_out_effect",
         }
         for key in sorted(self.model_fields_set):
             if unused.get(key):
@@ -116,7 +120,7 @@ class RLKD(Weighting):
         self.reset()
 
     def reset(self) -> None:
-        self.selected, self.rewards, self.seen = torch.zeros(len(self.equal)), [], 0
+        self.selected, self.rewards, self.seen, self.skipped = torch.zeros(len(self.equal)), [], 0, 0
 
     def start_epoch(self, epoch: int, trainer) -> None:
         s = self.settings
@@ -185,7 +189,9 @@ class RLKD(Weighting):
             return
         actions = self.agent.last[1]
         reward = self.reward.after(self.measured, idx, logits, pooled, actions.to(logits.device))
-        self.rewards.append(self.agent.learn(reward.cpu()))
+        informative = self.reward.agreement is None or self.reward.agreement >= self.settings.gate
+        self.rewards.append(self.agent.learn(reward.cpu(), step=informative))
+        self.skipped += not informative
         self.selected += actions.sum(0)
         self.seen += len(idx)
 
@@ -196,6 +202,7 @@ class RLKD(Weighting):
             "selection_rate": (self.selected / self.seen).tolist(),
             "reward_mean": sum(self.rewards) / len(self.rewards),
             "rewards": self.rewards,
+            "policy_steps_skipped": self.skipped,  # batches below `gate`: the policy did not step
         }
         self.reset()
         if self.rival is not None:

@@ -33,9 +33,9 @@ epoch of RL-KD was in some seeds the warm-up epoch, before the agent acted (coin
 
 Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists noisy] [--setting NAME=JSON ...]
                                     [--rewards R ...] [--oracle] [--merge] [--out results/planted.json]
-Default settings (`default_settings`): `default` ({}), `no_guard`, one per reward in REWARDS ({"reward": R}),
+Default settings (`default_settings`): `default` ({}), `no_guard`, `no_gate`, one per reward in REWARDS ({"reward": R}),
 the remedies tried on the paper's rewards and the states; --setting replaces them all. About 2-3 s a run on
-2 cores; the full default is 2 designs x 10 seeds x (4 baselines + 20 settings) runs.
+2 cores; the full default is 2 designs x 10 seeds x (4 baselines + 21 settings) runs.
 """
 
 from __future__ import annotations
@@ -460,12 +460,13 @@ def parse_setting(text: str) -> tuple[str, dict]:
 
 
 def default_settings(rewards=REWARDS) -> dict[str, dict]:
-    """The agent's defaults, with and without its guard; each reward; the remedies tried on the paper's scalar
+    """The agent's defaults, without its guard, without its gate; each reward; the remedies tried on the paper's scalar
     rewards (the reward's gain over the same held-out batch before the update, 8 student batches per policy
     step, 6 pre-training epochs); the paper's state (with the teachers' pooled vectors); and states and
     policies that can express "this teacher on this kind of input" (input length, teacher identity, a policy
     per teacher)."""
-    settings = {"default": {}, "no_guard": {"guard": "none"}}  # the agent's defaults, with and without the guard
+    # the agent's defaults, and without its guard or its gate
+    settings = {"default": {}, "no_guard": {"guard": "none"}, "no_gate": {"gate": 0.0}}
     for reward in rewards:
         settings[reward] = {"reward": reward}
         if reward in SCALAR_REWARDS:

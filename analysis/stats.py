@@ -68,49 +68,6 @@ def bootstrap_p(boot: np.ndarray) -> float:
 
 
 @dataclass
-class Variance:
-    """The variance components of a paired difference d[seed, example] = mu + a_seed + b_example + e, a two-way
-    crossed random-effects model: seed-to-seed (training randomness), example-to-example (which test examples
-    were drawn) and their interaction. The mean difference over S seeds and N examples has variance
-    seed / S + example / N + residual / (S N)."""
-
-    seed: float
-    example: float
-    residual: float
-
-    def se(self, seeds: int, examples: int) -> float:
-        return float(np.sqrt(self.seed / seeds + self.example / examples + self.residual / (seeds * examples)))
-
-
-def variance_components(correct_a: np.ndarray, correct_b: np.ndarray) -> Variance:
-    """The components of `Variance` from [seeds, examples] correctness, by the ANOVA method of moments (negative
-    estimates set to 0). One seed: the seed-to-seed component is unknown (nan)."""
-    d = np.asarray(correct_a, float) - np.asarray(correct_b, float)
-    s, n = d.shape
-    rows, cols, grand = d.mean(1), d.mean(0), d.mean()
-    ms_example = s * ((cols - grand) ** 2).sum() / (n - 1)
-    if s == 1:
-        return Variance(float("nan"), float(ms_example), 0.0)  # examples and interaction are not separable
-    ms_seed = n * ((rows - grand) ** 2).sum() / (s - 1)
-    ms_residual = ((d - rows[:, None] - cols[None, :] + grand) ** 2).sum() / ((s - 1) * (n - 1))
-    return Variance(max(0.0, (ms_seed - ms_residual) / n), max(0.0, (ms_example - ms_residual) / s), float(ms_residual))
-
-
-def min_detectable(var: Variance, seeds: int, examples: int, alpha: float, power: float) -> float:
-    """The smallest true difference that a two-sided test at level alpha finds with probability `power`, for
-    a mean difference over `seeds` and `examples` (normal approximation): (z_{1-alpha/2} + z_power) SE."""
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * var.se(seeds, examples))
-
-
-def power_at(var: Variance, seeds: int, examples: int, alpha: float, gap: float) -> float:
-    """The probability that a two-sided test at level alpha finds a true difference `gap` (normal
-    approximation, the far tail included)."""
-    se = var.se(seeds, examples)
-    z = stats.norm.ppf(1 - alpha / 2)
-    return float(stats.norm.sf(z - gap / se) + stats.norm.cdf(-z - gap / se))
-
-
-@dataclass
 class Crossed:
     """The mean difference a - b over seeds and test examples, with its variance under the crossed model
     d[seed, example] = mu + a_seed + b_unit + e (`crossed_test`), tested against a t distribution with S - 1
@@ -241,16 +198,6 @@ def wilcoxon(acc_a: np.ndarray, acc_b: np.ndarray, min_seeds: int = 6) -> float 
     if np.allclose(d, 0):
         return 1.0
     return float(stats.wilcoxon(d).pvalue)
-
-
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
-    """Exact McNemar test on paired predictions (all seeds pooled): the discordant counts (a right and
-    b wrong, a wrong and b right) and the two-sided binomial p."""
-    a, b = np.asarray(correct_a, bool).ravel(), np.asarray(correct_b, bool).ravel()
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    if only_a + only_b == 0:
-        return 0, 0, 1.0
-    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 def holm(pvalues) -> np.ndarray:

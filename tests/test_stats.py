@@ -18,19 +18,6 @@ def test_holm_caps_at_one_and_skips_missing_values():
     assert np.isnan(adjusted[1])
 
 
-def test_exact_mcnemar_on_one_against_nine_discordant_pairs():
-    a = np.array([1] * 1 + [0] * 9 + [1] * 5)  # 1 only a right, 9 only b right, 5 both right
-    b = np.array([0] * 1 + [1] * 9 + [1] * 5)
-    only_a, only_b, p = stats.mcnemar(a, b)
-    assert (only_a, only_b) == (1, 9)
-    assert p == pytest.approx(2 * (1 + 10) / 2**10)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
-
-
-def test_mcnemar_without_discordant_pairs():
-    same = np.array([[1, 0, 1], [0, 0, 1]])
-    assert stats.mcnemar(same, same) == (0, 0, 1.0)
-
-
 def test_paired_t_and_effect_size_by_hand():
     a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 0.0, 0.0, 1.0])
     # d = [1, 2, 3, 3]: mean 2.25, sd sqrt(2.75 / 3); t = mean / (sd / 2) = 4.700 on 3 degrees of freedom
@@ -143,46 +130,6 @@ def test_bootstrap_p_agrees_with_the_ci():
     boot = stats.bootstrap_diffs(a, b, 2000, seed=4)
     _, lo, hi = stats.bootstrap_diff_ci(a, b, 2000, 0.95, seed=4)  # the same resamples
     assert (stats.bootstrap_p(boot) < 0.05) == (lo > 0 or hi < 0)
-
-
-@pytest.mark.parametrize(
-    "d, seed, example, residual",
-    [
-        # rows (seeds) differ, columns do not: MS_seed = 2 (0.5^2 + 0.5^2) / 1 = 1, MS_res = 0 -> seed 1 / 2
-        ([[1, 1], [0, 0]], 0.5, 0.0, 0.0),
-        ([[1, 0], [1, 0]], 0.0, 0.5, 0.0),  # the same, by columns (examples)
-        # neither rows nor columns differ; residuals d - 0.5 = +-0.5, four of them on 1 degree of freedom
-        ([[1, 0], [0, 1]], 0.0, 0.0, 1.0),
-    ],
-)
-def test_variance_components_worked_by_hand(d, seed, example, residual):
-    var = stats.variance_components(np.array(d), np.zeros((2, 2)))
-    assert (var.seed, var.example, var.residual) == pytest.approx((seed, example, residual))
-
-
-def test_min_detectable_difference_and_power_by_hand():
-    var = stats.Variance(seed=0.5, example=0.0, residual=0.0)
-    assert var.se(2, 2) == pytest.approx(0.5)  # sqrt(0.5 / 2)
-    # (z_0.975 + z_0.8) * 0.5 = (1.959964 + 0.841621) * 0.5
-    mdd = stats.min_detectable(var, 2, 2, 0.05, 0.8)
-    assert mdd == pytest.approx(1.4007927, abs=1e-6)
-    assert stats.power_at(var, 2, 2, 0.05, mdd) == pytest.approx(0.8, abs=1e-5)  # the far tail adds about 1e-6
-    assert stats.power_at(var, 8, 2, 0.05, mdd) > 0.99  # four times the seeds: half the SE
-
-
-def test_the_components_predict_the_two_way_bootstrap_spread():
-    rng = np.random.default_rng(5)
-    seed_effect = rng.normal(0, 0.02, (4, 1)) > 0  # some seeds of a are better on a tenth of the examples
-    b = (rng.random((4, 3000)) < 0.7).astype(int)
-    a = np.where(rng.random((4, 3000)) < 0.05 + 0.05 * seed_effect, 1 - b, b)
-    predicted = stats.variance_components(a, b).se(4, 3000)
-    measured = stats.bootstrap_diffs(a, b, 3000, seed=1).std()
-    assert 0.8 < measured / predicted < 1.25  # the bootstrap also counts the interaction once per axis
-
-
-def test_one_seed_leaves_the_seed_component_unknown():
-    var = stats.variance_components(np.array([[1, 0, 1]]), np.zeros((1, 3)))
-    assert np.isnan(var.seed) and np.isnan(var.se(1, 3))
 
 
 # d = a - b over 2 seeds x 4 test examples: [[1, 0, 0, 1], [0, 0, 0, 1]] (per-seed means 0.5 and 0.25, mean 0.375).

@@ -95,8 +95,13 @@ def task_hours_by_kind(params: Params, sizes: dict, base_ex_s: float, student_ex
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    pretrain = 3 if rl is None else rl.pretrain_epochs  # the schema's default where none is given
-    rl_extra = 3 * pretrain * train + d.epochs * train  # pre-training, reward
+    if rl is None:  # RL-KD's defaults where none are given
+        from .methods.rl_kd import Settings
+
+        rl = Settings()
+    # pre-training, the reward's passes, and the guard's equal-weights run of the joint epochs (with its dev passes)
+    guard = (d.epochs - rl.warmup_epochs) * (3 * train + sizes["dev"]) if rl.guard == "equal_weights" else 0
+    rl_extra = 3 * rl.pretrain_epochs * train + d.epochs * train + guard
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
     hours["distill"] = per_run * len(run.methods) * scale
     hours["single"] = per_run * len(run.single) * scale

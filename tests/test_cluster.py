@@ -86,8 +86,11 @@ def test_plan_shows_the_waves_with_their_hours():
     assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
     # a student run: 3 epochs x 3 x 1,000 + 3 x 100 + 200 = 9,500; two methods, two seeds
     assert hours["distill"] == pytest.approx(4 * 9500 / 1000 / 3600)
-    # rl_kd: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
-    assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
+    # rl_kd: the run, plus pre-training (3 x 3 x 1,000), the reward's passes (3 x 1,000) and the guard's
+    # equal-weights run of the 2 joint epochs (2 x (3 x 1,000 + 100)), two seeds
+    assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000 + 6200) / 1000 / 3600)
+    unguarded = plan.task_hours_by_kind(params, sizes, 1000, 1000, RL(warmup_epochs=1, guard="none"))
+    assert unguarded["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
     lines = plan.wave_lines(
         cluster.Cluster().jobs,

@@ -171,12 +171,15 @@ def selection_vs_correctness(
     data_root="data",
     logits_root="logits",
     method: str = "rl_kd",
+    max_train: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per teacher and seed: the agent's mean final selection probability on the training instances
-    where that teacher's cached prediction is right, and where it is wrong."""
+    where that teacher's cached prediction is right, and where it is wrong. `max_train`, `seed`: distill.max_train
+    and the data seed, which choose the students' rows (those cached)."""
     from pipeline import logits, splits
 
-    train = splits.load_split(Path(data_root) / task, "train")
+    train = splits.students_train(splits.load_split(Path(data_root) / task, "train"), max_train, seed)
     columns = ("id", *(f"select_{name}" for name in names))
     selections = {}
     for seed in seeds:

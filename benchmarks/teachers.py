@@ -38,7 +38,9 @@ def fine_tuned(task: str, teacher: str):
 def online(task: str = "rt", steps: int = 12, params_path: str = "params.yaml") -> dict:
     params = P.load(params_path)
     teachers = params.run.teachers
-    train = splits.load_split(Path("data") / task, "train")
+    train = splits.students_train(
+        splits.load_split(Path("data") / task, "train"), params.distill.max_train, params.seed
+    )
     loaded = {t: fine_tuned(task, t) for t in teachers}
     cache = {t: logits.load(Path("logits") / task / t / "train.safetensors", train)["logits"] for t in teachers}
     training.seed_everything(0)

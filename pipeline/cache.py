@@ -1,4 +1,4 @@
-"""Stage `cache`: run one fine-tuned teacher once over train and dev and store its outputs.
+"""Stage `cache`: run one fine-tuned teacher once over the students' train rows and dev and store its outputs.
 
 Usage: python -m pipeline.cache TASK TEACHER   (writes logits/TASK/TEACHER/)
 Distillation then reads these files and never runs a teacher forward pass.
@@ -15,7 +15,7 @@ from . import compute, logits, models, training
 from .io import atomic_path, provenance, write_json
 from .params_file import arguments, named, reported_errors
 from .schema import load
-from .splits import by_eval_set, load_split
+from .splits import by_eval_set, load_split, students_train
 
 
 def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size: int, name: str, acc=None, workers=0):
@@ -51,6 +51,8 @@ def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
     )
     model.to(acc.device)
     splits = {s: load_split(Path("data") / task, s) for s in logits.CACHED_SPLITS}
+    # the rows the students train on (distill.max_train); a teacher may have trained on more
+    splits["train"] = students_train(splits["train"], params.distill.max_train, params.seed)
     outputs = teacher_outputs(
         model, tokenizer, meta["max_length"], splits, spec.eval_batch_size, teacher, acc, params.compute.loader_workers
     )

@@ -28,6 +28,12 @@ def cap(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
 
 
+def students_train(train: pd.DataFrame, max_train: int | None, seed: int) -> pd.DataFrame:
+    """The training rows the students read: `distill.max_train` of the split, sampled with the data seed. The
+    cache stage caches the teachers' outputs for these rows alone (the teachers may train on the whole split)."""
+    return cap(train, max_train, seed)
+
+
 def split_hash(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
     columns = COLUMNS + (["eval_set"] if "eval_set" in df.columns else [])  # MNLI: which set a test row counts in

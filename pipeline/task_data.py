@@ -13,7 +13,7 @@ import torch
 from . import logits
 from .params_file import InputError
 from .schema import Params
-from .splits import SPLITS, cap, load_card, load_split
+from .splits import SPLITS, load_card, load_split, students_train
 
 
 def load_teachers(task: str, teachers: list[str], splits: dict, root: Path = Path(".")) -> dict:
@@ -60,17 +60,11 @@ class TaskData:
 
 
 def load_task(params: Params, task: str, root: Path = Path(".")) -> TaskData:
-    """Task `task` as the prepare and cache stages wrote it under `root`, with `distill.max_train` applied."""
+    """Task `task` as the prepare and cache stages wrote it under `root`: the train split is the students' rows
+    (`distill.max_train`), those the cache holds."""
     card = load_card(root / "data" / task, params.tasks[task])
     splits = {s: load_split(root / "data" / task, s) for s in SPLITS}
-    cache = load_teachers(task, params.run.teachers, splits, root)  # checked against the whole split, as cached
-    limit = params.distill.max_train
-    if limit is not None and limit < len(splits["train"]):  # the cached rows of the capped subset
-        keep = np.flatnonzero(splits["train"].id.isin(cap(splits["train"], limit, params.seed).id))
-        splits["train"] = splits["train"].iloc[keep].reset_index(drop=True)
-        rows = torch.from_numpy(keep)
-        cache["train"] = {
-            k: [x[rows] for x in v] if isinstance(v, list) else v[rows] for k, v in cache["train"].items()
-        }
+    splits["train"] = students_train(splits["train"], params.distill.max_train, params.seed)  # the cached rows
+    cache = load_teachers(task, params.run.teachers, splits, root)
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in splits.items()}
     return TaskData(task, splits, cache, gold, list(card["labels"]))

@@ -1,11 +1,11 @@
 # Two commands do all the set-up on a fresh machine:
-#   make repro   creates .venv if needed, prints the plan and runs the embedded default `dvc repro`
+#   make repro   creates .venv if needed, prints the plan and runs the embedded default `dvc repro`, stages in parallel
 #   make test    creates .venv if needed, runs ruff (lint, format check) and the test suite
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup repro test
+.PHONY: setup repro study test
 
 setup: $(STAMP)
 
@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# the plan checks params.yaml first: DVC reads the stages' outputs before any stage's own check runs
+# the plan checks params.yaml first: DVC reads the stages' outputs before any stage's own check runs; then DVC's
+# stages in waves, cluster.local_workers at once, through submitit's local executor (docs/cluster.md)
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.cluster --executor local
+
+# every method over params-study.yaml's seeds, one seed at a time, each committed to results/study/ (docs/study.md)
+study: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.study
 
 # ruff first (pyproject.toml: line length 120; lint and format), then the tests
 test: $(STAMP)

@@ -32,6 +32,9 @@ from .schema import Strict, load
 
 # stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
 WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "rl_kd"), ("analyze",))
+# `--executor local` deals a wave's stages to the workers in this order, so that no worker is left with the
+# longest stages at the end (RL-KD's runs take about twice a distill run)
+LONGEST_FIRST = ("finetune", "rl_kd", "cache", "single", "distill", "latency", "prepare", "analyze")
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
 DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
@@ -63,7 +66,8 @@ class Cluster(Strict):
     setup: list[str] = []  # shell lines each SLURM job runs first, e.g. `module load cuda`, `source .venv/bin/activate`
     array_parallelism: Annotated[int, Field(ge=1, le=100_000)] = 64  # jobs of one array running at once
     retries: Annotated[int, Field(ge=0, le=10)] = 2  # resubmissions of a wave's failed jobs
-    local_workers: Annotated[int, Field(ge=1, le=256)] = 2  # `--executor local`: jobs at once on this machine
+    # `--executor local`: jobs at once on this machine; None: one per core (each stage on compute.threads threads)
+    local_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     jobs: dict[Literal[CLUSTER_KINDS], ClusterJob] = Field(
         {}, validate_default=True
     )  # per stage kind; a kind left out gets ClusterJob()
@@ -102,6 +106,19 @@ def stage_names(root: Path | str = ".") -> list[str]:
         return [stage.name for stage in repo.index.stages]
 
 
+def stale(root: Path | str = ".") -> set[str]:
+    """The stages `dvc repro` would run: those `dvc status` finds changed, and every stage downstream of them
+    (`dvc repro --dry` cannot say: it stops at the first dependency that is not there yet)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        changed = repo.status()
+        graph = repo.index.graph  # edges: stage -> a stage it depends on
+        hit = [s for s in repo.index.stages if s.addressing in changed or s.name in changed]
+        return {s.name for s in hit} | {a.name for s in hit for a in nx.ancestors(graph, s)}
+
+
 def kind(stage: str) -> str:
     return stage.split("@")[0]
 
@@ -131,11 +148,11 @@ def output_paths(root: Path) -> list[str]:
         return sorted({os.path.relpath(out.fs_path, root) for stage in repo.index.stages for out in stage.outs})
 
 
-def snapshot(root: Path, to: Path, cache_dir: str) -> None:
-    """Copy `root` to `to` without outputs, git or virtual environments, and point its DVC at
+def snapshot(root: Path, to: Path, cache_dir: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy `root` to `to` without outputs, git, virtual environments or the paths `skip`, and point its DVC at
     `cache_dir`, without git (a job needs none). The assets stage's outputs are kept: they are not in
     DVC's cache, so they travel with the snapshot (hard-linked, hundreds of MB of encoders)."""
-    skip = {root / p for p in output_paths(root) if not p.startswith("assets")} | {root / p for p in DVC_OWN}
+    skip = {root / p for p in output_paths(root) if not p.startswith("assets")} | {root / p for p in DVC_OWN + skip}
 
     def ignore(folder, names):
         return [n for n in names if n in NOT_COPIED or Path(folder) / n in skip]
@@ -210,22 +227,26 @@ class StageJob:
         return dvc("repro", *self.stages, cwd=work)
 
     def save_uncached(self, work: Path) -> None:
-        """DVC keeps a stage out of its run-cache when an output is `cache: false` (latency, analyze:
-        results/ is committed to git), so the stages whose restore here would fail are saved to it
-        here; the run-cache then holds a copy of those outputs, and `dvc repro` restores them."""
-        from dvc.repo import Repo
-
-        with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
-            for name in self.stages:
-                for stage in repo.stage.collect(name):
-                    if any(not out.use_cache for out in stage.outs):
-                        repo.stage_cache.save(stage)
+        save_uncached(work, self.stages)
 
     def checkpoint(self, *args, **kwargs):
         """Preempted or out of time on SLURM: submitit requeues the job, and DVC restores what finished."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(replace(self, attempt=self.attempt + 1))
+
+
+def save_uncached(work: Path, stages: list[str]) -> None:
+    """DVC keeps a stage out of its run-cache when an output is `cache: false` (finetune's metrics, latency,
+    analyze: results/ is committed to git), so the stages whose restore elsewhere would fail are saved to it
+    here; the run-cache then holds a copy of those outputs, and `dvc repro` restores them."""
+    from dvc.repo import Repo
+
+    with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
+        for name in stages:
+            for stage in repo.stage.collect(name):
+                if any(not out.use_cache for out in stage.outs):
+                    repo.stage_cache.save(stage)
 
 
 def executor(cluster: Cluster, how: str, kind_: str, folder: Path):
@@ -247,8 +268,27 @@ def executor(cluster: Cluster, how: str, kind_: str, folder: Path):
     return ex
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_wave(wave: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A wave as one pool for the local workers, longest kinds first, under the name of its first kind (on one
+    machine every kind gets the same resources, so a job may hold stages of several kinds)."""
+    pool = [s for k in sorted(wave, key=LONGEST_FIRST.index) for s in wave[k]]
+    return {kind(pool[0]): pool}
+
+
 def run_wave(
-    number: int, wave: dict[str, list[str]], jobs_of, submit, retries: int, snap: Path, folder: Path, job_class=StageJob
+    number: int,
+    wave: dict[str, list[str]],
+    jobs_of,
+    submit,
+    retries: int,
+    snap: Path,
+    folder: Path,
+    job_class=StageJob,
 ) -> list[dict]:
     """Submit a wave's jobs (one array per stage kind) and wait; resubmit the jobs that failed, up to
     `retries` times. `jobs_of(kind, n)`: how many jobs share n stages; `submit(kind, jobs)`: submitit jobs."""
@@ -268,6 +308,12 @@ def run_wave(
         for job, handle in running:
             try:
                 records.append(handle.result())
+                r = records[-1]
+                print(
+                    f"cluster: job {job.name} done in {r['seconds']:.0f} s: ran {len(r['ran'])}, "
+                    f"restored {len(r['restored'])}",
+                    flush=True,
+                )
             except Exception as err:  # a lost, killed or failed job: its wave resubmits it
                 print(f"cluster: job {job.name} (attempt {job.attempt}) failed: {str(err).strip()[-500:]}", flush=True)
                 records.append(
@@ -287,19 +333,22 @@ def run_wave(
 
 
 def run(cluster: Cluster, how: str, job_class=StageJob) -> dict:
-    """Run every stage but `assets` through submitit; return the summary (also written to the folder)."""
+    """Run every stage that `dvc repro` would run, but `assets`, through submitit; return the summary (also
+    written to the folder). Locally, each wave's stages share `cluster.local_workers` jobs; each stage runs on
+    `compute.threads` torch threads (1 by default), so that the workers together do not oversubscribe the cores."""
     root = Path.cwd()
     folder = (root / cluster.folder).resolve()
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
     cache_dir = str(Path(dvc("cache", "dir").strip().splitlines()[-1]).resolve())
-    plan = waves(stage_names(root))
+    todo = stale(root)
+    plan = waves([s for s in stage_names(root) if s in todo])
     snap = folder / "snapshot"
     snapshot(root, snap, cache_dir)
     executors = {}
 
     def jobs_of(kind_, n):  # one job per stage on SLURM; here, the local workers share the wave
-        return n if how == "slurm" else cluster.local_workers
+        return n if how == "slurm" else cluster.local_workers or cores()
 
     def submit(kind_, jobs):
         if kind_ not in executors:
@@ -307,12 +356,21 @@ def run(cluster: Cluster, how: str, job_class=StageJob) -> dict:
         return executors[kind_].submit_array(jobs)
 
     summary = {"executor": how, "cache": cache_dir, "waves": []}
+    if how == "local":
+        print(f"cluster: {jobs_of('', 0)} local workers on {cores()} cores", flush=True)
     for number, wave in enumerate(plan, 1):
         start = time.perf_counter()
         print(f"cluster: wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()), flush=True)
+        if how == "local":
+            wave = local_wave(wave)
         records = run_wave(number, wave, jobs_of, submit, cluster.retries, snap, folder, job_class)
         summary["waves"].append(
-            {"wave": number, "stages": wave, "jobs": records, "seconds": round(time.perf_counter() - start, 1)}
+            {
+                "wave": number,
+                "stages": wave,
+                "jobs": records,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
         )
     out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
     summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}

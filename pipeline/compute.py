@@ -48,7 +48,14 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Accelerator:
 
 
 def from_params(compute: Compute) -> Accelerator:
+    pin_threads(compute)
     return accelerator(compute.device, compute.precision)
+
+
+def pin_threads(compute: Compute) -> None:
+    """torch's CPU threads, `compute.threads` (None: torch's default, all the cores it sees)."""
+    if compute.threads is not None:
+        torch.set_num_threads(compute.threads)
 
 
 def device(acc: Accelerator | None) -> torch.device:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import models, training
+from . import compute, models, training
 from .io import provenance, write_json
 from .params_file import arguments, named, reported_errors
 from .schema import load
@@ -70,6 +70,7 @@ def measure(name: str, model, tokenizer, test: pd.DataFrame, max_length: int, re
 def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
     params = load(params_path)
     named(params, "tasks", task)
+    compute.pin_threads(params.compute)
     torch.manual_seed(params.seed)
     splits = {s: load_split(Path("data") / task, s) for s in ("train", "test")}
     labels = load_card(Path("data") / task, params.tasks[task])["labels"]

@@ -191,6 +191,9 @@ class Compute(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU if torch sees one, else the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it, else fp32
     loader_workers: Annotated[int, Field(ge=0, le=256)] = 0  # processes that pad and collate batches
+    # torch's CPU threads in each stage: a float sum's order, and so its last bits, depend on them; one thread gives
+    # the same numbers on any machine, and `make repro` runs cluster.local_workers stages at once. null: torch's own
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = 1
 
 
 class Run(Strict):

@@ -121,11 +121,11 @@ def tiny_params(root: Path) -> dict:
                 "max_position_embeddings": 64,
             },
         },
-        "distill": {"epochs": 2, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
+        "distill": {"epochs": 2, "max_train": None, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
         # each method's own section, its defaults; dvc.yaml tracks each run's method's section, so it must be there
         "methods": {m: {} for m in METHODS},
         "analysis": {},
-        "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
+        "compute": {"launch": "python -m", "device": "cpu", "precision": "auto", "threads": 1},
     }
 
 

@@ -52,6 +52,31 @@ def test_shares_deal_stages_round_robin():
     assert cluster.shares(list("abc"), 1) == [["a", "b", "c"]]
 
 
+def test_a_local_wave_is_one_pool_longest_kinds_first():
+    wave = {"distill": ["distill@a", "distill@b"], "single": ["single@a"], "rl_kd": ["rl_kd@a", "rl_kd@b"]}
+    assert cluster.local_wave(wave) == {"rl_kd": ["rl_kd@a", "rl_kd@b", "single@a", "distill@a", "distill@b"]}
+    # dealt to two workers: each gets one RL-KD run, the longest kind
+    assert cluster.shares(cluster.local_wave(wave)["rl_kd"], 2) == [
+        ["rl_kd@a", "single@a", "distill@b"],
+        ["rl_kd@b", "distill@a"],
+    ]
+
+
+def test_a_stage_runs_on_compute_threads():
+    import torch
+
+    from pipeline import compute
+
+    before = torch.get_num_threads()
+    try:
+        compute.pin_threads(P.Compute(threads=1))
+        assert torch.get_num_threads() == 1
+        compute.pin_threads(P.Compute(threads=None))  # torch's own: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_cluster_params_are_refused(tmp_path):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     for bad, message in (
@@ -118,7 +143,8 @@ class KilledOnce(cluster.StageJob):
     """A job whose first attempt is killed (SIGKILL, as a node loss would) right after its first stage."""
 
     def repro(self, work):
-        if self.attempt == 0 and len(self.stages) > 1 and self.stages[0].startswith("distill@"):
+        student = cluster.kind(self.stages[0]) in ("distill", "rl_kd")
+        if self.attempt == 0 and len(self.stages) > 1 and student and self.name.endswith("-0"):
             cluster.dvc("repro", self.stages[0], cwd=work)
             os.kill(os.getpid(), signal.SIGKILL)
         return super().repro(work)
@@ -186,3 +212,5 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     mine, theirs = outputs(repo), outputs(reference)
     assert sorted(mine) == sorted(theirs)
     assert [k for k in mine if mine[k] != theirs[k]] == []
+    again = cluster.run(cluster.settings("params.yaml"), "local")  # nothing stale: no wave, nothing runs
+    assert again["waves"] == [] and again["final_repro"]["ran"] == []

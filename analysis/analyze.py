@@ -88,7 +88,16 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     latency = collect.latencies(root, tasks, names)
     sel = pd.concat(
         [
-            collect.selection_vs_correctness(t, names, params.run.seeds, tree, root / "data", root / "logits")
+            collect.selection_vs_correctness(
+                t,
+                names,
+                params.run.seeds,
+                tree,
+                root / "data",
+                root / "logits",
+                max_train=params.distill.max_train,
+                seed=params.seed,
+            )
             for t in tasks
         ],
         ignore_index=True,
@@ -99,11 +108,11 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     order = tables.method_order(runs.method.unique(), names, params.run.methods)
     paper = pd.read_csv(PAPER)
 
-    t1 = tables.teacher_table(teachers, runs, paper)
-    t2 = tables.main_table(runs, order, sets)
     groups = {  # per evaluation set, its test examples' groups in id order (rt: movies), as the runs predicted them
         s: collect.test_groups(root / "data", *runs[runs.task == s][["run_task", "eval_set"]].iloc[0]) for s in sets
     }
+    t1 = tables.teacher_table(teachers, runs, paper, {s: len(g) for s, g in groups.items()})
+    t2 = tables.main_table(runs, order, sets)
     t3 = decision.significance_table(tree, runs, order, sets, cfg, groups)
     power = decision.power_table(runs, sets, cfg, t3[0])
     t4 = tables.compression_table(latency)

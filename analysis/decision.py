@@ -11,15 +11,27 @@ from . import run_files, stats
 FIXED_KD = ("u_ensemble", "w_ensemble", "best_single", "lr_ensemble")  # KD with fixed teacher weights
 
 
-def comparisons(order: list[str], reference: str, baseline: str) -> list[tuple[str, str, str]]:
+def comparisons(
+    order: list[str], reference: str, baseline: str, premise: str | None = None
+) -> list[tuple[str, str, str]]:
     """(a, b, role) for one task, declared before any number is seen: the primary comparison, reference against
-    baseline (tested at the full level); then the secondary ones, one Holm family: reference against every
-    other method, and the paper's premise, each fixed-weight KD method against `ce` (KD helps at all)."""
+    baseline, and KD's premise, the `premise` method (the best fixed-weight KD method on dev) against `ce`: two
+    questions, each tested at the full level; then the secondary ones, one Holm family: reference against every
+    other method, and each other fixed-weight KD method against `ce`."""
     out = [(reference, baseline, "primary")] if baseline in order and baseline != reference else []
+    has_premise = premise in order and "ce" in order and premise not in (reference, "ce")
+    out += [(premise, "ce", "premise")] if has_premise else []
     out += [(reference, m, "secondary") for m in order if m not in (reference, baseline)]
     if "ce" in order and reference != "ce":
-        out += [(m, "ce", "secondary") for m in order if m in FIXED_KD and m != reference]
+        out += [(m, "ce", "secondary") for m in order if m in FIXED_KD and m not in (reference, premise)]
     return out
+
+
+def best_on_dev(runs: pd.DataFrame) -> str | None:
+    """The fixed-weight KD method with the highest mean dev accuracy over its seeds: KD's best baseline, chosen
+    on dev so that the premise's test is not chosen by its own test scores."""
+    kd = runs[runs.method.isin(FIXED_KD)]
+    return None if kd.empty else str(kd.groupby("method").dev_accuracy.mean().idxmax())
 
 
 POWER_SEEDS = (3, 5, 10, 20, 30)
@@ -29,7 +41,8 @@ POWER_EXAMPLES = (0.5, 1, 2)  # multiples of the test set: seeds, not examples, 
 def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg, groups: dict):
     """Every declared comparison per task, decided by `stats.crossed_test` (seeds crossed with test units, a t
     test on S - 1 degrees of freedom): the difference with its CI and p, Holm within the secondary family, which
-    the primary comparison gates (tested only once the primary one rejects); the smallest difference it could
+    the primary comparison gates (tested only once the primary one rejects; KD's premise is tested on its own, at
+    the full level, like the primary one); the smallest difference it could
     detect (cfg.power) with its upper confidence bound, and its power to see cfg.gap points. The paired t-test
     and Wilcoxon on per-seed accuracies stand beside it, reported, not deciding. `tree`: the runs of `runs`, whose
     predictions it reads; `groups`: per task (evaluation set), its test examples' groups in id order (rt: movies),
@@ -50,7 +63,8 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
             have, c = correct[method]
             return c[[have.index(s) for s in seeds]]
 
-        for a, b, role in comparisons([m for m in order if m in acc], cfg.reference, cfg.baseline):
+        ran = [m for m in order if m in acc]
+        for a, b, role in comparisons(ran, cfg.reference, cfg.baseline, best_on_dev(t_runs)):
             seeds = sorted(set(acc[a].index) & set(acc[b].index))
             ca, cb = correctness(a, seeds), correctness(b, seeds)
             row = {"task": task, "a": a, "b": b, "role": role, "seeds": len(seeds), "examples": ca.shape[1]}
@@ -102,7 +116,7 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
                 for d, lo, hi in zip(numbers["diff"], numbers.ci_low, numbers.ci_high)
             ],
             "p (Holm)": [
-                fmt_p(p) if r == "primary" else f"{fmt_p(p)} ({fmt_p(h)})"
+                fmt_p(p) if r in ("primary", "premise") else f"{fmt_p(p)} ({fmt_p(h)})"
                 for p, h, r in zip(numbers.p, numbers.p_adjusted, numbers.role)
             ],
             f"detectable (pp, {100 * cfg.power:.0f}% power) [95% upper]": [
@@ -124,7 +138,8 @@ def verdict(r, cfg) -> str:
     """`better` or `worse` when the (Holm-corrected, for a secondary comparison) p is below the level; `equivalent`
     when the whole confidence interval lies within +-cfg.gap points (a "no difference" must be shown, not
     presumed from a p above the level); otherwise `inconclusive`. A secondary comparison is tested only when its
-    task's primary one rejected (the primary comparison is the gatekeeper of the secondary family)."""
+    task's primary one rejected (the primary comparison is the gatekeeper of the secondary family); the primary
+    comparison and KD's premise are each tested at the full level."""
     if pd.isna(r.p):
         return "not tested (one seed)"
     if r.role == "secondary" and r.gate == "closed":

@@ -7,7 +7,6 @@ import pandas as pd
 from scipy import stats
 
 from . import tables
-from .decision import FIXED_KD
 
 
 def count(n: int, one: str, many: str) -> str:
@@ -18,6 +17,17 @@ def count(n: int, one: str, many: str) -> str:
 def read_teachers(t1: pd.DataFrame) -> str:
     out = []
     for task, df in t1.groupby("task", sort=False):
+        if df.minus_ce.notna().all():
+            same = (df.test_examples == df.student_examples).all()
+            out.append(
+                f"On `{task}` every teacher is at least {df.minus_ce.min():.1f} points above the `ce` student's mean "
+                f"(the weakest: `{df.loc[df.minus_ce.idxmin(), 'teacher']}`), "
+                + (
+                    "on the students' test examples."
+                    if same
+                    else "the teachers scored on a sample of the students' test examples (teachers.NAME.max_test)."
+                )
+            )
         if df.student_test.isna().all():
             out.append(f"On `{task}` no single-teacher student was run (add `single_<teacher>` to run.methods).")
             continue
@@ -75,32 +85,23 @@ def what_differs(a: str, b: str) -> str:
 
 
 def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
-    """The primary comparison on one task, with its power, and KD's premise (each fixed-weight KD method - ce)."""
+    """The two questions on one task, each with its interval and power: does the reference beat the baseline (the
+    primary comparison), and does KD beat `ce` (KD's premise: the best fixed-weight KD method on dev - ce)?"""
     out = []
-    for _, r in t[t.role == "primary"].iterrows():
+    for _, r in t[t.role.isin(["primary", "premise"])].iterrows():
+        what = "the primary comparison" if r.role == "primary" else "KD's premise (the best fixed-weight KD on dev)"
         if pd.isna(r.p):
             out.append(
-                f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points, one seed: "
+                f"On `{task}`, {what} `{r.a}` - `{r.b}`: {pp(r['diff'])} points, one seed: "
                 "not tested (training randomness unmeasured)."
             )
             continue
         out.append(
-            f"On `{task}`, the primary comparison `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
+            f"On `{task}`, {what} `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
             f"[{pp(r.ci_low)}, {pp(r.ci_high)}], p {r.p:.3f} ({int(r.seeds)} seeds, t on {int(r.seeds) - 1} df); "
             f"it could detect {100 * r.mdd:.1f} pp (95% upper bound {100 * r.mdd_upper:.1f}) with "
-            f"{100 * cfg.power:.0f}% power: **{r.verdict}**. {what_differs(r.a, r.b)}"
-        )
-    premise = t[(t.role == "secondary") & (t.b == "ce") & t.a.isin(FIXED_KD)]
-    if len(premise):
-        out.append(
-            "KD's premise, "
-            + "; ".join(
-                f"`{r.a}` - `ce`: {pp(r['diff'])} points"
-                + (f" [{pp(r.ci_low)}, {pp(r.ci_high)}]" if pd.notna(r.ci_low) else "")
-                + f", {r.verdict}"
-                for _, r in premise.iterrows()
-            )
-            + "."
+            f"{100 * cfg.power:.0f}% power: **{r.verdict}**."
+            + (f" {what_differs(r.a, r.b)}" if r.role == "primary" else "")
         )
     return out
 
@@ -113,8 +114,9 @@ def read_verdict(sig: pd.DataFrame, cfg) -> str:
     out.append(
         "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); "
         f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, and "
-        "anything else that does not reject is `inconclusive`. The secondary comparisons are tested only once the "
-        "primary one rejects."
+        "anything else that does not reject is `inconclusive`. The primary comparison and KD's premise are "
+        "two questions, each tested at the full level; the secondary comparisons are tested only once the primary "
+        "one rejects."
     )
     return " ".join(out)
 
@@ -125,8 +127,9 @@ def read_significance(sig: pd.DataFrame, cfg) -> str:
     out = [
         f"Each verdict comes from a t test on S - 1 degrees of freedom (S seeds) whose standard error counts both "
         f"sources of chance: training randomness (seeds) and test sampling (test examples, or the groups that hold "
-        f"them, such as `rt`'s movies). The primary comparison is tested at {cfg.significance}; it is the "
-        f"gatekeeper of the secondary family, which is tested (Holm within each task) only once it rejects. A "
+        f"them, such as `rt`'s movies). The primary comparison and KD's premise are each tested at "
+        f"{cfg.significance}; the primary one is the gatekeeper of the secondary family, which is tested (Holm "
+        "within each task) only once it rejects. A "
         f"comparison that does not reject is `equivalent` only if its whole {100 * cfg.confidence:.0f}% interval "
         f"lies within {cfg.gap:g} pp either way, else `inconclusive`. The detectable difference has its one-sided "
         "95% upper bound beside it: at few seeds the seed variance, and with it the power, is barely known."

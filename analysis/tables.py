@@ -52,9 +52,10 @@ def main_table(runs: pd.DataFrame, order: list[str], tasks: list[str]):
     return numbers, shown, bold
 
 
-def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame):
-    """Table 1: each teacher, and the student distilled from it alone; the paper's numbers beside ours
-    where the task and teacher are the paper's (the paper profile)."""
+def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame, examples: dict | None = None):
+    """Table 1: each teacher, its margin over the `ce` student, and the student distilled from it alone; the
+    paper's numbers beside ours where the task and teacher are the paper's (the paper profile). `examples`: per
+    task, the students' test examples (a teacher scored on fewer was scored on a sample of them)."""
     single = runs[runs.method.str.startswith("single_")].assign(teacher=lambda d: d.method.str[len("single_") :])
     s = single.groupby(["task", "teacher"]).test_accuracy.agg(["mean", "std"]).reset_index()
     df = teachers.merge(s, on=["task", "teacher"], how="left").rename(
@@ -65,6 +66,9 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
         on=["task", "teacher"],
         how="left",
     )
+    ce = runs[runs.method == "ce"].groupby("task").test_accuracy.mean()  # KD's premise: a teacher must know more
+    df["minus_ce"] = 100 * (df.teacher_test - df.task.map(ce))
+    df["student_examples"] = df.task.map(examples or {})
     for who in ("teacher", "student"):
         df[f"{who}_minus_paper"] = 100 * df[f"{who}_test" if who == "teacher" else "student_test"] - df[f"paper_{who}"]
     numbers = df[
@@ -74,6 +78,8 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
             "parameters",
             "teacher_test",
             "test_examples",
+            "minus_ce",
+            "student_examples",
             "student_test",
             "student_std",
             "paper_teacher",
@@ -90,6 +96,7 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
             "teacher test": (100 * df.teacher_test).map("{:.1f}".format),
             # a teacher may be scored on a sample of the test set (teachers.NAME.max_test); the students on all of it
             "teacher test examples": [f"{int(n):,}" if pd.notna(n) else "" for n in df.test_examples],
+            "teacher - ce student (pp)": df.minus_ce.map(lambda v: "" if pd.isna(v) else f"{v:+.1f}"),
             "student (single teacher) test": [
                 pm(m, s) if pd.notna(m) else "" for m, s in zip(df.student_test, df.student_std)
             ],

@@ -156,15 +156,16 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert r"\toprule" in (tree / "results/tables/table2_main.tex").read_text()
 
     sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index(["a", "b"])
-    # declared up front: the primary comparison, then rl_kd against the rest and KD's premise, u_ensemble - ce
+    # declared up front: the primary comparison, KD's premise (u_ensemble, the one fixed-weight KD method, - ce),
+    # then rl_kd against the rest
     assert list(sig.index) == [
         ("rl_kd", "u_ensemble"),
+        ("u_ensemble", "ce"),
         ("rl_kd", "ce"),
         ("rl_kd", "single_big"),
         ("rl_kd", "single_small"),
-        ("u_ensemble", "ce"),
     ]
-    assert list(sig.role) == ["primary"] + ["secondary"] * 4
+    assert list(sig.role) == ["primary", "premise"] + ["secondary"] * 3
     primary = sig.loc[("rl_kd", "u_ensemble")]
     assert primary.ci_low < 0 < primary.ci_high and primary.p == primary.p_adjusted  # the full level, no Holm
     # rl_kd and u_ensemble planted 0.3 points apart on 1,200 predictions: far below what 3 seeds x 400 can see
@@ -173,6 +174,10 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     # the primary comparison gates the secondary family: planted 20 points apart, rl_kd - ce is reported, not tested
     assert sig.loc[("rl_kd", "ce"), "ci_low"] > 0.1 and sig.loc[("rl_kd", "ce"), "p"] < 0.01
     assert (sig[sig.role == "secondary"].verdict == "not tested (primary did not reject)").all()
+    # KD's premise is a question of its own, tested at the full level whatever the primary one says: u_ensemble
+    # sits 0.3 points below rl_kd, so about 20 above ce
+    premise = sig.loc[("u_ensemble", "ce")]
+    assert premise.p < 0.01 and premise.p == premise.p_adjusted and premise.verdict == "better"
     assert (sig.p_adjusted >= sig.p - 1e-12).all()
     assert (sig.units == N // 4).all()  # the test examples' groups of four are what test sampling draws
     power = pd.read_csv(tree / "results/tables/table3_power.csv")
@@ -194,7 +199,8 @@ def test_tables_figures_and_report_from_planted_runs(tree):
         "the primary comparison `rl_kd` - `u_ensemble`" in verdict
         and "**inconclusive (CI wider than ±1 pp)**" in verdict
     )
-    assert "KD's premise, `u_ensemble` - `ce`: +" in verdict
+    assert "KD's premise (the best fixed-weight KD on dev) `u_ensemble` - `ce`: +" in verdict
+    assert verdict.count("it could detect") == 2 and "**better**" in verdict
     comp = pd.read_csv(tree / "results/tables/table4_compression.csv").set_index("model")
     assert comp.loc["small", "speedup_batch1"] == pytest.approx(5.0)
     for stem in (
@@ -269,7 +275,7 @@ def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
     (tree / "params.yaml").write_text(params)
     analyze.main()
     sig = pd.read_csv(tree / "results/tables/table3_significance.csv")
-    assert (sig.role == "secondary").all() and "u_ensemble" in set(sig.b)
+    assert set(sig.role) == {"premise", "secondary"} and "u_ensemble" in set(sig.b)
     assert "No power to report" in (tree / "results/report.md").read_text()
 
 
@@ -288,6 +294,34 @@ def test_the_comparisons_are_declared_from_the_names_alone():
         ("best_single", "ce", "secondary"),
     ]
     assert decision.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
+    # KD's premise: the fixed-weight KD method best on dev against ce, tested on its own; the others stay secondary
+    assert decision.comparisons(order, "rl_kd", "u_ensemble", premise="best_single") == [
+        ("rl_kd", "u_ensemble", "primary"),
+        ("best_single", "ce", "premise"),
+        ("rl_kd", "ce", "secondary"),
+        ("rl_kd", "single_a", "secondary"),
+        ("rl_kd", "best_single", "secondary"),
+        ("rl_kd", "ae_kd", "secondary"),
+        ("u_ensemble", "ce", "secondary"),
+    ]
+
+
+def test_kds_premise_takes_the_fixed_weight_kd_method_best_on_dev_not_on_test():
+    from analysis import decision
+
+    runs = pd.DataFrame(
+        [  # method, dev, test: best_single leads on dev (mean 0.81), u_ensemble on test; ae_kd is not fixed-weight
+            ("u_ensemble", 0.80, 0.90),
+            ("u_ensemble", 0.78, 0.91),
+            ("best_single", 0.82, 0.70),
+            ("best_single", 0.80, 0.70),
+            ("ae_kd", 0.95, 0.95),
+            ("ce", 0.99, 0.60),
+        ],
+        columns=["method", "dev_accuracy", "test_accuracy"],
+    )
+    assert decision.best_on_dev(runs) == "best_single"
+    assert decision.best_on_dev(runs[runs.method.isin(["ce", "ae_kd"])]) is None
 
 
 VERDICTS = {  # role, gate, p (Holm-adjusted), CI (points): the verdict; analysis.gap 1 point
@@ -300,6 +334,7 @@ VERDICTS = {  # role, gate, p (Holm-adjusted), CI (points): the verdict; analysi
     "zero, wide CI": ("primary", "open", 1.00, (-2.0, 2.0), "inconclusive (CI wider than ±1 pp)"),
     "secondary, gate closed": ("secondary", "closed", 0.001, (1.0, 3.0), "not tested (primary did not reject)"),
     "secondary, gate open": ("secondary", "open", 0.001, (1.0, 3.0), "better"),
+    "premise, whatever the gate": ("premise", "closed", 0.01, (0.5, 3.5), "better"),
     "one seed": ("primary", "open", float("nan"), (float("nan"), float("nan")), "not tested (one seed)"),
 }
 

@@ -1,0 +1,169 @@
+"""The study: every method of the suite over many seeds on the default's teachers, resumable seed by seed.
+
+Usage: python -m pipeline.study [--seeds N] [--step K] [--no-commit]
+It works in `.study/`, a copy of this workspace's code (no outputs) on this workspace's DVC cache, whose
+params.yaml is this one with params-study.yaml's keys put over it. It adds one seed at a time (`run.seeds` the
+first k of the study's seeds), runs what is new through `python -m pipeline.cluster --executor local` (DVC
+restores what the default's `make repro` already ran: the same teachers, the same runs), and copies the
+results, the study's dvc.lock and its runs' files to results/study/, committing each seed to git. A rerun, here
+or on a fresh clone after `make repro`, puts the committed runs back beside that dvc.lock, so DVC runs only the
+seeds that are missing. docs/study.md has what it runs, its time and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from . import cluster
+from .io import atomic_path, write_json
+from .params_file import InputError, read, reported_errors
+from .schema import load
+
+WORK = Path(".study")
+OUT = Path("results/study")
+EXPORTED = ("tables", "figures", "report.md", "metrics.json", "provenance.json", "latency")  # under results/
+
+
+def merged(base: dict, over: dict) -> dict:
+    """`base` with `over`'s keys put over it, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def study_params(params: str | Path = "params.yaml", study: str | Path = "params-study.yaml") -> dict:
+    """The study's parameters: params.yaml with params-study.yaml over it, checked as the stages check them."""
+    out = merged(read(params), read(study))
+    if not out.get("run", {}).get("seeds"):
+        raise InputError(f"{study}: run.seeds is empty; the study needs seeds to add one at a time")
+    return out
+
+
+def write_params(params: dict, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        YAML().dump(params, f)
+
+
+def restore(out: Path, work: Path) -> int:
+    """Put the committed runs and their dvc.lock back into the study's workspace; how many seeds they hold."""
+    progress = out / "progress.json"
+    if not progress.exists():
+        return 0
+    if (out / "runs").exists():
+        shutil.copytree(out / "runs", work / "runs", dirs_exist_ok=True)
+    shutil.copy2(out / "dvc.lock", work / "dvc.lock")
+    return len(json.loads(progress.read_text())["seeds_done"])
+
+
+def export(work: Path, out: Path, progress: dict) -> None:
+    """The study's results, its dvc.lock, params and every run's files (a few MB) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in EXPORTED:
+        src, dst = work / "results" / name, out / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        elif src.exists():
+            shutil.copy2(src, dst)
+    if (out / "runs").exists():
+        shutil.rmtree(out / "runs")
+    shutil.copytree(work / "runs", out / "runs")
+    for name in ("dvc.lock", "params.yaml"):
+        shutil.copy2(work / name, out / name)
+    write_json(out / "progress.json", progress)
+
+
+def git(*args: str) -> str:
+    for _ in range(10):  # another git command holds the index (someone committing beside the study): wait
+        done = subprocess.run(["git", *args], capture_output=True, text=True)
+        if "index.lock" not in done.stderr:
+            break
+        time.sleep(3)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, help="stop after this many seeds (default: all of params-study.yaml's)")
+    ap.add_argument("--step", type=int, default=1, help="seeds added (and committed) at a time; more cores, more")
+    ap.add_argument("--no-commit", action="store_true", help="write results/study/ but commit nothing")
+    args = ap.parse_args(argv)
+    with reported_errors():
+        params = study_params()
+        seeds = params["run"]["seeds"][: args.seeds]
+        cluster.snapshot(Path.cwd(), WORK, cluster_cache(), skip=("results/study", WORK.name))
+        write_params({**params, "run": {**params["run"], "seeds": seeds[:1]}}, WORK / "params.yaml")
+        load(WORK / "params.yaml")  # refused here, before any stage runs
+    done = restore(OUT, WORK)
+    progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
+    progress |= {
+        "command": "python -m pipeline.study" + (f" --seeds {args.seeds}" if args.seeds else ""),
+        "commit": git("rev-parse", "HEAD"),
+        "machine": {"cores": cluster.cores(), "processor": platform.processor() or platform.machine()},
+    }
+    students = ("distill", "single", "rl_kd", "analyze")
+    teachers = [s for s in cluster.stage_names(WORK) if cluster.kind(s) not in students]
+    print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
+    cluster.dvc("repro", *teachers, cwd=WORK)
+    cluster.save_uncached(WORK, teachers)  # so that the jobs restore them too
+    if done:
+        cache_committed(WORK, students)
+    for k in steps(len(seeds), args.step, done):
+        print(f"study: seeds {seeds[:k]} of {seeds}", flush=True)
+        write_params({**params, "run": {**params["run"], "seeds": seeds[:k]}}, WORK / "params.yaml")
+        start = time.perf_counter()
+        ran = subprocess.run([sys.executable, "-m", "pipeline.cluster", "--executor", "local"], cwd=WORK)
+        if ran.returncode:
+            sys.exit(f"study: seed {seeds[k - 1]} failed; its logs: {WORK / '.dvc/tmp/cluster'}; rerun to continue")
+        new = [s for s in seeds[:k] if s not in progress["seeds_done"]]
+        progress["seeds_done"] += new
+        if new:
+            progress["seconds"][",".join(map(str, new))] = round(time.perf_counter() - start)
+        export(WORK, OUT, progress)
+        if not args.no_commit and git("status", "--porcelain", "--", str(OUT)):
+            git("add", "--", str(OUT))
+            git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT))
+        print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)
+
+
+def steps(n: int, step: int, done: int) -> list[int]:
+    """How many seeds each round runs: `step` more each time, from the first round beyond the `done` already
+    committed, to all `n`; all done: the last round again (the analysis of the latest code)."""
+    if done >= n:
+        return [n]
+    return sorted({min(k, n) for k in range(done + step, n + step, step)})
+
+
+def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
+    """Put the committed runs that are still current (`dvc status` finds them unchanged: same code, same params,
+    same teachers) into DVC's cache and run-cache, so that the jobs restore them; a fresh clone has only git's copy.
+    A run whose code or inputs changed since is left stale, and DVC runs it again."""
+    from dvc.repo import Repo
+
+    stale = cluster.stale(work)
+    current = [s for s in cluster.stage_names(work) if cluster.kind(s) in kinds and s not in stale]
+    with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
+        for name in current:
+            repo.commit(name, force=True)  # unchanged, so force only skips the prompt
+
+
+def cluster_cache() -> str:
+    return str(Path(cluster.dvc("cache", "dir").strip().splitlines()[-1]).resolve())
+
+
+if __name__ == "__main__":
+    main()

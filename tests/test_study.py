@@ -1,0 +1,60 @@
+"""`python -m pipeline.study`: its parameters and how a rerun picks up the committed seeds.
+
+The study itself (hours) is not run here; docs/study.md has its measured time and its resume on a fresh clone.
+"""
+
+import json
+
+import pytest
+import yaml
+
+from pipeline import study
+from pipeline.params_file import InputError
+from tests.conftest import ROOT
+
+
+def test_study_keys_go_over_the_defaults_section_by_section():
+    base = {"seed": 0, "run": {"methods": ["ce"], "seeds": [1, 2], "tasks": ["rt"]}, "distill": {"alpha": 0.5}}
+    over = {"run": {"methods": ["ce", "u_ensemble"], "seeds": [1, 2, 3]}}
+    assert study.merged(base, over) == {
+        "seed": 0,
+        "run": {"methods": ["ce", "u_ensemble"], "seeds": [1, 2, 3], "tasks": ["rt"]},
+        "distill": {"alpha": 0.5},
+    }
+    assert base["run"]["seeds"] == [1, 2]  # the defaults are not changed
+
+
+def test_the_study_runs_every_method_of_the_suite_over_at_least_the_defaults_seeds():
+    params = study.study_params(ROOT / "params.yaml", ROOT / "params-study.yaml")
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    methods = set(default["methods"]) - {"rl_kd"}  # RL-KD has its own stage, always run
+    assert set(params["run"]["methods"]) == methods
+    assert set(params["run"]["single"]) == set(default["run"]["teachers"])
+    assert params["run"]["seeds"][: len(default["run"]["seeds"])] == default["run"]["seeds"]
+    assert params["distill"] == default["distill"]  # the default's runs are the study's first seeds
+
+
+def test_a_study_without_seeds_is_refused(tmp_path):
+    (tmp_path / "params-study.yaml").write_text("run:\n  seeds: []\n")
+    with pytest.raises(InputError, match="params-study.yaml: run.seeds is empty"):
+        study.study_params(ROOT / "params.yaml", tmp_path / "params-study.yaml")
+
+
+def test_a_rerun_puts_the_committed_seeds_back(tmp_path):
+    out, work = tmp_path / "results" / "study", tmp_path / "work"
+    work.mkdir()
+    assert study.restore(out, work) == 0  # nothing committed yet: start from the first seed
+    (out / "runs" / "rt-ce-1").mkdir(parents=True)
+    (out / "runs" / "rt-ce-1" / "metrics.json").write_text("{}")
+    (out / "dvc.lock").write_text("schema: '2.0'\n")
+    (out / "progress.json").write_text(json.dumps({"seeds_done": [1, 2], "seconds": {"1": 60, "2": 61}}))
+    assert study.restore(out, work) == 2
+    assert (work / "runs" / "rt-ce-1" / "metrics.json").read_text() == "{}"
+    assert (work / "dvc.lock").read_text() == "schema: '2.0'\n"
+
+
+def test_each_round_adds_step_seeds_from_the_first_not_committed():
+    assert study.steps(5, 1, 0) == [1, 2, 3, 4, 5]
+    assert study.steps(5, 1, 3) == [4, 5]
+    assert study.steps(16, 4, 5) == [9, 13, 16]  # a rerun after 5 committed: 4 more at a time, the rest last
+    assert study.steps(5, 2, 5) == [5]  # all done: the last round again, for the analysis of the latest code

@@ -44,3 +44,21 @@ def test_decision_benchmark_reports_every_cell():
     assert len(small["cells"]) == 2 * len(decision.SCALES) * len(decision.SEEDS)
     assert all(0 <= c["crossed"]["type_one"] <= 1 and "paired t" in c for c in small["cells"])
     assert small["met"] == (small["worst_crossed"] <= 0.06)
+
+
+def test_kd_settings_ranks_the_params_point_by_its_mean_over_seeds():
+    from benchmarks import kd_settings
+    from pipeline.schema import load
+
+    params = load(ROOT / "params.yaml")  # T = 5, alpha = 0.5
+    point = lambda t, a, acc: {"temperature": t, "alpha": a, "dev_accuracy": acc}  # noqa: E731
+    records = [
+        {"task": "rt", "method": "u_ensemble", "seed": 1, "grid": [point(5.0, 0.5, 0.80), point(10.0, 0.2, 0.84)]},
+        {"task": "rt", "method": "u_ensemble", "seed": 2, "grid": [point(5.0, 0.5, 0.82), point(10.0, 0.2, 0.82)]},
+    ]
+    table, said = kd_settings.summary(records, params)
+    # means by hand: (10, 0.2) 83.0, (5, 0.5) 81.0; stds sqrt(2 * 0.01^2 / 1) = 1.414 points each
+    assert table[["temperature", "alpha"]].values.tolist() == [[10.0, 0.2], [5.0, 0.5]]
+    assert "T = 10, alpha = 0.2 (83.00)" in said
+    assert "scores 81.00, rank 2 of 2, 2.00 points below the best" in said
+    assert "standard deviation of 1.41 points" in said

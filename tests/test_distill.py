@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 
 import numpy as np
@@ -194,11 +195,14 @@ def test_a_student_grid_keeps_the_best_point_on_dev_and_equals_that_point_run_al
     pd.testing.assert_frame_equal(pd.read_parquet(out / "predictions.parquet"), preds)
 
 
-def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(repo, monkeypatch):
+def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(cached, tmp_path, monkeypatch):
     """distill.max_train below the train size: the cache stage caches the students' rows alone, and each kept
     example gets its own teacher outputs (those the teacher gives it in the whole split's cache)."""
     from pipeline import logits
 
+    repo = tmp_path / "repo"  # a copy: its cache is rewritten, which the other tests must not see
+    shutil.copytree(cached, repo)
+    monkeypatch.chdir(repo)
     seen = {}
     fit = distill.fit
 

@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.cluster --executor local
 
-# every method over params-study.yaml's seeds, one seed at a time, each committed to results/study/ (docs/study.md)
+# every method over params-study.yaml's seeds, a round at a time, each committed to results/study/ (docs/study.md);
+# ARGS="--step 4": four seeds a round, for more cores
 study: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.study
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.study $(ARGS)
 
 # ruff first (pyproject.toml: line length 120; lint and format), then the tests
 test: $(STAMP)

@@ -29,7 +29,7 @@ def read_teachers(t1: pd.DataFrame) -> str:
                 )
             )
         if df.student_test.isna().all():
-            out.append(f"On `{task}` no single-teacher student was run (add `single_<teacher>` to run.methods).")
+            out.append(f"On `{task}` no single-teacher student was run (add the teacher to run.single).")
             continue
         best_t, best_s = df.loc[df.teacher_test.idxmax()], df.loc[df.student_test.idxmax()]
         same = best_t.teacher == best_s.teacher

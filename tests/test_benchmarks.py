@@ -50,7 +50,8 @@ def test_kd_settings_ranks_the_params_point_by_its_mean_over_seeds():
     from benchmarks import kd_settings
     from pipeline.schema import load
 
-    params = load(ROOT / "params.yaml")  # T = 5, alpha = 0.5
+    params = load(ROOT / "params.yaml")
+    params = params.model_copy(update={"distill": params.distill.model_copy(update={"temperature": 5.0, "alpha": 0.5})})
     point = lambda t, a, acc: {"temperature": t, "alpha": a, "dev_accuracy": acc}  # noqa: E731
     records = [
         {"task": "rt", "method": "u_ensemble", "seed": 1, "grid": [point(5.0, 0.5, 0.80), point(10.0, 0.2, 0.84)]},

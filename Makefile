@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # the plan checks params.yaml first: DVC reads the stages' outputs before any stage's own check runs; then DVC's
-# stages in waves, cluster.local_workers at once, through submitit's local executor (docs/cluster.md)
+# stages, each as soon as its upstream is done, on cluster.local_workers workers of submitit's local executor
+# (docs/cluster.md)
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.cluster --executor local
 

@@ -6,8 +6,10 @@ and runs `dvc repro STAGE ...` for its share of the wave, on this workspace's DV
 cache on the cluster's filesystem). Every stage a job runs lands in DVC's run-cache, so the next wave's
 jobs restore what they depend on instead of running it, a resubmitted job restores what its killed
 attempt had finished, and the closing `dvc repro` here restores every stage and records it in
-dvc.lock. No scheduling of our own: SLURM (or submitit's local executor) runs the jobs, DVC decides
-what runs. docs/cluster.md has the SLURM set-up and the command for the paper profile.
+dvc.lock. No scheduling of our own on a cluster: SLURM runs the jobs, DVC decides what runs.
+docs/cluster.md has the SLURM set-up and the command for the paper profile. On one machine
+(`--executor local`) a wave would idle cores while its longest stage runs: there, submitit's local
+executor runs a pool of workers that start each stage as soon as its upstream is done (pipeline/pool.py).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from .io import atomic_path
 from .params_file import InputError, read, reported_errors, validate
 from .schema import Strict, load
 
 # stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
 WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "rl_kd"), ("analyze",))
-# `--executor local` deals a wave's stages to the workers in this order, so that no worker is left with the
-# longest stages at the end (RL-KD's runs take about twice a distill run)
+# `--executor local` takes the ready stages in this order, so that no worker is left with the longest stages
+# at the end (RL-KD's runs take about twice a distill run)
 LONGEST_FIRST = ("finetune", "rl_kd", "cache", "single", "distill", "latency", "prepare", "analyze")
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
@@ -117,6 +120,17 @@ def stale(root: Path | str = ".") -> set[str]:
         graph = repo.index.graph  # edges: stage -> a stage it depends on
         hit = [s for s in repo.index.stages if s.addressing in changed or s.name in changed]
         return {s.name for s in hit} | {a.name for s in hit for a in nx.ancestors(graph, s)}
+
+
+def upstream(root: Path | str, stages: list[str]) -> dict[str, list[str]]:
+    """Each of `stages` with the stages among them that it depends on, directly or not (DVC's graph)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges: stage -> a stage it depends on
+        by_name = {s.name: s for s in repo.index.stages}
+        return {s: sorted({d.name for d in nx.descendants(graph, by_name[s])} & set(stages)) for s in stages}
 
 
 def kind(stage: str) -> str:
@@ -236,6 +250,24 @@ class StageJob:
         return submitit.helpers.DelayedSubmission(replace(self, attempt=self.attempt + 1))
 
 
+def forget(lock: Path, stages: list[str]) -> None:
+    """Drop `stages` from the dvc.lock `lock`, so that DVC finds them in its run-cache. DVC restores a stage whose
+    lock entry still matches its dependencies from that entry's outputs, never from the run-cache; a lock
+    committed from another run names metrics files with that run's timings, which this cache lacks, so every
+    job would run those stages again (a fresh clone would fine-tune each teacher once per job)."""
+    from ruamel.yaml import YAML
+
+    if not lock.exists():
+        return
+    yaml = YAML()
+    entries = yaml.load(lock.read_text())
+    if entries and entries.get("stages"):
+        for name in stages:
+            entries["stages"].pop(name, None)
+        with atomic_path(lock) as tmp, open(tmp, "w") as f:
+            yaml.dump(entries, f)
+
+
 def save_uncached(work: Path, stages: list[str]) -> None:
     """DVC keeps a stage out of its run-cache when an output is `cache: false` (finetune's metrics, latency,
     analyze: results/ is committed to git), so the stages whose restore elsewhere would fail are saved to it
@@ -268,16 +300,18 @@ def executor(cluster: Cluster, how: str, kind_: str, folder: Path):
     return ex
 
 
+def pool_executor(cluster: Cluster, folder: Path, stages: list[str]):
+    """The local workers' executor; a worker may run every stage, so its time limit is all of theirs."""
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=folder / "logs" / "pool", cluster="local")
+    ex.update_parameters(name="rlkd-pool", timeout_min=sum(cluster.jobs[kind(s)].timeout_min for s in stages))
+    return ex
+
+
 def cores() -> int:
     """The cores this process may run on (a container's or a job's share, not the machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def local_wave(wave: dict[str, list[str]]) -> dict[str, list[str]]:
-    """A wave as one pool for the local workers, longest kinds first, under the name of its first kind (on one
-    machine every kind gets the same resources, so a job may hold stages of several kinds)."""
-    pool = [s for k in sorted(wave, key=LONGEST_FIRST.index) for s in wave[k]]
-    return {kind(pool[0]): pool}
 
 
 def run_wave(
@@ -332,38 +366,47 @@ def run_wave(
     )
 
 
-def run(cluster: Cluster, how: str, job_class=StageJob) -> dict:
+def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     """Run every stage that `dvc repro` would run, but `assets`, through submitit; return the summary (also
-    written to the folder). Locally, each wave's stages share `cluster.local_workers` jobs; each stage runs on
-    `compute.threads` torch threads (1 by default), so that the workers together do not oversubscribe the cores."""
+    written to the folder). On SLURM, one job per stage, wave after wave; locally, `cluster.local_workers`
+    workers share the stages (pipeline/pool.py; `worker_class` stands in for its PoolWorker). Each stage runs
+    on `compute.threads` torch threads (1 by default), so that local workers do not oversubscribe the cores."""
     root = Path.cwd()
     folder = (root / cluster.folder).resolve()
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
     cache_dir = str(Path(dvc("cache", "dir").strip().splitlines()[-1]).resolve())
-    todo = stale(root)
-    plan = waves([s for s in stage_names(root) if s in todo])
+    todo = [s for s in stage_names(root) if s in stale(root)]
+    plan = waves(todo)  # refuses a stage kind it does not know, before anything runs
+    # the jobs restore every stage from the run-cache: the current ones go in (DVC leaves out a stage with an
+    # output outside its cache), the lock entries of those to run go out (forget)
+    save_uncached(root, [s for s in stage_names(root) if s not in todo and s != "assets"])
     snap = folder / "snapshot"
     snapshot(root, snap, cache_dir)
-    executors = {}
+    forget(snap / "dvc.lock", todo)
+    summary = {"executor": how, "cache": cache_dir, "waves": []}
+    if how == "local" and todo:
+        from .pool import PoolWorker, run_pool  # pool imports this module
 
-    def jobs_of(kind_, n):  # one job per stage on SLURM; here, the local workers share the wave
-        return n if how == "slurm" else cluster.local_workers or cores()
+        workers = min(cluster.local_workers or cores(), len(todo))
+        print(f"cluster: {len(todo)} stage(s), {workers} local workers on {cores()} cores", flush=True)
+        start = time.perf_counter()
+        submit = pool_executor(cluster, folder, todo).submit_array
+        summary["pool"] = run_pool(
+            todo, upstream(root, todo), workers, submit, cluster.retries, snap, folder, worker_class or PoolWorker
+        )
+        summary["pool"]["seconds"] = round(time.perf_counter() - start, 1)
+    executors = {}
 
     def submit(kind_, jobs):
         if kind_ not in executors:
             executors[kind_] = executor(cluster, how, kind_, folder)
         return executors[kind_].submit_array(jobs)
 
-    summary = {"executor": how, "cache": cache_dir, "waves": []}
-    if how == "local":
-        print(f"cluster: {jobs_of('', 0)} local workers on {cores()} cores", flush=True)
-    for number, wave in enumerate(plan, 1):
+    for number, wave in enumerate(plan if how == "slurm" else [], 1):
         start = time.perf_counter()
         print(f"cluster: wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()), flush=True)
-        if how == "local":
-            wave = local_wave(wave)
-        records = run_wave(number, wave, jobs_of, submit, cluster.retries, snap, folder, job_class)
+        records = run_wave(number, wave, lambda kind_, n: n, submit, cluster.retries, snap, folder)
         summary["waves"].append(
             {
                 "wave": number,
@@ -372,6 +415,7 @@ def run(cluster: Cluster, how: str, job_class=StageJob) -> dict:
                 "seconds": round(time.perf_counter() - start, 1),
             }
         )
+    forget(root / "dvc.lock", todo)  # every job succeeded: their stages are in the run-cache
     out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
     summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -1,7 +1,8 @@
-"""`python -m pipeline.cluster`: stages in dependency waves through submitit, results back through DVC.
+"""`python -m pipeline.cluster`: stages in dependency waves (SLURM) or a pool of local workers through
+submitit, results back through DVC.
 
-The end-to-end test runs the tiny profile through submitit's local executor with two workers, one job
-killed after its first stage, and checks the result against a single-machine `dvc repro`.
+The end-to-end test runs the tiny profile through submitit's local executor with two workers, one killed
+after its first student stage, and checks the result against a single-machine `dvc repro`.
 """
 
 import json
@@ -15,7 +16,7 @@ import cloudpickle
 import pytest
 import yaml
 
-from pipeline import cluster, plan
+from pipeline import cluster, plan, pool
 from pipeline import schema as P
 from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
@@ -52,14 +53,50 @@ def test_shares_deal_stages_round_robin():
     assert cluster.shares(list("abc"), 1) == [["a", "b", "c"]]
 
 
-def test_a_local_wave_is_one_pool_longest_kinds_first():
-    wave = {"distill": ["distill@a", "distill@b"], "single": ["single@a"], "rl_kd": ["rl_kd@a", "rl_kd@b"]}
-    assert cluster.local_wave(wave) == {"rl_kd": ["rl_kd@a", "rl_kd@b", "single@a", "distill@a", "distill@b"]}
-    # dealt to two workers: each gets one RL-KD run, the longest kind
-    assert cluster.shares(cluster.local_wave(wave)["rl_kd"], 2) == [
-        ["rl_kd@a", "single@a", "distill@b"],
-        ["rl_kd@b", "distill@a"],
+def test_the_pool_takes_ready_stages_longest_kinds_first(tmp_path):
+    """A hand-made graph: prepare -> finetune a, b -> cache a -> rl_kd, distill (both need cache a and b)."""
+    stages = ["prepare@t", "finetune@t-a", "finetune@t-b", "cache@t-a", "distill@t-ce-1", "rl_kd@t-1"]
+    needs = {
+        "prepare@t": [],
+        "finetune@t-a": ["prepare@t"],
+        "finetune@t-b": ["prepare@t"],
+        "cache@t-a": ["finetune@t-a", "prepare@t"],
+        "distill@t-ce-1": ["cache@t-a", "finetune@t-a", "finetune@t-b", "prepare@t"],
+        "rl_kd@t-1": ["cache@t-a", "finetune@t-a", "finetune@t-b", "prepare@t"],
+    }
+    q = pool.StageQueue.create(tmp_path / "queue.json", stages, needs)
+    assert q.read()["pending"] == [
+        "finetune@t-a",
+        "finetune@t-b",
+        "rl_kd@t-1",
+        "cache@t-a",
+        "distill@t-ce-1",
+        "prepare@t",
     ]
+    assert q.take("w0") == "prepare@t"  # the only stage with nothing upstream
+    assert q.take("w1") == pool.WAIT  # the rest needs it
+    q.finish("prepare@t", {})
+    assert (q.take("w1"), q.take("w0")) == ("finetune@t-a", "finetune@t-b")
+    q.finish("finetune@t-a", {})
+    assert q.take("w1") == "cache@t-a"  # finetune b still runs: cache a need not wait for it
+    assert q.held_by("w1") == ["cache@t-a"]
+    assert q.release("cache@t-a", "boom", retries=1) is True  # back at the head of the queue
+    assert q.take("w1") == "cache@t-a"
+    assert q.release("cache@t-a", "boom again", retries=1) is False
+    assert q.read()["failed"] == {"cache@t-a": "boom again"}
+    assert q.take("w1") is None  # the students need the failed cache: nothing left that can run
+
+
+def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path)
+    assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
+    todo = ["prepare@rt", "finetune@rt-mpnet", "cache@rt-mpnet", "latency@rt", "distill@rt-ce-1"]
+    needs = cluster.upstream(tmp_path, todo)
+    assert needs["prepare@rt"] == [] and needs["cache@rt-mpnet"] == ["finetune@rt-mpnet", "prepare@rt"]
+    # a student needs every teacher's cache; of those stages, only MPNet's are still to run here
+    assert needs["distill@rt-ce-1"] == ["cache@rt-mpnet", "finetune@rt-mpnet", "prepare@rt"]
+    assert needs["latency@rt"] == ["finetune@rt-mpnet", "prepare@rt"]  # it times the teachers, not the students
 
 
 def test_a_stage_runs_on_compute_threads():
@@ -139,15 +176,15 @@ def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
     assert not any("past their time limit" in line for line in lines)  # params-paper.yaml's limits fit
 
 
-class KilledOnce(cluster.StageJob):
-    """A job whose first attempt is killed (SIGKILL, as a node loss would) right after its first stage."""
+class KilledOnce(pool.PoolWorker):
+    """A worker whose first attempt is killed (SIGKILL, as a node loss would) right after its first student
+    stage, before it reports the stage done."""
 
-    def repro(self, work):
-        student = cluster.kind(self.stages[0]) in ("distill", "rl_kd")
-        if self.attempt == 0 and len(self.stages) > 1 and student and self.name.endswith("-0"):
-            cluster.dvc("repro", self.stages[0], cwd=work)
+    def repro(self, work, stage):
+        out = super().repro(work, stage)
+        if self.attempt == 0 and self.name == "worker-0" and cluster.kind(stage) in ("distill", "rl_kd"):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().repro(work)
+        return out
 
 
 def tiny_cluster_repo(path):
@@ -190,27 +227,28 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     repo = tiny_cluster_repo(tmp_path / "repo")
+    # as on a fresh clone: a committed dvc.lock that names outputs (metrics with another run's timings) this
+    # cache lacks; DVC would run such a stage again in every job that needs it rather than use the run-cache
+    shutil.copy(reference / "dvc.lock", repo / "dvc.lock")
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    summary = cluster.run(cluster.settings("params.yaml"), "local", job_class=KilledOnce)
+    summary = cluster.run(cluster.settings("params.yaml"), "local", worker_class=KilledOnce)
 
-    jobs = [job for wave in summary["waves"] for job in wave["jobs"]]
+    jobs, done = summary["pool"]["jobs"], summary["pool"]["done"]
     killed = [job for job in jobs if "failed" in job]
-    assert len(killed) == 1 and killed[0]["attempt"] == 0
-    again = next(job for job in jobs if job["job"] == killed[0]["job"] and job["attempt"] == 1)
-    first, rest = again["stages"][0], again["stages"][1:]
-    assert first in again["restored"] and first not in again["ran"]  # finished before the kill: not redone
-    assert set(rest) <= set(again["ran"])
-    ran = [s for job in jobs for s in job.get("ran", [])]
-    assert sorted(ran) == sorted(set(ran))  # no stage ran twice
-    stages = [s for wave in summary["waves"] for group in wave["stages"].values() for s in group]
+    assert [(j["job"], j["attempt"]) for j in killed] == [("worker-0", 0)]
+    (lost,) = summary["pool"]["tries"]  # the stage worker-0 had finished but not reported
+    assert cluster.kind(lost) in ("distill", "rl_kd") and done[lost]["ran"] == []  # restored, not redone
+    ran = [s for record in done.values() for s in record["ran"]]
+    assert sorted(ran) == sorted(set(done) - {lost})  # every other stage ran once, in its own worker's call
+    assert summary["pool"]["failed"] == {} and summary["pool"]["pending"] == []
     assert summary["final_repro"]["ran"] == []  # the workspace restores everything from the run-cache
-    assert sorted(summary["final_repro"]["restored"]) == sorted(stages)
+    assert sorted(summary["final_repro"]["restored"]) == sorted(done)
     status = run([sys.executable, "-m", "dvc", "status"], repo)
     assert "up to date" in status.stdout, status.stdout
 
     mine, theirs = outputs(repo), outputs(reference)
     assert sorted(mine) == sorted(theirs)
     assert [k for k in mine if mine[k] != theirs[k]] == []
-    again = cluster.run(cluster.settings("params.yaml"), "local")  # nothing stale: no wave, nothing runs
-    assert again["waves"] == [] and again["final_repro"]["ran"] == []
+    again = cluster.run(cluster.settings("params.yaml"), "local")  # nothing stale: no worker, nothing runs
+    assert "pool" not in again and again["final_repro"]["ran"] == []

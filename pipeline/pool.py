@@ -1,0 +1,204 @@
+"""`python -m pipeline.cluster --executor local`: the stages on this machine's cores, each started as soon as
+the stages it depends on are done.
+
+Waves (pipeline.cluster, for SLURM) leave cores idle on one machine: a wave waits for its longest stage
+(MPNet's fine-tuning) while the other workers have nothing to do, though the cache of a teacher that is
+already trained could run. Here `cluster.local_workers` long-lived workers (submitit's local executor)
+share one queue of stages, a JSON file under a lock: each worker takes the first stage whose upstream
+stages are done, longest kinds first (cluster.LONGEST_FIRST), runs `dvc repro STAGE` in its own copy of the
+snapshot, and takes the next. As in a wave, DVC does the work: a stage's upstream outputs come back from
+the run-cache, and a stage a killed worker had finished is restored, not run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .cluster import LONGEST_FIRST, RAN, WaveFailed, copy_snapshot, dvc, kind, save_uncached
+
+WAIT = ""  # take(): nothing ready yet, but a running stage may make something ready
+
+
+def order(stages: list[str]) -> list[str]:
+    """Longest kinds first; within a kind, dvc.yaml's order."""
+    return sorted(stages, key=lambda s: LONGEST_FIRST.index(kind(s)))
+
+
+class StageQueue:
+    """The pool's shared state in one JSON file: `pending` (in the order to take them), `needs` (each stage's
+    upstream stages still to do), `running` (stage -> worker), `done` (stage -> record), `failed` (stage ->
+    error) and `tries` (failed attempts of each stage). Every change happens under an exclusive lock."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: Path, stages: list[str], needs: dict[str, list[str]]) -> StageQueue:
+        queue = cls(path)
+        queue.write({"pending": order(stages), "needs": needs, "running": {}, "done": {}, "failed": {}, "tries": {}})
+        return queue
+
+    def write(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.path)
+
+    def read(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    @contextlib.contextmanager
+    def state(self):
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.read()
+            yield state
+            self.write(state)
+
+    def take(self, worker: str) -> str | None:
+        """The first pending stage whose upstream is done (now `running` on `worker`); WAIT if none is ready
+        but one may become so; None when nothing is left that can run."""
+        with self.state() as s:
+            ready = next((st for st in s["pending"] if all(n in s["done"] for n in s["needs"][st])), None)
+            if ready is not None:
+                s["pending"].remove(ready)
+                s["running"][ready] = worker
+                return ready
+            blocked = {st for st in s["pending"] if any(n in s["failed"] for n in s["needs"][st])}
+            return WAIT if s["running"] and set(s["pending"]) - blocked else None
+
+    def finish(self, stage: str, record: dict) -> None:
+        with self.state() as s:
+            s["running"].pop(stage, None)
+            s["done"][stage] = record
+
+    def release(self, stage: str, error: str, retries: int) -> bool:
+        """A failed attempt: the stage goes back to the queue's head, or to `failed` after `retries` retries.
+        True if it will be tried again."""
+        with self.state() as s:
+            s["running"].pop(stage, None)
+            s["tries"][stage] = s["tries"].get(stage, 0) + 1
+            if s["tries"][stage] > retries:
+                s["failed"][stage] = error[-2000:]
+                return False
+            s["pending"].insert(0, stage)
+            return True
+
+    def held_by(self, worker: str) -> list[str]:
+        return [stage for stage, w in self.read()["running"].items() if w == worker]
+
+
+@dataclass
+class PoolWorker:
+    """One local worker: its own copy of the snapshot, and `dvc repro` of one stage after another from the
+    queue until nothing is left. A stage that fails goes back to the queue (`retries` times); a killed worker
+    is replaced by the pool, and its stage goes back too."""
+
+    name: str
+    queue: str
+    snapshot: str
+    folder: str
+    retries: int
+    attempt: int = 0
+
+    def __call__(self) -> dict:
+        start = time.perf_counter()
+        work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
+        copy_snapshot(Path(self.snapshot), work)
+        queue, log = StageQueue(self.queue), work.parent / f"attempt-{self.attempt}.log"
+        stages = []
+        while (stage := queue.take(self.name)) is not None:
+            if stage == WAIT:
+                time.sleep(1)
+                continue
+            began = time.perf_counter()
+            try:
+                out = self.repro(work, stage)
+                save_uncached(work, [stage])
+            except RuntimeError as err:  # DVC or the stage failed: its output in the log, the stage re-queued
+                with log.open("a") as f:
+                    f.write(f"== {stage}: failed\n{err}\n")
+                queue.release(stage, str(err), self.retries)
+                continue
+            with log.open("a") as f:
+                f.write(f"== {stage}\n{out}\n")
+            record = {
+                "worker": self.name,
+                "attempt": self.attempt,
+                "ran": RAN.findall(out),  # the stage, unless restored; an upstream stage only if it was lost
+                "seconds": round(time.perf_counter() - began, 1),
+            }
+            queue.finish(stage, record)
+            stages.append(stage)
+        shutil.rmtree(work)  # every output is in the cache now; the log stays beside it
+        return {
+            "job": self.name,
+            "attempt": self.attempt,
+            "stages": stages,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+
+    def repro(self, work: Path, stage: str) -> str:
+        return dvc("repro", stage, cwd=work)
+
+
+def run_pool(
+    stages: list[str],
+    needs: dict[str, list[str]],
+    workers: int,
+    submit,
+    retries: int,
+    snap: Path,
+    folder: Path,
+    worker_class=PoolWorker,
+    poll: float = 2.0,
+) -> dict:
+    """Run `stages` (`needs`: each one's upstream among them) on `workers` workers; `submit(workers)`: their
+    submitit jobs. A lost worker's stage is re-queued and the worker replaced, up to `retries` times each.
+    Returns the queue's final state with the workers' records; raises WaveFailed if a stage could not run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    queue = StageQueue.create(folder / "queue.json", stages, needs)
+    todo = [
+        worker_class(f"worker-{i}", str(queue.path), str(snap), str(folder / "jobs"), retries) for i in range(workers)
+    ]
+    running = list(zip(todo, submit(todo)))
+    jobs, said = [], set()
+    while running:
+        time.sleep(poll)
+        done = queue.read()["done"]
+        for stage in [s for s in done if s not in said]:
+            r = done[stage]
+            how = "ran" if stage in r["ran"] else "restored"
+            also = [s for s in r["ran"] if s != stage]
+            print(
+                f"cluster: {stage} {how} in {r['seconds']:.0f} s on {r['worker']} ({len(done)} of {len(stages)})"
+                + (f"; ran again upstream: {', '.join(also)}" if also else ""),
+                flush=True,
+            )
+            said.add(stage)
+        for worker, handle in [(w, h) for w, h in running if h.done()]:
+            running.remove((worker, handle))
+            try:
+                jobs.append(handle.result())
+            except Exception as err:  # a killed or lost worker: its stage goes back, a new worker takes over
+                message = str(err).strip()[-500:]
+                print(f"cluster: {worker.name} (attempt {worker.attempt}) lost: {message}", flush=True)
+                jobs.append({"job": worker.name, "attempt": worker.attempt, "failed": str(err)[-2000:]})
+                for stage in queue.held_by(worker.name):
+                    queue.release(stage, f"{worker.name} lost: {message}", retries)
+                if worker.attempt < retries and queue.read()["pending"]:
+                    again = replace(worker, attempt=worker.attempt + 1)
+                    running += list(zip([again], submit([again])))
+    state = queue.read()
+    if state["failed"] or state["pending"]:
+        raise WaveFailed(
+            f"stage(s) {sorted(state['failed'])} failed {retries + 1} times, {len(state['pending'])} left undone; "
+            f"the logs: {folder / 'jobs'}/worker-*/attempt-*.log and {folder / 'logs'}"
+        )
+    return {**state, "workers": workers, "jobs": jobs}

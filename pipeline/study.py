@@ -133,11 +133,65 @@ def main(argv: list[str] | None = None) -> None:
         progress["seeds_done"] += new
         if new:
             progress["seconds"][",".join(map(str, new))] = round(time.perf_counter() - start)
+        progress["curve"] = curve(progress, seeds, k, json.loads((WORK / "results" / "metrics.json").read_text()))
         export(WORK, OUT, progress)
+        write_curve(progress["curve"], OUT)
         if not args.no_commit and git("status", "--porcelain", "--", str(OUT)):
             git("add", "--", str(OUT))
             git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT))
         print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)
+
+
+def curve(progress: dict, seeds: list[int], k: int, metrics: dict) -> list[dict]:
+    """progress.json's curve with the point of the first k seeds put in: the hours of the rounds that ran them,
+    and the primary comparison's and KD's premise's difference, interval, detectable difference and its 95%
+    upper bound, from the round's analysis (results/metrics.json)."""
+    first = {str(s) for s in seeds[:k]}
+    seconds = sum(t for key, t in progress["seconds"].items() if set(key.split(",")) <= first)
+    keep = ("task", "a", "b", "role", "diff", "ci_low", "ci_high", "mdd", "mdd_upper")
+    chosen = [{key: c[key] for key in keep} for c in metrics["comparisons"] if c["role"] in ("primary", "premise")]
+    point = {"seeds": k, "hours": round(seconds / 3600, 3), "comparisons": chosen}
+    return sorted([p for p in progress.get("curve", []) if p["seeds"] != k] + [point], key=lambda p: p["seeds"])
+
+
+def write_curve(points: list[dict], out: Path) -> None:
+    """curve.md and figures/curve.png|pdf: the detectable difference (and its upper bound) against hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        f"| {p['seeds']} | {p['hours']:.2f} | {c['task']} | {c['role']}: {c['a']} - {c['b']} | "
+        f"{100 * c['diff']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | "
+        f"{100 * c['mdd']:.2f} | {100 * c['mdd_upper']:.2f} |"
+        for p in points
+        for c in p["comparisons"]
+    ]
+    (out / "curve.md").write_text(
+        "# The study's power against its hours\n\n"
+        "After each round: the seeds so far, the hours this study's rounds took (runs restored from `make repro` "
+        "cost none), and for the primary comparison and KD's premise the difference in points with its 95% "
+        "interval, the difference the test detects with 80% power and that difference's 95% upper bound "
+        "(docs/statistics.md). The goal: a detectable difference of 0.5 point.\n\n"
+        "| seeds | hours | task | comparison | difference [95% CI] | detectable | its upper bound |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for task, role in dict.fromkeys((c["task"], c["role"]) for p in points for c in p["comparisons"]):
+        at = [(p["hours"], c) for p in points for c in p["comparisons"] if (c["task"], c["role"]) == (task, role)]
+        (line,) = ax.plot([h for h, _ in at], [100 * c["mdd"] for _, c in at], "o-", label=f"{task} {role}")
+        ax.plot([h for h, _ in at], [100 * c["mdd_upper"] for _, c in at], "--", color=line.get_color(), alpha=0.6)
+    for goal in (0.5, 1.0):
+        ax.axhline(goal, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="hours of the study's rounds", ylabel="detectable difference (points)", ylim=(0, None))
+    ax.set_title("Power against hours (dashed: 95% upper bound)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / "figures" / f"curve.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else {})
+    plt.close(fig)
 
 
 def steps(n: int, step: int, done: int) -> list[int]:

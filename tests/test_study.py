@@ -58,3 +58,27 @@ def test_each_round_adds_step_seeds_from_the_first_not_committed():
     assert study.steps(5, 1, 3) == [4, 5]
     assert study.steps(16, 4, 5) == [9, 13, 16]  # a rerun after 5 committed: 4 more at a time, the rest last
     assert study.steps(5, 2, 5) == [5]  # all done: the last round again, for the analysis of the latest code
+
+
+def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
+    progress = {"seconds": {"1": 600, "2": 660, "3,4": 1200}, "curve": [{"seeds": 2, "hours": 9.0, "comparisons": []}]}
+    comparison = {"task": "rt", "diff": -0.0017, "ci_low": -0.0206, "ci_high": 0.0171, "mdd": 0.0253, "p": 0.8}
+    metrics = {
+        "comparisons": [
+            {**comparison, "a": "rl_kd", "b": "u_ensemble", "role": "primary", "mdd_upper": 0.0599},
+            {**comparison, "a": "u_ensemble", "b": "ce", "role": "premise", "mdd_upper": 0.049},
+            {**comparison, "a": "rl_kd", "b": "ce", "role": "secondary", "mdd_upper": 0.05},
+        ]
+    }
+    points = study.curve(progress, [1, 2, 3, 4, 5], 2, metrics)
+    assert [p["seeds"] for p in points] == [2]  # the round's point replaces the old one of 2 seeds
+    assert points[0]["hours"] == 0.35  # (600 + 660) s of seeds 1 and 2; seeds 3 and 4 came in a later round
+    assert [c["role"] for c in points[0]["comparisons"]] == ["primary", "premise"]
+    progress["curve"] = points
+    points = study.curve(progress, [1, 2, 3, 4, 5], 4, metrics)
+    assert [(p["seeds"], p["hours"]) for p in points] == [(2, 0.35), (4, 0.683)]  # 2,460 s
+    study.write_curve(points, tmp_path)
+    table = (tmp_path / "curve.md").read_text()
+    assert "| 4 | 0.68 | rt | primary: rl_kd - u_ensemble | -0.17 [-2.06, +1.71] | 2.53 | 5.99 |" in table
+    assert "| 2 | 0.35 | rt | premise: u_ensemble - ce | -0.17 [-2.06, +1.71] | 2.53 | 4.90 |" in table
+    assert (tmp_path / "figures" / "curve.png").stat().st_size > 0

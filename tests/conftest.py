@@ -16,6 +16,8 @@ import yaml
 from benchmarks.planted import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
 
 ROOT = Path(__file__).resolve().parents[1]
+# the tests' DVC commands (hundreds) would each start DVC's usage-report daemon: not for test runs
+os.environ["DVC_NO_ANALYTICS"] = "1"
 # every method of pipeline/methods/ but single_<teacher>, which has no section
 METHODS = ["ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
 METHODS += ["rl_kd"]

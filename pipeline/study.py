@@ -161,10 +161,13 @@ def write_curve(points: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def pp(value, sign=""):  # None: not computable at one seed
+        return "n/a" if value is None else f"{100 * value:{sign}.2f}"
+
     rows = [
         f"| {p['seeds']} | {p['hours']:.2f} | {c['task']} | {c['role']}: {c['a']} - {c['b']} | "
-        f"{100 * c['diff']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] | "
-        f"{100 * c['mdd']:.2f} | {100 * c['mdd_upper']:.2f} |"
+        f"{pp(c['diff'], '+')} [{pp(c['ci_low'], '+')}, {pp(c['ci_high'], '+')}] | {pp(c['mdd'])} | "
+        f"{pp(c['mdd_upper'])} |"
         for p in points
         for c in p["comparisons"]
     ]
@@ -179,7 +182,12 @@ def write_curve(points: list[dict], out: Path) -> None:
     )
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for task, role in dict.fromkeys((c["task"], c["role"]) for p in points for c in p["comparisons"]):
-        at = [(p["hours"], c) for p in points for c in p["comparisons"] if (c["task"], c["role"]) == (task, role)]
+        at = [
+            (p["hours"], c)
+            for p in points
+            for c in p["comparisons"]
+            if (c["task"], c["role"]) == (task, role) and c["mdd"] is not None
+        ]
         (line,) = ax.plot([h for h, _ in at], [100 * c["mdd"] for _, c in at], "o-", label=f"{task} {role}")
         ax.plot([h for h, _ in at], [100 * c["mdd_upper"] for _, c in at], "--", color=line.get_color(), alpha=0.6)
     for goal in (0.5, 1.0):

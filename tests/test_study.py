@@ -82,3 +82,10 @@ def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
     assert "| 4 | 0.68 | rt | primary: rl_kd - u_ensemble | -0.17 [-2.06, +1.71] | 2.53 | 5.99 |" in table
     assert "| 2 | 0.35 | rt | premise: u_ensemble - ce | -0.17 [-2.06, +1.71] | 2.53 | 4.90 |" in table
     assert (tmp_path / "figures" / "curve.png").stat().st_size > 0
+    one = {"seeds": 1, "hours": 0.1, "comparisons": [{**points[0]["comparisons"][0], "ci_low": None, "ci_high": None}]}
+    one["comparisons"][0].update(mdd=None, mdd_upper=None)  # one seed: no variance, no interval, no power
+    study.write_curve([one, *points], tmp_path)
+    assert (
+        "| 1 | 0.10 | rt | primary: rl_kd - u_ensemble | -0.17 [n/a, n/a] | n/a | n/a |"
+        in (tmp_path / "curve.md").read_text()
+    )

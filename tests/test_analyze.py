@@ -219,6 +219,18 @@ def test_tables_figures_and_report_from_planted_runs(tree):
 
 
 @pytest.mark.slow
+def test_a_seed_count_off_the_power_grid_is_measured_too(tree):
+    """The power table projects 3, 5, 10, 20 and 30 seeds; at 2 (a study's second round) it adds the 2 measured."""
+    params = (tree / "params.yaml").read_text().replace("seeds:\n  - 1\n  - 2\n  - 3\n", "seeds:\n  - 1\n  - 2\n")
+    (tree / "params.yaml").write_text(params)
+    analyze.main()
+    power = pd.read_csv(tree / "results/tables/table3_power.csv")
+    assert sorted(power.seeds.unique()) == [2, 3, 5, 10, 20, 30]
+    assert power[power.measured].seeds.tolist() == [2]
+    assert "with 2 seeds and" in (tree / "results/report.md").read_text()
+
+
+@pytest.mark.slow
 def test_one_seed_shows_means_alone_and_says_so(tree):
     params = (tree / "params.yaml").read_text().replace("seeds:\n  - 1\n  - 2\n  - 3\n", "seeds:\n  - 1\n")
     (tree / "params.yaml").write_text(params)

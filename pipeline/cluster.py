@@ -90,14 +90,16 @@ class WaveFailed(Exception):
     pass
 
 
+class DvcFailed(RuntimeError):
+    """`dvc` exited with an error (a stage failed, or DVC itself)."""
+
+
 def dvc(*args: str, cwd: Path | str = ".", check: bool = True) -> str:
     """Run DVC with this interpreter's folder first on PATH, so that stages' `python` is this one."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode:
-        raise RuntimeError(
-            f"dvc {' '.join(args)} failed in {cwd} (exit {done.returncode}):\n{done.stdout}{done.stderr}"
-        )
+        raise DvcFailed(f"dvc {' '.join(args)} failed in {cwd} (exit {done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout + done.stderr
 
 
@@ -376,7 +378,8 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
     cache_dir = str(Path(dvc("cache", "dir").strip().splitlines()[-1]).resolve())
-    todo = [s for s in stage_names(root) if s in stale(root)]
+    changed = stale(root)
+    todo = [s for s in stage_names(root) if s in changed]
     plan = waves(todo)  # refuses a stage kind it does not know, before anything runs
     # the jobs restore every stage from the run-cache: the current ones go in (DVC leaves out a stage with an
     # output outside its cache), the lock entries of those to run go out (forget)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cluster import LONGEST_FIRST, RAN, WaveFailed, copy_snapshot, dvc, kind, save_uncached
+from .cluster import LONGEST_FIRST, RAN, DvcFailed, WaveFailed, copy_snapshot, dvc, kind, save_uncached
 
 WAIT = ""  # take(): nothing ready yet, but a running stage may make something ready
 
@@ -112,6 +112,8 @@ class PoolWorker:
         work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
         copy_snapshot(Path(self.snapshot), work)
         queue, log = StageQueue(self.queue), work.parent / f"attempt-{self.attempt}.log"
+        for stage in queue.held_by(self.name):  # submitit restarted this worker in place: its stage goes back
+            queue.release(stage, f"{self.name} restarted", self.retries)
         stages = []
         while (stage := queue.take(self.name)) is not None:
             if stage == WAIT:
@@ -121,7 +123,7 @@ class PoolWorker:
             try:
                 out = self.repro(work, stage)
                 save_uncached(work, [stage])
-            except RuntimeError as err:  # DVC or the stage failed: its output in the log, the stage re-queued
+            except DvcFailed as err:  # DVC or the stage failed: its output in the log, the stage re-queued
                 with log.open("a") as f:
                     f.write(f"== {stage}: failed\n{err}\n")
                 queue.release(stage, str(err), self.retries)
@@ -148,6 +150,21 @@ class PoolWorker:
         return dvc("repro", stage, cwd=work)
 
 
+def report(done: dict, said: set, total: int) -> set:
+    """Print the stages done since the last report; return them."""
+    for stage in [s for s in done if s not in said]:
+        r = done[stage]
+        how = "ran" if stage in r["ran"] else "restored"
+        also = [s for s in r["ran"] if s != stage]
+        print(
+            f"cluster: {stage} {how} in {r['seconds']:.0f} s on {r['worker']} ({len(said) + 1} of {total})"
+            + (f"; ran again upstream: {', '.join(also)}" if also else ""),
+            flush=True,
+        )
+        said = said | {stage}
+    return said
+
+
 def run_pool(
     stages: list[str],
     needs: dict[str, list[str]],
@@ -160,41 +177,38 @@ def run_pool(
     poll: float = 2.0,
 ) -> dict:
     """Run `stages` (`needs`: each one's upstream among them) on `workers` workers; `submit(workers)`: their
-    submitit jobs. A lost worker's stage is re-queued and the worker replaced, up to `retries` times each.
-    Returns the queue's final state with the workers' records; raises WaveFailed if a stage could not run."""
+    submitit jobs. A lost worker's stage is re-queued and a new worker takes its place while stages are left,
+    up to `retries` replacements a worker on average. Returns the queue's final state with the workers'
+    records; raises WaveFailed if a stage could not run."""
     folder.mkdir(parents=True, exist_ok=True)
     queue = StageQueue.create(folder / "queue.json", stages, needs)
-    todo = [
+    pool = [
         worker_class(f"worker-{i}", str(queue.path), str(snap), str(folder / "jobs"), retries) for i in range(workers)
     ]
-    running = list(zip(todo, submit(todo)))
-    jobs, said = [], set()
-    while running:
-        time.sleep(poll)
-        done = queue.read()["done"]
-        for stage in [s for s in done if s not in said]:
-            r = done[stage]
-            how = "ran" if stage in r["ran"] else "restored"
-            also = [s for s in r["ran"] if s != stage]
-            print(
-                f"cluster: {stage} {how} in {r['seconds']:.0f} s on {r['worker']} ({len(done)} of {len(stages)})"
-                + (f"; ran again upstream: {', '.join(also)}" if also else ""),
-                flush=True,
-            )
-            said.add(stage)
-        for worker, handle in [(w, h) for w, h in running if h.done()]:
-            running.remove((worker, handle))
-            try:
-                jobs.append(handle.result())
-            except Exception as err:  # a killed or lost worker: its stage goes back, a new worker takes over
-                message = str(err).strip()[-500:]
-                print(f"cluster: {worker.name} (attempt {worker.attempt}) lost: {message}", flush=True)
-                jobs.append({"job": worker.name, "attempt": worker.attempt, "failed": str(err)[-2000:]})
-                for stage in queue.held_by(worker.name):
-                    queue.release(stage, f"{worker.name} lost: {message}", retries)
-                if worker.attempt < retries and queue.read()["pending"]:
-                    again = replace(worker, attempt=worker.attempt + 1)
-                    running += list(zip([again], submit([again])))
+    running = list(zip(pool, submit(pool)))
+    jobs, said, lost = [], set(), 0
+    try:
+        while running:
+            time.sleep(poll)
+            said |= report(queue.read()["done"], said, len(stages))
+            for worker, handle in [(w, h) for w, h in running if h.done()]:
+                running.remove((worker, handle))
+                try:
+                    jobs.append(handle.result())
+                except Exception as err:  # a killed or lost worker: its stage goes back, a new worker takes over
+                    lost += 1
+                    message = str(err).strip()[-500:]
+                    print(f"cluster: {worker.name} (attempt {worker.attempt}) lost: {message}", flush=True)
+                    jobs.append({"job": worker.name, "attempt": worker.attempt, "failed": str(err)[-2000:]})
+                    for stage in queue.held_by(worker.name):
+                        queue.release(stage, f"{worker.name} lost: {message}", retries)
+                    if queue.read()["pending"] and lost <= retries * workers:
+                        again = replace(worker, attempt=worker.attempt + 1)
+                        running += list(zip([again], submit([again])))
+        report(queue.read()["done"], said, len(stages))
+    finally:  # stopped here (an error, Ctrl-C): no worker runs on unwatched
+        for _, handle in running:
+            handle.cancel(check=False)
     state = queue.read()
     if state["failed"] or state["pending"]:
         raise WaveFailed(

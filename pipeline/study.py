@@ -186,7 +186,7 @@ def write_curve(points: list[dict], out: Path) -> None:
             (p["hours"], c)
             for p in points
             for c in p["comparisons"]
-            if (c["task"], c["role"]) == (task, role) and c["mdd"] is not None
+            if (c["task"], c["role"]) == (task, role) and None not in (c["mdd"], c["mdd_upper"])
         ]
         (line,) = ax.plot([h for h, _ in at], [100 * c["mdd"] for _, c in at], "o-", label=f"{task} {role}")
         ax.plot([h for h, _ in at], [100 * c["mdd_upper"] for _, c in at], "--", color=line.get_color(), alpha=0.6)

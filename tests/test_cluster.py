@@ -5,6 +5,7 @@ The end-to-end test runs the tiny profile through submitit's local executor with
 after its first student stage, and checks the result against a single-machine `dvc repro`.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -85,6 +86,92 @@ def test_the_pool_takes_ready_stages_longest_kinds_first(tmp_path):
     assert q.release("cache@t-a", "boom again", retries=1) is False
     assert q.read()["failed"] == {"cache@t-a": "boom again"}
     assert q.take("w1") is None  # the students need the failed cache: nothing left that can run
+
+
+class InProcess:
+    """A submitit job that ran when submitted: done, with its result or its error."""
+
+    def __init__(self, worker):
+        self.result_, self.error = None, None
+        try:
+            self.result_ = worker()
+        except Exception as err:
+            self.error = err
+
+    def done(self):
+        return True
+
+    def result(self):
+        if self.error:
+            raise self.error
+        return self.result_
+
+    def cancel(self, check=True):
+        pass
+
+
+@dataclasses.dataclass
+class FakeWorker:
+    """Takes stages from the queue and marks them done, without DVC; worker-0's first attempt is lost while
+    holding its first stage; `fails` fails every time."""
+
+    name: str
+    queue: str
+    snapshot: str
+    folder: str
+    retries: int
+    attempt: int = 0
+    fails: str = "cache@t-a"
+
+    def __call__(self):
+        q = pool.StageQueue(self.queue)
+        while (stage := q.take(self.name)) not in (None, pool.WAIT):  # in process: nothing runs beside it
+            if self.name == "worker-0" and self.attempt == 0:
+                raise RuntimeError("node lost")
+            if stage == self.fails:
+                q.release(stage, "boom", self.retries)
+                continue
+            q.finish(stage, {"worker": self.name, "attempt": self.attempt, "ran": [stage], "seconds": 1})
+        return {"job": self.name, "attempt": self.attempt}
+
+
+@dataclasses.dataclass
+class HealthyWorker(FakeWorker):
+    fails: str = ""
+
+
+def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_path):
+    stages = ["prepare@t", "finetune@t-a", "finetune@t-b", "cache@t-a", "cache@t-b", "distill@t-ce-1"]
+    needs = {
+        "prepare@t": [],
+        "finetune@t-a": ["prepare@t"],
+        "finetune@t-b": ["prepare@t"],
+        "cache@t-a": ["finetune@t-a", "prepare@t"],
+        "cache@t-b": ["finetune@t-b", "prepare@t"],
+        "distill@t-ce-1": ["cache@t-a", "cache@t-b", "finetune@t-a", "finetune@t-b", "prepare@t"],
+    }
+    submit = lambda workers: [InProcess(w) for w in workers]  # noqa: E731
+    with pytest.raises(cluster.WaveFailed, match=r"stage\(s\) \['cache@t-a'\] failed 2 times, 1 left undone"):
+        pool.run_pool(stages, needs, 2, submit, 1, tmp_path, tmp_path, FakeWorker, poll=0)
+    state = pool.StageQueue(tmp_path / "queue.json").read()
+    # worker-0 was lost holding prepare: prepare went back, once (tries 1 of retries 1), and a new worker-0 ran it
+    assert state["tries"] == {"prepare@t": 1, "cache@t-a": 2}
+    assert [state["done"]["prepare@t"][k] for k in ("worker", "attempt")] == ["worker-0", 1]
+    assert sorted(state["done"]) == ["cache@t-b", "finetune@t-a", "finetune@t-b", "prepare@t"]
+    assert state["pending"] == ["distill@t-ce-1"]  # blocked by the failed cache, never started
+
+    done = pool.run_pool(stages, needs, 2, submit, 1, tmp_path, tmp_path / "ok", HealthyWorker, poll=0)
+    assert sorted(done["done"]) == sorted(stages) and done["failed"] == {}
+    assert [j["job"] for j in done["jobs"] if "failed" in j] == ["worker-0"]
+
+
+def test_forget_drops_only_the_named_lock_entries(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    cluster.forget(lock, ["a"])  # no lock yet: nothing to do
+    assert not lock.exists()
+    lock.write_text("schema: '2.0'\nstages:\n  a:\n    cmd: x\n  b:\n    cmd: y\n")
+    cluster.forget(lock, ["a", "c"])
+    assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"b": {"cmd": "y"}}}
 
 
 def test_the_pool_knows_what_each_stage_waits_for(tmp_path):

@@ -111,16 +111,10 @@ class InProcess:
 
 
 @dataclasses.dataclass
-class FakeWorker:
+class FakeWorker(pool.PoolWorker):
     """Takes stages from the queue and marks them done, without DVC; worker-0's first attempt is lost while
     holding its first stage; `fails` fails every time."""
 
-    name: str
-    queue: str
-    snapshot: str
-    folder: str
-    retries: int
-    attempt: int = 0
     fails: str = "cache@t-a"
 
     def __call__(self):

@@ -183,17 +183,25 @@ def write_curve(points: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for task, role in dict.fromkeys((c["task"], c["role"]) for p in points for c in p["comparisons"]):
         at = [
-            (p["hours"], c)
+            (p["hours"], p["seeds"], c)
             for p in points
             for c in p["comparisons"]
             if (c["task"], c["role"]) == (task, role) and None not in (c["mdd"], c["mdd_upper"])
         ]
-        (line,) = ax.plot([h for h, _ in at], [100 * c["mdd"] for _, c in at], "o-", label=f"{task} {role}")
-        ax.plot([h for h, _ in at], [100 * c["mdd_upper"] for _, c in at], "--", color=line.get_color(), alpha=0.6)
+        hours, mdd, upper = (
+            [h for h, _, _ in at],
+            [100 * c["mdd"] for *_, c in at],
+            [100 * c["mdd_upper"] for *_, c in at],
+        )
+        (line,) = ax.plot(hours, mdd, "o-", label=f"{task} {role}")
+        ax.plot(hours, upper, "--", color=line.get_color(), alpha=0.6)
+        for h, k, y in zip(hours, [k for _, k, _ in at], mdd):
+            ax.annotate(str(k), (h, y), textcoords="offset points", xytext=(0, -11), fontsize=7, ha="center")
     for goal in (0.5, 1.0):
         ax.axhline(goal, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="hours of the study's rounds", ylabel="detectable difference (points)", ylim=(0, None))
-    ax.set_title("Power against hours (dashed: 95% upper bound)", fontsize=10)
+    ax.set_yscale("log")  # the upper bound at 2 seeds is tens of points, the goal half a point
+    ax.set(xlabel="hours of the study's rounds", ylabel="detectable difference (points, log scale)")
+    ax.set_title("Power against hours (numbers: seeds; dashed: 95% upper bound)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     (out / "figures").mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     done = restore(OUT, WORK)
     progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
     progress |= {
-        "command": "python -m pipeline.study" + (f" --seeds {args.seeds}" if args.seeds else ""),
+        "command": "python -m pipeline.study"
+        + (f" --seeds {args.seeds}" if args.seeds else "")
+        + (f" --step {args.step}" if args.step != 1 else ""),
         "commit": git("rev-parse", "HEAD"),
         "machine": {"cores": cluster.cores(), "processor": platform.processor() or platform.machine()},
     }

@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
     teachers = [s for s in cluster.stage_names(WORK) if cluster.kind(s) not in students]
     print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
     cluster.dvc("repro", *teachers, cwd=WORK)
-    cluster.save_uncached(WORK, teachers)  # so that the jobs restore them too
     if done:
         cache_committed(WORK, students)
     for k in steps(len(seeds), args.step, done):

@@ -371,8 +371,9 @@ def run_wave(
 def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     """Run every stage that `dvc repro` would run, but `assets`, through submitit; return the summary (also
     written to the folder). On SLURM, one job per stage, wave after wave; locally, `cluster.local_workers`
-    workers share the stages (pipeline/pool.py; `worker_class` stands in for its PoolWorker). Each stage runs
-    on `compute.threads` torch threads (1 by default), so that local workers do not oversubscribe the cores."""
+    workers share the stages but `analyze`, which the closing `dvc repro` runs (pipeline/pool.py; `worker_class`
+    stands in for its PoolWorker). Each stage runs on `compute.threads` torch threads (1 by default), so that
+    local workers do not oversubscribe the cores."""
     root = Path.cwd()
     folder = (root / cluster.folder).resolve()
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
@@ -388,15 +389,18 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     snapshot(root, snap, cache_dir)
     forget(snap / "dvc.lock", todo)
     summary = {"executor": how, "cache": cache_dir, "waves": []}
-    if how == "local" and todo:
+    # on one machine `analyze` is left to the closing `dvc repro` here, where every run is checked out anyway:
+    # a worker's fresh copy would first restore every run (about 2.5 s each, minutes for the study's hundreds)
+    pooled = [s for s in todo if kind(s) != "analyze"] if how == "local" else []
+    if pooled:
         from .pool import PoolWorker, run_pool  # pool imports this module
 
-        workers = min(cluster.local_workers or cores(), len(todo))
-        print(f"cluster: {len(todo)} stage(s), {workers} local workers on {cores()} cores", flush=True)
+        workers = min(cluster.local_workers or cores(), len(pooled))
+        print(f"cluster: {len(pooled)} stage(s), {workers} local workers on {cores()} cores", flush=True)
         start = time.perf_counter()
-        submit = pool_executor(cluster, folder, todo).submit_array
+        submit = pool_executor(cluster, folder, pooled).submit_array
         summary["pool"] = run_pool(
-            todo, upstream(root, todo), workers, submit, cluster.retries, snap, folder, worker_class or PoolWorker
+            pooled, upstream(root, pooled), workers, submit, cluster.retries, snap, folder, worker_class or PoolWorker
         )
         summary["pool"]["seconds"] = round(time.perf_counter() - start, 1)
     executors = {}
@@ -419,6 +423,7 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
             }
         )
     forget(root / "dvc.lock", todo)  # every job succeeded: their stages are in the run-cache
+    print("cluster: the closing `dvc repro` here (restores every stage; locally, runs the analysis)", flush=True)
     out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
     summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -120,10 +120,16 @@ def rl_selection(policy: pd.DataFrame, rewards: pd.DataFrame, teachers: list[str
             )
             ax.legend(frameon=False, ncols=3, loc="lower center")
             ax = axes[1, col]
-            for i, (seed, s) in enumerate(rewards[rewards.task == task].groupby("seed")):
+            # each seed thin and grey, their mean over seeds on top: a colour a seed runs out at the study's 16
+            curves = []
+            for _, s in rewards[rewards.task == task].groupby("seed"):
                 steps = s.sort_values(["epoch", "step"]).reward
-                smooth = steps.rolling(max(1, len(steps) // 20), min_periods=1).mean()
-                ax.plot(smooth.to_numpy(), lw=0.8, color=COLORS[i], label=f"seed {seed}")
+                curves.append(steps.rolling(max(1, len(steps) // 20), min_periods=1).mean().reset_index(drop=True))
+            for i, curve in enumerate(curves):
+                ax.plot(curve.to_numpy(), lw=0.5, color="0.6", label="each seed" if i == 0 else None)
+            if curves:
+                mean = pd.concat(curves, axis=1).mean(axis=1)  # step by step, over the seeds that reach it
+                ax.plot(mean.to_numpy(), lw=1.4, color=COLORS[0], label=f"mean of {len(curves)} seeds")
             ax.set(
                 title=f"{task}: reward per step (rolling mean)",
                 xlabel="policy step (joint training)",

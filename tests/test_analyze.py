@@ -463,3 +463,22 @@ def test_less_where_wrong_only_when_the_interval_over_seeds_says_so():
     text = report.read_selection(sel)
     assert "`t`/`k` 0.35 right v 0.35 wrong (wrong - right +0.000 [-0.050, +0.050])" in text
     assert "for 0 of 1 (task, teacher) pairs" in text
+
+
+def test_the_reward_panel_draws_any_number_of_seeds_with_their_mean():
+    from analysis import figures
+
+    # 16 seeds (the study's), more than a colour each; seed s gets reward s at each of its 4 steps, so every
+    # rolling mean is s and the mean over seeds is (1 + ... + 16) / 16 = 8.5 at every step
+    seeds = range(1, 17)
+    rewards = pd.DataFrame(
+        [{"task": TASK, "seed": s, "epoch": 1, "step": k, "reward": float(s)} for s in seeds for k in range(4)]
+    )
+    policy = pd.DataFrame(
+        [{"task": TASK, "seed": s, "label": "1", "selection_rate": np.array([0.5, 0.5])} for s in seeds]
+    )
+    fig = figures.rl_selection(policy, rewards, TEACHERS, [TASK])
+    lines = fig.axes[1].get_lines()
+    assert len(lines) == 16 + 1
+    assert np.allclose(lines[-1].get_ydata(), 8.5) and lines[-1].get_label() == "mean of 16 seeds"
+    figures.close([fig])

@@ -227,9 +227,16 @@ def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
 
     stale = cluster.stale(work)
     current = [s for s in cluster.stage_names(work) if cluster.kind(s) in kinds and s not in stale]
-    with contextlib.chdir(work), Repo(".") as repo:  # DVC resolves a stage's name against the current folder
-        for name in current:
-            repo.commit(name, force=True)  # unchanged, so force only skips the prompt
+    # what `dvc commit --force NAME` does for each (save: outputs' hashes and the run-cache; commit: the cache;
+    # the lock), in one pass over the index: `repo.commit(name)` parses dvc.yaml again for each name, about 3 s
+    # a stage, minutes at a hundred committed runs
+    with contextlib.chdir(work), Repo(".") as repo, repo.lock:
+        stages = [stage for stage in repo.index.stages if stage.name in set(current)]
+        for stage in stages:
+            stage.save()
+            stage.commit()
+        if stages:
+            stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
 
 
 def cluster_cache() -> str:

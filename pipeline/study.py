@@ -220,18 +220,27 @@ def steps(n: int, step: int, done: int) -> list[int]:
 
 
 def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
-    """Put the committed runs that are still current (`dvc status` finds them unchanged: same code, same params,
-    same teachers) into DVC's cache and run-cache, so that the jobs restore them; a fresh clone has only git's copy.
-    A run whose code or inputs changed since is left stale, and DVC runs it again."""
+    """Put the committed runs that are still current (same code, same params, same teachers: the command and
+    dependencies their lock entry names, their files as it names them) into DVC's cache and run-cache, so that the
+    jobs restore them; a fresh clone has only git's copy. A run whose code or inputs changed since is left stale,
+    and DVC runs it again."""
     from dvc.repo import Repo
 
-    stale = cluster.stale(work)
-    current = [s for s in cluster.stage_names(work) if cluster.kind(s) in kinds and s not in stale]
+    def current(stage) -> bool:
+        # `dvc status` calls every output of a fresh clone's runs changed ("not in cache"), which is what this puts
+        # right; any other change (command, dependency, a file edited or missing) leaves the run to DVC
+        return (
+            all(out.exists for out in stage.outs)
+            and not stage.changed_stage()
+            and not stage.changed_deps()
+            and not stage.changed_outs(allow_missing=True)
+        )
+
     # what `dvc commit --force NAME` does for each (save: outputs' hashes and the run-cache; commit: the cache;
     # the lock), in one pass over the index: `repo.commit(name)` parses dvc.yaml again for each name, about 3 s
     # a stage, minutes at a hundred committed runs
     with contextlib.chdir(work), Repo(".") as repo, repo.lock:
-        stages = [stage for stage in repo.index.stages if stage.name in set(current)]
+        stages = [s for s in repo.index.stages if cluster.kind(s.name) in kinds and current(s)]
         for stage in stages:
             stage.save()
             stage.commit()

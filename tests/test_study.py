@@ -1,16 +1,19 @@
 """`python -m pipeline.study`: its parameters and how a rerun picks up the committed seeds.
 
-The study itself (hours) is not run here; docs/study.md has its measured time and its resume on a fresh clone.
+The study itself (hours) is not run here; docs/study.md has its measured time. Its resume on a fresh clone: the
+committed runs go into an empty DVC cache and a job restores them (a tiny DVC project, seconds).
 """
 
 import json
+import shutil
+import sys
 
 import pytest
 import yaml
 
-from pipeline import study
+from pipeline import cluster, study
 from pipeline.params_file import InputError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run
 
 
 def test_study_keys_go_over_the_defaults_section_by_section():
@@ -51,6 +54,56 @@ def test_a_rerun_puts_the_committed_seeds_back(tmp_path):
     assert study.restore(out, work) == 2
     assert (work / "runs" / "rt-ce-1" / "metrics.json").read_text() == "{}"
     assert (work / "dvc.lock").read_text() == "schema: '2.0'\n"
+
+
+STAGES = """stages:
+  distill:
+    foreach: [1, 2]
+    do:
+      cmd: python -c "import pathlib; pathlib.Path('out/${item}').write_text('run ${item}')"
+      deps:
+        - code.py
+      outs:
+        - out/${item}
+  analyze:
+    cmd: python -c "import pathlib; pathlib.Path('report').write_text('both')"
+    deps:
+      - out
+    outs:
+      - report
+"""
+
+
+def dvc(*args: str, cwd) -> str:
+    done = run([sys.executable, "-m", "dvc", *args], cwd)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
+    # a finished workspace: its outputs and dvc.lock, as git (results/study/) carries them to a fresh clone
+    done = tmp_path / "done"
+    (done / "out").mkdir(parents=True)
+    dvc("init", "--no-scm", cwd=done)
+    (done / "dvc.yaml").write_text(STAGES)
+    (done / "code.py").write_text("# the runs' code")
+    dvc("repro", cwd=done)
+    clone = tmp_path / "clone"  # the outputs and dvc.lock without DVC's cache
+    shutil.copytree(done, clone, ignore=shutil.ignore_patterns("cache", "tmp"))
+    (clone / "code.py").write_text("# the runs' code, edited since")  # the runs stay stale: DVC runs them again
+    study.cache_committed(clone, ("distill",))
+    assert cluster.stale(clone) == {"distill@1", "distill@2", "analyze"}
+    (clone / "code.py").write_text("# the runs' code")  # back to the committed code: both current
+    study.cache_committed(clone, ("distill",))
+    assert cluster.stale(clone) == {"analyze"}  # the kinds asked for only: analyze's report is not in the cache
+    job = tmp_path / "job"  # a job's copy: no outputs, the stages forgotten from its lock
+    shutil.copytree(clone, job, ignore=shutil.ignore_patterns("out", "cache", "tmp"))
+    (job / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {clone / '.dvc' / 'cache'}\n")
+    (job / "out").mkdir()
+    cluster.forget(job / "dvc.lock", ["distill@1", "distill@2"])
+    out = dvc("repro", "distill@1", "distill@2", cwd=job)
+    assert sorted(cluster.RESTORED.findall(out)) == ["distill@1", "distill@2"] and not cluster.RAN.findall(out), out
+    assert (job / "out" / "2").read_text() == "run 2"
 
 
 def test_each_round_adds_step_seeds_from_the_first_not_committed():

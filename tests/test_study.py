@@ -60,11 +60,16 @@ STAGES = """stages:
   distill:
     foreach: [1, 2]
     do:
-      cmd: python -c "import pathlib; pathlib.Path('out/${item}').write_text('run ${item}')"
+      cmd: >-
+        python -c "import pathlib; pathlib.Path('out/${item}').write_text('run ${item}');
+        pathlib.Path('out/${item}.json').write_text('{}')"
       deps:
         - code.py
       outs:
         - out/${item}
+      metrics:  # as a run's metrics.json: kept out of DVC's cache (git has it)
+        - out/${item}.json:
+            cache: false
   analyze:
     cmd: python -c "import pathlib; pathlib.Path('report').write_text('both')"
     deps:
@@ -103,7 +108,7 @@ def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
     cluster.forget(job / "dvc.lock", ["distill@1", "distill@2"])
     out = dvc("repro", "distill@1", "distill@2", cwd=job)
     assert sorted(cluster.RESTORED.findall(out)) == ["distill@1", "distill@2"] and not cluster.RAN.findall(out), out
-    assert (job / "out" / "2").read_text() == "run 2"
+    assert (job / "out" / "2").read_text() == "run 2" and (job / "out" / "2.json").read_text() == "{}"
 
 
 def test_each_round_adds_step_seeds_from_the_first_not_committed():

@@ -1,11 +1,11 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
 Usage: python -m benchmarks [--skip NAME ...] [--only NAME ...]
-(NAME: kd_step method_epoch pieces online caching repro memory bootstrap startup decision)
+(NAME: kd_step method_epoch pieces online caching repro memory bootstrap startup decision workers)
 With --only, the named benchmarks are rerun and replace their entries in results/benchmarks.json, each
 entry with the provenance of the run that measured it.
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
-fine-tuned teachers and outputs. About 24 minutes on 2 cores, most of it the memory benchmark's
+fine-tuned teachers and outputs. About 31 minutes on 2 cores, most of it the memory benchmark's
 stages (MPNet's fine-tuning and caching) and the repro benchmark. Each ratio compares two variants
 measured side by side in the same run.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipeline.io import provenance, write_json
 
-from . import bootstrap, decision, kd_step, memory, method_epoch, pieces, repro, startup, teachers
+from . import bootstrap, decision, kd_step, memory, method_epoch, pieces, repro, startup, teachers, workers
 
 BENCHMARKS = {
     "kd_step": kd_step.measure,
@@ -33,6 +33,7 @@ BENCHMARKS = {
     "bootstrap": bootstrap.measure,
     "startup": startup.measure,
     "decision": decision.measure,
+    "workers": workers.measure,
 }
 OUT = Path("results/benchmarks.json")
 NAMES = {"rl_kd": "RL-KD", "ca_mkd": "CA-MKD", "ae_kd": "AE-KD", "mtkd_rl": "MTKD-RL"}
@@ -119,6 +120,14 @@ def table(results: dict) -> str:
             f"(3-10 seeds, 1-3x the seed variance; docs/statistics.md) | {100 * k['worst_crossed']:.1f}% | <= 6% | "
             f"{'yes' if k['met'] else 'no'} |"
         )
+    if "workers" in r:
+        k = r["workers"]
+        for kind_, m in ((n, k[n]) for n in ("distill", "rl_kd") if n in k):
+            rows.append(
+                f"| {k['runs_each']} {kind_} runs one at a time on {k['cores']} threads / at once on 1 thread each "
+                f"(`make repro`'s workers) | {m['ratio']} ({m['serial_all_threads_s']} v {m['workers_1_thread_s']} s) "
+                f"| > 1 | {'yes' if m['ratio'] > 1 else 'no'} |"
+            )
     return "\n".join(rows)
 
 

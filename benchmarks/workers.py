@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
-from ruamel.yaml import YAML
-
 from pipeline.cluster import cores
+from pipeline.params_file import read
+from pipeline.study import write_params
 
 from .memory import ROOT, scratch
 
@@ -32,11 +32,8 @@ READS = ["assets", "data", "logits"]
 def folder_with_threads(threads: int | None):
     """A scratch folder whose params.yaml runs each stage on `threads` torch threads (None: torch's default)."""
     folder = scratch(READS)
-    yaml = YAML()
-    params = yaml.load((folder / "params.yaml").read_text())
-    params["compute"]["threads"] = threads
-    with open(folder / "params.yaml", "w") as f:
-        yaml.dump(params, f)
+    params = read(folder / "params.yaml")
+    write_params({**params, "compute": {**params["compute"], "threads": threads}}, folder / "params.yaml")
     return folder
 
 

@@ -6,14 +6,13 @@ committed runs go into an empty DVC cache and a job restores them (a tiny DVC pr
 
 import json
 import shutil
-import sys
 
 import pytest
 import yaml
 
 from pipeline import cluster, study
 from pipeline.params_file import InputError
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT
 
 
 def test_study_keys_go_over_the_defaults_section_by_section():
@@ -79,20 +78,14 @@ STAGES = """stages:
 """
 
 
-def dvc(*args: str, cwd) -> str:
-    done = run([sys.executable, "-m", "dvc", *args], cwd)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
     # a finished workspace: its outputs and dvc.lock, as git (results/study/) carries them to a fresh clone
     done = tmp_path / "done"
     (done / "out").mkdir(parents=True)
-    dvc("init", "--no-scm", cwd=done)
+    cluster.dvc("init", "--no-scm", cwd=done)
     (done / "dvc.yaml").write_text(STAGES)
     (done / "code.py").write_text("# the runs' code")
-    dvc("repro", cwd=done)
+    cluster.dvc("repro", cwd=done)
     clone = tmp_path / "clone"  # the outputs and dvc.lock without DVC's cache
     shutil.copytree(done, clone, ignore=shutil.ignore_patterns("cache", "tmp"))
     (clone / "code.py").write_text("# the runs' code, edited since")  # the runs stay stale: DVC runs them again
@@ -106,7 +99,7 @@ def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
     (job / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {clone / '.dvc' / 'cache'}\n")
     (job / "out").mkdir()
     cluster.forget(job / "dvc.lock", ["distill@1", "distill@2"])
-    out = dvc("repro", "distill@1", "distill@2", cwd=job)
+    out = cluster.dvc("repro", "distill@1", "distill@2", cwd=job)
     assert sorted(cluster.RESTORED.findall(out)) == ["distill@1", "distill@2"] and not cluster.RAN.findall(out), out
     assert (job / "out" / "2").read_text() == "run 2" and (job / "out" / "2.json").read_text() == "{}"
 

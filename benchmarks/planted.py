@@ -1,12 +1,13 @@
-"""Benchmark: does RL-KD's agent learn which teacher to trust? Teachers with planted, known errors.
+"""Benchmark: do the teacher-selecting agents learn which teacher to trust? Teachers with planted, known errors.
 
 Nothing is trained but the student: each design writes a tiny review task and plants its teachers'
 logit caches directly, so which teacher is wrong on which training instance is known. Per seed, the
-equal-weight student (u_ensemble) is distilled once and RL-KD once per named agent setting (a dict
-written into params.yaml's `methods.rl_kd` section, unchanged; `{}` is the agent's defaults). Measured per
-corrupted teacher: the selection gap, its mean selection probability (`select_<teacher>` in
-runs/reviews/rl_kd/SEED/weights.parquet) on its clean training instances minus on its corrupted ones
-(met at >= 0.3); and whether RL-KD's student beats the equal-weight one on test accuracy.
+equal-weight student (u_ensemble) is distilled once and an agent once per named setting: a dict written as
+params.yaml's section `methods.agent`, whose `method` names the agent's file (`rl_kd`, the paper's RL-KD, or
+`effect_agent`, this suite's; effect_agent where it names none). Measured per corrupted teacher: the selection
+gap, its mean selection probability (`select_<teacher>` in runs/reviews/agent/SEED/weights.parquet) on its clean
+training instances minus on its corrupted ones (met at >= 0.3); and whether the agent's student beats the
+equal-weight one on test accuracy.
 
 Designs (700 reviews each; a tiny random-init student; distill.alpha 0.9, temperature 2, 8 epochs):
   coin         `good` right everywhere; `bad_a` and `bad_b` the same logits flipped (confidently wrong)
@@ -33,9 +34,9 @@ epoch of RL-KD was in some seeds the warm-up epoch, before the agent acted (coin
 
 Usage: python -m benchmarks.planted [--seeds 1-10] [--design coin specialists noisy] [--setting NAME=JSON ...]
                                     [--rewards R ...] [--oracle] [--merge] [--out results/planted.json]
-Default settings (`default_settings`): `default` ({}), `no_guard`, `no_gate`, one per reward in REWARDS ({"reward": R}),
-the remedies tried on the paper's rewards and the states; --setting replaces them all. About 2-3 s a run on
-2 cores; the full default is 2 designs x 10 seeds x (4 baselines + 21 settings) runs.
+Default settings (`default_settings`): this suite's agent with and without its guard and gate, the paper's RL-KD
+with each of its rewards, the remedies tried on them, and the states; --setting replaces them all. About 2-3 s a run on
+2 cores; the full default is 2 designs x 10 seeds x (4 baselines + 22 settings) runs.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ TEACHERS = {
     "noisy": ["good", "echo_a", "echo_b"],
 }
 MIN_GAP = 0.3
-FAR = 0.05  # a seed ends "far below" equal weights when RL-KD's test accuracy is more than 5 points under it
+FAR = 0.05  # a seed ends "far below" equal weights when the agent's test accuracy is more than 5 points under it
 # the code column of a row run before rows named their commit: before issue 28's fixes (every student on the same
 # rows, pre-training never at learning rate 0), so not comparable with rows that name one
 OLD = "before 28"
@@ -81,6 +82,13 @@ OLD = "before 28"
 BASELINES = ("best_single", "ca_mkd", "w_ensemble")
 TASK = "reviews"
 OUT = Path("results/planted.json")
+AGENT = "agent"  # the section and run name of the agent under test: a named setting of effect_agent or rl_kd
+
+
+def agent_section(rl: dict | None) -> dict:
+    """A setting as params.yaml's `methods.agent`: this suite's agent unless it names another file."""
+    return {"method": "effect_agent", **(rl or {})}
+
 
 POSITIVE = "good great superb lovely moving brilliant fun charming".split()
 NEGATIVE = "bad dull awful boring weak tedious messy bland".split()
@@ -152,7 +160,15 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
     }
     return {
         "seed": 0,
-        "run": {"tasks": [TASK], "teachers": teachers, "methods": ["u_ensemble"], "single": [], "seeds": [1]},
+        "run": {
+            "tasks": [TASK],
+            "teachers": teachers,
+            "methods": ["u_ensemble"],
+            "single": [],
+            "drop": [],
+            "agents": [AGENT],
+            "seeds": [1],
+        },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
         "tasks": {
             TASK: {
@@ -181,7 +197,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             },
         },
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
-        "methods": {"u_ensemble": {}, **{m: {} for m in BASELINES}, "rl_kd": dict(rl or {})},  # those it runs
+        "methods": {"u_ensemble": {}, **{m: {} for m in BASELINES}, AGENT: agent_section(rl)},  # those it runs
         "analysis": {},
         "compute": {"launch": "python -m", "device": "cpu", "precision": "auto"},
     }
@@ -280,10 +296,15 @@ def gaps(weights: pd.DataFrame, corrupted: dict[str, dict[str, bool]]) -> dict[s
     return out
 
 
+def accuracy(r: dict) -> float:
+    """A seed's agent test accuracy (rows written before the agents were split called it `rl_kd`)."""
+    return r["agent"] if "agent" in r else accuracy(r)
+
+
 def summary(runs: list[dict]) -> dict:
     ok = [r for r in runs if "error" not in r]
     met = [all(g >= MIN_GAP for g in r["gaps"].values()) for r in ok]
-    won = [r["rl_kd"] > r["u_ensemble"] for r in ok]
+    won = [accuracy(r) > r["u_ensemble"] for r in ok]
     all_gaps = [g for r in ok for g in r["gaps"].values()]
 
     def mean(xs):
@@ -298,18 +319,18 @@ def summary(runs: list[dict]) -> dict:
         "mean_gap": mean(all_gaps),
         "min_gap": round(min(all_gaps), 4) if all_gaps else None,
         "mean_min_gap": mean([min(r["gaps"].values()) for r in ok]),
-        "mean_acc_diff": mean([r["rl_kd"] - r["u_ensemble"] for r in ok]),
-        "worst_acc_diff": round(min(r["rl_kd"] - r["u_ensemble"] for r in ok), 4) if ok else None,
-        "seeds_far_below": sum(r["rl_kd"] < r["u_ensemble"] - FAR for r in ok),
-        # runs with the guard (methods.rl_kd.guard): seeds where it kept the equal-weights run
+        "mean_acc_diff": mean([accuracy(r) - r["u_ensemble"] for r in ok]),
+        "worst_acc_diff": round(min(accuracy(r) - r["u_ensemble"] for r in ok), 4) if ok else None,
+        "seeds_far_below": sum(accuracy(r) < r["u_ensemble"] - FAR for r in ok),
+        # runs with effect_agent's guard: seeds where it kept the equal-weights run
         "guard_kept_equal": sum(r["guard"] == "equal_weights" for r in ok if "guard" in r)
         if any("guard" in r for r in ok)
         else None,
         # against each heuristic baseline: mean test-accuracy difference and seeds won
         "versus": {
             m: {
-                "mean_acc_diff": mean([r["rl_kd"] - r["baselines"][m] for r in ok if m in r.get("baselines", {})]),
-                "seeds_won": sum(r["rl_kd"] > r["baselines"][m] for r in ok if m in r.get("baselines", {})),
+                "mean_acc_diff": mean([accuracy(r) - r["baselines"][m] for r in ok if m in r.get("baselines", {})]),
+                "seeds_won": sum(accuracy(r) > r["baselines"][m] for r in ok if m in r.get("baselines", {})),
             }
             for m in BASELINES
         },
@@ -323,9 +344,9 @@ def progress(text: str) -> None:
 def run_design(
     design: str, seeds, rl_settings: dict[str, dict], workdir: str | Path | None = None, oracle: bool = False
 ) -> dict[str, dict]:
-    """Run the design: u_ensemble once per seed, rl_kd once per (setting, seed).
+    """Run the design: u_ensemble once per seed, the agent once per (setting, seed).
 
-    Returns {setting: {"rl": dict, "runs": [per seed: {"seed", "gaps", "rl_kd", "u_ensemble",
+    Returns {setting: {"rl": dict, "runs": [per seed: {"seed", "gaps", "agent", "u_ensemble",
     "selection_rate"}], "summary": {...}}}. A run that raises records {"seed", "error"} instead.
     `oracle`: also distil, per seed, a student from the single right teacher (each run's "oracle" accuracy)."""
     seeds = [str(s) for s in seeds]
@@ -387,17 +408,17 @@ def run_design(
                 done += 1
                 progress(f"[{done}/{total}] {design} seed {seed} {method}: test {heuristics[method]:.4f}")
             for name, rl in rl_settings.items():
-                write_params(root, {**base_params, "methods": {**base_params["methods"], "rl_kd": dict(rl)}})
-                shutil.rmtree(root / "runs" / TASK / "rl_kd" / seed, ignore_errors=True)
+                write_params(root, {**base_params, "methods": {**base_params["methods"], AGENT: agent_section(rl)}})
+                shutil.rmtree(root / "runs" / TASK / AGENT / seed, ignore_errors=True)
                 start = time.perf_counter()
                 try:
-                    acc = _run("rl_kd", seed)
-                    sel = pd.read_parquet(root / "runs" / TASK / "rl_kd" / seed / "weights.parquet")
-                    history = json.loads((root / "runs" / TASK / "rl_kd" / seed / "history.json").read_text())
+                    acc = _run(AGENT, seed)
+                    sel = pd.read_parquet(root / "runs" / TASK / AGENT / seed / "weights.parquet")
+                    history = json.loads((root / "runs" / TASK / AGENT / seed / "history.json").read_text())
                     row = {
                         "seed": seed,
                         "gaps": {t: round(g, 4) for t, g in gaps(sel, corrupted).items()},
-                        "rl_kd": acc,
+                        "agent": acc,
                         "u_ensemble": equal,
                         "baselines": heuristics,
                         "selection_rate": {t: round(float(sel[f"select_{t}"].mean()), 4) for t in TEACHERS[design]},
@@ -407,7 +428,7 @@ def run_design(
                         row["guard"] = history[-1]["guard"]["kept"]
                     if oracle:
                         row["oracle"] = oracle_acc[seed]
-                    line = f"rl_kd {acc:.4f} (u_ensemble {equal:.4f}), gaps " + ", ".join(
+                    line = f"agent {acc:.4f} (u_ensemble {equal:.4f}), gaps " + ", ".join(
                         f"{t} {g:+.2f}" for t, g in row["gaps"].items()
                     )
                 except Exception as err:  # noqa: BLE001 - one failing setting must not lose the others
@@ -449,7 +470,7 @@ def parse_seeds(tokens: list[str]) -> list[str]:
 def parse_setting(text: str) -> tuple[str, dict]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"--setting {text!r}: expected NAME=JSON, e.g. default={{}}")
+        raise argparse.ArgumentTypeError(f"--setting {text!r}: expected NAME=JSON, e.g. effect_agent={{}}")
     try:
         rl = json.loads(value)
     except json.JSONDecodeError as err:
@@ -460,20 +481,23 @@ def parse_setting(text: str) -> tuple[str, dict]:
 
 
 def default_settings(rewards=REWARDS) -> dict[str, dict]:
-    """The agent's defaults, without its guard, without its gate; each reward; the remedies tried on the paper's scalar
-    rewards (the reward's gain over the same held-out batch before the update, 8 student batches per policy
-    step, 6 pre-training epochs); the paper's state (with the teachers' pooled vectors); and states and
-    policies that can express "this teacher on this kind of input" (input length, teacher identity, a policy
-    per teacher)."""
-    # the agent's defaults, and without its guard or its gate
-    settings = {"default": {}, "no_guard": {"guard": "none"}, "no_gate": {"gate": 0.0}}
+    """This suite's agent with its guard, without it and without its gate; the paper's RL-KD with each of its
+    rewards as published (no guard, no gate), and the remedies tried on them (the reward's gain over the same
+    held-out batch before the update, 8 student batches per policy step, 6 pre-training epochs); this suite's
+    agent with its other rewards; and states and policies that can express "this teacher on this kind of input"
+    (input length, teacher identity, a policy per teacher)."""
+    guarded = {"method": "effect_agent", "guard": "equal_weights"}
+    settings = {"effect_agent_ue_guard": guarded, "effect_agent": {}, "no_gate": {**guarded, "gate": 0.0}}
     for reward in rewards:
-        settings[reward] = {"reward": reward}
-        if reward in SCALAR_REWARDS:
-            gain = {"reward": reward, "scalar_reward": "gain"}
-            settings[f"{reward}+gain"] = gain
-            settings[f"{reward}+gain+batches8"] = {**gain, "policy_batches": 8}
-            settings[f"{reward}+gain+pretrain6"] = {**gain, "pretrain_epochs": 6}
+        if reward in SCALAR_REWARDS:  # the paper's
+            paper = {"method": "rl_kd", "reward": reward}
+            settings[f"rl_kd:{reward}"] = paper
+            settings[f"rl_kd:{reward}+gain"] = {**paper, "scalar_reward": "gain"}
+            settings[f"rl_kd:{reward}+gain+batches8"] = {**paper, "scalar_reward": "gain", "policy_batches": 8}
+            settings[f"rl_kd:{reward}+gain+pretrain6"] = {**paper, "scalar_reward": "gain", "pretrain_epochs": 6}
+        else:
+            settings[reward] = {"reward": reward}
+    settings["rl_kd:teacher"] = {"method": "rl_kd", "state": ["pooled", "probs", "ce", "teacher"]}
     settings["pooled"] = {"state": ["pooled", "probs", "ce"]}
     # states and policies that can tell kinds of input or teachers apart
     settings["length"] = {"state": ["probs", "ce", "length"]}
@@ -514,10 +538,10 @@ def table(designs: dict) -> str:
     return "\n".join(rows)
 
 
-def per_seed(designs: dict, setting: str = "default") -> str:
-    """One row per design and seed for `setting`: each corrupted teacher's gap, RL-KD and equal weights."""
+def per_seed(designs: dict, setting: str = "effect_agent_ue_guard") -> str:
+    """One row per design and seed for `setting`: each corrupted teacher's gap, the agent and equal weights."""
     rows = [
-        "| design | seed | gaps (corrupted teachers) | RL-KD | equal weights | "
+        "| design | seed | gaps (corrupted teachers) | agent | equal weights | "
         + " | ".join(BASELINES)
         + " | guard kept |",
         "|---|---|---|---|---|" + "---|" * len(BASELINES) + "---|",
@@ -530,7 +554,7 @@ def per_seed(designs: dict, setting: str = "default") -> str:
             gaps_text = " / ".join(f"{g:.2f}" for g in r["gaps"].values())
             base = [f"{100 * r['baselines'][m]:.1f}" if m in r.get("baselines", {}) else "-" for m in BASELINES]
             rows.append(
-                f"| {design} | {r['seed']} | {gaps_text} | {100 * r['rl_kd']:.1f} | {100 * r['u_ensemble']:.1f} | "
+                f"| {design} | {r['seed']} | {gaps_text} | {100 * accuracy(r):.1f} | {100 * r['u_ensemble']:.1f} | "
                 + " | ".join(base)
                 + f" | {r.get('guard', '-')} |"
             )
@@ -542,15 +566,16 @@ def markdown(designs: dict, command: str) -> str:
     return (
         f"# Planted-teacher benchmark\n\nWritten by `{command}` (benchmarks/planted.py; docs/rl-kd.md "
         f"explains the designs and the settings). A seed meets the gap when every corrupted teacher's "
-        f"selection gap is >= {MIN_GAP}; it is won when RL-KD's test accuracy beats equal weights'. The `v` columns "
-        f"compare RL-KD with the heuristic baselines {', '.join(BASELINES)} (mean test-accuracy difference, seeds "
-        f"won); `worst`: RL-KD's worst seed against equal weights; `far below`: seeds more than {100 * FAR:.0f} "
-        "points under equal weights; `guard kept equal`: seeds where RL-KD's guard kept its equal-weights run "
+        f"selection gap is >= {MIN_GAP}; it is won when the agent's test accuracy beats equal weights'. The `v` "
+        f"columns compare the agent with the heuristic baselines {', '.join(BASELINES)} (mean test-accuracy "
+        f"difference, seeds won); `worst`: the agent's worst seed against equal weights; `far below`: seeds more "
+        f"than {100 * FAR:.0f} points under equal weights; `guard kept equal`: seeds where effect_agent's guard kept "
+        "its equal-weights run "
         "(a dash: run without the guard). A dash elsewhere: not run with this setting's rows. `code`: the commit "
         f"a row ran at; `{OLD}`: an older run, "
         "before every student trained on the same rows and pre-training was fixed, not comparable with the others."
         "\n\n"
-        f"{table(designs)}\n\n## Per seed, setting `default`\n\n{per_seed(designs)}\n"
+        f"{table(designs)}\n\n## Per seed, setting `effect_agent_ue_guard`\n\n{per_seed(designs)}\n"
     )
 
 
@@ -564,7 +589,7 @@ def main(argv=None) -> None:
         type=parse_setting,
         default=None,
         metavar="NAME=JSON",
-        help="rl sections to run (replace the defaults), e.g. default={} lr='{\"policy_lr\": 0.1}'",
+        help="rl sections to run (replace the defaults), e.g. effect_agent={} lr='{\"policy_lr\": 0.1}'",
     )
     ap.add_argument("--rewards", nargs="+", default=REWARDS, help="the rewards of the default settings")
     ap.add_argument("--oracle", action="store_true", help="also distil from the single right teacher per seed")

@@ -34,10 +34,10 @@ from .params_file import InputError, read, reported_errors, validate
 from .schema import Strict, load
 
 # stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
-WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "rl_kd"), ("analyze",))
+WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "drop", "agent"), ("analyze",))
 # `--executor local` takes the ready stages in this order, so that no worker is left with the longest stages
-# at the end (RL-KD's runs take about twice a distill run)
-LONGEST_FIRST = ("finetune", "rl_kd", "cache", "single", "distill", "latency", "prepare", "analyze")
+# at the end (an agent's runs take about twice a distill run)
+LONGEST_FIRST = ("finetune", "agent", "cache", "single", "drop", "distill", "latency", "prepare", "analyze")
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
 DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
@@ -56,7 +56,7 @@ class ClusterJob(Strict):
     timeout_min: Annotated[int, Field(ge=1, le=60 * 24 * 30)] = 60
 
 
-CLUSTER_KINDS = ("prepare", "finetune", "cache", "latency", "distill", "single", "rl_kd", "analyze")
+CLUSTER_KINDS = ("prepare", "finetune", "cache", "latency", "distill", "single", "drop", "agent", "analyze")
 
 
 class Cluster(Strict):

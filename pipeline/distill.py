@@ -1,7 +1,7 @@
 """Stage `distill`: train the student on one task with one teacher-weighting method and one seed.
 
 Usage: python -m pipeline.distill TASK METHOD SEED   (writes runs/TASK/METHOD/SEED/)
-The stages `distill`, `single` and `rl_kd` all run this module; the method comes from pipeline/methods/
+The stages `distill`, `single`, `drop` and `agent` all run this module; the method comes from pipeline/methods/
 by name, and only its own file is loaded. The teachers' outputs come from the logit cache only: no
 teacher forward pass runs here.
 """
@@ -123,7 +123,7 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
         params=params, model=model, enc=enc["train"], pad=pad, num_labels=len(data.labels),
         teacher_logits=teacher_logits, held_out=held_out, acc=acc,
     )  # fmt: skip
-    weighting = methods.load(method).weighting(context)
+    weighting = methods.load(method, params.methods).weighting(context)
     optimizer, scheduler = training.optimiser(model, cfg, len(rows))
     loop = training.Loop(
         enc=enc["train"], rows=rows, batch_size=cfg.batch_size, pad_id=pad, rng=rng, optimizer=optimizer,
@@ -148,12 +148,6 @@ def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, see
     def log(stats: dict) -> None:
         rates = stats.get("selection_rate")
         rate = "" if rates is None else ", selection rate " + " ".join(f"{t} {r:.2f}" for t, r in zip(teachers, rates))
-        if "guard" in stats:
-            g = stats["guard"]
-            rate += (
-                f", guard kept {g['kept']} (dev: agent {g['agent_dev_accuracy']:.4f}, "
-                f"equal weights {g['equal_weights_dev_accuracy']:.4f})"
-            )
         print(
             f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
             flush=True,

@@ -80,11 +80,14 @@ def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
     return params, chosen, cluster.settings(path)
 
 
-def task_hours_by_kind(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, rl=None) -> dict[str, float]:
+def task_hours_by_kind(
+    params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents: dict | None = None
+) -> dict[str, float]:
     """Accelerator hours of one task by stage kind: every teacher's fine-tuning (with its test pass) and
-    caching, every student run (training passes count 3x a forward pass)."""
+    caching, every student run (training passes count 3x a forward pass). `agents`: each agent of run.agents and
+    its settings (methods.run_methods'); its defaults where none are given."""
     run, d = params.run, params.distill
-    hours = dict.fromkeys(("finetune", "cache", "distill", "single", "rl_kd"), 0.0)
+    hours = dict.fromkeys(("finetune", "cache", "distill", "single", "drop", "agent"), 0.0)
     for teacher in run.teachers:
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
@@ -95,22 +98,24 @@ def task_hours_by_kind(params: Params, sizes: dict, base_ex_s: float, student_ex
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    if rl is None:  # RL-KD's defaults where none are given
+    if agents is None:
         from .methods.rl_kd import Settings
 
-        rl = Settings()
-    # pre-training, the reward's passes, and the guard's equal-weights run of the joint epochs (with its dev passes)
-    guard = (d.epochs - rl.warmup_epochs) * (3 * train + sizes["dev"]) if rl.guard == "equal_weights" else 0
-    rl_extra = 3 * rl.pretrain_epochs * train + d.epochs * train + guard
+        agents = {name: Settings() for name in run.agents}
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
+    for agent in agents.values():
+        # pre-training, the reward's passes, and a guard's equal-weights run of the joint epochs (with its dev passes)
+        guarded = getattr(agent, "guard", "none") == "equal_weights"
+        guard = (d.epochs - agent.warmup_epochs) * (3 * train + sizes["dev"]) if guarded else 0
+        hours["agent"] += (per_run + 3 * agent.pretrain_epochs * train + d.epochs * train + guard) * scale
     hours["distill"] = per_run * len(run.methods) * scale
     hours["single"] = per_run * len(run.single) * scale
-    hours["rl_kd"] = (per_run + rl_extra) * scale
+    hours["drop"] = per_run * len(run.drop) * scale
     return hours
 
 
-def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, rl=None) -> float:
-    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, rl).values())
+def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents=None) -> float:
+    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).values())
 
 
 def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
@@ -119,7 +124,7 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
     from .cluster import WAVES
 
     lines = [
-        f"{'wave':<6}{'stages':<26}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
+        f"{'wave':<6}{'stages':<34}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
     ]
     short = []
     for number, wave in enumerate(WAVES, 1):
@@ -128,7 +133,7 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
         limit = "/".join(f"{jobs[k].timeout_min / 60:g}h" for k in wave)
         long = max(longest.get(k, 0.0) for k in wave)
         lines.append(
-            f"{number:<6}{' + '.join(wave):<26}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
+            f"{number:<6}{' + '.join(wave):<34}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
             f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}"
         )
         short += [k for k in wave if longest.get(k, 0.0) * 60 > jobs[k].timeout_min]
@@ -140,15 +145,16 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
     return lines
 
 
-def plan(params: Params, base_ex_s: float, student_ex_s: float, rl=None, cluster=None) -> tuple[list[str], float]:
-    """Return the report's lines and the estimated hours (`rl`: RL-KD's settings; `cluster`: the cluster's)."""
+def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, cluster=None) -> tuple[list[str], float]:
+    """Return the report's lines and the estimated hours (`agents`: each agent's settings; `cluster`: the
+    cluster's)."""
     from .cluster import Cluster
 
     run, cluster = params.run, cluster or Cluster()
-    methods = [*run.methods, *(f"single_{t}" for t in run.single), "rl_kd"]
+    methods = [*run.methods, *(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop), *run.agents]
     lines = [
-        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (with rl_kd), "
-        f"seeds {len(run.seeds)}",
+        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (agents: "
+        f"{', '.join(run.agents) or 'none'}), seeds {len(run.seeds)}",
         "",
     ]
     lines.append(f"{'task':<18}{'source':<16}{'train':>10}{'dev':>9}{'test':>9}")
@@ -167,19 +173,24 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, rl=None, cluster
             "cache": len(run.teachers),
             "distill": len(run.methods) * len(run.seeds),
             "single": len(run.single) * len(run.seeds),
-            "rl_kd": len(run.seeds),
+            "drop": len(run.drop) * len(run.seeds),
+            "agent": len(run.agents) * len(run.seeds),
         }
-        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, rl).items():
+        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(
-                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, rl)
+                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, agents)
                 for n in GLUE_EVAL_SIZES[spec.name].values()
             )
             shared.append(
-                (name, list(GLUE_EVAL_SIZES[spec.name]), apart - task_hours(params, sizes, base_ex_s, student_ex_s, rl))
+                (
+                    name,
+                    list(GLUE_EVAL_SIZES[spec.name]),
+                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, agents),
+                )
             )
     stages = {
         "assets": 1,
@@ -188,7 +199,8 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, rl=None, cluster
         "cache": len(run.tasks) * len(run.teachers),
         "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
         "single": len(run.tasks) * len(run.single) * len(run.seeds),
-        "rl_kd": len(run.tasks) * len(run.seeds),
+        "drop": len(run.tasks) * len(run.drop) * len(run.seeds),
+        "agent": len(run.tasks) * len(run.agents) * len(run.seeds),
         "latency": len(run.tasks),
         "analyze": 1,
     }
@@ -255,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         params, chosen, cluster = check(args.params)
         for p in sweep():
             print(f"plan: removed {p}, left by a stage that was killed")
-        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, chosen["rl_kd"], cluster)
+        agents = {name: chosen[name] for name in params.run.agents}
+        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, agents, cluster)
     print("\n".join(lines))
 
 

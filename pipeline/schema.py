@@ -203,6 +203,10 @@ class Run(Strict):
     methods: list[str] = []
     # the stage `single`: a student from each of these teachers alone (the methods single_<teacher>)
     single: list[str] = []
+    # the stage `drop`: U-Ensemble without each of these teachers (the methods drop_<teacher>)
+    drop: list[str] = []
+    # the stage `agent`: the learning agents, method files or named settings of one (pipeline/methods/__init__.py)
+    agents: list[str] = []
     seeds: list[Seed] = Field(default=[0], min_length=1)
 
 
@@ -225,7 +229,7 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _names_exist(self):
-        for kind in ("tasks", "teachers", "methods", "single", "seeds"):
+        for kind in ("tasks", "teachers", "methods", "single", "drop", "agents", "seeds"):
             values = getattr(self.run, kind)
             twice = sorted({str(v) for v in values if values.count(v) > 1})
             if twice:  # a teacher listed twice would count twice in every ensemble
@@ -253,9 +257,10 @@ class Params(Strict):
             for name in getattr(self.run, kind):
                 if name not in known:
                     raise ValueError(f"run.{kind}: unknown name {name!r}; defined in {kind}: {sorted(known)}")
-        for name in self.run.single:
-            if name not in self.run.teachers:
-                raise ValueError(f"run.single: {name!r} is not in run.teachers {self.run.teachers}")
+        for kind in ("single", "drop"):
+            for name in getattr(self.run, kind):
+                if name not in self.run.teachers:
+                    raise ValueError(f"run.{kind}: {name!r} is not in run.teachers {self.run.teachers}")
         encoders = [(f"teachers.{n}", self.teachers[n]) for n in self.run.teachers] + [("student", self.student)]
         for key, spec in encoders:
             if spec.source == "asset" and spec.name not in self.assets.encoders:
@@ -273,7 +278,7 @@ class Params(Strict):
 
 # dvc.yaml tracks these sections; DVC stops at the first stage that names a missing one, which may be after an
 # hour of teachers, so a missing one is refused at the start of every stage. Each method of run.methods and
-# rl_kd have a section under `methods` too (pipeline/methods/: `methods.check`).
+# run.agents has a section under `methods` too (pipeline/methods/: `methods.check`).
 DVC_SECTIONS = ("seed", "run", "tasks", "teachers", "student", "distill", "methods", "analysis", "compute")
 
 
@@ -283,8 +288,9 @@ def load(path: str | Path = "params.yaml") -> Params:
     missing = [k for k in DVC_SECTIONS if k not in raw]
     if isinstance(raw.get("compute"), dict) and "launch" not in raw["compute"]:
         missing.append("compute.launch")  # dvc.yaml's finetune command starts with it
-    if isinstance(raw.get("run"), dict) and "single" not in raw["run"]:
-        missing.append("run.single")  # dvc.yaml's stage `single` iterates over it (`single: []` for none)
+    for key in ("single", "drop", "agents"):  # dvc.yaml's stages iterate over them (`single: []` for none)
+        if isinstance(raw.get("run"), dict) and key not in raw["run"]:
+            missing.append(f"run.{key}")
     if missing:
         raise InputError(
             f"{path}: missing section(s) {missing}; dvc.yaml tracks them (write e.g. `analysis: {{}}` "

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         "commit": git("rev-parse", "HEAD"),
         "machine": {"cores": cluster.cores(), "processor": platform.processor() or platform.machine()},
     }
-    students = ("distill", "single", "rl_kd", "analyze")
+    students = ("distill", "single", "drop", "agent", "analyze")
     teachers = [s for s in cluster.stage_names(WORK) if cluster.kind(s) not in students]
     print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
     cluster.dvc("repro", *teachers, cwd=WORK)

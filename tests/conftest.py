@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["DVC_NO_ANALYTICS"] = "1"
 # every method of pipeline/methods/ but single_<teacher>, which has no section
 METHODS = ["ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
-METHODS += ["rl_kd"]
+METHODS += ["rl_kd", "effect_agent"]
 
 
 def pytest_collection_modifyitems(items):
@@ -84,6 +84,8 @@ def tiny_params(root: Path) -> dict:
             "teachers": ["tiny_a", "tiny_b"],
             "methods": ["ce", "u_ensemble", "ca_mkd"],
             "single": [],
+            "drop": [],
+            "agents": ["rl_kd"],
             "seeds": [1],
         },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},

@@ -23,12 +23,19 @@ from pipeline import distill, prepare, training
 from pipeline import schema as P
 from pipeline.agent import Agent, Policy
 from pipeline.losses import student_loss
-from pipeline.methods import rl_kd
-from pipeline.methods.rl_kd import Settings as RL
+from pipeline.methods import effect_agent, rl_kd
 from pipeline.models import Classifier
 from pipeline.reward import Reward
 from pipeline.task_data import student_rows
 from tests.conftest import write_params
+
+
+def RL(**settings):
+    """An agent's settings: the paper's RL-KD's for its rewards, else this suite's agent's (the agent and reward
+    modules serve both; effect_agent's defaults are those these tests were written against)."""
+    paper = settings.get("reward") in rl_kd.SCALAR_REWARDS
+    return (rl_kd.Settings if paper else effect_agent.Settings)(**settings)
+
 
 N, K = 64, 2
 LN3 = math.log(3)
@@ -529,8 +536,8 @@ def coin(coin_root, monkeypatch):
         values = B.params("coin", coin_root, {"pretrain_epochs": 1, **rl})
         values["distill"]["epochs"] = 2
         write_params(coin_root, values)
-        distill.main(B.TASK, "rl_kd", "1")
-        return coin_root / "runs" / B.TASK / "rl_kd" / "1"
+        distill.main(B.TASK, B.AGENT, "1")
+        return coin_root / "runs" / B.TASK / B.AGENT / "1"
 
     return run
 

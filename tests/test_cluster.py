@@ -19,6 +19,7 @@ import yaml
 
 from pipeline import cluster, plan, pool
 from pipeline import schema as P
+from pipeline.methods.effect_agent import Settings as EffectAgent
 from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
 
@@ -55,21 +56,21 @@ def test_shares_deal_stages_round_robin():
 
 
 def test_the_pool_takes_ready_stages_longest_kinds_first(tmp_path):
-    """A hand-made graph: prepare -> finetune a, b -> cache a -> rl_kd, distill (both need cache a and b)."""
-    stages = ["prepare@t", "finetune@t-a", "finetune@t-b", "cache@t-a", "distill@t-ce-1", "rl_kd@t-1"]
+    """A hand-made graph: prepare -> finetune a, b -> cache a -> agent, distill (both need cache a and b)."""
+    stages = ["prepare@t", "finetune@t-a", "finetune@t-b", "cache@t-a", "distill@t-ce-1", "agent@t-rl_kd-1"]
     needs = {
         "prepare@t": [],
         "finetune@t-a": ["prepare@t"],
         "finetune@t-b": ["prepare@t"],
         "cache@t-a": ["finetune@t-a", "prepare@t"],
         "distill@t-ce-1": ["cache@t-a", "finetune@t-a", "finetune@t-b", "prepare@t"],
-        "rl_kd@t-1": ["cache@t-a", "finetune@t-a", "finetune@t-b", "prepare@t"],
+        "agent@t-rl_kd-1": ["cache@t-a", "finetune@t-a", "finetune@t-b", "prepare@t"],
     }
     q = pool.StageQueue.create(tmp_path / "queue.json", stages, needs)
     assert q.read()["pending"] == [
         "finetune@t-a",
         "finetune@t-b",
-        "rl_kd@t-1",
+        "agent@t-rl_kd-1",
         "cache@t-a",
         "distill@t-ce-1",
         "prepare@t",
@@ -221,35 +222,36 @@ def test_plan_shows_the_waves_with_their_hours():
             "distill": {"epochs": 3},
         }
     )
-    rl = RL(warmup_epochs=1, pretrain_epochs=3)
     sizes = {"train": 1000, "dev": 100, "test": 200}
-    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000, rl)
+    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000, {"rl_kd": RL(warmup_epochs=1, pretrain_epochs=3)})
     # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
     assert hours["finetune"] == pytest.approx((6000 + 200 + 200) / 1000 / 3600)
     assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
     # a student run: 3 epochs x 3 x 1,000 + 3 x 100 + 200 = 9,500; two methods, two seeds
     assert hours["distill"] == pytest.approx(4 * 9500 / 1000 / 3600)
-    # rl_kd: the run, plus pre-training (3 x 3 x 1,000), the reward's passes (3 x 1,000) and the guard's
-    # equal-weights run of the 2 joint epochs (2 x (3 x 1,000 + 100)), two seeds
-    assert hours["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000 + 6200) / 1000 / 3600)
-    unguarded = plan.task_hours_by_kind(params, sizes, 1000, 1000, RL(warmup_epochs=1, guard="none"))
-    assert unguarded["rl_kd"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
+    # the paper's RL-KD: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
+    assert hours["agent"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
+    # effect_agent with its guard: also the guard's equal-weights run of the 2 joint epochs (2 x (3 x 1,000 + 100))
+    guarded = {"g": EffectAgent(warmup_epochs=1, guard="equal_weights")}
+    assert plan.task_hours_by_kind(params, sizes, 1000, 1000, guarded)["agent"] == pytest.approx(
+        2 * (9500 + 9000 + 3000 + 6200) / 1000 / 3600
+    )
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
     lines = plan.wave_lines(
         cluster.Cluster().jobs,
-        {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4, "rl_kd": 2, "analyze": 1},
+        {"prepare": 1, "finetune": 1, "cache": 1, "latency": 1, "distill": 4, "agent": 2, "analyze": 1},
         hours,
         longest,
     )
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["2"][1:3] == ["finetune", "1"]
-    assert rows["4"][1:7] == ["distill", "+", "single", "+", "rl_kd", "6"]
-    assert float(rows["4"][-1]) == pytest.approx(hours["distill"] + hours["rl_kd"], abs=0.05)
+    assert rows["4"][1:9] == ["distill", "+", "single", "+", "drop", "+", "agent", "6"]
+    assert float(rows["4"][-1]) == pytest.approx(hours["distill"] + hours["agent"], abs=0.05)
 
 
 def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
     params, chosen, settings = plan.check(ROOT / "params-paper.yaml")
-    lines, total = plan.plan(params, 500, 2000, chosen["rl_kd"], settings)
+    lines, total = plan.plan(params, 500, 2000, {a: chosen[a] for a in params.run.agents}, settings)
     table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1 :]
     rows = [line.split() for line in table if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
@@ -263,7 +265,7 @@ class KilledOnce(pool.PoolWorker):
 
     def repro(self, work, stage):
         out = super().repro(work, stage)
-        if self.attempt == 0 and self.name == "worker-0" and cluster.kind(stage) in ("distill", "rl_kd"):
+        if self.attempt == 0 and self.name == "worker-0" and cluster.kind(stage) in ("distill", "agent"):
             os.kill(os.getpid(), signal.SIGKILL)
         return out
 
@@ -319,7 +321,7 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     killed = [job for job in jobs if "failed" in job]
     assert [(j["job"], j["attempt"]) for j in killed] == [("worker-0", 0)]
     (lost,) = summary["pool"]["tries"]  # the stage worker-0 had finished but not reported
-    assert cluster.kind(lost) in ("distill", "rl_kd") and done[lost]["ran"] == []  # restored, not redone
+    assert cluster.kind(lost) in ("distill", "agent") and done[lost]["ran"] == []  # restored, not redone
     ran = [s for record in done.values() for s in record["ran"]]
     assert sorted(ran) == sorted(set(done) - {lost})  # every other stage ran once, in its own worker's call
     assert summary["pool"]["failed"] == {} and summary["pool"]["pending"] == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import methods
 from tests.conftest import ROOT, run
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -64,17 +65,19 @@ def command_module(cmd: str) -> str:
     return found.group(1)
 
 
-def method_modules(cmd: str) -> dict[str, str]:
+def method_modules(name: str, cmd: str) -> dict[str, str]:
     """The methods a student stage's command runs, as {what `${item.method}` stands for: module}: `distill`
-    runs every method of pipeline/methods/ but those with a stage of their own; `single` runs single.py."""
+    runs the method files of the stage `distill`, `agent` those of the stage `agent` (its named settings run the
+    same files); `single` and `drop` their family's file."""
     found = re.search(r"pipeline\.distill \S+ (\S+)", cmd)
     if not found:
         return {"": ""}
     method = found.group(1)
     if method == "${item.method}":
-        own = {"single", "rl_kd"}  # the stages `single` and `rl_kd` name them
-        return {m: f"pipeline.methods.{m}" for m in METHOD_FILES if m not in own}
-    return {"": "pipeline.methods." + ("single" if method.startswith("single_") else method)}
+        agents = {m for m in methods.files() if methods.load(m).stage == "agent"}
+        ran = agents if name == "agent" else set(methods.files()) - agents
+        return {m: f"pipeline.methods.{m}" for m in ran}
+    return {"": "pipeline.methods." + methods.family(method.replace("${item.teacher}", "x"))}
 
 
 def covered(path: Path, deps: list) -> bool:
@@ -93,7 +96,7 @@ def test_a_stage_lists_every_module_its_command_imports(name):
     """A student stage loads its method's module by name (methods.load): its deps must cover that module's
     imports too, for every method the stage can run, with `${item.method}` standing for the method."""
     stage = STAGES[name].get("do", STAGES[name])
-    for method, module in method_modules(stage["cmd"]).items():
+    for method, module in method_modules(name, stage["cmd"]).items():
         needed = closure(command_module(stage["cmd"])) | (closure(module) if module else set())
         deps = [d.replace("${item.method}", method) if isinstance(d, str) else d for d in stage["deps"]]
         missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p, deps))
@@ -105,7 +108,7 @@ def test_a_student_run_depends_on_no_method_but_its_own():
     loop = {p.relative_to(ROOT).as_posix() for p in closure("pipeline.distill")}
     assert not {f"pipeline/methods/{m}.py" for m in METHOD_FILES} & loop
     assert "pipeline/methods/__init__.py" in loop and "pipeline/agent.py" not in loop
-    for stage in ("distill", "single", "rl_kd"):
+    for stage in ("distill", "single", "drop", "agent"):
         assert "params" not in STAGES[stage]["params"] and "methods" not in STAGES[stage]["params"]
 
 

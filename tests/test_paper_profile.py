@@ -31,7 +31,7 @@ def test_plan_counts_runs_and_glue_sizes_without_a_network(monkeypatch, tmp_path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plan.main(["--params", str(ROOT / "params-paper.yaml"), "--base-ex-s", "1000"])
     out = capsys.readouterr().out
-    assert "finetune x24" in out and "distill x162" in out and "single x72" in out and "rl_kd x18" in out
+    assert "finetune x24" in out and "distill x162" in out and "single x72" in out and "agent x72" in out
     assert "mrpc                 3,301      367      408" in out  # 3,668 train, 10% kept as dev; 408 validation
     assert "at 1000 examples/s" in out and "needs a model hub" in out
     assert "teachers.bert_base 3" in out and "distill 27" in out  # the paper's grids

@@ -52,7 +52,9 @@ def rename(params, kind, old, new):
         (lambda p: p["tasks"]["reviews"].update(source="imdb"), "tasks.reviews", "source"),
         (lambda p: p["assets"].update(encoders=["bert_huge"]), "assets.encoders.0", "mpnet"),
         (lambda p: p.update(seed="zero"), "seed", "integer"),
-        (lambda p: p["run"].update(methods=["ce", "rl_kd"]), "run.methods", "its own stage, `rl_kd`"),
+        (lambda p: p["run"].update(methods=["ce", "rl_kd"]), "run.methods", "runs in the stage `agent` (run.agents)"),
+        (lambda p: p["run"].update(agents=["ce"]), "run.agents", "runs in the stage `distill` (run.methods)"),
+        (lambda p: p["run"].update(drop=["tiny_c"]), "run.drop", "'tiny_c' is not in run.teachers"),
         # wrong types
         (lambda p: p["teachers"]["tiny_a"].update(epochs="three"), "teachers.tiny_a.epochs", "valid integer"),
         (lambda p: p["distill"].update(lr="fast"), "distill.lr", "valid number"),
@@ -68,7 +70,7 @@ def rename(params, kind, old, new):
         (
             lambda p: p["methods"]["rl_kd"].update(reward="accuracy"),
             "methods.rl_kd.reward",
-            "'held_out_effect', 'gradient_alignment'",
+            "'held_out_accuracy', 'neg_ce' or 'neg_ce_kd'",
         ),
         (lambda p: p["compute"].update(device="gpu"), "compute.device", "'auto', 'cpu' or 'cuda'"),
         (
@@ -88,7 +90,14 @@ def rename(params, kind, old, new):
         (lambda p: p["tasks"]["reviews"].update(dev_fraction=1.2), "tasks.reviews.dev_fraction", "less than 1"),
         (lambda p: p["methods"]["rl_kd"].update(policy_lr=-1), "methods.rl_kd.policy_lr", "greater than 0"),
         (lambda p: p["methods"]["rl_kd"].update(policy_lr=0), "methods.rl_kd.policy_lr", "greater than 0"),
-        (lambda p: p["methods"]["rl_kd"].update(reward="bleu"), "methods.rl_kd.reward", "'held_out_effect'"),
+        (
+            lambda p: (p["run"].update(agents=["effect_agent"]), p["methods"]["effect_agent"].update(reward="bleu")),
+            "methods.effect_agent.reward",
+            "'held_out_effect'",
+        ),
+        # the paper's RL-KD has no guard and no gate: they are this suite's agent's (effect_agent)
+        (lambda p: p["methods"]["rl_kd"].update(guard="equal_weights"), "methods.rl_kd.guard", "unknown key"),
+        (lambda p: p["methods"]["rl_kd"].update(gate=0.6), "methods.rl_kd.gate", "unknown key"),
         (lambda p: p["analysis"].update(confidence=0.3), "analysis.confidence", "greater than 0.5"),
         (lambda p: p["compute"].update(loader_workers=-1), "compute.loader_workers", "greater than or equal to 0"),
         (
@@ -354,55 +363,90 @@ def test_a_file_nested_thousands_deep_is_refused(tmp_path, base):
         P.load(path)
 
 
-# ---- RL-KD's section: keys that only work together (the rl_kd stage checks them before training) ----
+# ---- the agents' sections: keys that only work together (the agent stage checks them before training) ----
 
 
 @pytest.mark.parametrize(
-    "rl, message",
+    "section, rl, message",
     [
         (
+            "rl_kd",
             {"weights": "soft"},
             r"methods\.rl_kd\.weights: soft makes the student learn from the selection probabilities",
         ),
-        ({"baseline_momentum": 0.5}, "methods.rl_kd: baseline_momentum is not used by reward held_out_effect"),
         (
+            "effect_agent",
+            {"baseline_momentum": 0.5},
+            "methods.effect_agent: baseline_momentum is not used by reward held_out_effect",
+        ),
+        (
+            "effect_agent",
             {"reward": "gradient_alignment", "baseline_momentum": 0.5},
-            "methods.rl_kd: baseline_momentum is not used by reward gradient_alignment",
+            "methods.effect_agent: baseline_momentum is not used by reward gradient_alignment",
         ),
-        ({"scalar_reward": "gain"}, "methods.rl_kd: scalar_reward is not used by reward held_out_effect"),
+        ("effect_agent", {"scalar_reward": "gain"}, "scalar_reward is not used by reward held_out_effect"),
         (
+            "effect_agent",
             {"reward": "instance_ce_delta", "scalar_reward": "after"},
-            "methods.rl_kd: scalar_reward is not used by reward instance",
+            "methods.effect_agent: scalar_reward is not used by reward instance",
         ),
-        ({"entropy": 0.01}, "methods.rl_kd: entropy is not used by reward held_out_effect"),
-        ({"reward": "neg_ce", "gate": 0.5}, "methods.rl_kd: gate is not used by reward neg_ce"),
-        ({"state": ["ce", "ce"]}, r"methods\.rl_kd.*state: \['ce'\] named more than once"),
+        ("effect_agent", {"entropy": 0.01}, "methods.effect_agent: entropy is not used by reward held_out_effect"),
+        (
+            "effect_agent",
+            {"reward": "instance_ce_delta", "gate": 0.5},
+            "gate is not used by reward instance_ce_delta",
+        ),
+        ("rl_kd", {"state": ["ce", "ce"]}, r"methods\.rl_kd.*state: \['ce'\] named more than once"),
+        # a named setting is validated by its file's schema, and its errors name its own section
+        ("my_agent", {"method": "rl_kd", "reward": "held_out_effect"}, r"methods\.my_agent\.reward"),
+        ("my_agent", {"method": "rl_kd", "warmup_epochs": 9}, r"methods\.my_agent\.warmup_epochs: 9 leaves no"),
+        ("my_agent", {"method": "rl_kdd"}, r"methods\.my_agent\.method: 'rl_kdd' is not another method's file"),
     ],
 )
-def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, rl, message):
+def test_unworkable_rl_parameters_are_refused_naming_the_key(tmp_path, section, rl, message):
     """params.yaml settings that would be silently useless or break the policy gradient: refused when the
-    rl_kd stage checks its section, with a message that names the key."""
+    agent stage checks its section, with a message that names the key."""
     values = tiny_params(tmp_path)
-    values["methods"]["rl_kd"] = rl
+    values["methods"][section] = rl
     path = write_params(tmp_path, values)
     with pytest.raises(P.InputError, match=message):
-        methods.check(P.load(path), ["rl_kd"], path)
+        methods.check(P.load(path), [section], path)
 
 
 @pytest.mark.parametrize(
-    "rl",
+    "section, rl",
     [
-        {"reward": "neg_ce", "baseline_momentum": 0.5},
-        {"reward": "held_out_accuracy", "scalar_reward": "gain"},
-        {"reward": "instance_ce_delta", "baseline_momentum": 0.5},
-        {"reward": "neg_ce_kd", "entropy": 0.01},
-        {"reward": "held_out_effect", "gate": 0.5},
+        ("rl_kd", {"reward": "neg_ce", "baseline_momentum": 0.5}),
+        ("rl_kd", {"reward": "held_out_accuracy", "scalar_reward": "gain"}),
+        ("effect_agent", {"reward": "instance_ce_delta", "baseline_momentum": 0.5}),
+        ("rl_kd", {"reward": "neg_ce_kd", "entropy": 0.01}),
+        ("effect_agent", {"reward": "held_out_effect", "gate": 0.5}),
     ],
 )
-def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, rl):
+def test_rl_parameters_a_reward_uses_are_accepted(tmp_path, section, rl):
     """The same keys with a reward that uses them: accepted, and kept as written."""
     values = tiny_params(tmp_path)
-    values["methods"]["rl_kd"] = rl
+    values["methods"][section] = rl
     path = write_params(tmp_path, values)
-    loaded = methods.check(P.load(path), ["rl_kd"], path)["rl_kd"]
+    loaded = methods.check(P.load(path), [section], path)[section]
     assert {k: getattr(loaded, k) for k in rl} == rl
+
+
+def test_a_named_setting_is_a_row_of_its_own_with_its_files_defaults(tmp_path):
+    """`method: rl_kd` in a section of its own: the paper's RL-KD with that section's settings over the file's
+    defaults (not another section's), run by the stage `agent`; the same name in run.methods is refused."""
+    values = tiny_params(tmp_path)
+    values["methods"]["rl_kd"] = {"reward": "neg_ce_kd"}  # another row's settings are not inherited
+    values["methods"]["rl_kd_neg_ce"] = {"method": "rl_kd", "reward": "neg_ce"}
+    values["run"]["agents"] = ["rl_kd", "rl_kd_neg_ce"]
+    path = write_params(tmp_path, values)
+    params = P.load(path)
+    chosen = methods.run_methods(params, path)
+    assert chosen["rl_kd_neg_ce"].reward == "neg_ce" and chosen["rl_kd"].reward == "neg_ce_kd"
+    assert chosen["rl_kd_neg_ce"].state == ["pooled", "probs", "ce"] and chosen["rl_kd_neg_ce"].no_teacher == "ce"
+    assert methods.stage_of("rl_kd_neg_ce", params.methods) == "agent"
+    assert methods.load("rl_kd_neg_ce", params.methods) is methods.load("rl_kd")
+    values["run"]["methods"] = ["ce", "rl_kd_neg_ce"]
+    path = write_params(tmp_path, values)
+    with pytest.raises(P.InputError, match="run.methods: rl_kd_neg_ce runs in the stage `agent`"):
+        methods.run_methods(P.load(path), path)

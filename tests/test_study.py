@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from pipeline import cluster, study
+from pipeline import cluster, methods, study
 from pipeline.params_file import InputError
 from tests.conftest import ROOT
 
@@ -29,9 +29,11 @@ def test_study_keys_go_over_the_defaults_section_by_section():
 def test_the_study_runs_every_method_of_the_suite_over_at_least_the_defaults_seeds():
     params = study.study_params(ROOT / "params.yaml", ROOT / "params-study.yaml")
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
-    methods = set(default["methods"]) - {"rl_kd"}  # RL-KD has its own stage, always run
-    assert set(params["run"]["methods"]) == methods
-    assert set(params["run"]["single"]) == set(default["run"]["teachers"])
+    # every section of params.yaml's methods: is a row: the files of the stage distill, the agents of the stage agent
+    agents = {m for m in default["methods"] if methods.load(m, default["methods"]).stage == "agent"}
+    assert set(params["run"]["methods"]) == set(default["methods"]) - agents
+    assert set(params["run"]["agents"]) == agents
+    assert set(params["run"]["single"]) == set(params["run"]["drop"]) == set(default["run"]["teachers"])
     assert params["run"]["seeds"][: len(default["run"]["seeds"])] == default["run"]["seeds"]
     assert params["distill"] == default["distill"]  # the default's runs are the study's first seeds
 

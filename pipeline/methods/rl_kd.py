@@ -1,16 +1,19 @@
 """`rl_kd`: RL-KD, reinforced multi-teacher selection (Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, AAAI 2021;
-arXiv:2012.06048). An agent (pipeline/agent.py) selects, per training instance, which teachers the student
-learns from, a_jk ~ Bernoulli(pi_jk), and the student's weights are the selections normalised:
+arXiv:2012.06048), the paper's procedure as this suite reconstructs it. An agent (pipeline/agent.py) selects, per
+training instance, which teachers the student learns from, a_jk ~ Bernoulli(pi_jk), pi_jk = sigmoid(W s_jk + b)
+over a state s_jk of teacher k's [CLS] vector, probabilities and CE on instance j, and the student's weights are the
+selections normalised:
 
-    w_jk = a_jk / sum_l a_jl          (an instance with none: `no_teacher`)
+    w_jk = a_jk / sum_l a_jl          (an instance with none: the gold label alone, `no_teacher: ce`)
 
-The agent is rewarded by the student's progress around each update (pipeline/reward.py) and learns by policy
-gradient. The schedule, [reconstructed] from Algorithm 1: `warmup_epochs` of equal weights, then
-`pretrain_epochs` of policy pre-training against a student that is restored afterwards, then joint training.
-Beyond the paper, a guard (`guard: equal_weights`, the default) makes a failing agent cost little: each joint
-epoch also runs from the same student with equal weights, and the student keeps the agent's epoch only if it
-scores at least as well on dev (docs/rl-kd.md: why an agent can fail, and what the guard costs).
-Its own stage, `rl_kd`, runs it, since its code spans three files; docs/rl-kd.md has the fidelity table.
+The agent is rewarded once per batch by the student's progress on held-out rows (pipeline/reward.py: one of the
+paper's three rewards) and learns by REINFORCE with a moving-average baseline. The schedule, [reconstructed] from
+Algorithm 1: `warmup_epochs` of equal weights, then `pretrain_epochs` of policy pre-training against a student that
+is restored afterwards, then joint training; the student kept is its best epoch on dev, as every method's.
+A named setting of it (`method: rl_kd` in a section of params.yaml's `methods:`) is a row of its own: the paper's
+other rewards, a state with the teacher's identity. The suite's own agent, with a reward, a gate and a fallback
+the paper does not have, is `effect_agent` (pipeline/methods/effect_agent.py). The stage `agent` runs both;
+docs/rl-kd.md has the fidelity table.
 """
 
 from __future__ import annotations
@@ -30,22 +33,18 @@ from ..schema import Strict
 from . import Method, Weighting
 
 SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's: one value per batch
-TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per instance and teacher
+TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per instance and teacher (effect_agent)
 
 
-class Settings(Strict):
-    """RL-KD's agent, `methods.rl_kd`; docs/rl-kd.md's fidelity table says what the paper says of each."""
+class AgentSettings(Strict):
+    """What every agent of this suite shares: the state, the policy, its learning and the schedule."""
 
-    # the default goes beyond the paper: its own rewards are noisier (docs/rl-kd.md)
-    reward: Literal[
-        "held_out_effect", "gradient_alignment", "held_out_accuracy", "neg_ce", "neg_ce_kd", "instance_ce_delta"
-    ] = "held_out_effect"
     state: list[Literal["pooled", "probs", "ce", "length", "teacher", "student_probs", "student_ce"]] = Field(
-        default=["probs", "ce"], min_length=1
+        default=["pooled", "probs", "ce"], min_length=1
     )
     policy: Literal["shared", "per_teacher"] = "shared"
-    # an instance with no teacher selected: equal weights ([reconstructed] paper: CE alone, `ce`; docs/rl-kd.md)
-    no_teacher: Literal["equal", "ce"] = "equal"
+    # an instance with no teacher selected: the gold label alone ([reconstructed] paper), or equal weights
+    no_teacher: Literal["equal", "ce"] = "ce"
     weights: Literal["hard", "soft"] = "hard"  # soft is refused below; kept so that its error explains why
     policy_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
     policy_batches: Annotated[int, Field(ge=1, le=1000)] = 1  # student batches per policy update
@@ -54,11 +53,14 @@ class Settings(Strict):
     entropy: Annotated[float, Field(ge=0, le=100)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=1000)] = 1
     pretrain_epochs: Annotated[int, Field(ge=0, le=100)] = 3
-    # beyond the paper: the joint epochs raced against equal weights from the same student, on dev
-    guard: Literal["equal_weights", "none"] = "equal_weights"
-    # held_out_effect: the policy steps only on batches where at least this share of instances' held-out view
-    # favours their own gold label (reward.agreement); below it the reward carries no per-teacher signal. 0: always
-    gate: Annotated[float, Field(ge=0, le=1)] = 0.6
+
+    def unused(self) -> dict[str, bool]:
+        """Settings this reward does not read: set by hand, they are refused, so that none is silently ignored."""
+        return {
+            "baseline_momentum": self.reward in TEACHER_REWARDS,
+            "scalar_reward": self.reward not in SCALAR_REWARDS,
+            "entropy": self.reward == "held_out_effect",  # its exact expected-reward step has no entropy term
+        }
 
     @model_validator(mode="after")
     def _workable(self):
@@ -71,18 +73,20 @@ class Settings(Strict):
         twice = sorted({f for f in self.state if self.state.count(f) > 1})
         if twice:
             raise ValueError(f"state: {twice} named more than once; each feature once")
-        unused = {
-            "baseline_momentum": self.reward in TEACHER_REWARDS,
-            "scalar_reward": self.reward not in SCALAR_REWARDS,
-            "entropy": self.reward == "held_out_effect",  # its exact expected-reward step has no entropy term
-            "gate": self.reward != "held_out_effect",
-        }
+        unused = self.unused()
         for key in sorted(self.model_fields_set):
             if unused.get(key):
                 raise ValueError(
                     f"{key} is not used by reward {self.reward} (docs/rl-kd.md says which reward uses it); remove it"
                 )
         return self
+
+
+class Settings(AgentSettings):
+    """The paper's RL-KD, `methods.rl_kd` (or a named setting with `method: rl_kd`); docs/rl-kd.md's fidelity
+    table says what the paper says of each. The defaults are the paper's procedure as reconstructed."""
+
+    reward: Literal["held_out_accuracy", "neg_ce", "neg_ce_kd"] = "held_out_accuracy"
 
 
 def rehearsal(trainer, epochs: int) -> LambdaLR:
@@ -116,51 +120,23 @@ class RLKD(Weighting):
         self.reward = Reward(
             s, ctx.model, ctx.enc, self.labels, ctx.teacher_logits, ctx.cfg, ctx.pad, self.held_out, ctx.rng, ctx.acc
         )
-        self.active, self.pretraining, self.rival = False, [], None
+        self.active, self.pretraining = False, []
         self.reset()
 
     def reset(self) -> None:
         self.selected, self.rewards, self.seen, self.skipped = torch.zeros(len(self.equal)), [], 0, 0
+        self.none_selected, self.all_selected = 0, 0
 
     def start_epoch(self, epoch: int, trainer) -> None:
         s = self.settings
         if epoch == s.warmup_epochs + 1 and s.pretrain_epochs:
             self.pretraining = self.pretrain(trainer, s.pretrain_epochs)
-        if epoch == s.warmup_epochs + 1 and s.guard == "equal_weights":
-            self.rival, self.agent_best = self.equal_weights_run(trainer, epoch), -1.0
         self.active = epoch > s.warmup_epochs
         self.trainer, self.epoch = trainer, epoch
 
-    def equal_weights_run(self, trainer, first: int) -> dict:
-        """The guard's rival: the joint epochs `first`.. trained with equal weights from the student as it is
-        (the same batches), its best epoch on dev kept aside; the student is then put back for the agent."""
-        start, best = snapshot(trainer), {"dev_accuracy": -1.0}
-        self.active = False
-        with untraced_rng():  # the agent's run sees the dropout it would have seen without the guard
-            for epoch in range(first, trainer.cfg.epochs + 1):
-                trainer.epoch(f"epoch {epoch}, equal weights (guard)")
-                accuracy = trainer.dev_accuracy()
-                if accuracy > best["dev_accuracy"]:
-                    best = {"dev_accuracy": accuracy, "epoch": epoch, "state": snapshot(trainer)}
-        restore(trainer, start)
-        return best
-
-    def guard(self, trainer, epoch: int) -> dict | None:
-        """After each joint epoch: the agent's best dev accuracy so far; after the last, if the equal-weights
-        rival did better on dev, the student becomes the rival's best (so that it is the run's best epoch)."""
-        self.agent_best = max(self.agent_best, trainer.dev_accuracy())
-        if epoch < trainer.cfg.epochs:
-            return None
-        rival, self.rival = self.rival, None
-        kept = "agent" if self.agent_best >= rival["dev_accuracy"] else "equal_weights"
-        if kept == "equal_weights":
-            restore(trainer, rival["state"])
-        return {
-            "agent_dev_accuracy": self.agent_best,
-            "equal_weights_dev_accuracy": rival["dev_accuracy"],
-            "equal_weights_epoch": rival["epoch"],
-            "kept": kept,
-        }
+    def informative(self) -> bool:
+        """Whether the policy steps on this batch's reward: always, in the paper's procedure."""
+        return True
 
     def pretrain(self, trainer, epochs: int) -> list[dict]:
         """Train the policy against the student's feedback while the student trains as usual, then put the
@@ -189,26 +165,30 @@ class RLKD(Weighting):
             return
         actions = self.agent.last[1]
         reward = self.reward.after(self.measured, idx, logits, pooled, actions.to(logits.device))
-        informative = self.reward.agreement is None or self.reward.agreement >= self.settings.gate
+        informative = self.informative()
         self.rewards.append(self.agent.learn(reward.cpu(), step=informative))
         self.skipped += not informative
         self.selected += actions.sum(0)
+        chosen = actions.sum(1)
+        self.none_selected += int((chosen == 0).sum())
+        self.all_selected += int((chosen == actions.shape[1]).sum())
         self.seen += len(idx)
 
     def end_epoch(self) -> dict:
         if not self.active:
             return {}
+        equal_fill = self.settings.no_teacher == "equal"
         stats = {
             "selection_rate": (self.selected / self.seen).tolist(),
             "reward_mean": sum(self.rewards) / len(self.rewards),
             "rewards": self.rewards,
-            "policy_steps_skipped": self.skipped,  # batches below `gate`: the policy did not step
+            "policy_steps": len(self.rewards) - self.skipped,
+            "policy_steps_skipped": self.skipped,  # batches on which the policy did not step (effect_agent's gate)
+            "no_teacher_share": self.none_selected / self.seen,  # instances with no teacher selected
+            # instances whose weights were exactly equal: every teacher selected, or none with `no_teacher: equal`
+            "equal_weights_share": (self.all_selected + equal_fill * self.none_selected) / self.seen,
         }
         self.reset()
-        if self.rival is not None:
-            guarded = self.guard(self.trainer, self.epoch)
-            if guarded:
-                stats["guard"] = guarded
         return stats
 
     def records(self, trainer) -> dict:
@@ -243,11 +223,6 @@ def snapshot(trainer) -> tuple:
     )
 
 
-def untraced_rng():
-    """torch's random state (dropout's) put back after the block, on the CPU and the current GPU."""
-    return torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else [])
-
-
 def restore(trainer, state: tuple) -> None:
     loop = trainer.loop
     trainer.model.load_state_dict(state[0])
@@ -260,14 +235,14 @@ def restore(trainer, state: tuple) -> None:
 def check(settings: Settings, params) -> None:
     if settings.reward != "instance_ce_delta" and any(p.held_out_fraction == 0 for p in params.distill.points()):
         raise ValueError(
-            f"methods.rl_kd.reward: {settings.reward} measures the student on held-out rows, and "
+            f"reward: {settings.reward} measures the student on held-out rows, and "
             "distill.held_out_fraction is 0; set it above 0 (0.1 by default)"
         )
     if settings.warmup_epochs >= params.distill.epochs:
         raise ValueError(
-            f"methods.rl_kd.warmup_epochs: {settings.warmup_epochs} leaves no joint training within "
+            f"warmup_epochs: {settings.warmup_epochs} leaves no joint training within "
             f"distill.epochs ({params.distill.epochs}); it must be smaller"
         )
 
 
-METHOD = Method(RLKD, settings=Settings, learns=True, check=check)
+METHOD = Method(RLKD, settings=Settings, learns=True, check=check, stage="agent")

@@ -12,11 +12,12 @@ from pipeline.schema import Params, Strict
 
 
 class Analysis(Strict):
-    """The analyze stage's statistics: RL-KD (`reference`) against every other method."""
+    """The analyze stage's statistics: the agents of `references` against the baselines (docs/statistics.md)."""
 
-    reference: str = "rl_kd"
-    # the primary comparison, declared up front: reference against baseline (the paper's main baseline), per
-    # task, at the full significance level; every other comparison is secondary (one Holm family per task)
+    # the agents whose questions are declared: each against the strongest baseline (the non-agent row with the
+    # highest mean dev accuracy) and against `baseline` (the paper's main baseline), one primary family each, Holm
+    # at the full level; every other comparison is secondary (one Holm family per task, gated by the primaries)
+    references: list[str] = Field(["rl_kd"], min_length=1)
     baseline: str = "u_ensemble"
     power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8  # the power at which the smallest detectable difference is given
     gap: Annotated[float, Field(gt=0, le=100)] = 1.0  # points: the difference the report asks the power to see

@@ -1,13 +1,15 @@
 """The study: every method of the suite over many seeds on the default's teachers, resumable seed by seed.
 
-Usage: python -m pipeline.study [--seeds N] [--step K] [--no-commit]
+Usage: python -m pipeline.study [--seeds N] [--step K] [--no-commit] [--carry FILE ...]
 It works in `.study/`, a copy of this workspace's code (no outputs) on this workspace's DVC cache, whose
 params.yaml is this one with params-study.yaml's keys put over it. It adds one seed at a time (`run.seeds` the
 first k of the study's seeds), runs what is new through `python -m pipeline.cluster --executor local` (DVC
 restores what the default's `make repro` already ran: the same teachers, the same runs), and copies the
 results, the study's dvc.lock and its runs' files to results/study/, committing each seed to git. A rerun, here
 or on a fresh clone after `make repro`, puts the committed runs back beside that dvc.lock, so DVC runs only the
-seeds that are missing. docs/study.md has what it runs, its time and how to read it.
+seeds that are missing. `--carry FILE ...`: the committed runs stay current through an edit of these code files
+that changes none of their outputs, checked by rerunning one committed run of each method first (`carry`).
+docs/study.md has what it runs, its time and how to read it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def study_params(params: str | Path = "params.yaml", study: str | Path = "params
     if not out.get("run", {}).get("seeds"):
         raise InputError(f"{study}: run.seeds is empty; the study needs seeds to add one at a time")
     return out
+
+
+def study_rows(params: dict) -> list[str]:
+    """The study's rows that run: run.methods, the families of run.single and run.drop, and run.agents."""
+    run = params["run"]
+    families = [f"{prefix}{t}" for prefix, key in (("single_", "single"), ("drop_", "drop")) for t in run.get(key, [])]
+    return [*run.get("methods", []), *families, *run.get("agents", [])]
 
 
 def write_params(params: dict, path: Path) -> None:
@@ -101,6 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, help="stop after this many seeds (default: all of params-study.yaml's)")
     ap.add_argument("--step", type=int, default=1, help="seeds added (and committed) at a time; more cores, more")
     ap.add_argument("--no-commit", action="store_true", help="write results/study/ but commit nothing")
+    ap.add_argument(
+        "--carry",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="code files whose edit changed no committed run's outputs: checked on one run per method, then the "
+        "committed runs are kept rather than rerun",
+    )
     args = ap.parse_args(argv)
     with reported_errors():
         params = study_params()
@@ -110,7 +127,18 @@ def main(argv: list[str] | None = None) -> None:
         load(WORK / "params.yaml")  # refused here, before any stage runs
     done = restore(OUT, WORK)
     progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
+    rows = study_rows(params)
+    # the committed rounds' rows (a study before rows were recorded: those of its params.yaml, the agent aside)
+    before = progress.get("rows") or (study_rows(read(OUT / "params.yaml")) if done else rows)
+    if done and before != rows:  # rows added: their seeds from the first, the others restored
+        added = sorted(set(rows) - set(before))
+        print(f"study: rows {added} are new: the seeds run again from the first, for them alone", flush=True)
+        earlier = {"rows": before, **{k: progress.pop(k) for k in ("seeds_done", "seconds", "curve") if k in progress}}
+        progress.pop("rows", None)
+        progress |= {"earlier": [*progress.get("earlier", []), earlier], "seeds_done": [], "seconds": {}}
+        done = 0
     progress |= {
+        "rows": rows,
         "command": "python -m pipeline.study"
         + (f" --seeds {args.seeds}" if args.seeds else "")
         + (f" --step {args.step}" if args.step != 1 else ""),
@@ -121,8 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     teachers = [s for s in cluster.stage_names(WORK) if cluster.kind(s) not in students]
     print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
     cluster.dvc("repro", *teachers, cwd=WORK)
-    if done:
+    if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
+        write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")
+    if restored and args.carry:
+        carry(WORK, students, args.carry)
+    if restored:
         cache_committed(WORK, students)
+        forget_stale_runs(WORK, students)
     for k in steps(len(seeds), args.step, done):
         print(f"study: seeds {seeds[:k]} of {seeds}", flush=True)
         write_params({**params, "run": {**params["run"], "seeds": seeds[:k]}}, WORK / "params.yaml")
@@ -219,7 +252,7 @@ def steps(n: int, step: int, done: int) -> list[int]:
     return sorted({min(k, n) for k in range(done + step, n + step, step)})
 
 
-def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
+def cache_committed(work: Path, kinds: tuple[str, ...], carried: set[str] = frozenset()) -> None:
     """Put the committed runs that are still current (same code, same params, same teachers: the command and
     dependencies their lock entry names, their files as it names them) into DVC's cache and run-cache, so that the
     jobs restore them; a fresh clone has only git's copy. A run whose code or inputs changed since is left stale,
@@ -232,7 +265,7 @@ def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
         return (
             all(out.exists for out in stage.outs)
             and not stage.changed_stage()
-            and not stage.changed_deps()
+            and (stage.name in carried or not stage.changed_deps())
             and not stage.changed_outs(allow_missing=True)
         )
 
@@ -246,6 +279,77 @@ def cache_committed(work: Path, kinds: tuple[str, ...]) -> None:
             stage.commit()
         if stages:
             stages[0].dvcfile.dump_stages(stages, update_pipeline=False)
+
+
+def carry(work: Path, kinds: tuple[str, ...], files: list[str]) -> None:
+    """Keep the committed runs through an edit of `files` that changes none of their outputs. A committed run
+    whose only changes are those files' hashes is carried: first one of each method (its first seed) runs again
+    with the code as it is now, and its predictions and weights must equal the committed ones byte for byte
+    (same CPU type and threads, docs/reproducibility.md); then every such run's lock entry takes the new hashes,
+    as `dvc commit` would. Any difference stops the study, naming the runs, and carries nothing."""
+    from dvc.repo import Repo
+
+    files = {str(Path(f)) for f in files}
+    with contextlib.chdir(work), Repo(".") as repo, repo.lock:
+        carried = []
+        for stage in repo.index.stages:
+            if cluster.kind(stage.name) not in kinds or stage.changed_stage():
+                continue
+            changed = {d.def_path for d in stage.deps if d.status()}
+            if changed and changed <= files and all(o.exists for o in stage.outs):
+                if not stage.changed_outs(allow_missing=True):
+                    carried.append(stage)
+        # the committed outputs' hashes, before a sample run replaces them: those DVC caches (predictions, weights),
+        # not the records it leaves to git (metrics.json, history.json), which hold timings
+        committed = {(s.name, str(o.def_path)): o.hash_info.value for s in carried for o in s.outs if o.use_cache}
+    by_seed = sorted(carried, key=lambda s: seed_of(s.name), reverse=True)  # each method's first seed kept last
+    samples = list({s.name.rsplit("-", 1)[0]: s for s in by_seed}.values())
+    print(f"study: carrying {len(carried)} committed runs through {sorted(files)}; rerunning {len(samples)} first")
+    differ = []
+    for stage in samples:
+        cluster.dvc("repro", "--single-item", "--force", stage.name, cwd=work)
+        for out in stage.outs:
+            key = (stage.name, str(out.def_path))
+            if key in committed and file_md5(work / out.def_path) != committed[key]:
+                differ.append(str(out.def_path))
+    if differ:
+        raise InputError(
+            f"--carry: the code as it is now changes {differ}: their runs are not carried; rerun the study without "
+            "--carry to run them again"
+        )
+    cache_committed(work, kinds, carried={s.name for s in carried})
+
+
+def seed_of(stage: str) -> int:
+    """A run's seed, the last part of its stage's name (`distill@rt-ce-3`: 3); 0 for a stage without one."""
+    last = stage.rsplit("-", 1)[-1]
+    return int(last) if "-" in stage and last.isdigit() else 0
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 that DVC records for a file."""
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def forget_stale_runs(work: Path, kinds: tuple[str, ...]) -> None:
+    """Remove the committed run files that DVC will write again (a row that now runs other code: `rl_kd` before
+    it was the paper's RL-KD), so that no round exports them under the row's name before its own run replaces
+    them."""
+    from dvc.repo import Repo
+
+    stale = cluster.stale(work)
+    with contextlib.chdir(work), Repo(".") as repo:
+        folders = {
+            Path(out.def_path).parent
+            for stage in repo.index.stages
+            if stage.name in stale and cluster.kind(stage.name) in kinds and cluster.kind(stage.name) != "analyze"
+            for out in stage.outs
+        }
+    for folder in sorted(folders):
+        if (work / folder).is_dir():
+            shutil.rmtree(work / folder)
 
 
 def cluster_cache() -> str:

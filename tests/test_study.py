@@ -106,6 +106,43 @@ def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
     assert (job / "out" / "2").read_text() == "run 2" and (job / "out" / "2.json").read_text() == "{}"
 
 
+CARRIED = """stages:
+  distill:
+    foreach: [1, 2]
+    do:
+      cmd: >-
+        python -c "import pathlib; pathlib.Path('out/${item}').write_text(pathlib.Path('code.py').read_text()[:6])"
+      deps:
+        - code.py
+        - helper.py
+      outs:
+        - out/${item}
+"""
+
+
+def test_a_code_edit_that_changes_no_output_carries_the_committed_runs(tmp_path):
+    """`--carry`: committed runs whose only change is a carried file's hash stay current once a rerun of each
+    shows the same bytes; an edit that changes an output is refused, naming it, and carries nothing."""
+    done = tmp_path / "done"
+    (done / "out").mkdir(parents=True)
+    cluster.dvc("init", "--no-scm", cwd=done)
+    (done / "dvc.yaml").write_text(CARRIED)
+    (done / "code.py").write_text("run = 1  # the runs' code")
+    (done / "helper.py").write_text("# a module the runs import")
+    cluster.dvc("repro", cwd=done)
+    (done / "code.py").write_text("run = 1  # the runs' code, its comment edited")  # the outputs: 'run = '
+    (done / "helper.py").write_text("# a module the runs import, edited")
+    assert cluster.stale(done) == {"distill@1", "distill@2"}
+    study.carry(done, ("distill",), ["helper.py"])  # code.py changed too and is not carried: nothing is
+    assert cluster.stale(done) == {"distill@1", "distill@2"}
+    study.carry(done, ("distill",), ["code.py", "helper.py"])
+    assert cluster.stale(done) == set() and (done / "out" / "2").read_text() == "run = "
+    (done / "code.py").write_text("runs = 2")  # the outputs change: 'runs ='
+    with pytest.raises(InputError, match=r"changes \['out/1', 'out/2'\].*not carried"):
+        study.carry(done, ("distill",), ["code.py"])
+    assert (done / "out" / "1").read_text() == "runs =" and cluster.stale(done) == set()  # the reruns are the runs
+
+
 def test_each_round_adds_step_seeds_from_the_first_not_committed():
     assert study.steps(5, 1, 0) == [1, 2, 3, 4, 5]
     assert study.steps(5, 1, 3) == [4, 5]

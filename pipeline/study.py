@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -284,9 +287,10 @@ def cache_committed(work: Path, kinds: tuple[str, ...], carried: set[str] = froz
 def carry(work: Path, kinds: tuple[str, ...], files: list[str]) -> None:
     """Keep the committed runs through an edit of `files` that changes none of their outputs. A committed run
     whose only changes are those files' hashes is carried: first one of each method (its first seed) runs again
-    with the code as it is now, and its predictions and weights must equal the committed ones byte for byte
-    (same CPU type and threads, docs/reproducibility.md); then every such run's lock entry takes the new hashes,
-    as `dvc commit` would. Any difference stops the study, naming the runs, and carries nothing."""
+    with the code as it is now, a run per core, and the outputs DVC caches (predictions, weights) must equal the
+    committed ones byte for byte (same CPU type and threads, docs/reproducibility.md); the committed files are then
+    put back, and every such run's lock entry takes the new hashes, as `dvc commit` would. Any difference stops the
+    study, naming the files, and carries nothing."""
     from dvc.repo import Repo
 
     files = {str(Path(f)) for f in files}
@@ -306,12 +310,28 @@ def carry(work: Path, kinds: tuple[str, ...], files: list[str]) -> None:
     samples = list({s.name.rsplit("-", 1)[0]: s for s in by_seed}.values())
     print(f"study: carrying {len(carried)} committed runs through {sorted(files)}; rerunning {len(samples)} first")
     differ = []
-    for stage in samples:
-        cluster.dvc("repro", "--single-item", "--force", stage.name, cwd=work)
-        for out in stage.outs:
-            key = (stage.name, str(out.def_path))
-            if key in committed and file_md5(work / out.def_path) != committed[key]:
-                differ.append(str(out.def_path))
+    with tempfile.TemporaryDirectory() as kept, ThreadPoolExecutor(cluster.cores()) as pool:
+        outs = {s.name: [Path(o.def_path) for o in s.outs] for s in samples}
+        for i, paths in enumerate(outs.values()):  # the committed files, put back after the check
+            for path in paths:
+                (Path(kept) / str(i) / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(work / path, Path(kept) / str(i) / path)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        reruns = [
+            pool.submit(subprocess.run, s.cmd, shell=True, cwd=work, env=env, capture_output=True) for s in samples
+        ]
+        for stage, rerun in zip(samples, reruns):
+            if rerun.result().returncode:
+                raise InputError(f"--carry: `{stage.cmd}` failed: {rerun.result().stderr.decode()[-2000:]}")
+            differ += [
+                str(o.def_path)
+                for o in stage.outs
+                if (stage.name, str(o.def_path)) in committed
+                and file_md5(work / o.def_path) != committed[(stage.name, str(o.def_path))]
+            ]
+        for i, paths in enumerate(outs.values()):
+            for path in paths:
+                shutil.copy2(Path(kept) / str(i) / path, work / path)
     if differ:
         raise InputError(
             f"--carry: the code as it is now changes {differ}: their runs are not carried; rerun the study without "

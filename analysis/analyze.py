@@ -19,7 +19,7 @@ from pipeline.io import provenance, write_json
 from pipeline.params_file import InputError, arguments, reported_errors
 from pipeline.schema import Params, load
 
-from . import collect, decision, figures, run_files, tables
+from . import collect, decision, figures, run_files, selection, tables
 from .report import report_markdown
 from .settings import Analysis as Settings
 from .settings import settings
@@ -32,8 +32,10 @@ PAPER = Path(__file__).with_name("paper_results.csv")
 
 
 def methods_of(params: Params) -> list[str]:
-    # the stage distill's, the stage single's, and rl_kd, which runs in a stage of its own, always
-    return list(dict.fromkeys([*params.run.methods, *(f"single_{t}" for t in params.run.single), "rl_kd"]))
+    """The rows that ran: the stage distill's, the families of the stages single and drop, the stage agent's."""
+    run = params.run
+    families = [*(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop)]
+    return list(dict.fromkeys([*run.methods, *families, *run.agents]))
 
 
 def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
@@ -41,7 +43,7 @@ def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
     these, and runs left in runs/ by other settings (another seed, a method since dropped) are not even read."""
     run = params.run
     keys = [(t, m, s) for t in run.tasks for m in methods_of(params) for s in run.seeds]
-    return run_files.Runs.of(root / "runs", keys, run.methods, run.single)
+    return run_files.Runs.of(root / "runs", keys, run.methods, run.single, run.drop, run.agents)
 
 
 def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
@@ -52,11 +54,12 @@ def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
         named = "; ".join(f"{tree.path(k, 'metrics.json')} (`{tree.stage(k)}`)" for k in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError(f"{len(missing)} run(s) missing: {named}{more}; run `dvc repro` first")
-    if cfg.reference not in methods:
-        raise InputError(
-            f"analysis.reference: {cfg.reference!r} is not a method of this run; expected one of {methods}"
-        )
-    known = registry.names(params.run.teachers)  # a baseline that did not run: no primary comparison
+    for reference in cfg.references:
+        if reference not in methods:
+            raise InputError(
+                f"analysis.references: {reference!r} is not a method of this run; expected one of {methods}"
+            )
+    known = registry.names(params.run.teachers, params.methods)  # a baseline that did not run: no primary comparison
     if cfg.baseline not in known:
         raise InputError(f"analysis.baseline: {cfg.baseline!r} is not a method; expected one of {known}")
 
@@ -80,10 +83,11 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     cfg, tasks, names = settings(params), params.run.tasks, params.run.teachers
     tree = runs_of(params, root)
     check_runs(tree, params, cfg)
+    tree = selection.choose(tree, params.run)  # the baselines at their strongest: chosen per seed on dev
     # every input read and checked before anything is computed; every table and figure from the runs of `tree`
     runs = run_files.runs(tree)
     hist = collect.histories(tree)
-    policy, steps = collect.policy_curve(tree, names), collect.rewards(tree)
+    policy, steps = collect.policy_curve(tree, names, cfg.reference), collect.rewards(tree, cfg.reference)
     teachers = collect.teachers(root / "models", tasks, names)
     latency = collect.latencies(root, tasks, names)
     sel = pd.concat(
@@ -97,6 +101,7 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
                 root / "logits",
                 max_train=params.distill.max_train,
                 seed=params.seed,
+                method=cfg.reference,
             )
             for t in tasks
         ],
@@ -105,15 +110,20 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     # the tables' columns: a task's evaluation sets (MNLI's one training run gives mnli_m and mnli_mm), else the task
     sets = [s for t in tasks for s in dict.fromkeys(runs[runs.run_task == t].task)]
     n_runs = len(runs.drop_duplicates(["run_task", "method", "seed"]))
-    order = tables.method_order(runs.method.unique(), names, params.run.methods)
+    order = tables.method_order(runs.method.unique(), names, params.run.methods, params.run.agents)
     paper = pd.read_csv(PAPER)
 
     groups = {  # per evaluation set, its test examples' groups in id order (rt: movies), as the runs predicted them
         s: collect.test_groups(root / "data", *runs[runs.task == s][["run_task", "eval_set"]].iloc[0]) for s in sets
     }
-    t1 = tables.teacher_table(teachers, runs, paper, {s: len(g) for s, g in groups.items()})
+    majority = {
+        s: collect.majority(root / "data", *runs[runs.task == s][["run_task", "eval_set"]].iloc[0]) for s in sets
+    }
+    degenerate = collect.degenerate(teachers, majority)
+    t1 = tables.teacher_table(teachers, runs, paper, {s: len(g) for s, g in groups.items()}, majority)
     t2 = tables.main_table(runs, order, sets)
-    t3 = decision.significance_table(tree, runs, order, sets, cfg, groups)
+    agents = params.run.agents
+    t3 = decision.significance_table(tree, runs, order, sets, cfg, groups, agents, teachers, degenerate)
     power = decision.power_table(runs, sets, cfg, t3[0])
     t4 = tables.compression_table(latency)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"

@@ -213,3 +213,25 @@ def selection_vs_correctness(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def majority(data_root: str | Path, task: str, eval_set: str | None = None) -> float:
+    """The share of a task's test examples in its most frequent class: what predicting one class scores."""
+    from pipeline import splits
+
+    test = splits.load_split(Path(data_root) / task, "test")
+    if eval_set is not None:
+        test = test[test.eval_set == eval_set]
+    return float(test.label.value_counts(normalize=True).max())
+
+
+def degenerate(teachers: pd.DataFrame, majority: dict[str, float]) -> dict[str, str]:
+    """Per evaluation set whose teachers are not all above the majority class on test: why its comparisons cannot
+    say anything (a teacher that predicts no better than one class teaches the student nothing to compare)."""
+    out = {}
+    for task, t in teachers.groupby("task"):
+        weak = t[t.test_accuracy <= majority.get(task, 0.0) + 1e-9]
+        if len(weak):
+            names = ", ".join(f"`{r.teacher}` {100 * r.test_accuracy:.1f}%" for r in weak.itertuples())
+            out[task] = f"teachers no better than the majority class ({100 * majority[task]:.1f}%): {names}"
+    return out

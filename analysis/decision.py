@@ -12,18 +12,33 @@ FIXED_KD = ("u_ensemble", "w_ensemble", "best_single", "lr_ensemble")  # KD with
 
 
 def comparisons(
-    order: list[str], reference: str, baseline: str, premise: str | None = None
-) -> list[tuple[str, str, str]]:
-    """(a, b, role) for one task, declared before any number is seen: the primary comparison, reference against
-    baseline, and KD's premise, the `premise` method (the best fixed-weight KD method on dev) against `ce`: two
-    questions, each tested at the full level; then the secondary ones, one Holm family: reference against every
-    other method, and each other fixed-weight KD method against `ce`."""
-    out = [(reference, baseline, "primary")] if baseline in order and baseline != reference else []
-    has_premise = premise in order and "ce" in order and premise not in (reference, "ce")
-    out += [(premise, "ce", "premise")] if has_premise else []
-    out += [(reference, m, "secondary") for m in order if m not in (reference, baseline)]
-    if "ce" in order and reference != "ce":
-        out += [(m, "ce", "secondary") for m in order if m in FIXED_KD and m not in (reference, premise)]
+    order: list[str],
+    references: list[str],
+    baseline: str,
+    strongest: str | None = None,
+    premise: str | None = None,
+    table1: tuple[str, str] | None = None,
+) -> list[tuple[str, str, str, str]]:
+    """(a, b, role, family) for one task, declared before the runs that decide them (docs/statistics.md): per
+    agent of `references`, its primary family, the agent against the `strongest` baseline on dev and against
+    `baseline` (Holm within the family); KD's premise, the `premise` method (the best fixed-weight KD method on dev)
+    against `ce`; Table 1's finding, the best single-teacher student on dev against the strongest teacher's
+    (`table1`); then the secondary family: each agent of `references` against every other row, and each other
+    fixed-weight KD method against `ce`."""
+    out = []
+    for ref in (r for r in references if r in order):
+        family = dict.fromkeys(b for b in (strongest, baseline) if b in order and b != ref)
+        out += [(ref, b, "primary", ref) for b in family]
+    if premise in order and "ce" in order and premise not in (*references, "ce"):
+        out.append((premise, "ce", "premise", "premise"))
+    if table1 is not None and all(m in order for m in table1) and table1[0] != table1[1]:
+        out.append((*table1, "table1", "table1"))
+    declared = {(a, b) for a, b, *_ in out}
+    for ref in (r for r in references if r in order):
+        out += [(ref, m, "secondary", "secondary") for m in order if m != ref and (ref, m) not in declared]
+    if "ce" in order:
+        fixed = [m for m in order if m in FIXED_KD and m not in (*references, premise)]
+        out += [(m, "ce", "secondary", "secondary") for m in fixed if (m, "ce") not in declared]
     return out
 
 
@@ -34,11 +49,41 @@ def best_on_dev(runs: pd.DataFrame) -> str | None:
     return None if kd.empty else str(kd.groupby("method").dev_accuracy.mean().idxmax())
 
 
+def strongest(runs: pd.DataFrame, order: list[str], agents) -> str | None:
+    """The strongest baseline: of the rows that are not agents (run.agents), the one with the highest mean dev
+    accuracy over its seeds, ties to the first in `order` (Table 2's). Test accuracy never enters."""
+    dev = runs[~runs.method.isin(agents)].groupby("method").dev_accuracy.mean()
+    ranked = [m for m in order if m in dev.index]
+    return max(ranked, key=lambda m: (dev[m], -ranked.index(m))) if ranked else None
+
+
+def table1_pair(runs: pd.DataFrame, teachers: pd.DataFrame, task: str) -> tuple[str, str] | None:
+    """Table 1's finding as a comparison: the single-teacher student with the highest mean dev accuracy against
+    the student of the teacher with the highest dev accuracy (both chosen on dev); None with fewer than two."""
+    single = runs[runs.method.str.startswith("single_") & (runs.method != "single_dev")]
+    dev = single.groupby("method").dev_accuracy.mean()
+    t = teachers[teachers.task == task]
+    if len(dev) < 2 or t.empty or "dev_accuracy" not in t:
+        return None
+    strongest_teacher = f"single_{t.loc[t.dev_accuracy.idxmax(), 'teacher']}"
+    return (str(dev.idxmax()), strongest_teacher) if strongest_teacher in dev.index else None
+
+
 POWER_SEEDS = (3, 5, 10, 20, 30)
 POWER_EXAMPLES = (0.5, 1, 2)  # multiples of the test set: seeds, not examples, are the lever
 
 
-def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str], tasks: list[str], cfg, groups: dict):
+def significance_table(
+    tree: run_files.Runs,
+    runs: pd.DataFrame,
+    order: list[str],
+    tasks: list[str],
+    cfg,
+    groups: dict,
+    agents=(),
+    teachers: pd.DataFrame | None = None,
+    degenerate: dict | None = None,
+):
     """Every declared comparison per task, decided by `stats.crossed_test` (seeds crossed with test units, a t
     test on S - 1 degrees of freedom): the difference with its CI and p, Holm within the secondary family, which
     the primary comparison gates (tested only once the primary one rejects; KD's premise is tested on its own, at
@@ -46,8 +91,11 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
     detect (cfg.power) with its upper confidence bound, and its power to see cfg.gap points. The paired t-test
     and Wilcoxon on per-seed accuracies stand beside it, reported, not deciding. `tree`: the runs of `runs`, whose
     predictions it reads; `groups`: per task (evaluation set), its test examples' groups in id order (rt: movies),
-    the unit that test sampling draws."""
-    rows = []
+    the unit that test sampling draws. `agents`: run.agents, never a baseline; `teachers`: the teachers' records (for
+    Table 1's finding); `degenerate`: per task, why its comparisons cannot say anything (its teachers no better than
+    the majority class), where that is so."""
+    rows, degenerate = [], degenerate or {}
+    teachers = pd.DataFrame(columns=["task", "teacher", "dev_accuracy"]) if teachers is None else teachers
     for task in tasks:
         t_runs = runs[runs.task == task]
         where = dict(task=t_runs.run_task.iloc[0], eval_set=t_runs.eval_set.iloc[0])  # MNLI-m: a part of mnli's runs
@@ -64,10 +112,19 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
             return c[[have.index(s) for s in seeds]]
 
         ran = [m for m in order if m in acc]
-        for a, b, role in comparisons(ran, cfg.reference, cfg.baseline, best_on_dev(t_runs)):
+        declared = comparisons(
+            ran,
+            cfg.references,
+            cfg.baseline,
+            strongest(t_runs, ran, agents),
+            best_on_dev(t_runs),
+            table1_pair(t_runs, teachers, task),
+        )
+        for a, b, role, family in declared:
             seeds = sorted(set(acc[a].index) & set(acc[b].index))
             ca, cb = correctness(a, seeds), correctness(b, seeds)
-            row = {"task": task, "a": a, "b": b, "role": role, "seeds": len(seeds), "examples": ca.shape[1]}
+            row = {"task": task, "a": a, "b": b, "role": role, "family": family, "seeds": len(seeds)}
+            row |= {"examples": ca.shape[1], "degenerate": degenerate.get(task)}
             row |= {
                 "diff": float((ca - cb).mean()),
                 "p_t": stats.paired_t(acc[a][seeds], acc[b][seeds]),
@@ -80,6 +137,7 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
                 row["mdd"], row["mdd_upper"] = test.detectable(cfg.significance, cfg.power)
                 row |= {
                     "units": test.units,
+                    "var": test.var,
                     "p": test.p(),
                     "power": test.power(cfg.significance, cfg.gap / 100),
                     "seed_term": test.seed_term,
@@ -97,10 +155,15 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
     numbers["p_adjusted"] = numbers.p
     numbers["gate"] = "open"
     for task in tasks:
-        primary = numbers[(numbers.task == task) & (numbers.role == "primary")]
-        secondary = (numbers.role == "secondary") & (numbers.task == task)
+        here = numbers.task == task
+        for family in numbers[here & (numbers.role == "primary")].family.unique():  # Holm within each agent's family
+            members = here & (numbers.role == "primary") & (numbers.family == family)
+            numbers.loc[members, "p_adjusted"] = stats.holm(numbers.p[members])
+        primary = numbers[here & (numbers.role == "primary")]
+        secondary = (numbers.role == "secondary") & here
         numbers.loc[secondary, "p_adjusted"] = stats.holm(numbers.p[secondary])
-        if len(primary) and primary.p.iloc[0] >= cfg.significance:  # the gatekeeper was tested and did not reject
+        # the gatekeepers were tested and none rejected: the secondary family is reported, not tested
+        if len(primary) and not (primary.p_adjusted < cfg.significance).any():
             numbers.loc[secondary, "gate"] = "closed"
     numbers["verdict"] = [verdict(r, cfg) for _, r in numbers.iterrows()]
 
@@ -135,11 +198,17 @@ def significance_table(tree: run_files.Runs, runs: pd.DataFrame, order: list[str
 
 
 def verdict(r, cfg) -> str:
-    """`better` or `worse` when the (Holm-corrected, for a secondary comparison) p is below the level; `equivalent`
-    when the whole confidence interval lies within +-cfg.gap points (a "no difference" must be shown, not
-    presumed from a p above the level); otherwise `inconclusive`. A secondary comparison is tested only when its
-    task's primary one rejected (the primary comparison is the gatekeeper of the secondary family); the primary
-    comparison and KD's premise are each tested at the full level."""
+    """`better` or `worse` when the Holm-corrected p (within an agent's primary family, or the secondary family) is
+    below the level; `equivalent` when the whole confidence interval lies within +-cfg.gap points (a "no
+    difference" must be shown, not presumed from a p above the level); otherwise `inconclusive`. `degenerate` where
+    the comparison cannot say anything: the task's teachers are no better than the majority class, or the two arms'
+    correctness never differs across seeds (a zero variance: an interval of [0, 0] is no evidence of equivalence).
+    A secondary comparison is tested only when a primary comparison of its task rejected (the gatekeepers);
+    KD's premise and Table 1's finding are each tested at the full level."""
+    if isinstance(r.get("degenerate"), str):
+        return f"degenerate ({r.degenerate})"
+    if r.get("var") == 0:
+        return "degenerate (no variance: the two arms' correctness differs by the same amount in every seed)"
     if pd.isna(r.p):
         return "not tested (one seed)"
     if r.role == "secondary" and r.gate == "closed":

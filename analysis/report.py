@@ -77,10 +77,10 @@ def pp(v: float) -> str:
     return f"{100 * v:+.1f}"
 
 
-def what_differs(a: str, b: str) -> str:
+def what_differs(a: str, b: str, agents=()) -> str:
     """Besides the method, what the two compared runs did differently."""
     out = "Both students trained on the same rows (train less the `distill.held_out_fraction` slice)"
-    readers = [m for m in (a, b) if m == "rl_kd"]  # its rewards are measured on that slice
+    readers = [m for m in (a, b) if m in agents]  # an agent's rewards are measured on that slice
     return out + (f"; `{readers[0]}` also read the slice's labels for its reward." if readers else ".")
 
 
@@ -101,7 +101,7 @@ def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
             f"[{pp(r.ci_low)}, {pp(r.ci_high)}], p {r.p:.3f} ({int(r.seeds)} seeds, t on {int(r.seeds) - 1} df); "
             f"it could detect {100 * r.mdd:.1f} pp (95% upper bound {100 * r.mdd_upper:.1f}) with "
             f"{100 * cfg.power:.0f}% power: **{r.verdict}**."
-            + (f" {what_differs(r.a, r.b)}" if r.role == "primary" else "")
+            + (f" {what_differs(r.a, r.b, cfg.references)}" if r.role == "primary" else "")
         )
     return out
 

@@ -8,7 +8,7 @@ traceback or a wrong number in a table. pipeline/io.py's read_json and read_parq
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ ABSOLUTE = 1e-9
 @dataclass(frozen=True)
 class Runs:
     """The runs one analysis reads, runs/TASK/METHOD/SEED for each key and no other, and the DVC stage that
-    writes each (dvc.yaml: `distill` for run.methods, `single` for single_TEACHER of run.single, `rl_kd`)."""
+    writes each (dvc.yaml: `distill` for run.methods, `single` and `drop` for their families, `agent` for
+    run.agents)."""
 
     root: Path
     # in the order of their paths, as the listing of runs/ that the tables were first made from: sums over seeds
@@ -38,24 +39,40 @@ class Runs:
     keys: tuple[Key, ...]
     distilled: tuple[str, ...] = ()  # run.methods
     single: tuple[str, ...] = ()  # run.single
+    drop: tuple[str, ...] = ()  # run.drop
+    agents: tuple[str, ...] = ()  # run.agents
+    # rows chosen per seed from other runs (analysis/selection.py): (the row's key, the method whose run it reads)
+    chosen: tuple[tuple[Key, str], ...] = ()
 
     @classmethod
-    def of(cls, root: str | Path, keys, distilled=(), single=()) -> Runs:
+    def of(cls, root: str | Path, keys, distilled=(), single=(), drop=(), agents=()) -> Runs:
         keys = sorted(dict.fromkeys(keys), key=lambda k: (k[0], k[1], str(k[2])))
-        return cls(Path(root), tuple(keys), tuple(distilled), tuple(single))
+        return cls(Path(root), tuple(keys), tuple(distilled), tuple(single), tuple(drop), tuple(agents))
+
+    def with_chosen(self, chosen: list[tuple[Key, str]]) -> Runs:
+        """These runs and the chosen rows, each reading the files of the run it was chosen from."""
+        keys = sorted([*self.keys, *(k for k, _ in chosen)], key=lambda k: (k[0], k[1], str(k[2])))
+        return replace(self, keys=tuple(keys), chosen=(*self.chosen, *chosen))
+
+    def source(self, key: Key) -> Key:
+        """The run whose files `key` reads: itself, or the run a chosen row was chosen from."""
+        task, _, seed = key
+        method = dict(self.chosen).get(key)
+        return key if method is None else (task, method, seed)
 
     def path(self, key: Key, name: str) -> Path:
-        task, method, seed = key
+        task, method, seed = self.source(key)
         return self.root / task / method / str(seed) / name
 
     def stage(self, key: Key) -> str:
         """The command that writes the run again."""
-        task, method, seed = key
-        teacher = method.removeprefix("single_")
-        if method == "rl_kd":
-            return f"dvc repro rl_kd@{task}-{seed}"
-        if method not in self.distilled and teacher != method and teacher in self.single:
-            return f"dvc repro single@{task}-{teacher}-{seed}"
+        task, method, seed = self.source(key)
+        if method in self.agents:
+            return f"dvc repro agent@{task}-{method}-{seed}"
+        for family, teachers in (("single", self.single), ("drop", self.drop)):
+            teacher = method.removeprefix(f"{family}_")
+            if method not in self.distilled and teacher != method and teacher in teachers:
+                return f"dvc repro {family}@{task}-{teacher}-{seed}"
         return f"dvc repro distill@{task}-{method}-{seed}"
 
     def of_method(self, method: str) -> list[Key]:
@@ -103,8 +120,9 @@ def record(tree: Runs, key: Key) -> dict:
     """A run's metrics.json, checked: its fields, and that it is the record of the run whose folder holds it."""
     path, rerun = tree.path(key, "metrics.json"), tree.stage(key)
     r = read_json(path, rerun, keys=RECORD)
-    task, method, seed = key
-    if (r["task"], r["method"], r["seed"]) != key or not isinstance(r["seed"], int) or isinstance(r["seed"], bool):
+    task, method, seed = tree.source(key)
+    said = (r["task"], r["method"], r["seed"])
+    if said != (task, method, seed) or not isinstance(r["seed"], int) or isinstance(r["seed"], bool):
         raise InputError(
             f"{path}: the record of task {r['task']!r}, method {r['method']!r}, seed {r['seed']!r}, in the folder of "
             f"task {task!r}, method {method!r}, seed {seed}; rerun `{rerun}`"
@@ -112,6 +130,8 @@ def record(tree: Runs, key: Key) -> dict:
     check_numbers(path, rerun, r, ("dev_accuracy", "test_accuracy"), fraction=True)
     check_numbers(path, rerun, r, ("best_epoch", "train_seconds"))
     check_by_set(path, rerun, r)
+    if tree.source(key) != key:  # a chosen row: the run it was chosen from, under the row's name
+        r = {**r, "method": key[1], "source": method}
     return r
 
 

@@ -25,6 +25,11 @@ class Analysis(Strict):
     significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
     wilcoxon_min_seeds: Annotated[int, Field(ge=2, le=1000)] = 6
 
+    @property
+    def reference(self) -> str:
+        """The first agent of `references`: the one the report's figures follow."""
+        return self.references[0]
+
 
 def settings(params: Params, path: str | Path = "params.yaml") -> Analysis:
     """The `analysis:` section of `params`, validated (its defaults where it is empty)."""

@@ -18,9 +18,12 @@ def pm(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if np.isfinite(std) else f"{100 * mean:.1f}"
 
 
-def method_order(methods, teachers: list[str], listed: list[str] = ()) -> list[str]:
-    """No KD, each single teacher, the methods in the order of `listed` (run.methods), then RL-KD, then the rest."""
-    fixed = list(dict.fromkeys(["ce", *(f"single_{t}" for t in teachers), *listed, "rl_kd"]))
+def method_order(methods, teachers: list[str], listed: list[str] = (), agents: list[str] = ()) -> list[str]:
+    """No KD, each single teacher and the one chosen on dev, the methods in the order of `listed` (run.methods),
+    W-Ensemble chosen on dev, U-Ensemble without each teacher, the agents in the order of `agents` (run.agents),
+    then the rest."""
+    singles, drops = [f"single_{t}" for t in teachers], [f"drop_{t}" for t in teachers]
+    fixed = list(dict.fromkeys(["ce", *singles, "single_dev", *listed, "w_ensemble_dev", *drops, *agents]))
     present = set(methods)
     return [m for m in fixed if m in present] + sorted(present - set(fixed))
 
@@ -52,11 +55,19 @@ def main_table(runs: pd.DataFrame, order: list[str], tasks: list[str]):
     return numbers, shown, bold
 
 
-def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFrame, examples: dict | None = None):
-    """Table 1: each teacher, its margin over the `ce` student, and the student distilled from it alone; the
-    paper's numbers beside ours where the task and teacher are the paper's (the paper profile). `examples`: per
-    task, the students' test examples (a teacher scored on fewer was scored on a sample of them)."""
-    single = runs[runs.method.str.startswith("single_")].assign(teacher=lambda d: d.method.str[len("single_") :])
+def teacher_table(
+    teachers: pd.DataFrame,
+    runs: pd.DataFrame,
+    paper: pd.DataFrame,
+    examples: dict | None = None,
+    majority: dict | None = None,
+):
+    """Table 1: each teacher (dev and test), its margin over the `ce` student, the majority class's test accuracy,
+    and the student distilled from it alone; the paper's numbers beside ours where the task and teacher are the
+    paper's (the paper profile). `examples`: per task, the students' test examples (a teacher scored on fewer was
+    scored on a sample of them); `majority`: per task, what predicting its most frequent class scores on test."""
+    single = runs[runs.method.str.startswith("single_") & (runs.method != "single_dev")]
+    single = single.assign(teacher=lambda d: d.method.str[len("single_") :])
     s = single.groupby(["task", "teacher"]).test_accuracy.agg(["mean", "std"]).reset_index()
     df = teachers.merge(s, on=["task", "teacher"], how="left").rename(
         columns={"test_accuracy": "teacher_test", "mean": "student_test", "std": "student_std"}
@@ -69,6 +80,7 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
     ce = runs[runs.method == "ce"].groupby("task").test_accuracy.mean()  # KD's premise: a teacher must know more
     df["minus_ce"] = 100 * (df.teacher_test - df.task.map(ce))
     df["student_examples"] = df.task.map(examples or {})
+    df["majority"] = df.task.map(majority or {})
     for who in ("teacher", "student"):
         df[f"{who}_minus_paper"] = 100 * df[f"{who}_test" if who == "teacher" else "student_test"] - df[f"paper_{who}"]
     numbers = df[
@@ -76,9 +88,11 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
             "task",
             "teacher",
             "parameters",
+            "dev_accuracy",
             "teacher_test",
             "test_examples",
             "minus_ce",
+            "majority",
             "student_examples",
             "student_test",
             "student_std",
@@ -93,10 +107,12 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
             "task": df.task,
             "teacher": df.teacher,
             "parameters (M)": (df.parameters / 1e6).map("{:.1f}".format),
+            "teacher dev": (100 * df.dev_accuracy).map("{:.1f}".format),
             "teacher test": (100 * df.teacher_test).map("{:.1f}".format),
             # a teacher may be scored on a sample of the test set (teachers.NAME.max_test); the students on all of it
             "teacher test examples": [f"{int(n):,}" if pd.notna(n) else "" for n in df.test_examples],
             "teacher - ce student (pp)": df.minus_ce.map(lambda v: "" if pd.isna(v) else f"{v:+.1f}"),
+            "majority class test": df.majority.map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}"),
             "student (single teacher) test": [
                 pm(m, s) if pd.notna(m) else "" for m, s in zip(df.student_test, df.student_std)
             ],
@@ -109,7 +125,8 @@ def teacher_table(teachers: pd.DataFrame, runs: pd.DataFrame, paper: pd.DataFram
             "" if pd.isna(a) else f"{a:+.1f} / {b:+.1f}" for a, b in zip(df.teacher_minus_paper, df.student_minus_paper)
         ]
     bold = pd.DataFrame(False, index=shown.index, columns=shown.columns)
-    for column, value in (("teacher test", "teacher_test"), ("student (single teacher) test", "student_test")):
+    columns = (("teacher dev", "dev_accuracy"), ("teacher test", "teacher_test"))
+    for column, value in (*columns, ("student (single teacher) test", "student_test")):
         bold[column] = df[value] == df.groupby("task")[value].transform("max")
     return (
         numbers,

@@ -25,7 +25,7 @@ from tests.test_analyze import ACCURACY, SEEDS, TASK, write_run
 tree = planted.tree  # the fixture of the planted runs: runs/, models/, data/, logits/, results/latency/ of one task
 
 BASELINE, RL = f"runs/{TASK}/ce/2", f"runs/{TASK}/rl_kd/2"  # a run of the stage distill, one of the stage rl_kd
-DISTILL, RL_KD = f"dvc repro distill@{TASK}-ce-2", f"dvc repro rl_kd@{TASK}-2"
+DISTILL, RL_KD = f"dvc repro distill@{TASK}-ce-2", f"dvc repro agent@{TASK}-rl_kd-2"
 TEACHER, LATENCY = f"models/{TASK}/big/metrics.json", f"results/latency/{TASK}.json"
 
 

@@ -11,7 +11,6 @@ from analysis import analyze
 from analysis.settings import Analysis
 from pipeline import logits
 from pipeline import schema as P
-from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import write_params
 
 TASK, TEACHERS, SEEDS, N = "toy", ["big", "small"], [1, 2, 3], 400
@@ -122,6 +121,8 @@ def tree(tmp_path, monkeypatch):
                 "seeds": SEEDS,
                 "methods": ["ce", "single_big", "single_small", "u_ensemble"],
                 "single": [],
+                "drop": [],
+                "agents": ["rl_kd"],
             },
             "tasks": {
                 TASK: {
@@ -156,16 +157,19 @@ def test_tables_figures_and_report_from_planted_runs(tree):
     assert r"\toprule" in (tree / "results/tables/table2_main.tex").read_text()
 
     sig = pd.read_csv(tree / "results/tables/table3_significance.csv").set_index(["a", "b"])
-    # declared up front: the primary comparison, KD's premise (u_ensemble, the one fixed-weight KD method, - ce),
+    # declared up front: the primary family (the strongest baseline on dev is u_ensemble, 0.80, so the family is
+    # that one comparison), KD's premise (u_ensemble, the one fixed-weight KD method, - ce), Table 1's finding
+    # (single_small's student is the better on dev, 0.72 v 0.70, big the stronger teacher on dev, 0.90 v 0.75),
     # then rl_kd against the rest
     assert list(sig.index) == [
         ("rl_kd", "u_ensemble"),
         ("u_ensemble", "ce"),
+        ("single_small", "single_big"),
         ("rl_kd", "ce"),
         ("rl_kd", "single_big"),
         ("rl_kd", "single_small"),
     ]
-    assert list(sig.role) == ["primary", "premise"] + ["secondary"] * 3
+    assert list(sig.role) == ["primary", "premise", "table1"] + ["secondary"] * 3
     primary = sig.loc[("rl_kd", "u_ensemble")]
     assert primary.ci_low < 0 < primary.ci_high and primary.p == primary.p_adjusted  # the full level, no Holm
     # rl_kd and u_ensemble planted 0.3 points apart on 1,200 predictions: far below what 3 seeds x 400 can see
@@ -214,7 +218,7 @@ def test_tables_figures_and_report_from_planted_runs(tree):
         for ext in ("png", "pdf"):
             assert (tree / "results/figures" / f"{stem}.{ext}").stat().st_size > 1000
     metrics = json.loads((tree / "results/metrics.json").read_text())
-    assert metrics["rl_kd_significant_wins"] == 0 and len(metrics["comparisons"]) == 5
+    assert metrics["rl_kd_significant_wins"] == 0 and len(metrics["comparisons"]) == 6
     assert metrics["comparisons"][0]["role"] == "primary" and metrics["comparisons"][0]["mdd"] > 0
 
 
@@ -268,9 +272,9 @@ def test_a_missing_run_stops_before_anything_is_written(tree):
 
 
 def test_an_unknown_reference_method_is_refused(tree):
-    params = (tree / "params.yaml").read_text().replace("gap: 1.0", "gap: 1.0\n  reference: rl_kdd")
+    params = (tree / "params.yaml").read_text().replace("gap: 1.0", "gap: 1.0\n  references: [rl_kdd]")
     (tree / "params.yaml").write_text(params)
-    with pytest.raises(P.InputError, match="analysis.reference: 'rl_kdd'"):
+    with pytest.raises(P.InputError, match="analysis.references: 'rl_kdd'"):
         analyze.main()
 
 
@@ -282,13 +286,14 @@ def test_an_unknown_baseline_method_is_refused(tree):
 
 
 @pytest.mark.slow
-def test_a_baseline_that_did_not_run_leaves_no_primary_comparison(tree):
+def test_a_baseline_that_did_not_run_leaves_the_strongest_alone_in_the_family(tree):
     params = (tree / "params.yaml").read_text().replace("gap: 1.0", "gap: 1.0\n  baseline: w_ensemble")
     (tree / "params.yaml").write_text(params)
     analyze.main()
     sig = pd.read_csv(tree / "results/tables/table3_significance.csv")
-    assert set(sig.role) == {"premise", "secondary"} and "u_ensemble" in set(sig.b)
-    assert "No power to report" in (tree / "results/report.md").read_text()
+    # u_ensemble is the strongest baseline on dev (0.80): the family's one comparison; w_ensemble did not run
+    assert sig[sig.role == "primary"][["a", "b"]].values.tolist() == [["rl_kd", "u_ensemble"]]
+    assert "w_ensemble" not in set(sig.b)
 
 
 def test_the_comparisons_are_declared_from_the_names_alone():
@@ -296,26 +301,59 @@ def test_the_comparisons_are_declared_from_the_names_alone():
 
     order = ["ce", "single_a", "u_ensemble", "best_single", "ae_kd", "rl_kd"]
     # the premise (KD helps at all): each fixed-weight KD method against ce; ae_kd and single_a are not among them
-    assert decision.comparisons(order, "rl_kd", "u_ensemble") == [
-        ("rl_kd", "u_ensemble", "primary"),
-        ("rl_kd", "ce", "secondary"),
-        ("rl_kd", "single_a", "secondary"),
-        ("rl_kd", "best_single", "secondary"),
-        ("rl_kd", "ae_kd", "secondary"),
-        ("u_ensemble", "ce", "secondary"),
-        ("best_single", "ce", "secondary"),
+    assert decision.comparisons(order, ["rl_kd"], "u_ensemble") == [
+        ("rl_kd", "u_ensemble", "primary", "rl_kd"),
+        ("rl_kd", "ce", "secondary", "secondary"),
+        ("rl_kd", "single_a", "secondary", "secondary"),
+        ("rl_kd", "best_single", "secondary", "secondary"),
+        ("rl_kd", "ae_kd", "secondary", "secondary"),
+        ("u_ensemble", "ce", "secondary", "secondary"),
+        ("best_single", "ce", "secondary", "secondary"),
     ]
-    assert decision.comparisons(["ce", "rl_kd"], "rl_kd", "u_ensemble") == [("rl_kd", "ce", "secondary")]
-    # KD's premise: the fixed-weight KD method best on dev against ce, tested on its own; the others stay secondary
-    assert decision.comparisons(order, "rl_kd", "u_ensemble", premise="best_single") == [
-        ("rl_kd", "u_ensemble", "primary"),
-        ("best_single", "ce", "premise"),
-        ("rl_kd", "ce", "secondary"),
-        ("rl_kd", "single_a", "secondary"),
-        ("rl_kd", "best_single", "secondary"),
-        ("rl_kd", "ae_kd", "secondary"),
-        ("u_ensemble", "ce", "secondary"),
+    assert decision.comparisons(["ce", "rl_kd"], ["rl_kd"], "u_ensemble") == [("rl_kd", "ce", "secondary", "secondary")]
+    # two agents, each with its family (v the strongest baseline, then v U-Ensemble); KD's premise; Table 1's finding
+    order = ["ce", "single_a", "single_b", "u_ensemble", "best_single", "rl_kd", "agent"]
+    assert decision.comparisons(
+        order, ["rl_kd", "agent"], "u_ensemble", "single_b", "best_single", ("single_b", "single_a")
+    ) == [
+        ("rl_kd", "single_b", "primary", "rl_kd"),
+        ("rl_kd", "u_ensemble", "primary", "rl_kd"),
+        ("agent", "single_b", "primary", "agent"),
+        ("agent", "u_ensemble", "primary", "agent"),
+        ("best_single", "ce", "premise", "premise"),
+        ("single_b", "single_a", "table1", "table1"),
+        *[("rl_kd", m, "secondary", "secondary") for m in ("ce", "single_a", "best_single", "agent")],
+        *[("agent", m, "secondary", "secondary") for m in ("ce", "single_a", "best_single", "rl_kd")],
+        ("u_ensemble", "ce", "secondary", "secondary"),
     ]
+    # the strongest baseline is U-Ensemble itself: the family is that one comparison
+    assert decision.comparisons(order, ["rl_kd"], "u_ensemble", "u_ensemble")[:2] == [
+        ("rl_kd", "u_ensemble", "primary", "rl_kd"),
+        ("rl_kd", "ce", "secondary", "secondary"),
+    ]
+
+
+def test_the_strongest_baseline_and_table1s_pair_are_chosen_on_dev_not_on_test():
+    from analysis import decision
+
+    runs = pd.DataFrame(
+        [  # method, dev, test: by dev, single_b (0.84) leads the non-agents; the agent's 0.90 on dev does not count
+            ("u_ensemble", 0.80, 0.95),
+            ("single_a", 0.81, 0.60),
+            ("single_b", 0.84, 0.61),
+            ("w_ensemble_dev", 0.84, 0.99),  # ties with single_b: the first in the order wins
+            ("rl_kd", 0.90, 0.50),
+        ],
+        columns=["method", "dev_accuracy", "test_accuracy"],
+    )
+    order = ["single_a", "single_b", "u_ensemble", "w_ensemble_dev", "rl_kd"]
+    assert decision.strongest(runs, order, ["rl_kd"]) == "single_b"
+    assert decision.strongest(runs, order[::-1], ["rl_kd"]) == "w_ensemble_dev"
+    teachers = pd.DataFrame(
+        [("t", "a", 0.95, 0.99), ("t", "b", 0.90, 0.80)], columns=["task", "teacher", "dev_accuracy", "test_accuracy"]
+    )
+    # teacher a is the stronger on dev; b's student is the better on dev: Table 1's finding, b's v a's
+    assert decision.table1_pair(runs, teachers, "t") == ("single_b", "single_a")
 
 
 def test_kds_premise_takes_the_fixed_weight_kd_method_best_on_dev_not_on_test():
@@ -348,6 +386,10 @@ VERDICTS = {  # role, gate, p (Holm-adjusted), CI (points): the verdict; analysi
     "secondary, gate open": ("secondary", "open", 0.001, (1.0, 3.0), "better"),
     "premise, whatever the gate": ("premise", "closed", 0.01, (0.5, 3.5), "better"),
     "one seed": ("primary", "open", float("nan"), (float("nan"), float("nan")), "not tested (one seed)"),
+    # every run the same (a student that predicts one class, whatever the method): an interval of [0, 0] is no
+    # evidence of equivalence
+    "no variance": ("primary", "open", 1.0, (0.0, 0.0), "degenerate (no variance: the two arms' correctness"),
+    "teachers at the majority class": ("primary", "open", 0.40, (-0.9, 0.8), "degenerate (teachers no better"),
 }
 
 
@@ -356,10 +398,11 @@ def test_no_difference_only_by_equivalence_and_the_primary_gates_the_rest(role, 
     from analysis import decision
 
     lo, hi = ci[0] / 100, ci[1] / 100
-    row = pd.Series(
-        {"role": role, "gate": gate, "p": p, "p_adjusted": p, "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
-    )
-    assert decision.verdict(row, Analysis()) == expected
+    row = {"role": role, "gate": gate, "p": p, "p_adjusted": p, "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+    row["var"] = 0.0 if expected.startswith("degenerate (no variance") else 1e-5
+    if expected.startswith("degenerate (teachers"):
+        row["degenerate"] = "teachers no better than the majority class (61.8%): `a` 61.8%"
+    assert decision.verdict(pd.Series(row), Analysis()).startswith(expected)
 
 
 def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match():
@@ -392,50 +435,6 @@ def test_table1_puts_the_papers_numbers_beside_ours_where_task_and_teacher_match
     assert shown.loc[("mrpc", "mine"), "paper teacher"] == ""
     # a teacher scored on a sample of the test set says how many examples; a record without the count, nothing
     assert shown["teacher test examples"].tolist() == ["1,000", ""]
-
-
-def test_table5_lists_each_experiments_changed_rl_settings_and_accuracy():
-    from analysis import ablation
-
-    rl = RL().model_dump()
-    shown_by_dvc = [  # the shape of `dvc exp show --json -A`
-        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
-        {
-            "rev": "abc",
-            "name": "main",
-            "data": {},
-            "experiments": [
-                {
-                    "name": "paper-reward",
-                    "revs": [
-                        {
-                            "rev": "d03d123",
-                            "name": "paper-reward",
-                            "data": {
-                                "params": {
-                                    "params.yaml": {
-                                        "data": {"methods": {"rl_kd": {**rl, "reward": "held_out_accuracy"}}}
-                                    }
-                                },
-                                "metrics": {
-                                    "results/metrics.json": {
-                                        "data": {"test_accuracy": {"rl_kd": {"rt": 0.70, "qa": 0.49, "average": 0.595}}}
-                                    }
-                                },
-                            },
-                        }
-                    ],
-                },
-                {"name": "broken", "revs": [{"rev": "e1", "data": {}}]},
-            ],
-        },
-    ]
-    exps = ablation.experiments(shown_by_dvc)
-    assert [e["name"] for e in exps] == ["paper-reward"]  # a failed experiment without metrics is left out
-    numbers, shown, bold = ablation.table(rl, {"rt": 0.69, "qa": 0.488, "average": 0.589}, exps, ["rt", "qa"])
-    changed = "methods.rl_kd.reward=held_out_accuracy"
-    assert list(numbers.index) == ["params.yaml", changed]
-    assert shown.loc[changed, "rt"] == "70.0" and bold.loc[changed, "rt"]
 
 
 def test_rl_kd_alone_has_no_comparison_and_says_so(tree):

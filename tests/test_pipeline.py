@@ -68,7 +68,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
     students = {f"distill@{task}-{method}-1" for task in TASKS for method in METHODS}
-    rl_kd = {f"rl_kd@{task}-1" for task in TASKS}
+    rl_kd = {f"agent@{task}-rl_kd-1" for task in TASKS}
     latency = {f"latency@{task}" for task in TASKS}
     assert ran == (
         {f"{stage}@{task}-tiny_b" for stage in ("finetune", "cache") for task in TASKS}

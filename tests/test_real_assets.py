@@ -29,7 +29,7 @@ def installed(tmp_path_factory):
     write_params(
         root,
         {
-            "run": {"tasks": ["rt"], "teachers": ["l6"], "single": []},
+            "run": {"tasks": ["rt"], "teachers": ["l6"], "single": [], "drop": [], "agents": []},
             "assets": {"dir": "assets"},  # inside the folder the stage runs in
             "tasks": {"rt": {"source": "rotten_tomatoes"}},
             "teachers": {"l6": {"source": "asset", "name": "minilm_l6"}},

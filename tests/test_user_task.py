@@ -46,7 +46,15 @@ def test_a_three_class_latin1_file_with_duplicates_goes_through_every_stage(tmp_
     raw = pd.concat([raw, copies, relabelled], ignore_index=True).sample(frac=1, random_state=0)
     (repo / "user_data/tweets.csv").write_bytes(raw.to_csv(index=False).encode("latin-1"))
     params = tiny_params(repo)
-    params["run"] = {"tasks": ["tweets"], "teachers": ["tiny_a"], "methods": [], "single": ["tiny_a"], "seeds": [1]}
+    params["run"] = {
+        "tasks": ["tweets"],
+        "teachers": ["tiny_a"],
+        "methods": [],
+        "single": ["tiny_a"],
+        "drop": [],
+        "agents": ["rl_kd"],
+        "seeds": [1],
+    }
     params["tasks"] = {
         "tweets": {
             "source": "file",
@@ -99,7 +107,7 @@ def test_dry_run_on_a_clone_with_nothing_built_lists_the_stages_with_force(tiny_
     assert forced.returncode == 0, forced.stderr[-3000:]
     listed = {line.split("'")[1] for line in forced.stdout.splitlines() if line.startswith("Running stage")}
     stages = {line.split()[0] for line in dvc(tiny_repo, "stage", "list").stdout.splitlines()}
-    assert listed == stages and len(stages) == 22  # assets, 2 prepare, 4 finetune, 4 cache, 6 distill, 2 rl_kd, ...
+    assert listed == stages and len(stages) == 22  # assets, 2 prepare, 4 finetune, 4 cache, 6 distill, 2 agent, ...
     plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
     assert "(22 in all)" in plan.stdout  # the plan counts what DVC runs
     assert not any((tiny_repo / folder).exists() for folder in ("assets", "data", "models", "runs", "results"))
@@ -111,9 +119,9 @@ def test_rl_kd_in_run_methods_is_named_by_plan_and_stops_dvc_before_anything_run
     write_params(tiny_repo, params)
     plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
     assert plan.returncode == 2
-    assert "run.methods: rl_kd runs in its own stage, `rl_kd`; remove it from run.methods" in plan.stderr
+    assert "run.methods: rl_kd runs in the stage `agent` (run.agents); move it there" in plan.stderr
     # DVC reads dvc.yaml, and refuses two stages writing one output, before any stage (and its check) runs
     done = dvc(tiny_repo, "repro")
     assert done.returncode != 0
-    assert "distill@reviews-rl_kd-1" in done.stderr and "rl_kd@reviews-1" in done.stderr
+    assert "distill@reviews-rl_kd-1" in done.stderr and "agent@reviews-rl_kd-1" in done.stderr
     assert not (tiny_repo / "assets").exists()

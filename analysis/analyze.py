@@ -19,8 +19,9 @@ from pipeline.io import provenance, write_json
 from pipeline.params_file import InputError, arguments, reported_errors
 from pipeline.schema import Params, load
 
+from . import agents as agents_of
 from . import collect, decision, figures, run_files, selection, tables
-from .report import report_markdown
+from .report import report_markdown, verdict_sentences
 from .settings import Analysis as Settings
 from .settings import settings
 
@@ -125,6 +126,10 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
     agents = params.run.agents
     t3 = decision.significance_table(tree, runs, order, sets, cfg, groups, agents, teachers, degenerate)
     power = decision.power_table(runs, sets, cfg, t3[0])
+    agent_runs = agents_of.records(tree, agents, names)
+    t5 = agents_of.agent_table(
+        agent_runs, agents_of.versus(tree, runs, agents, cfg.baseline, sets, cfg, groups), names, cfg.baseline
+    )
     t4 = tables.compression_table(latency)
     spread = "mean ± std over seeds" if len(params.run.seeds) > 1 else "one seed"
     made = {
@@ -153,7 +158,16 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
             "Table 4: model size and CPU inference latency (forward pass on test inputs).",
             t4,
         ),
+        "agents": (
+            "table5_agents",
+            f"Table 5: what each agent did (means over seeds): its difference from {cfg.baseline} with the deciding "
+            "test's interval, the guard's choices, the policy's steps, the last epoch's share of instances with "
+            "equal weights and with no teacher, each teacher's mean weight and selection rate.",
+            t5,
+        ),
     }
+    if t5[0].empty:  # no agent ran
+        del made["agents"]
     md = {k: tables.to_markdown(t[1], t[2]) for k, (_, _, t) in made.items()}
     shown = {
         "main_results": figures.main_results(runs, order, sets, cfg.confidence, cfg.reference),
@@ -201,9 +215,17 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
             for _, r in sig.iterrows()
         ],
         "seeds": params.run.seeds,
+        # the verdict's answers in sentences with their numbers: README's "What it finds" quotes the study's
+        "findings": [
+            s
+            for task, t in sig.groupby("task", sort=False)
+            for s in verdict_sentences(
+                task, t, cfg, {m: registry.module_of(m, params.methods) for m in params.run.agents}
+            )
+        ],
     }
     report = report_markdown(
-        params, cfg, sets, n_runs, md, shown, runs=runs, t1=t1[0], sig=sig, power=power[0], t4=t4[0], sel=sel
+        params, cfg, sets, n_runs, md, shown, runs=runs, t1=t1[0], sig=sig, power=power[0], t4=t4[0], sel=sel, t5=t5[0]
     )
     return Analysis({stem: (caption, t) for stem, caption, t in made.values()}, shown, metrics, report, n_runs)
 

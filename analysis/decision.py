@@ -69,6 +69,20 @@ def table1_pair(runs: pd.DataFrame, teachers: pd.DataFrame, task: str) -> tuple[
     return (str(dev.idxmax()), strongest_teacher) if strongest_teacher in dev.index else None
 
 
+def compare(tree: run_files.Runs, runs: pd.DataFrame, task: str, a: str, b: str, cfg, groups: dict) -> dict:
+    """The deciding test of `a` - `b` on one task (evaluation set), over the seeds both ran: the difference, its
+    interval at cfg.confidence and its p (no correction: a description, not a declared comparison)."""
+    t_runs = runs[runs.task == task]
+    where = dict(task=t_runs.run_task.iloc[0], eval_set=t_runs.eval_set.iloc[0])
+    seeds = sorted(set(t_runs[t_runs.method == a].seed) & set(t_runs[t_runs.method == b].seed))
+    ca, cb = (run_files.correctness(tree, method=m, seeds=seeds, **where) for m in (a, b))
+    if len(seeds) < 2:
+        return {"diff": float((ca - cb).mean()), "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
+    test = stats.crossed_test(ca, cb, groups.get(task))
+    low, high = test.ci(cfg.confidence)
+    return {"diff": test.diff, "ci_low": low, "ci_high": high, "p": test.p()}
+
+
 POWER_SEEDS = (3, 5, 10, 20, 30)
 POWER_EXAMPLES = (0.5, 1, 2)  # multiples of the test set: seeds, not examples, are the lever
 

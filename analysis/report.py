@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import tables
+from pipeline import methods
+
+from . import agents, tables
 
 
 def count(n: int, one: str, many: str) -> str:
@@ -84,39 +86,75 @@ def what_differs(a: str, b: str, agents=()) -> str:
     return out + (f"; `{readers[0]}` also read the slice's labels for its reward." if readers else ".")
 
 
-def verdict_sentences(task: str, t: pd.DataFrame, cfg) -> list[str]:
-    """The two questions on one task, each with its interval and power: does the reference beat the baseline (the
-    primary comparison), and does KD beat `ce` (KD's premise: the best fixed-weight KD method on dev - ce)?"""
-    out = []
-    for _, r in t[t.role.isin(["primary", "premise"])].iterrows():
-        what = "the primary comparison" if r.role == "primary" else "KD's premise (the best fixed-weight KD on dev)"
-        if pd.isna(r.p):
-            out.append(
-                f"On `{task}`, {what} `{r.a}` - `{r.b}`: {pp(r['diff'])} points, one seed: "
-                "not tested (training randomness unmeasured)."
-            )
-            continue
+# what an agent's file is, for the verdict's sentences (its named settings say which setting)
+KINDS = {"rl_kd": "the paper's RL-KD", "effect_agent": "this suite's agent (beyond the paper)"}
+# the paper's Table 1 (analysis/paper_results.csv): a stronger teacher does not always give a stronger student
+PAPER_TABLE1 = (
+    "The paper's Table 1 found the same kind of thing: BERT_3 learns better from BERT-Base (teacher 83.3 / 83.8 on "
+    "MRPC / MNLI-mm, student 74.0 / 75.3), its own family, than from the stronger RoBERTa-Base (88.5 / 86.8, "
+    "student 73.0 / 71.9)."
+)
+
+
+def tested(r, cfg) -> str:
+    """A comparison's numbers and verdict: difference, interval, p (Holm-adjusted where it is), power."""
+    if pd.isna(r.p):
+        return f"{pp(r['diff'])} points, one seed: not tested (training randomness unmeasured)"
+    holm = f", Holm {r.p_adjusted:.3f}" if r.role == "primary" and r.p_adjusted != r.p else ""
+    return (
+        f"{pp(r['diff'])} points [{pp(r.ci_low)}, {pp(r.ci_high)}], p {r.p:.3f}{holm} ({int(r.seeds)} seeds, t on "
+        f"{int(r.seeds) - 1} df); it could detect {100 * r.mdd:.1f} pp (95% upper bound {100 * r.mdd_upper:.1f}) "
+        f"with {100 * cfg.power:.0f}% power: **{r.verdict}**"
+    )
+
+
+def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None) -> list[str]:
+    """The declared questions on one task, each with its interval and power: KD against `ce` (KD's premise), each
+    agent of cfg.references against the strongest baseline on dev and against cfg.baseline (its primary family),
+    and Table 1's finding. `kinds`: each agent's file (rl_kd, effect_agent), to say what it is."""
+    out, kinds = [], kinds or {}
+    for _, r in t[t.role == "premise"].iterrows():
+        out.append(f"On `{task}`, KD's premise, `{r.a}` (the best fixed-weight KD on dev) - `ce`: {tested(r, cfg)}.")
+    for ref in dict.fromkeys(t[t.role == "primary"].family):
+        family = t[(t.role == "primary") & (t.family == ref)]
+        what = KINDS.get(kinds.get(ref, ref), "the agent")
+        # the family: the strongest baseline on dev, then the declared one (one comparison where they are one)
+        labels = ["the strongest baseline on dev", "the declared baseline"]
+        if len(family) == 1 and family.b.iloc[0] == cfg.baseline:
+            labels = ["the strongest baseline on dev, and the declared baseline"]
+        parts = [f"`{ref}` - `{r.b}` ({label}): {tested(r, cfg)}" for label, (_, r) in zip(labels, family.iterrows())]
+        first = family.iloc[0]
+        beats = first.verdict == "better"
         out.append(
-            f"On `{task}`, {what} `{r.a}` - `{r.b}`: {pp(r['diff'])} points "
-            f"[{pp(r.ci_low)}, {pp(r.ci_high)}], p {r.p:.3f} ({int(r.seeds)} seeds, t on {int(r.seeds) - 1} df); "
-            f"it could detect {100 * r.mdd:.1f} pp (95% upper bound {100 * r.mdd_upper:.1f}) with "
-            f"{100 * cfg.power:.0f}% power: **{r.verdict}**."
-            + (f" {what_differs(r.a, r.b, cfg.references)}" if r.role == "primary" else "")
+            f"On `{task}`, {what}: "
+            + "; ".join(parts)
+            + (
+                f". So `{ref}` beats every baseline here."
+                if beats
+                else f". So `{ref}` is not shown to beat every baseline here (the paper claims RL-KD does)."
+            )
+            + f" {what_differs(first.a, first.b, cfg.references)}"
+        )
+    for _, r in t[t.role == "table1"].iterrows():
+        out.append(
+            f"On `{task}`, Table 1's finding: the single-teacher student best on dev, `{r.a}`, against the student of "
+            f"the teacher strongest on dev, `{r.b}`: {tested(r, cfg)}. {PAPER_TABLE1}"
         )
     return out
 
 
-def read_verdict(sig: pd.DataFrame, cfg) -> str:
-    """The report's first section: per task, the answer to "does the method beat the baseline?", with its power."""
+def read_verdict(sig: pd.DataFrame, cfg, kinds: dict | None = None) -> str:
+    """The report's first section: per task, the answers to the declared questions, with their power."""
     if sig.empty:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
-    out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg)]
+    out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg, kinds)]
     out.append(
         "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); "
-        f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, and "
-        "anything else that does not reject is `inconclusive`. The primary comparison and KD's premise are "
-        "two questions, each tested at the full level; the secondary comparisons are tested only once the primary "
-        "one rejects."
+        f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, "
+        "`degenerate` marks a comparison that cannot say anything (no variance, or teachers no better than the "
+        "majority class), and anything else that does not reject is `inconclusive`. Each agent's two primary "
+        "comparisons are Holm-corrected together; KD's premise and Table 1's finding are tested at the full level; the "
+        "secondary comparisons are tested only once a primary one rejects."
     )
     return " ".join(out)
 
@@ -245,7 +283,7 @@ def read_compression(comp: pd.DataFrame) -> str:
     return " ".join(out)
 
 
-def report_markdown(params, cfg, sets, n_runs, md, shown, *, runs, t1, sig, power, t4, sel) -> str:
+def report_markdown(params, cfg, sets, n_runs, md, shown, *, runs, t1, sig, power, t4, sel, t5=None) -> str:
     """results/report.md: the verdict first, then each table and figure with the sentences that read it."""
     tasks = params.run.tasks
     return "\n".join(
@@ -259,7 +297,7 @@ def report_markdown(params, cfg, sets, n_runs, md, shown, *, runs, t1, sig, powe
             "",
             "## Verdict",
             "",
-            read_verdict(sig, cfg),
+            read_verdict(sig, cfg, {m: methods.module_of(m, params.methods) for m in params.run.agents}),
             "",
             "## Table 1: teachers and single-teacher students",
             "",
@@ -296,7 +334,19 @@ def report_markdown(params, cfg, sets, n_runs, md, shown, *, runs, t1, sig, powe
             "",
             read_compression(t4),
             "",
-            "## The agent",
+            *(
+                [
+                    "## Table 5: the agents",
+                    "",
+                    md["agents"],
+                    "",
+                    agents.sentences(t5, params.run.teachers, cfg.baseline),
+                    "",
+                ]
+                if "agents" in md
+                else []
+            ),
+            f"## The agent `{cfg.reference}`: what it selects",
             "",
             "![selection](figures/rl_selection.png)",
             "",

@@ -97,6 +97,26 @@ def export(work: Path, out: Path, progress: dict) -> None:
     write_json(out / "progress.json", progress)
 
 
+README = Path("README.md")
+FINDINGS = ("<!-- findings: written by python -m pipeline.study -->", "<!-- /findings -->")
+
+
+def write_findings(readme: Path, progress: dict, metrics: dict) -> None:
+    """README's "What it finds": the study's verdict in the sentences its analysis wrote (metrics.json
+    `findings`), between the two FINDINGS markers, with the seeds they rest on."""
+    text = readme.read_text()
+    start, end = text.find(FINDINGS[0]), text.find(FINDINGS[1])
+    if start < 0 or end < start:
+        raise InputError(f"{readme}: the markers {FINDINGS} are missing; put them where the study's findings go")
+    seeds = len(progress["seeds_done"])
+    said = "\n".join(f"- {s}" for s in metrics.get("findings", []))
+    block = (
+        f"{FINDINGS[0]}\nThe study at {seeds} seeds ([results/study/report.md](results/study/report.md#verdict), "
+        f"written by `{progress['command']}`):\n\n{said}\n"
+    )
+    readme.write_text(text[:start] + block + text[end:])
+
+
 def git(*args: str) -> str:
     for _ in range(10):  # another git command holds the index (someone committing beside the study): wait
         done = subprocess.run(["git", *args], capture_output=True, text=True)
@@ -173,9 +193,10 @@ def main(argv: list[str] | None = None) -> None:
         progress["curve"] = curve(progress, seeds, k, json.loads((WORK / "results" / "metrics.json").read_text()))
         export(WORK, OUT, progress)
         write_curve(progress["curve"], OUT)
-        if not args.no_commit and git("status", "--porcelain", "--", str(OUT)):
-            git("add", "--", str(OUT))
-            git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT))
+        write_findings(README, progress, json.loads((OUT / "metrics.json").read_text()))
+        if not args.no_commit and git("status", "--porcelain", "--", str(OUT), str(README)):
+            git("add", "--", str(OUT), str(README))
+            git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT), str(README))
         print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)
 
 

@@ -180,3 +180,16 @@ def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
         "| 1 | 0.10 | rt | primary: rl_kd - u_ensemble | -0.17 [n/a, n/a] | n/a | n/a |"
         in (tmp_path / "curve.md").read_text()
     )
+
+
+def test_readme_quotes_the_studys_findings_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Suite\n\n## What it finds\n\n{study.FINDINGS[0]}\nold text\n{study.FINDINGS[1]}\n\nMore.\n")
+    progress = {"seeds_done": [1, 2, 3], "command": "python -m pipeline.study"}
+    study.write_findings(readme, progress, {"findings": ["KD helps: +1.1 points.", "RL-KD: -0.5 points."]})
+    text = readme.read_text()
+    assert "old text" not in text and text.endswith(f"{study.FINDINGS[1]}\n\nMore.\n")
+    assert "The study at 3 seeds" in text and "- KD helps: +1.1 points.\n- RL-KD: -0.5 points.\n" in text
+    readme.write_text("# Suite without markers\n")
+    with pytest.raises(InputError, match="markers"):
+        study.write_findings(readme, progress, {"findings": []})

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from benchmarks import __main__ as bench
@@ -43,7 +44,29 @@ def test_decision_benchmark_reports_every_cell():
     small = decision.measure(experiments=20, boot_experiments=0)
     assert len(small["cells"]) == 2 * len(decision.SCALES) * len(decision.SEEDS)
     assert all(0 <= c["crossed"]["type_one"] <= 1 and "paired t" in c for c in small["cells"])
-    assert small["met"] == (small["worst_crossed"] <= 0.06)
+    assert all(0 <= c["false equivalent"]["type_one"] <= 1 for c in small["cells"])
+    assert small["met"] == (small["worst_crossed"] <= 0.06 and small["worst_false_equivalent"] <= 0.05)
+
+
+def test_placebo_splits_one_methods_runs_and_counts_false_rejections(tmp_path):
+    """Runs whose predictions are the same in every seed: the two arms never differ, so no split rejects; a method
+    with fewer than 2 S seeds is left out of that S."""
+    from benchmarks import placebo
+
+    test = pd.DataFrame({"id": [f"t{i:03d}" for i in range(40)], "label": [i % 2 for i in range(40)]})
+    (tmp_path / "data" / "rt").mkdir(parents=True)
+    test.assign(text_a="x", text_b=None, group=[f"m{i // 4}" for i in range(40)]).to_parquet(
+        tmp_path / "data" / "rt" / "test.parquet"
+    )
+    for method, seeds in (("same", range(1, 17)), ("few", range(1, 7))):
+        for seed in seeds:
+            out = tmp_path / "runs" / "rt" / method / str(seed)
+            out.mkdir(parents=True)
+            test.assign(pred=0).to_parquet(out / "predictions.parquet")
+    result = placebo.measure(draws=5, runs=tmp_path / "runs", data=tmp_path / "data")
+    assert [c["seeds"] for c in result["cells"]] == [3, 5, 8]
+    assert [c["methods"] for c in result["cells"]] == [["few", "same"], ["same"], ["same"]]
+    assert [c["splits"] for c in result["cells"]] == [10, 5, 5] and result["worst"] == 0 and result["met"]
 
 
 def test_kd_settings_ranks_the_params_point_by_its_mean_over_seeds():

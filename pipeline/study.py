@@ -97,6 +97,7 @@ def export(work: Path, out: Path, progress: dict) -> None:
     write_json(out / "progress.json", progress)
 
 
+KERNELS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
 README = Path("README.md")
 FINDINGS = ("<!-- findings: written by python -m pipeline.study -->", "<!-- /findings -->")
 
@@ -166,7 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         + (f" --seeds {args.seeds}" if args.seeds else "")
         + (f" --step {args.step}" if args.step != 1 else ""),
         "commit": git("rev-parse", "HEAD"),
-        "machine": {"cores": cluster.cores(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "cores": cluster.cores(),
+            "processor": platform.processor() or platform.machine(),
+            # the float kernels this run forced, if any (docs/reproducibility.md: the same bytes on another CPU)
+            "kernels": {k: os.environ[k] for k in KERNELS if k in os.environ},
+        },
     }
     students = ("distill", "single", "drop", "agent", "analyze")
     teachers = [s for s in cluster.stage_names(WORK) if cluster.kind(s) not in students]
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
         write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")
     if restored and args.carry:
-        carry(WORK, students, args.carry)
+        with reported_errors():
+            carry(WORK, students, args.carry)
     if restored:
         cache_committed(WORK, students)
         forget_stale_runs(WORK, students)

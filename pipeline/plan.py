@@ -124,7 +124,7 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
     from .cluster import WAVES
 
     lines = [
-        f"{'wave':<6}{'stages':<34}{'jobs':>6}{'GPUs/job':>10}{'time limit':>12}{'longest job':>13}{'accel. hours':>14}"
+        f"{'wave':<6}{'stages':<34}{'jobs':>6}{'GPUs/job':>12}{'time limit':>20}{'longest job':>13}{'accel. hours':>14}"
     ]
     short = []
     for number, wave in enumerate(WAVES, 1):
@@ -133,7 +133,7 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
         limit = "/".join(f"{jobs[k].timeout_min / 60:g}h" for k in wave)
         long = max(longest.get(k, 0.0) for k in wave)
         lines.append(
-            f"{number:<6}{' + '.join(wave):<34}{n:>6}{gpus:>10}{limit:>12}{long:>12.1f}h"
+            f"{number:<6}{' + '.join(wave):<34}{n:>6}{gpus:>12} {limit:>19}{long:>12.1f}h"
             f"{sum(hours.get(k, 0.0) for k in wave):>14.1f}"
         )
         short += [k for k in wave if longest.get(k, 0.0) * 60 > jobs[k].timeout_min]

@@ -202,7 +202,7 @@ def test_set_effect(t: pd.DataFrame, now) -> str:
     """What halving and doubling the test set does to the detectable difference at the measured seeds."""
     at = t[t.seeds == now.seeds].set_index("multiple").mdd
     half, double = at.get(0.5), at.get(2)
-    if half is None or double is None:
+    if half is None or double is None or not now.mdd > 0:  # no variance (a degenerate comparison): no ratio to say
         return ""
     said = f"Half the test set would detect {100 * half:.1f} pp, twice the test set {100 * double:.1f}"
     lever = max(half / now.mdd - 1, 1 - double / now.mdd) < 0.1  # within 10%: the test set is not the lever

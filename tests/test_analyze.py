@@ -494,3 +494,25 @@ def test_the_reward_panel_draws_any_number_of_seeds_with_their_mean():
     assert len(lines) == 16 + 1
     assert np.allclose(lines[-1].get_ydata(), 8.5) and lines[-1].get_label() == "mean of 16 seeds"
     figures.close([fig])
+
+
+@pytest.mark.slow
+def test_a_degenerate_experiment_is_reported_as_degenerate_not_equivalent(tree, recwarn):
+    """A user's task on which every teacher and every student predicts the majority class (issue 39: a
+    sentence-pair task of their own): every comparison is `degenerate`, none `equivalent`, and no division by a
+    zero variance warns."""
+    for path in (tree / "runs" / TASK).glob("*/*/predictions.parquet"):
+        df = pd.read_parquet(path).assign(pred=0)  # labels alternate 0/1: the majority class scores 50%
+        df.to_parquet(path)
+        metrics = json.loads((path.parent / "metrics.json").read_text())
+        metrics.update(test_accuracy=0.5, dev_accuracy=0.5)
+        (path.parent / "metrics.json").write_text(json.dumps(metrics))
+    for name in TEACHERS:
+        path = tree / "models" / TASK / name / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "test_accuracy": 0.5}))
+    analyze.main()
+    sig = pd.read_csv(tree / "results/tables/table3_significance.csv")
+    assert sig.verdict.str.startswith("degenerate").all(), sig.verdict.tolist()
+    report = (tree / "results/report.md").read_text()
+    assert "equivalent (within" not in report and "teachers no better than the majority class (50.0%)" in report
+    assert not [w for w in recwarn if "invalid value" in str(w.message) or "divide" in str(w.message)]

@@ -516,3 +516,40 @@ def test_a_degenerate_experiment_is_reported_as_degenerate_not_equivalent(tree, 
     report = (tree / "results/report.md").read_text()
     assert "equivalent (within" not in report and "teachers no better than the majority class (50.0%)" in report
     assert not [w for w in recwarn if "invalid value" in str(w.message) or "divide" in str(w.message)]
+
+
+def test_the_chosen_rows_take_each_seeds_best_run_on_dev_and_read_its_files(tmp_path):
+    """single_dev and w_ensemble_dev: per seed, the candidate with the best dev accuracy (ties: the first of
+    u_ensemble, then the teachers in order), read through that run's own files."""
+    from analysis import run_files, selection
+
+    dev = {  # method -> dev accuracy in seeds 1 and 2, worked out below
+        "u_ensemble": (0.80, 0.79),
+        "single_big": (0.81, 0.75),
+        "single_small": (0.78, 0.82),
+        "drop_big": (0.79, 0.82),  # ties with single_small in seed 2: single_small comes first
+        "drop_small": (0.70, 0.70),
+    }
+    rng = np.random.default_rng(0)
+    for method, accs in dev.items():
+        for seed, acc in zip((1, 2), accs):
+            write_run(tmp_path, method, seed, 0.7, rng)
+            path = tmp_path / "runs" / TASK / method / str(seed) / "metrics.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "dev_accuracy": acc}))
+    run = P.Run(tasks=[TASK], teachers=TEACHERS, methods=["u_ensemble"], single=TEACHERS, drop=TEACHERS, seeds=[1, 2])
+    keys = [(TASK, m, s) for m in dev for s in (1, 2)]
+    tree = selection.choose(run_files.Runs.of(tmp_path / "runs", keys), run)
+    chosen = dict(tree.chosen)
+    assert chosen[(TASK, "single_dev", 1)] == "single_big" and chosen[(TASK, "single_dev", 2)] == "single_small"
+    assert chosen[(TASK, "w_ensemble_dev", 1)] == "single_big" and chosen[(TASK, "w_ensemble_dev", 2)] == "single_small"
+    record = run_files.record(tree, (TASK, "w_ensemble_dev", 2))
+    assert (
+        record["method"] == "w_ensemble_dev" and record["source"] == "single_small" and record["dev_accuracy"] == 0.82
+    )
+    assert (
+        tree.path((TASK, "single_dev", 1), "predictions.parquet")
+        == tmp_path / f"runs/{TASK}/single_big/1/predictions.parquet"
+    )
+    # without drop_<teacher> for every teacher there is no grid to choose W-Ensemble's weights from
+    partial = run.model_copy(update={"drop": ["big"]})
+    assert list(selection.candidates(partial)) == ["single_dev"]

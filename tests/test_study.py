@@ -193,3 +193,10 @@ def test_readme_quotes_the_studys_findings_between_its_markers(tmp_path):
     readme.write_text("# Suite without markers\n")
     with pytest.raises(InputError, match="markers"):
         study.write_findings(readme, progress, {"findings": []})
+
+
+def test_the_studys_rows_are_its_run_lists_with_the_families_named():
+    params = {"run": {"methods": ["ce"], "single": ["a", "b"], "drop": ["a"], "agents": ["rl_kd", "x"]}}
+    assert study.study_rows(params) == ["ce", "single_a", "single_b", "drop_a", "rl_kd", "x"]
+    # a study committed before the agents had a list of their own: its rows are those its params.yaml names
+    assert study.study_rows({"run": {"methods": ["ce"], "single": ["a"]}}) == ["ce", "single_a"]

@@ -64,10 +64,7 @@ def agent_table(recs: pd.DataFrame, versus: pd.DataFrame, teachers: list[str], b
         return "" if pd.isna(v) else f"{100 * v:.0f}%"
 
     shown = pd.DataFrame(index=numbers.index)
-    shown[f"- {baseline} (pp) [95% CI]"] = [
-        "" if pd.isna(r.get("diff")) else f"{100 * r['diff']:+.1f} [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
-        for _, r in numbers.iterrows()
-    ]
+    shown[f"- {baseline} (pp) [95% CI]"] = [interval(r) for _, r in numbers.iterrows()]
     shown["guard kept U-Ensemble's student"] = [
         "no guard" if k < 0 else f"{k} of {n}" for k, n in zip(numbers.guard_kept_equal, numbers.seeds)
     ]
@@ -83,6 +80,15 @@ def agent_table(recs: pd.DataFrame, versus: pd.DataFrame, teachers: list[str], b
         " / ".join(f"{r[f'select_{t}']:.2f}" for t in teachers) for _, r in numbers.iterrows()
     ]
     return numbers.reset_index(), shown, pd.DataFrame(False, index=shown.index, columns=shown.columns)
+
+
+def interval(r) -> str:
+    """The difference with its interval; one seed has none."""
+    if pd.isna(r.get("diff")):
+        return ""
+    if pd.isna(r.get("ci_low")):
+        return f"{100 * r['diff']:+.1f} (one seed)"
+    return f"{100 * r['diff']:+.1f} [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
 
 
 def versus(tree, runs: pd.DataFrame, agents: list[str], baseline: str, tasks: list[str], cfg, groups) -> pd.DataFrame:

@@ -26,10 +26,11 @@ SHARES = ("equal_weights_share", "no_teacher_share")
 
 
 def records(tree: run_files.Runs, agents: list[str], teachers: list[str]) -> pd.DataFrame:
-    """One row per (task, agent, seed): the guard's choice, the policy's steps, the last epoch's shares and
-    selection rates, and each teacher's mean weight. A field an older run did not record is NaN."""
+    """One row per (task, agent, seed), the agents in the order of `agents`: the guard's choice, the policy's
+    steps, the last epoch's shares and selection rates, and each teacher's mean weight. A field an older run did
+    not record is NaN."""
     rows = []
-    for key in (k for k in tree.keys if k[1] in agents):
+    for key in sorted((k for k in tree.keys if k[1] in agents), key=lambda k: (k[0], agents.index(k[1]), k[2])):
         task, agent, seed = key
         joint = [h for h in run_files.epochs(tree, key) if h.get("selection_rate") is not None]
         metrics = read_json(tree.path(key, "metrics.json"), tree.stage(key))
@@ -111,9 +112,7 @@ def sentences(numbers: pd.DataFrame, teachers: list[str], baseline: str) -> str:
     for _, r in numbers.iterrows():
         said = f"`{r.method}` on `{r.task}`"
         if pd.notna(r.get("diff")):
-            said += (
-                f": {100 * r['diff']:+.1f} points against `{baseline}` [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
-            )
+            said += f": {interval(r)} points against `{baseline}`"
         if pd.notna(r.policy_steps):
             said += (
                 f"; its policy stepped {r.policy_steps:.0f} times a run and skipped {r.policy_steps_skipped:.0f}; "

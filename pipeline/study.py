@@ -112,8 +112,8 @@ def write_findings(readme: Path, progress: dict, metrics: dict) -> None:
     seeds = len(progress["seeds_done"])
     said = "\n".join(f"- {s}" for s in metrics.get("findings", []))
     block = (
-        f"{FINDINGS[0]}\nThe study at {seeds} seed{'s' if seeds != 1 else ''} ([results/study/report.md](results/study/report.md#verdict), "
-        f"written by `{progress['command']}`):\n\n{said}\n"
+        f"{FINDINGS[0]}\nThe study at {seeds} seed{'s' if seeds != 1 else ''} "
+        f"([results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`):\n\n{said}\n"
     )
     readme.write_text(text[:start] + block + text[end:])
 

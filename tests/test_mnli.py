@@ -130,5 +130,6 @@ def test_the_plan_trains_mnli_once_and_says_what_that_saves(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "mnli              mnli               353,432   39,270   19,647" in out  # 9,815 + 9,832 validation pairs
     assert "mnli_m and mnli_mm share one training set" in out
-    # two tasks instead of one would add 4 fine-tunes, 4 caches, 13 x 3 students, 3 rl_kd, prepare, latency
-    assert "(52 stages and" in out and "finetune x24" in out
+    # two tasks instead of one would add 4 fine-tunes, 4 caches, 17 x 3 students (9 methods, 4 single-teacher, 4
+    # agents), prepare, latency
+    assert "(61 stages and" in out and "finetune x24" in out

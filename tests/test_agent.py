@@ -529,11 +529,13 @@ def coin_root(tmp_path_factory):
 
 @pytest.fixture
 def coin(coin_root, monkeypatch):
-    """run(rl) -> the run's folder: RL-KD on the coin task, seed 1, 2 epochs (1 warm-up) and 1 pre-training epoch."""
+    """run(rl) -> the run's folder: an agent on the coin task (this suite's, or the paper's RL-KD for its rewards),
+    seed 1, 2 epochs (1 warm-up) and 1 pre-training epoch."""
     monkeypatch.chdir(coin_root)
 
     def run(rl: dict):
-        values = B.params("coin", coin_root, {"pretrain_epochs": 1, **rl})
+        paper = {"method": "rl_kd"} if rl.get("reward") in rl_kd.SCALAR_REWARDS else {}  # the paper's rewards' file
+        values = B.params("coin", coin_root, {"pretrain_epochs": 1, **paper, **rl})
         values["distill"]["epochs"] = 2
         write_params(coin_root, values)
         distill.main(B.TASK, B.AGENT, "1")

@@ -220,7 +220,7 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
             s
             for task, t in sig.groupby("task", sort=False)
             for s in verdict_sentences(
-                task, t, cfg, {m: registry.module_of(m, params.methods) for m in params.run.agents}
+                task, t, cfg, {m: registry.module_of(m, params.methods) for m in params.run.agents}, brief=True
             )
         ],
     }

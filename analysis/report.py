@@ -108,10 +108,11 @@ def tested(r, cfg) -> str:
     )
 
 
-def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None) -> list[str]:
+def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None, brief: bool = False) -> list[str]:
     """The declared questions on one task, each with its interval and power: KD against `ce` (KD's premise), each
     agent of cfg.references against the strongest baseline on dev and against cfg.baseline (its primary family),
-    and Table 1's finding. `kinds`: each agent's file (rl_kd, effect_agent), to say what it is."""
+    and Table 1's finding. `kinds`: each agent's file (rl_kd, effect_agent), to say what it is; `brief`: without
+    what the compared runs did differently (README's findings)."""
     out, kinds = [], kinds or {}
     for _, r in t[t.role == "premise"].iterrows():
         out.append(f"On `{task}`, KD's premise, `{r.a}` (the best fixed-weight KD on dev) - `ce`: {tested(r, cfg)}.")
@@ -133,7 +134,7 @@ def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None
                 if beats
                 else f". So `{ref}` is not shown to beat every baseline here (the paper claims RL-KD does)."
             )
-            + f" {what_differs(first.a, first.b, cfg.references)}"
+            + ("" if brief else f" {what_differs(first.a, first.b, cfg.references)}")
         )
     for _, r in t[t.role == "table1"].iterrows():
         out.append(

@@ -166,7 +166,7 @@ def tiny_repo(tmp_path) -> Path:
 def make_tiny_repo(repo: Path) -> Path:
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
-    for package in ("pipeline", "analysis"):
+    for package in ("pipeline", "analysis", "orchestration"):
         shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     write_params(repo, tiny_params(repo))
     done = run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)

@@ -34,9 +34,9 @@ COMMAND_LINES = {
     "--help as a task": ("pipeline.cache", ["--help"], 0, r"usage: python -m pipeline.cache"),
     "params as an option": ("pipeline.prepare", ["--params", "gone.yaml", "reviews"], 2, r"gone.yaml: .*not found"),
     "params a folder": ("pipeline.prepare", ["--params", "user_data", "reviews"], 2, r"user_data: not a regular file"),
-    "plan at 0 examples/s": ("pipeline.plan", ["--base-ex-s", "0"], 2, r"--base-ex-s: expected a positive number"),
-    "plan at -1 examples/s": ("pipeline.plan", ["--base-ex-s=-1"], 2, r"--base-ex-s: expected a positive number"),
-    "plan at nan examples/s": ("pipeline.plan", ["--student-ex-s", "nan"], 2, r"--student-ex-s: expected a positive"),
+    "plan at 0 examples/s": ("orchestration.plan", ["--base-ex-s", "0"], 2, r"--base-ex-s: expected a positive number"),
+    "plan at -1 examples/s": ("orchestration.plan", ["--base-ex-s=-1"], 2, r"--base-ex-s: expected a positive number"),
+    "plan at nan examples/s": ("orchestration.plan", ["--student-ex-s", "nan"], 2, r"--student-ex-s: expected a posit"),
     "analyze takes no task": ("analysis.analyze", ["reviews"], 2, r"unrecognized arguments: reviews"),
 }
 
@@ -272,7 +272,7 @@ def test_a_file_size_limit_and_a_c_locale(workdir):
     params = workdir / "params.yaml"
     params.write_text("# critiques de films: « frais » ou « pourri »\n" + params.read_text(), encoding="utf-8")
     c_locale = stage(
-        workdir, ["pipeline.plan"], env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+        workdir, ["orchestration.plan"], env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     )
     assert c_locale.returncode == 0, c_locale.stderr
     assert "stages:" in c_locale.stdout

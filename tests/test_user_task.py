@@ -108,7 +108,7 @@ def test_dry_run_on_a_clone_with_nothing_built_lists_the_stages_with_force(tiny_
     listed = {line.split("'")[1] for line in forced.stdout.splitlines() if line.startswith("Running stage")}
     stages = {line.split()[0] for line in dvc(tiny_repo, "stage", "list").stdout.splitlines()}
     assert listed == stages and len(stages) == 22  # assets, 2 prepare, 4 finetune, 4 cache, 6 distill, 2 agent, ...
-    plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
+    plan = run([sys.executable, "-m", "orchestration.plan"], tiny_repo)
     assert "(22 in all)" in plan.stdout  # the plan counts what DVC runs
     assert not any((tiny_repo / folder).exists() for folder in ("assets", "data", "models", "runs", "results"))
 
@@ -117,7 +117,7 @@ def test_rl_kd_in_run_methods_is_named_by_plan_and_stops_dvc_before_anything_run
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["run"]["methods"].append("rl_kd")
     write_params(tiny_repo, params)
-    plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
+    plan = run([sys.executable, "-m", "orchestration.plan"], tiny_repo)
     assert plan.returncode == 2
     assert "run.methods: rl_kd runs in the stage `agent` (run.agents); move it there" in plan.stderr
     # DVC reads dvc.yaml, and refuses two stages writing one output, before any stage (and its check) runs

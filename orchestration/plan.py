@@ -1,7 +1,7 @@
 """What a parameter file will run, printed before anything runs: stages, runs, data sizes, and an
 estimate of accelerator hours. Needs no network and no data.
 
-Usage: python -m pipeline.plan [PARAMS] [--base-ex-s N] [--student-ex-s N]
+Usage: python -m orchestration.plan [PARAMS] [--base-ex-s N] [--student-ex-s N]
 Sizes come from the prepared task card where one exists, else from GLUE's published split sizes,
 else from the task's caps. Throughputs are assumptions (flags), not measurements: the estimate is
 examples processed divided by them.
@@ -13,11 +13,14 @@ import argparse
 import math
 from pathlib import Path
 
-from . import user_data
-from .io import remove_stale
-from .params_file import InputError, reported_errors
-from .schema import Params, load
-from .splits import load_card
+from pipeline import methods, user_data
+from pipeline.io import remove_stale
+from pipeline.params_file import InputError, reported_errors
+from pipeline.schema import Params, load
+from pipeline.splits import load_card
+
+from . import cluster as cluster_settings
+from .stages import WAVES
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
 GLUE_SIZES = {
@@ -71,13 +74,11 @@ def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
     cluster's). `make repro` runs this first: DVC reads the stages' outputs before any stage's own check runs."""
     from analysis.settings import settings as analysis_settings
 
-    from . import cluster, methods
-
     params = load(path)
     user_data.check(Path("user_data"))  # before DVC hashes it: a FIFO there would hang `dvc status`
     chosen = methods.run_methods(params, path)
     analysis_settings(params, path)
-    return params, chosen, cluster.settings(path)
+    return params, chosen, cluster_settings.settings(path)
 
 
 def task_hours_by_kind(
@@ -99,7 +100,7 @@ def task_hours_by_kind(
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
     if agents is None:
-        from .methods.rl_kd import Settings
+        from pipeline.methods.rl_kd import Settings
 
         agents = {name: Settings() for name in run.agents}
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
@@ -119,10 +120,8 @@ def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: floa
 
 
 def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
-    """The table of `python -m pipeline.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
+    """The table of `python -m orchestration.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
     time limit (cluster.jobs), the estimated hours of the longest job and of the whole wave."""
-    from .cluster import WAVES
-
     lines = [
         f"{'wave':<6}{'stages':<34}{'jobs':>6}{'GPUs/job':>12}{'time limit':>20}{'longest job':>13}{'accel. hours':>14}"
     ]
@@ -148,9 +147,7 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
 def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, cluster=None) -> tuple[list[str], float]:
     """Return the report's lines and the estimated hours (`agents`: each agent's settings; `cluster`: the
     cluster's)."""
-    from .cluster import Cluster
-
-    run, cluster = params.run, cluster or Cluster()
+    run, cluster = params.run, cluster or cluster_settings.Cluster()
     methods = [*run.methods, *(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop), *run.agents]
     lines = [
         f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (agents: "
@@ -235,7 +232,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
         lines.append(f"not counted: {unknown} (sizes unknown until `dvc repro prepare`)")
     lines += [
         "",
-        "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
+        "on a cluster (python -m orchestration.cluster; `assets` runs first, on the submitting machine):",
         *wave_lines(cluster.jobs, stages, by_kind, longest),
     ]
     return lines, hours
@@ -253,7 +250,7 @@ def speed(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.plan", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orchestration.plan", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", metavar="PATH", help="the parameter file (default: %(default)s)")
     ap.add_argument(
         "--base-ex-s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -155,6 +156,28 @@ def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedPr
         "PYTHONPATH": str(ROOT) if not (cwd / "pipeline").is_dir() else str(cwd),
     }
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def dvc(repo: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in `repo`; `check`: fail the test, with DVC's output, if it exits with an error."""
+    done = run([sys.executable, "-m", "dvc", *args], repo)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def edit_json(path: Path, change) -> None:
+    """Load a JSON file, let `change` edit the object in place, write it back."""
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+def edit_params(root: Path, change) -> None:
+    """Load `root`/params.yaml, let `change` edit the dict in place, write it back (write_params)."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    change(params)
+    write_params(root, params)
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline import cache, distill, finetune, prepare, splits
 from pipeline import schema as P
 from pipeline.task_data import student_rows
-from tests.conftest import tiny_params, write_params
+from tests.conftest import edit_params, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
@@ -68,12 +67,6 @@ def repo(cached, monkeypatch):
     monkeypatch.chdir(cached)
     yield cached
     write_params(cached, distill_params(cached))
-
-
-def edit_params(root, edit):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    edit(params)
-    write_params(root, params)
 
 
 def test_every_method_writes_its_outputs(repo):

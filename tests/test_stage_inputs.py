@@ -2,7 +2,6 @@
 go wrong, each with the clear error (or the correct result) that an outside fuzz of these surfaces asked for.
 Nothing here trains: the models are saved untrained and the teacher caches are made up."""
 
-import json
 import os
 import re
 import runpy
@@ -19,7 +18,7 @@ from pipeline import schema as P
 from pipeline.params_file import InputError
 from pipeline.splits import load_split
 from pipeline.task_data import student_rows
-from tests.conftest import ROOT, tiny_params, tiny_teacher, write_params
+from tests.conftest import ROOT, edit_json, tiny_params, tiny_teacher, write_params
 
 # ---- command lines: python -m MODULE ARGS -> exit code, and what it says ----------------------------------
 
@@ -85,12 +84,6 @@ def project(workdir):
             values = logits.tensors(made_up, torch.zeros(len(df), 4), torch.tensor(df.label.to_numpy()))
             logits.save(out, df, values, task="reviews", teacher=name)
     return params
-
-
-def edit_json(path: Path, change) -> None:
-    record = json.loads(path.read_text())
-    change(record)
-    path.write_text(json.dumps(record))
 
 
 def swap(a: Path, b: Path) -> None:

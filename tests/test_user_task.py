@@ -14,16 +14,12 @@ import yaml
 from benchmarks.planted import FILLER, NEGATIVE, POSITIVE
 from pipeline import logits
 from pipeline.splits import SPLITS, load_split
-from tests.conftest import make_tiny_repo, run, tiny_params, write_params
+from tests.conftest import dvc, make_tiny_repo, run, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 NEUTRAL = "okay plain average ordinary usual standard fine middling".split()
 LABELS = ["négatif", "neutre", "positif"]
-
-
-def dvc(repo, *args):
-    return run([sys.executable, "-m", "dvc", *args], repo)
 
 
 def tweets(n: int, seed: int = 0) -> pd.DataFrame:

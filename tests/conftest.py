@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.planted import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
+from benchmarks.planted.designs import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tests' DVC commands (hundreds) would each start DVC's usage-report daemon: not for test runs

@@ -2,7 +2,7 @@
 
 Expected values are worked out independently of the code under test: by hand (2-class examples in
 the comments), or by a different computation (autograd and an actual small step of the student's head).
-The run tests use the planted `coin` design of benchmarks/planted.py with short schedules.
+The run tests use the planted `coin` design of benchmarks/planted/ with short schedules.
 """
 
 import copy
@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 
-from benchmarks import planted as B
+from benchmarks.planted import designs as D
+from benchmarks.planted import runner as R
+from benchmarks.planted import settings as S
 from pipeline import distill, prepare, training
 from pipeline import schema as P
 from pipeline.agent import Agent, Policy
@@ -519,9 +521,9 @@ def coin_root(tmp_path_factory):
     home = os.getcwd()
     os.chdir(root)
     try:
-        write_params(root, B.params("coin", root))
-        prepare.main(B.TASK)
-        B.plant("coin", root)
+        write_params(root, R.params("coin", root))
+        prepare.main(D.TASK)
+        D.plant("coin", root)
     finally:
         os.chdir(home)
     return root
@@ -535,17 +537,17 @@ def coin(coin_root, monkeypatch):
 
     def run(rl: dict):
         paper = {"method": "rl_kd"} if rl.get("reward") in rl_kd.SCALAR_REWARDS else {}  # the paper's rewards' file
-        values = B.params("coin", coin_root, {"pretrain_epochs": 1, **paper, **rl})
+        values = R.params("coin", coin_root, {"pretrain_epochs": 1, **paper, **rl})
         values["distill"]["epochs"] = 2
         write_params(coin_root, values)
-        distill.main(B.TASK, B.AGENT, "1")
-        return coin_root / "runs" / B.TASK / B.AGENT / "1"
+        distill.main(D.TASK, S.AGENT, "1")
+        return coin_root / "runs" / D.TASK / S.AGENT / "1"
 
     return run
 
 
 def train_size(root) -> int:
-    return len(pd.read_parquet(root / "data" / B.TASK / "train.parquet"))
+    return len(pd.read_parquet(root / "data" / D.TASK / "train.parquet"))
 
 
 @pytest.mark.slow
@@ -601,7 +603,7 @@ def test_no_teacher_equal_gives_every_trained_row_weights_summing_to_one(coin, c
     """no_teacher: equal fills an empty selection with equal weights: every training row's mean teacher
     weights (weights.parquet) sum to 1; the held-out rows, never trained on, to 0."""
     out = coin({"no_teacher": "equal"})
-    w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
+    w = pd.read_parquet(out / "weights.parquet")[D.TEACHERS["coin"]].sum(axis=1).to_numpy()
     rows, held = student_rows(len(w), 0.1, 0)
     assert np.allclose(w[rows], 1.0, atol=1e-6)
     assert np.array_equal(w[held], np.zeros(len(held)))
@@ -613,7 +615,7 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     that epoch are 0 and some training rows' mean weights sum to less than 1 (1/8 of instances per epoch at
     pi = 1/2 for three teachers); none sums to more."""
     out = coin({"no_teacher": "ce", "guard": "none"})  # the agent's weights, whichever run is better on dev
-    w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
+    w = pd.read_parquet(out / "weights.parquet")[D.TEACHERS["coin"]].sum(axis=1).to_numpy()
     rows, _ = student_rows(len(w), 0.1, 0)
     assert (w[rows] < 1 - 1e-6).sum() >= 5 and (w[rows] <= 1 + 1e-6).all()
 
@@ -630,7 +632,7 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 
     monkeypatch.setattr(rl_kd, "Agent", spy_agent)
     out = coin({"policy": "per_teacher"})
-    select = pd.read_parquet(out / "weights.parquet")[[f"select_{t}" for t in B.TEACHERS["coin"]]]
+    select = pd.read_parquet(out / "weights.parquet")[[f"select_{t}" for t in D.TEACHERS["coin"]]]
     assert select.stack().between(0, 1).all()
     policy = agents[0].policy
     assert not policy.shared and len(policy.linears) == 3

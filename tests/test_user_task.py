@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.planted import FILLER, NEGATIVE, POSITIVE
+from benchmarks.planted.designs import FILLER, NEGATIVE, POSITIVE
 from pipeline import logits
 from pipeline.splits import SPLITS, load_split
 from tests.conftest import dvc, make_tiny_repo, run, tiny_params, write_params

@@ -9,17 +9,18 @@ from typing import Annotated
 from pydantic import Field
 
 from ..schema import Strict
-from . import Method, PerBatch
+from . import Method
+from .weighting import PerBatch
 
 
 class Settings(Strict):
     sharpness: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
-def weighting(ctx):
-    ce = ctx.cache["train"]["ce"]
-    return PerBatch(lambda idx, _: (-ctx.settings.sharpness * ce[idx]).softmax(-1))
+def weighting(run):
+    ce = run.cache["train"]["ce"]
+    return PerBatch(lambda idx, _: (-run.settings.sharpness * ce[idx]).softmax(-1))
 
 
-METHOD = Method(weighting, settings=Settings)
+METHOD = Method(weighting, kind="adaptive", settings=Settings)
 '''

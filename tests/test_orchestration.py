@@ -4,6 +4,7 @@ uses are where orchestration/dvc_api.py expects them in the pinned DVC."""
 from __future__ import annotations
 
 import ast
+import json
 
 import networkx as nx
 import pytest
@@ -52,3 +53,26 @@ def test_the_orchestration_has_no_import_circle():
     mods = imports("orchestration")
     graph = nx.DiGraph([(m, i) for m, found in mods.items() for i in found if i in mods and i != m])
     assert list(nx.simple_cycles(graph)) == []
+
+
+def test_same_outputs_sets_timings_aside_and_nothing_else(tmp_path, monkeypatch):
+    """Worked by hand: the parquet's MD5 equal (same), the weights' MD5 moved (differs), metrics.json's MD5 moved
+    but only its seconds and provenance changed (same), history.json's MD5 moved with a loss changed (differs)."""
+    from orchestration import same_outputs
+
+    monkeypatch.chdir(tmp_path)
+    saved = tmp_path / "saved"
+
+    def lock(weights, metrics, history):
+        outs = [("p.parquet", "aa"), ("w.parquet", weights), ("metrics.json", metrics), ("history.json", history)]
+        return {"stages": {"distill@t-m-1": {"outs": [{"path": p, "md5": m} for p, m in outs]}}}
+
+    for folder, seconds, loss in ((saved, 12.5, 0.5), (tmp_path, 13.1, 0.4)):
+        folder.mkdir(exist_ok=True)
+        (folder / "metrics.json").write_text(
+            json.dumps({"test_accuracy": 0.7, "train_seconds": seconds, "provenance": {"t": seconds}})
+        )
+        (folder / "history.json").write_text(json.dumps([{"epoch": 1, "train_loss": loss, "seconds": seconds}]))
+    result = same_outputs.compare(lock("bb", "cc", "dd"), lock("bx", "cx", "dx"), saved)
+    assert result["differ"] == ["distill@t-m-1: history.json at [0]/train_loss", "distill@t-m-1: w.parquet"]
+    assert result["compared"] == 4 and result["records_timing_aside"] == 2

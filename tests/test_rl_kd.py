@@ -112,7 +112,7 @@ def test_guard_keeps_equal_weights_where_the_agent_fails(planted, monkeypatch):
     """An agent made to fail (the student taught by the two corrupted teachers alone, wrong on half of train):
     without the guard the student ends below equal weights on dev; with it, the run keeps its equal-weights
     run, whose best dev accuracy is the run's."""
-    from pipeline.agent import Agent
+    from pipeline.methods.rl_kd.agent import Agent
 
     root, _ = planted
     act = Agent.act

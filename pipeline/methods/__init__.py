@@ -1,7 +1,8 @@
-"""Teacher-weighting methods, one file each in this folder, found by name: `methods.load("ae_kd")` imports
-pipeline/methods/ae_kd.py and returns its `METHOD`. A method gives, per batch of training rows, each
-teacher's weight in the student's loss (losses.student_loss); a method that learns does so in the hooks
-around the student's update. The training loop (pipeline/distill.py) knows no method by name.
+"""The registry of teacher-weighting methods: a file or a package each in this folder, found by name:
+`methods.load("ae_kd")` imports pipeline/methods/ae_kd.py and returns its `METHOD`, the registration that
+declares what the method is (`Method`). A method gives, per batch of training rows, each teacher's weight in the
+student's loss (losses.student_loss), through the hooks of weighting.py; the training loop (pipeline/distill.py)
+knows no method by name.
 
 A row of the results is a name under params.yaml's `methods:`: a method's file of the same name, or a named
 setting of another method (`method: FILE` in its section, e.g. the paper's RL-KD with another reward), each with
@@ -10,8 +11,8 @@ stage `agent` over run.agents, where named settings are declared; the fixed and 
 stage `distill` over run.methods, by file name.
 
 Adding a method: docs/methods.md, "Adding a method". A method's file may import the shared modules that
-every distill stage lists in dvc.yaml (this one, losses, compute, schema, params_file) and third-party
-packages; an agent's code beyond one file is listed in the stage `agent`.
+every distill stage lists in dvc.yaml (this one, weighting, losses, compute, training, schema, params_file) and
+third-party packages; a method of several files is a package, which its stage lists.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
-import numpy as np
-import torch
 from pydantic import BaseModel
 
 from ..params_file import InputError, validate
-from ..schema import Distill, Params, Strict
+from ..schema import Params, Strict
+
+if TYPE_CHECKING:  # the registry reads names, not code: analyze imports it without a method's dependencies
+    from .weighting import Run, Weighting
 
 FOLDER = Path(__file__).parent
 SINGLE = "single_"  # single_<teacher>: the student of one teacher (pipeline/methods/single.py, stage `single`)
@@ -38,91 +40,26 @@ class NoSettings(Strict):
     """A method without settings: its section is `{}`."""
 
 
-@dataclass
-class Context:
-    """What a method builds its weighting from, for one student run."""
-
-    method: str  # its name (single_<teacher> names the teacher)
-    teachers: list[str]
-    cache: dict  # per split (train, dev) the teachers' outputs: logits [N, K, C], ce [N, K], pooled: [N, H_k] each
-    gold: dict  # per split the gold label ids
-    cfg: Distill  # the run's `distill` setting (a grid point)
-    settings: BaseModel  # the method's own section, `methods.<name>`
-    rng: np.random.Generator  # the run's, for draws per batch
-    seed: int  # the run's seed
-    params: Params
-    model: torch.nn.Module  # the student, for methods that measure it
-    enc: dict  # the student's tokenised training split
-    pad: int
-    num_labels: int
-    teacher_logits: torch.Tensor  # the train split's teacher logits on the student's device
-    held_out: np.ndarray  # the train rows no student trains on (distill.held_out_fraction): RL-KD's reward rows
-    acc: object = None  # compute.accelerator: the device and precision
-
-
-class Weighting:
-    """A method as the training loop sees it. `weigh` gives a batch's weights [B, K]: each row sums to one, or to
-    zero for an instance that learns from the gold label alone (`fill: equal` gives it all teachers equally).
-    A method that learns overrides the hooks, which the loop calls in this order each epoch:
-    `start_epoch`, then per batch `weigh` (in the loss), `before_update` (before it; the student as it is)
-    and `after_update` (after the optimiser's step), then `end_epoch` (its figures go into the history)."""
-
-    static: torch.Tensor | None = None  # a fixed method's one weight per teacher [K], for the run's record
-    fill: str = "ce"
-
-    def weigh(self, idx: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def start_epoch(self, epoch: int, trainer) -> None:
-        pass
-
-    def before_update(self, idx: np.ndarray) -> None:
-        pass
-
-    def after_update(self, idx: np.ndarray, logits: torch.Tensor, pooled: torch.Tensor) -> None:
-        pass
-
-    def end_epoch(self) -> dict:
-        return {}
-
-    def records(self, trainer) -> dict:
-        """What the run keeps besides its weights, after training: `selection` (a policy's selection
-        probability per training instance and teacher [N, K]) and `pretraining` (per epoch records)."""
-        return {}
-
-
-class Constant(Weighting):
-    """One weight vector for every instance of the run."""
-
-    def __init__(self, weights: torch.Tensor):
-        self.static = weights
-
-    def weigh(self, idx, student_logits):
-        return self.static.expand(len(idx), -1)
-
-
-class PerBatch(Weighting):
-    """Weights from a function of the batch's rows and the student's logits, learning nothing."""
-
-    def __init__(self, weigh: Callable[[np.ndarray, torch.Tensor], torch.Tensor]):
-        self.weigh = weigh
-
-
 @dataclass(frozen=True)
 class Method:
-    """A method's registration: `METHOD = Method(...)` in its file."""
+    """A method's registration: `METHOD = Method(...)` in its file, or its package's __init__.py."""
 
-    weighting: Callable[[Context], Weighting]
+    weighting: Callable[[Run], Weighting]  # builds the run's weighting (pipeline/methods/weighting.py)
+    # fixed: one weight per teacher for the run; adaptive: weights per batch from a rule that learns nothing;
+    # learned: weights from something trained during the run (the analysis sets them apart, docs/methods.md)
+    kind: Literal["fixed", "adaptive", "learned"]
     settings: type[BaseModel] = NoSettings  # the schema of `methods.<name>`
     min_teachers: int = 1
-    learns: bool = False  # it learns during the run, through the hooks
     check: Callable[[BaseModel, Params], None] | None = None  # raises ValueError("key: why") across sections
-    stage: str = "distill"  # its DVC stage: `distill` (run.methods) or `agent` (run.agents, named settings too)
+    stage: Literal["distill", "agent"] = "distill"  # `distill` (run.methods) or `agent` (run.agents, named settings)
+    files: tuple[str, ...] = ()  # what its runs write beyond predictions, weights, metrics and history (Extra.files)
 
 
 def files() -> list[str]:
-    """The method files of this folder (a per-teacher family's file aside)."""
-    return sorted(p.stem for p in FOLDER.glob("*.py") if not p.stem.startswith("_") and p.stem not in FAMILIES.values())
+    """The methods of this folder, a file or a package each (a per-teacher family's file and the shared
+    weighting.py aside)."""
+    found = [p.stem for p in FOLDER.glob("*.py")] + [p.parent.name for p in FOLDER.glob("*/__init__.py")]
+    return sorted(n for n in found if not n.startswith("_") and n not in (*FAMILIES.values(), "weighting"))
 
 
 def family(name: str) -> str | None:
@@ -231,7 +168,3 @@ def run_methods(params: Params, path="params.yaml") -> dict[str, BaseModel]:
     run = params.run
     families = [*(SINGLE + t for t in run.single), *(DROP + t for t in run.drop)]
     return check(params, [*run.methods, *families, *run.agents], path)
-
-
-def one_hot(k: torch.Tensor, num: int) -> torch.Tensor:
-    return torch.nn.functional.one_hot(k, num).float()

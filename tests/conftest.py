@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -14,7 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.planted.designs import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
+from benchmarks.planted.designs import (  # the planted benchmark's synthetic reviews
+    NEGATIVE,
+    POSITIVE,
+    TINY_STUDENT,
+    sentiment_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tests' DVC commands (hundreds) would each start DVC's usage-report daemon: not for test runs
@@ -113,19 +119,7 @@ def tiny_params(root: Path) -> dict:
             },
         },
         "teachers": {"tiny_a": tiny_teacher(32, 2), "tiny_b": tiny_teacher(48, 1, max_train=150)},
-        "student": {
-            "source": "random",
-            "arch": "bert",
-            "vocab_size": 200,
-            "max_length": 24,
-            "config": {
-                "hidden_size": 16,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 32,
-                "max_position_embeddings": 64,
-            },
-        },
+        "student": copy.deepcopy(TINY_STUDENT),
         "distill": {"epochs": 2, "max_train": None, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
         # each method's own section, its defaults; dvc.yaml tracks each run's method's section, so it must be there
         "methods": {m: {} for m in METHODS},

@@ -28,6 +28,20 @@ TEACHERS = {
 }
 
 
+# the tiny random student of the designs (and of the tests' tiny profile): a student that learns in seconds
+TINY_STUDENT = {
+    "source": "random",
+    "arch": "bert",
+    "vocab_size": 200,
+    "max_length": 24,
+    "config": {
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 64,
+    },
+}
 TASK = "reviews"
 
 

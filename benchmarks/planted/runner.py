@@ -4,6 +4,7 @@ against the planted errors (selection gaps, test accuracy against equal weights)
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -18,7 +19,17 @@ import yaml
 
 from pipeline import distill, prepare
 
-from .designs import DESIGNS, MISLEADING, TASK, TEACHERS, add_label_noise, kinds_frame, plant, sentiment_frame
+from .designs import (
+    DESIGNS,
+    MISLEADING,
+    TASK,
+    TEACHERS,
+    TINY_STUDENT,
+    add_label_noise,
+    kinds_frame,
+    plant,
+    sentiment_frame,
+)
 from .settings import AGENT, agent_section
 
 MIN_GAP = 0.3
@@ -89,19 +100,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             }
         },
         "teachers": {t: dict(teacher) for t in teachers},  # never trained: their caches are planted
-        "student": {
-            "source": "random",
-            "arch": "bert",
-            "vocab_size": 200,
-            "max_length": 24,
-            "config": {
-                "hidden_size": 16,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 32,
-                "max_position_embeddings": 64,
-            },
-        },
+        "student": copy.deepcopy(TINY_STUDENT),
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},
         "methods": {"u_ensemble": {}, **{m: {} for m in BASELINES}, AGENT: agent_section(rl)},  # those it runs
         "analysis": {},

@@ -98,11 +98,11 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
                 names,
                 params.run.seeds,
                 tree,
+                cfg.reference,
                 root / "data",
                 root / "logits",
                 max_train=params.distill.max_train,
                 seed=params.seed,
-                method=cfg.reference,
             )
             for t in tasks
         ],

@@ -86,8 +86,6 @@ def what_differs(a: str, b: str, agents=()) -> str:
     return out + (f"; `{readers[0]}` also read the slice's labels for its reward." if readers else ".")
 
 
-# what an agent's file is, for the verdict's sentences (its named settings say which setting)
-KINDS = {"rl_kd": "the paper's RL-KD", "effect_agent": "this suite's agent (beyond the paper)"}
 # the paper's Table 1 (analysis/paper_results.csv): a stronger teacher does not always give a stronger student
 PAPER_TABLE1 = (
     "The paper's Table 1 found the same kind of thing: BERT_3 learns better from BERT-Base (teacher 83.3 / 83.8 on "
@@ -118,7 +116,7 @@ def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None
         out.append(f"On `{task}`, KD's premise, `{r.a}` (the best fixed-weight KD on dev) - `ce`: {tested(r, cfg)}.")
     for ref in dict.fromkeys(t[t.role == "primary"].family):
         family = t[(t.role == "primary") & (t.family == ref)]
-        what = KINDS.get(kinds.get(ref, ref), "the agent")
+        what = methods.label(kinds.get(ref, ref)) or "the agent"
         # the family: the strongest baseline on dev, then the declared one (one comparison where they are one)
         labels = ["the strongest baseline on dev", "the declared baseline"]
         if len(family) == 1 and family.b.iloc[0] == cfg.baseline:

@@ -82,13 +82,15 @@ def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
 
 
 def task_hours_by_kind(
-    params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents: dict | None = None
+    params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, chosen: dict | None = None
 ) -> dict[str, float]:
     """Accelerator hours of one task by stage kind: every teacher's fine-tuning (with its test pass) and
-    caching, every student run (training passes count 3x a forward pass). `agents`: each agent of run.agents and
-    its settings (methods.run_methods'); its defaults where none are given."""
+    caching, every student run (training passes count 3x a forward pass), and what a method's run processes
+    beyond that (its registration's `extra_examples`: RL-KD's pre-training and reward passes). `chosen`: every
+    run's method and its settings (methods.run_methods'), which it works out where not given."""
     run, d = params.run, params.distill
-    hours = dict.fromkeys(("finetune", "cache", "distill", "single", "drop", "agent"), 0.0)
+    chosen = methods.run_methods(params) if chosen is None else chosen
+    hours = dict.fromkeys(("finetune", "cache", *methods.stages()), 0.0)
     for teacher in run.teachers:
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
@@ -99,24 +101,16 @@ def task_hours_by_kind(
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    if agents is None:
-        from pipeline.methods.rl_kd import Settings
-
-        agents = {name: Settings() for name in run.agents}
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
-    for agent in agents.values():
-        # pre-training, the reward's passes, and a guard's equal-weights run of the joint epochs (with its dev passes)
-        guarded = getattr(agent, "guard", "none") == "equal_weights"
-        guard = (d.epochs - agent.warmup_epochs) * (3 * train + sizes["dev"]) if guarded else 0
-        hours["agent"] += (per_run + 3 * agent.pretrain_epochs * train + d.epochs * train + guard) * scale
-    hours["distill"] = per_run * len(run.methods) * scale
-    hours["single"] = per_run * len(run.single) * scale
-    hours["drop"] = per_run * len(run.drop) * scale
+    for name, settings in chosen.items():
+        extra = methods.load(name, params.methods).extra_examples
+        examples = per_run + (extra(settings, d, {**sizes, "train": train}) if extra else 0)
+        hours[methods.stage_of(name, params.methods)] += examples * scale
     return hours
 
 
-def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents=None) -> float:
-    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).values())
+def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, chosen=None) -> float:
+    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).values())
 
 
 def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
@@ -144,9 +138,9 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
     return lines
 
 
-def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, cluster=None) -> tuple[list[str], float]:
-    """Return the report's lines and the estimated hours (`agents`: each agent's settings; `cluster`: the
-    cluster's)."""
+def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, cluster=None) -> tuple[list[str], float]:
+    """Return the report's lines and the estimated hours (`chosen`: every run's method and its settings;
+    `cluster`: the cluster's)."""
     run, cluster = params.run, cluster or cluster_settings.Cluster()
     methods = [*run.methods, *(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop), *run.agents]
     lines = [
@@ -173,20 +167,20 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
             "drop": len(run.drop) * len(run.seeds),
             "agent": len(run.agents) * len(run.seeds),
         }
-        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).items():
+        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(
-                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, agents)
+                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, chosen)
                 for n in GLUE_EVAL_SIZES[spec.name].values()
             )
             shared.append(
                 (
                     name,
                     list(GLUE_EVAL_SIZES[spec.name]),
-                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, agents),
+                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, chosen),
                 )
             )
     stages = {
@@ -264,8 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         params, chosen, cluster = check(args.params)
         for p in sweep():
             print(f"plan: removed {p}, left by a stage that was killed")
-        agents = {name: chosen[name] for name in params.run.agents}
-        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, agents, cluster)
+        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, chosen, cluster)
     print("\n".join(lines))
 
 

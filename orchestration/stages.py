@@ -1,16 +1,21 @@
 """The pipeline's stage kinds as the orchestration sees them: the order they run in (waves) and which run
-longest, so that a worker is not left with the longest stages at the end."""
+longest, so that a worker is not left with the longest stages at the end. The student stages come from the
+registry of methods (pipeline/methods/__init__.py, `stages`)."""
 
 from __future__ import annotations
 
+from pipeline import methods
 from pipeline.params_file import InputError
 
 from .dvc_api import kind
 
+STUDENTS = tuple(methods.stages())  # distill, single, drop, and the stages methods declare of their own (agent)
+OWN = tuple(s for s in STUDENTS if s != "distill" and s not in methods.FAMILIES.values())
 # stage kinds in dependency order; `assets` runs here first (its outputs live outside DVC's cache)
-WAVES = (("prepare",), ("finetune",), ("cache", "latency"), ("distill", "single", "drop", "agent"), ("analyze",))
-# `--executor local` takes the ready stages in this order (an agent's runs take about twice a distill run)
-LONGEST_FIRST = ("finetune", "agent", "cache", "single", "drop", "distill", "latency", "prepare", "analyze")
+WAVES = (("prepare",), ("finetune",), ("cache", "latency"), STUDENTS, ("analyze",))
+# `--executor local` takes the ready stages in this order: a stage of its own runs methods with phases (an agent's
+# run takes about twice a distill run), then the teachers' caches, the families and the rest
+LONGEST_FIRST = ("finetune", *OWN, "cache", *methods.FAMILIES.values(), "distill", "latency", "prepare", "analyze")
 CLUSTER_KINDS = tuple(k for wave in WAVES for k in wave)  # the kinds `cluster.jobs` gives resources
 
 

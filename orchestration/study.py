@@ -31,6 +31,7 @@ from pipeline.params_file import InputError, read, reported_errors
 from pipeline.schema import load
 
 from .dvc_api import cache_dir, commit_current, dvc, kind, stage_names
+from .stages import STUDENTS
 from .study_report import README, curve, write_curve, write_findings
 from .study_runs import carry, forget_stale_runs
 from .workspace import cores, snapshot
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             "kernels": {k: os.environ[k] for k in KERNELS if k in os.environ},
         },
     }
-    students = ("distill", "single", "drop", "agent", "analyze")
+    students = (*STUDENTS, "analyze")
     teachers = [s for s in stage_names(WORK) if kind(s) not in students]
     print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
     dvc("repro", *teachers, cwd=WORK)

@@ -21,13 +21,13 @@ from benchmarks.planted.designs import (  # the planted benchmark's synthetic re
     TINY_STUDENT,
     sentiment_frame,
 )
+from pipeline import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tests' DVC commands (hundreds) would each start DVC's usage-report daemon: not for test runs
 os.environ["DVC_NO_ANALYTICS"] = "1"
-# every method of pipeline/methods/ but single_<teacher>, which has no section
-METHODS = ["ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
-METHODS += ["rl_kd", "effect_agent"]
+# every method of the registry (pipeline/methods/) but the per-teacher families, which have no section
+METHODS = methods.files()
 
 
 def pytest_collection_modifyitems(items):

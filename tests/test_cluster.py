@@ -20,8 +20,6 @@ import yaml
 from orchestration import cluster, dvc_api, plan, pool
 from orchestration import stages as kinds
 from pipeline import schema as P
-from pipeline.methods.effect_agent import Settings as EffectAgent
-from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
@@ -215,16 +213,21 @@ def test_bad_cluster_params_are_refused(tmp_path):
 
 def test_plan_shows_the_waves_with_their_hours():
     """One task, one teacher, 1,000 examples/s for both: the hours worked out by hand."""
-    params = P.Params.model_validate(
-        {
-            "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]},
-            "tasks": {"t": {"source": "rotten_tomatoes"}},
-            "teachers": {"a": {"source": "random", "epochs": 2}},
-            "distill": {"epochs": 3},
-        }
-    )
+
+    def profile(agent: str, section: dict) -> P.Params:
+        return P.Params.model_validate(
+            {
+                "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "agents": [agent]}
+                | {"seeds": [1, 2]},
+                "tasks": {"t": {"source": "rotten_tomatoes"}},
+                "teachers": {"a": {"source": "random", "epochs": 2}},
+                "distill": {"epochs": 3},
+                "methods": {"ce": {}, "u_ensemble": {}, agent: section},
+            }
+        )
+
     sizes = {"train": 1000, "dev": 100, "test": 200}
-    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000, {"rl_kd": RL(warmup_epochs=1, pretrain_epochs=3)})
+    hours = plan.task_hours_by_kind(profile("rl_kd", {"warmup_epochs": 1, "pretrain_epochs": 3}), sizes, 1000, 1000)
     # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
     assert hours["finetune"] == pytest.approx((6000 + 200 + 200) / 1000 / 3600)
     assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
@@ -233,8 +236,8 @@ def test_plan_shows_the_waves_with_their_hours():
     # the paper's RL-KD: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
     assert hours["agent"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
     # effect_agent with its guard: also the guard's equal-weights run of the 2 joint epochs (2 x (3 x 1,000 + 100))
-    guarded = {"g": EffectAgent(warmup_epochs=1, guard="equal_weights")}
-    assert plan.task_hours_by_kind(params, sizes, 1000, 1000, guarded)["agent"] == pytest.approx(
+    guarded = profile("effect_agent", {"warmup_epochs": 1, "guard": "equal_weights"})
+    assert plan.task_hours_by_kind(guarded, sizes, 1000, 1000)["agent"] == pytest.approx(
         2 * (9500 + 9000 + 3000 + 6200) / 1000 / 3600
     )
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
@@ -252,7 +255,7 @@ def test_plan_shows_the_waves_with_their_hours():
 
 def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
     params, chosen, settings = plan.check(ROOT / "params-paper.yaml")
-    lines, total = plan.plan(params, 500, 2000, {a: chosen[a] for a in params.run.agents}, settings)
+    lines, total = plan.plan(params, 500, 2000, chosen, settings)
     table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1 :]
     rows = [line.split() for line in table if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 from pydantic import BaseModel
 
 from ..params_file import InputError, validate
-from ..schema import Params, Strict
+from ..schema import Distill, Params, Strict
 
 if TYPE_CHECKING:  # the registry reads names, not code: analyze imports it without a method's dependencies
     from .weighting import Run, Weighting
@@ -48,11 +48,15 @@ class Method:
     # fixed: one weight per teacher for the run; adaptive: weights per batch from a rule that learns nothing;
     # learned: weights from something trained during the run (the analysis sets them apart, docs/methods.md)
     kind: Literal["fixed", "adaptive", "learned"]
+    label: str = ""  # what it is, in the report's sentences (an agent: the paper's RL-KD, or beyond the paper)
     settings: type[BaseModel] = NoSettings  # the schema of `methods.<name>`
     min_teachers: int = 1
     check: Callable[[BaseModel, Params], None] | None = None  # raises ValueError("key: why") across sections
     stage: Literal["distill", "agent"] = "distill"  # `distill` (run.methods) or `agent` (run.agents, named settings)
     files: tuple[str, ...] = ()  # what its runs write beyond predictions, weights, metrics and history (Extra.files)
+    # the examples a run processes beyond a plain run of distill.epochs (a training pass counts 3): its own phases
+    # and passes, from (settings, the distill setting, the split sizes); python -m orchestration.plan's estimate
+    extra_examples: Callable[[BaseModel, Distill, dict], float] | None = None
 
 
 def files() -> list[str]:
@@ -128,6 +132,19 @@ def check(params: Params, chosen: list[str], path="params.yaml") -> dict[str, Ba
                 where = "" if str(err).startswith("methods.") else f"methods.{name}."
                 raise InputError(f"{path}: {where}{err}") from None
     return out
+
+
+def label(name: str, sections: dict | None = None) -> str:
+    """What a row is, in the report's words: its method's `label` (a named setting's: its file's); "" for none."""
+    module = module_of(name, sections)
+    return load(module).label if module in files() else ""
+
+
+def stages() -> list[str]:
+    """The DVC stages that train students, in dvc.yaml's order: `distill`, the per-teacher families' (single, drop)
+    and the stages of their own that methods declare (`agent`)."""
+    own = sorted({load(m).stage for m in files()} - {"distill"})
+    return ["distill", *FAMILIES.values(), *own]
 
 
 def stage_of(name: str, sections: dict | None = None) -> str:

@@ -19,9 +19,8 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from . import Method
+from . import Method, rl_kd
 from .rl_kd import RLKD, AgentSettings
-from .rl_kd import check as rl_kd_check
 from .weighting import Epoch, Run
 
 
@@ -115,8 +114,13 @@ def untraced_rng():
     return torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else [])
 
 
-def check(settings: Settings, params) -> None:
-    rl_kd_check(settings, params)
+def extra_examples(settings: Settings, cfg, sizes: dict) -> float:
+    """RL-KD's, and with the guard its rival run of the joint epochs (with their dev passes)."""
+    guard = (cfg.epochs - settings.warmup_epochs) * (3 * sizes["train"] + sizes["dev"])
+    return rl_kd.extra_examples(settings, cfg, sizes) + (guard if settings.guard == "equal_weights" else 0)
 
 
-METHOD = Method(EffectAgent, kind="learned", settings=Settings, check=check, stage="agent", files=("rewards.json",))
+METHOD = Method(
+    EffectAgent, kind="learned", label="this suite's agent (beyond the paper)", settings=Settings,
+    check=rl_kd.check, stage="agent", files=("rewards.json",), extra_examples=extra_examples,
+)  # fmt: skip

@@ -234,4 +234,12 @@ def check(settings: Settings, params) -> None:
         )
 
 
-METHOD = Method(RLKD, kind="learned", settings=Settings, check=check, stage="agent", files=("rewards.json",))
+def extra_examples(settings: AgentSettings, cfg, sizes: dict) -> float:
+    """Pre-training's epochs (3 passes an example) and the reward's forward pass over a held-out batch per step."""
+    return 3 * settings.pretrain_epochs * sizes["train"] + cfg.epochs * sizes["train"]
+
+
+METHOD = Method(
+    RLKD, kind="learned", label="the paper's RL-KD", settings=Settings, check=check, stage="agent",
+    files=("rewards.json",), extra_examples=extra_examples,
+)  # fmt: skip

@@ -21,9 +21,10 @@ from pipeline.schema import Params, load
 
 from . import agents as agents_of
 from . import collect, decision, figures, run_files, selection, tables
-from .report import report_markdown, verdict_sentences
+from .report import report_markdown
 from .settings import Analysis as Settings
 from .settings import settings
+from .verdict import verdict_sentences
 
 RESULTS = Path("results")
 # what the stage writes under results/ (dvc.yaml's analyze outs and metrics); results/ holds other stages' too

@@ -34,10 +34,8 @@ PAPER = Path(__file__).with_name("paper_results.csv")
 
 
 def methods_of(params: Params) -> list[str]:
-    """The rows that ran: the stage distill's, the families of the stages single and drop, the stage agent's."""
-    run = params.run
-    families = [*(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop)]
-    return list(dict.fromkeys([*run.methods, *families, *run.agents]))
+    """The rows that ran: every student stage's (the registry's `rows`)."""
+    return list(dict.fromkeys(registry.rows(params)))
 
 
 def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
@@ -45,7 +43,7 @@ def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
     these, and runs left in runs/ by other settings (another seed, a method since dropped) are not even read."""
     run = params.run
     keys = [(t, m, s) for t in run.tasks for m in methods_of(params) for s in run.seeds]
-    return run_files.Runs.of(root / "runs", keys, run.methods, run.single, run.drop, run.agents)
+    return run_files.Runs.of(root / "runs", keys, registry.listed(params))
 
 
 def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:

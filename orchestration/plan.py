@@ -141,10 +141,10 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
 def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, cluster=None) -> tuple[list[str], float]:
     """Return the report's lines and the estimated hours (`chosen`: every run's method and its settings;
     `cluster`: the cluster's)."""
-    run, cluster = params.run, cluster or cluster_settings.Cluster()
-    methods = [*run.methods, *(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop), *run.agents]
+    run, cluster, listed = params.run, cluster or cluster_settings.Cluster(), methods.listed(params)
+    rows = [m for names in listed.values() for m in names]
     lines = [
-        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (agents: "
+        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(rows)} (agents: "
         f"{', '.join(run.agents) or 'none'}), seeds {len(run.seeds)}",
         "",
     ]
@@ -159,14 +159,8 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, clu
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
-        per_stage = {
-            "finetune": len(run.teachers),
-            "cache": len(run.teachers),
-            "distill": len(run.methods) * len(run.seeds),
-            "single": len(run.single) * len(run.seeds),
-            "drop": len(run.drop) * len(run.seeds),
-            "agent": len(run.agents) * len(run.seeds),
-        }
+        per_stage = {"finetune": len(run.teachers), "cache": len(run.teachers)}
+        per_stage |= {stage: len(names) * len(run.seeds) for stage, names in listed.items()}
         for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
@@ -188,10 +182,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, clu
         "prepare": len(run.tasks),
         "finetune": len(run.tasks) * len(run.teachers),
         "cache": len(run.tasks) * len(run.teachers),
-        "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
-        "single": len(run.tasks) * len(run.single) * len(run.seeds),
-        "drop": len(run.tasks) * len(run.drop) * len(run.seeds),
-        "agent": len(run.tasks) * len(run.agents) * len(run.seeds),
+        **{stage: len(run.tasks) * len(names) * len(run.seeds) for stage, names in listed.items()},
         "latency": len(run.tasks),
         "analyze": 1,
     }
@@ -208,9 +199,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, clu
     hub = sorted({s.name for _, s in encoders if s.source == "hub"})
     glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})
     for name, sets, saved in shared:
-        per_task = (
-            2 * len(run.teachers) + len(methods) * len(run.seeds) + 2
-        )  # finetune, cache, students, prepare, latency
+        per_task = 2 * len(run.teachers) + len(rows) * len(run.seeds) + 2  # finetune, cache, students, prepare, latency
         lines.append(
             f"{name}: {' and '.join(sets)} share one training set: each teacher is fine-tuned and cached once "
             f"and each student trained once, then tested on both ({per_task * (len(sets) - 1)} stages and "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from pipeline import methods
 from pipeline.io import atomic_path, write_json
 from pipeline.params_file import InputError, read, reported_errors
 from pipeline.schema import load
@@ -58,10 +59,12 @@ def study_params(params: str | Path = "params.yaml", study: str | Path = "params
 
 
 def study_rows(params: dict) -> list[str]:
-    """The study's rows that run: run.methods, the families of run.single and run.drop, and run.agents."""
+    """The study's rows that run, read from the parameters as a dict: run.methods, the families of run.single and
+    run.drop, and the list of each stage of its own (run.agents, run.<stage>), as the registry's `rows`."""
     run = params["run"]
-    families = [f"{prefix}{t}" for prefix, key in (("single_", "single"), ("drop_", "drop")) for t in run.get(key, [])]
-    return [*run.get("methods", []), *families, *run.get("agents", [])]
+    families = [p + t for p, stage in methods.FAMILIES.items() for t in run.get(stage, [])]
+    own = [name for stage in methods.own_stages() for name in run.get(methods.run_key(stage), [])]
+    return [*run.get("methods", []), *families, *own]
 
 
 def write_params(params: dict, path: Path) -> None:

@@ -7,7 +7,7 @@ import yaml
 
 from pipeline import logits, splits
 from tests.conftest import dvc, edit_params
-from tests.new_method import METHOD_FILE
+from tests.new_method import METHOD_FILE, PACKAGE_FILES, stage_block
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
@@ -97,6 +97,26 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert stale(tiny_repo) == new
     edit_params(tiny_repo, lambda p: p["methods"]["confident"].update(sharpness=2.0))
     assert stale(tiny_repo) == set()
+
+    # a learned method of two files, a package with a stage of its own: the package, its params.yaml lines and its
+    # block in dvc.yaml are all that is added, and its runs and analyze all that is stale
+    package = tiny_repo / "pipeline/methods/hedge"
+    package.mkdir()
+    for name, text in PACKAGE_FILES.items():
+        (package / name).write_text(text)
+    edit_params(tiny_repo, lambda p: (p["run"].update(hedge=["hedge"]), p["methods"].update(hedge={})))
+    pipeline = yaml.safe_load((tiny_repo / "dvc.yaml").read_text())
+    pipeline["stages"]["hedge"] = stage_block(pipeline, "hedge", "pipeline/methods/hedge")
+    (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    hedged = {f"hedge@{task}-hedge-1" for task in TASKS}
+    assert stale(tiny_repo) == hedged | {"analyze"}
+    done = dvc(tiny_repo, "repro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == hedged | {"analyze"}
+    assert "hedge" in (tiny_repo / "results/tables/table2_main.csv").read_text()
+    (package / "weights.py").write_text(PACKAGE_FILES["weights.py"] + "\n# an edit\n")
+    assert stale(tiny_repo) == hedged | {"analyze"}  # its code: its runs, and analyze, which reads the registry
 
     # the GLUE loader: only prepare lists it (DVC cannot give one task's prepare its own loader); nothing
     # after prepare runs GLUE's code, and a prepare that reruns writes the same splits, so nothing else reruns

@@ -52,7 +52,9 @@ class Method:
     settings: type[BaseModel] = NoSettings  # the schema of `methods.<name>`
     min_teachers: int = 1
     check: Callable[[BaseModel, Params], None] | None = None  # raises ValueError("key: why") across sections
-    stage: Literal["distill", "agent"] = "distill"  # `distill` (run.methods) or `agent` (run.agents, named settings)
+    # its DVC stage: `distill` (run.methods), or a stage of its own whose block in dvc.yaml lists its code: `agent`
+    # (run.agents, named settings too) or any other (run.<stage>; tests/test_registry.py checks dvc.yaml against it)
+    stage: str = "distill"
     files: tuple[str, ...] = ()  # what its runs write beyond predictions, weights, metrics and history (Extra.files)
     # the examples a run processes beyond a plain run of distill.epochs (a training pass counts 3): its own phases
     # and passes, from (settings, the distill setting, the split sizes); python -m orchestration.plan's estimate
@@ -143,22 +145,53 @@ def label(name: str, sections: dict | None = None) -> str:
 def stages() -> list[str]:
     """The DVC stages that train students, in dvc.yaml's order: `distill`, the per-teacher families' (single, drop)
     and the stages of their own that methods declare (`agent`)."""
-    own = sorted({load(m).stage for m in files()} - {"distill"})
-    return ["distill", *FAMILIES.values(), *own]
+    return ["distill", *FAMILIES.values(), *own_stages()]
+
+
+def own_stages() -> list[str]:
+    """The stages of their own that methods declare (`Method.stage` other than `distill`): `agent`, and any other."""
+    return sorted({load(m).stage for m in files()} - {"distill"})
+
+
+def run_key(stage: str) -> str:
+    """The key of params.yaml's `run:` that lists a stage's rows: run.methods (distill), run.single and run.drop (the
+    families, by teacher), run.agents (agent), and run.<stage> for any other stage of its own."""
+    return {"distill": "methods", "agent": "agents"}.get(stage, stage)
+
+
+def listed(params: Params) -> dict[str, list[str]]:
+    """Each student stage's rows that `dvc repro` runs: run.methods, the families of run.single and run.drop
+    (single_<teacher>, drop_<teacher>), and the list of each stage of its own."""
+    run = params.run
+    rows = {stage: [p + t for t in getattr(run, stage)] for p, stage in FAMILIES.items()}
+    return {"distill": list(run.methods), **rows, **{s: list(getattr(run, run_key(s), [])) for s in own_stages()}}
+
+
+def rows(params: Params) -> list[str]:
+    """Every row `dvc repro` runs, in the stages' order."""
+    return [name for names in listed(params).values() for name in names]
 
 
 def stage_of(name: str, sections: dict | None = None) -> str:
-    """The DVC stage that runs `name`: its family's (single, drop), `agent`, or `distill`."""
+    """The DVC stage that runs `name`: its family's (single, drop), the stage its method declares, or `distill`."""
     return family(name) or load(name, sections).stage
 
 
 def check_listed(params: Params, path="params.yaml") -> None:
     """run.methods names method files that run in the stage `distill`, run.agents the agents (files or named
-    settings) of the stage `agent`: checked from the names alone, by every student stage, so that a typo stops the
-    first run rather than DVC an hour later."""
-    known = names(params.run.teachers, params.methods)
-    for key, stage in (("methods", "distill"), ("agents", "agent")):
-        for name in getattr(params.run, key):
+    settings) of the stage `agent`, run.<stage> those of any other stage of its own: checked from the names alone,
+    by every student stage, so that a typo stops the first run rather than DVC an hour later."""
+    known, own = names(params.run.teachers, params.methods), own_stages()
+    lists = [("distill", "methods"), *((s, run_key(s)) for s in own)]
+    for key in params.run.model_extra or {}:
+        if key not in {k for _, k in lists}:
+            close = [run_key(s) for s in own if s.startswith(key[:3])]
+            raise InputError(
+                f"{path}: run.{key}: unknown key; the methods' stages of their own are {own} (run.<stage>)"
+                + (f"; did you mean run.{close[0]}?" if close else "")
+            )
+    for stage, key in lists:
+        for name in getattr(params.run, key, []):
             if name not in known:
                 raise InputError(f"{path}: run.{key}: unknown method {name!r}; expected one of {known}")
             if not family(name) and module_of(name, params.methods) not in files():
@@ -166,9 +199,8 @@ def check_listed(params: Params, path="params.yaml") -> None:
                 raise InputError(f"{path}: methods.{name}.method: {base!r} is not a method's file; one of {files()}")
             where = stage_of(name, params.methods)
             if where != stage:
-                home = {"single": "run.single", "drop": "run.drop", "agent": "run.agents", "distill": "run.methods"}
                 raise InputError(
-                    f"{path}: run.{key}: {name} runs in the stage `{where}` ({home[where]}); move it there"
+                    f"{path}: run.{key}: {name} runs in the stage `{where}` (run.{run_key(where)}); move it there"
                 )
             if stage == "distill" and module_of(name, params.methods) != name:
                 raise InputError(
@@ -179,9 +211,6 @@ def check_listed(params: Params, path="params.yaml") -> None:
 
 
 def run_methods(params: Params, path="params.yaml") -> dict[str, BaseModel]:
-    """`check` of every method that `dvc repro` runs: run.methods, run.agents and the families of run.single
-    and run.drop."""
+    """`check` of every method that `dvc repro` runs (`rows`)."""
     check_listed(params, path)
-    run = params.run
-    families = [*(SINGLE + t for t in run.single), *(DROP + t for t in run.drop)]
-    return check(params, [*run.methods, *families, *run.agents], path)
+    return check(params, rows(params), path)

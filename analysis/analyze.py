@@ -54,6 +54,8 @@ def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
         named = "; ".join(f"{tree.path(k, 'metrics.json')} (`{tree.stage(k)}`)" for k in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError(f"{len(missing)} run(s) missing: {named}{more}; run `dvc repro` first")
+    if not cfg.references:
+        raise InputError("analysis.references: no agent to test (run.agents is empty); name the rows it tests")
     for reference in cfg.references:
         if reference not in methods:
             raise InputError(

@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 # stages, each as soon as its upstream is done, on cluster.local_workers workers of submitit's local executor
 # (docs/cluster.md)
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.plan && PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.cluster --executor local
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m orchestration.plan && PATH="$(CURDIR)/$(BIN):$$PATH" python -m orchestration.cluster --executor local
 
 # every method over params-study.yaml's seeds, a round at a time, each committed to results/study/ (docs/study.md);
 # ARGS="--step 4": four seeds a round, for more cores
 study: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pipeline.study $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python -m orchestration.study $(ARGS)
 
 # ruff first (pyproject.toml: line length 120; lint and format), then the tests
 test: $(STAMP)

@@ -21,9 +21,10 @@ from pipeline.schema import Params, load
 
 from . import agents as agents_of
 from . import collect, decision, figures, run_files, selection, tables
-from .report import report_markdown, verdict_sentences
+from .report import report_markdown
 from .settings import Analysis as Settings
 from .settings import settings
+from .verdict import verdict_sentences
 
 RESULTS = Path("results")
 # what the stage writes under results/ (dvc.yaml's analyze outs and metrics); results/ holds other stages' too
@@ -33,10 +34,8 @@ PAPER = Path(__file__).with_name("paper_results.csv")
 
 
 def methods_of(params: Params) -> list[str]:
-    """The rows that ran: the stage distill's, the families of the stages single and drop, the stage agent's."""
-    run = params.run
-    families = [*(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop)]
-    return list(dict.fromkeys([*run.methods, *families, *run.agents]))
+    """The rows that ran: every student stage's (the registry's `rows`)."""
+    return list(dict.fromkeys(registry.rows(params)))
 
 
 def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
@@ -44,7 +43,7 @@ def runs_of(params: Params, root: Path = Path(".")) -> run_files.Runs:
     these, and runs left in runs/ by other settings (another seed, a method since dropped) are not even read."""
     run = params.run
     keys = [(t, m, s) for t in run.tasks for m in methods_of(params) for s in run.seeds]
-    return run_files.Runs.of(root / "runs", keys, run.methods, run.single, run.drop, run.agents)
+    return run_files.Runs.of(root / "runs", keys, registry.listed(params))
 
 
 def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
@@ -55,6 +54,8 @@ def check_runs(tree: run_files.Runs, params: Params, cfg: Settings) -> None:
         named = "; ".join(f"{tree.path(k, 'metrics.json')} (`{tree.stage(k)}`)" for k in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError(f"{len(missing)} run(s) missing: {named}{more}; run `dvc repro` first")
+    if not cfg.references:
+        raise InputError("analysis.references: no agent to test (run.agents is empty); name the rows it tests")
     for reference in cfg.references:
         if reference not in methods:
             raise InputError(
@@ -98,11 +99,11 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
                 names,
                 params.run.seeds,
                 tree,
+                cfg.reference,
                 root / "data",
                 root / "logits",
                 max_train=params.distill.max_train,
                 seed=params.seed,
-                method=cfg.reference,
             )
             for t in tasks
         ],

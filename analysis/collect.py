@@ -40,7 +40,7 @@ def histories(tree: Runs) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def rewards(tree: Runs, method: str = "rl_kd") -> pd.DataFrame:
+def rewards(tree: Runs, method: str) -> pd.DataFrame:
     """The agent's reward at every joint-training step: task, seed, epoch, step (counted over epochs), reward."""
     frames = []
     for key in tree.of_method(method):
@@ -67,7 +67,7 @@ def check_rates(path, rerun: str, rate, teachers: list[str]) -> None:
         )
 
 
-def policy_curve(tree: Runs, teachers: list[str], method: str = "rl_kd") -> pd.DataFrame:
+def policy_curve(tree: Runs, teachers: list[str], method: str) -> pd.DataFrame:
     """The agent's selection rate per teacher per policy epoch: pre-training epochs (P1, P2, ...) then
     the joint-training epochs, one row per (task, seed, epoch)."""
     rows = []
@@ -168,9 +168,9 @@ def selection_vs_correctness(
     names: list[str],
     seeds: list[int],
     tree: Runs,
+    method: str,
     data_root="data",
     logits_root="logits",
-    method: str = "rl_kd",
     max_train: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:

@@ -30,24 +30,20 @@ ABSOLUTE = 1e-9
 @dataclass(frozen=True)
 class Runs:
     """The runs one analysis reads, runs/TASK/METHOD/SEED for each key and no other, and the DVC stage that
-    writes each (dvc.yaml: `distill` for run.methods, `single` and `drop` for their families, `agent` for
-    run.agents)."""
+    writes each (`stages`: each student stage's rows, methods.listed's; a row in none: `distill`)."""
 
     root: Path
     # in the order of their paths, as the listing of runs/ that the tables were first made from: sums over seeds
     # in the same order, the same numbers to the last digit
     keys: tuple[Key, ...]
-    distilled: tuple[str, ...] = ()  # run.methods
-    single: tuple[str, ...] = ()  # run.single
-    drop: tuple[str, ...] = ()  # run.drop
-    agents: tuple[str, ...] = ()  # run.agents
+    stages: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (stage, its rows): distill, single_<t>, drop_<t>, agent...
     # rows chosen per seed from other runs (analysis/selection.py): (the row's key, the method whose run it reads)
     chosen: tuple[tuple[Key, str], ...] = ()
 
     @classmethod
-    def of(cls, root: str | Path, keys, distilled=(), single=(), drop=(), agents=()) -> Runs:
+    def of(cls, root: str | Path, keys, stages: dict[str, list[str]] | None = None) -> Runs:
         keys = sorted(dict.fromkeys(keys), key=lambda k: (k[0], k[1], str(k[2])))
-        return cls(Path(root), tuple(keys), tuple(distilled), tuple(single), tuple(drop), tuple(agents))
+        return cls(Path(root), tuple(keys), tuple((s, tuple(rows)) for s, rows in (stages or {}).items()))
 
     def with_chosen(self, chosen: list[tuple[Key, str]]) -> Runs:
         """These runs and the chosen rows, each reading the files of the run it was chosen from."""
@@ -67,13 +63,9 @@ class Runs:
     def stage(self, key: Key) -> str:
         """The command that writes the run again."""
         task, method, seed = self.source(key)
-        if method in self.agents:
-            return f"dvc repro agent@{task}-{method}-{seed}"
-        for family, teachers in (("single", self.single), ("drop", self.drop)):
-            teacher = method.removeprefix(f"{family}_")
-            if method not in self.distilled and teacher != method and teacher in teachers:
-                return f"dvc repro {family}@{task}-{teacher}-{seed}"
-        return f"dvc repro distill@{task}-{method}-{seed}"
+        stage = next((s for s, rows in self.stages if method in rows), "distill")
+        item = method.removeprefix(f"{stage}_")  # a family's stage runs per teacher: single@TASK-TEACHER-SEED
+        return f"dvc repro {stage}@{task}-{item}-{seed}"
 
     def of_method(self, method: str) -> list[Key]:
         return [k for k in self.keys if k[1] == method]

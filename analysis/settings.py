@@ -16,8 +16,9 @@ class Analysis(Strict):
 
     # the agents whose questions are declared: each against the strongest baseline (the non-agent row with the
     # highest mean dev accuracy) and against `baseline` (the paper's main baseline), one primary family each, Holm
-    # at the full level; every other comparison is secondary (one Holm family per task, gated by the primaries)
-    references: list[str] = Field(["rl_kd"], min_length=1)
+    # at the full level; every other comparison is secondary (one Holm family per task, gated by the primaries).
+    # Empty: every row of run.agents
+    references: list[str] = []
     baseline: str = "u_ensemble"
     power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8  # the power at which the smallest detectable difference is given
     gap: Annotated[float, Field(gt=0, le=100)] = 1.0  # points: the difference the report asks the power to see
@@ -32,5 +33,8 @@ class Analysis(Strict):
 
 
 def settings(params: Params, path: str | Path = "params.yaml") -> Analysis:
-    """The `analysis:` section of `params`, validated (its defaults where it is empty)."""
-    return validate(Analysis, params.analysis, path, prefix="analysis")
+    """The `analysis:` section of `params`, validated (its defaults where it is empty; references: run.agents)."""
+    cfg = validate(Analysis, params.analysis, path, prefix="analysis")
+    if not cfg.references and params.run.agents:
+        cfg = cfg.model_copy(update={"references": list(params.run.agents)})
+    return cfg

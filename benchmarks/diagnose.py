@@ -1,5 +1,5 @@
 """Diagnostic: why an agent fails on a planted design, per batch. Where the truth is known (which teacher is wrong
-on which training instance: benchmarks/planted.py), it runs an agent once per seed and records, at every policy
+on which training instance: benchmarks/planted/), it runs an agent once per seed and records, at every policy
 step of the joint epochs, what the reward responded to and what the policy selected by:
 
 - `right`: of the batch's selections (instance, teacher), the share where the teacher is right on the instance;
@@ -35,7 +35,9 @@ from pipeline import prepare, splits
 from pipeline.io import provenance, write_json
 from pipeline.methods import rl_kd
 
-from . import planted as B
+from .planted import designs as D
+from .planted import runner as R
+from .planted import settings as S
 
 OUT = Path("results/diagnose.json")
 SETTINGS = {
@@ -106,25 +108,25 @@ def run(design: str, seeds, settings: dict[str, dict], workdir: Path) -> list[di
     rows = []
     try:
         with contextlib.chdir(root):
-            base = B.params(design, root)
-            B.write_params(root, base)
+            base = R.params(design, root)
+            R.write_params(root, base)
             with contextlib.redirect_stdout(sys.stderr):
-                prepare.main(B.TASK)
-            corrupted = B.plant(design, root)
-            train = splits.load_split(root / "data" / B.TASK, "train")
-            teachers = B.TEACHERS[design]
+                prepare.main(D.TASK)
+            corrupted = D.plant(design, root)
+            train = splits.load_split(root / "data" / D.TASK, "train")
+            teachers = D.TEACHERS[design]
             right = np.ones((len(train), len(teachers)), bool)
             for k, t in enumerate(teachers):
                 if t in corrupted:
                     right[:, k] = ~train.id.map(corrupted[t]).astype(bool).to_numpy()
             for name, setting in settings.items():
-                section = B.agent_section(setting)
-                B.write_params(root, {**base, "methods": {**base["methods"], B.AGENT: section}})
+                section = S.agent_section(setting)
+                R.write_params(root, {**base, "methods": {**base["methods"], S.AGENT: section}})
                 for seed in map(str, seeds):
-                    shutil.rmtree(root / "runs" / B.TASK / B.AGENT / seed, ignore_errors=True)
+                    shutil.rmtree(root / "runs" / D.TASK / S.AGENT / seed, ignore_errors=True)
                     with Recorder(right) as rec:
-                        accuracy = B._run(B.AGENT, seed)
-                    out = root / "runs" / B.TASK / B.AGENT / seed
+                        accuracy = R._run(S.AGENT, seed)
+                    out = root / "runs" / D.TASK / S.AGENT / seed
                     weights = pd.read_parquet(out / "weights.parquet")
                     preds = pd.read_parquet(out / "predictions.parquet")
                     steps = pd.DataFrame(rec.steps)
@@ -141,13 +143,13 @@ def run(design: str, seeds, settings: dict[str, dict], workdir: Path) -> list[di
                             "right_share": round(float(steps.right.mean()), 3),
                             "signal_right_r": correlation(steps.signal, steps.right),
                             "reward_sd": round(float(steps.reward.std()), 4),
-                            "gaps": {t: round(g, 3) for t, g in B.gaps(weights, corrupted).items()},
+                            "gaps": {t: round(g, 3) for t, g in R.gaps(weights, corrupted).items()},
                             "policy_mass": policy_mass(rec.agent, state, dims)
                             if rec.agent.cfg.policy == "shared"
                             else {},
                         }
                     )
-                    B.progress(f"diagnose: {design} {name} seed {seed}: {rows[-1]}")
+                    R.progress(f"diagnose: {design} {name} seed {seed}: {rows[-1]}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return rows
@@ -186,15 +188,15 @@ def markdown(rows: list[dict], command: str) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.diagnose", description=__doc__.splitlines()[0])
-    ap.add_argument("--design", nargs="+", default=list(B.DESIGNS), choices=B.DESIGNS + B.MISLEADING)
+    ap.add_argument("--design", nargs="+", default=list(D.DESIGNS), choices=D.DESIGNS + D.MISLEADING)
     ap.add_argument("--seeds", nargs="+", default=["1-3"])
-    ap.add_argument("--setting", nargs="+", type=B.parse_setting, default=None, metavar="NAME=JSON")
+    ap.add_argument("--setting", nargs="+", type=S.parse_setting, default=None, metavar="NAME=JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     settings = dict(args.setting) if args.setting else SETTINGS
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="diagnose-") as work:
-        rows = [r for d in args.design for r in run(d, B.parse_seeds(args.seeds), settings, Path(work))]
+        rows = [r for d in args.design for r in run(d, S.parse_seeds(args.seeds), settings, Path(work))]
     write_json(args.out, {"rows": rows, "provenance": provenance()})
     command = "python -m benchmarks.diagnose " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.with_suffix(".md").write_text(markdown(rows, command.strip()))

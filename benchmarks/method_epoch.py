@@ -1,27 +1,27 @@
 """Benchmark: an epoch of each adaptive weighting (RL-KD, CA-MKD, AE-KD, MTKD-RL) versus an equal-weight KD epoch.
 
-All are `pipeline.training.train_epoch` with `pipeline.distill.Teaching`, on the embedded default's student
-and the same synthetic batches, in one process, the order rotated every round so that the ratios hold on a
-noisy machine. RL-KD's epoch includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
+Each is a run of the training loop (`pipeline.distill.fit`) of two epochs on the embedded default's student's shape
+and the same synthetic rows, in one process, the methods' order rotated every round so that the ratios hold on a
+noisy machine; timed is the second epoch (the loop's own `seconds`), past every method's warm-up. RL-KD's epoch
+includes its reward and policy updates, MTKD-RL's its agent's end-of-epoch training.
 Usage: python -m benchmarks.method_epoch [--examples N] [--rounds R]   (target: every ratio <= 1.5)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 from transformers import get_constant_schedule
 
-from pipeline import methods
+from pipeline import distill, methods
 from pipeline import schema as P
-from pipeline.distill import Teaching
+from pipeline.methods.weighting import Run
 from pipeline.task_data import student_rows
-from pipeline.training import Loop, train_epoch
 
 from . import student
 
@@ -41,38 +41,34 @@ def synthetic(n: int, teachers: int, length: int, rng) -> tuple[dict, torch.Tens
     return enc, labels, {"logits": logits, "probs": probs, "ce": ce, "pooled": pooled}
 
 
+def run_of(name: str, enc: dict, labels: torch.Tensor, cache: dict, rows, held_out, seed: int) -> Run:
+    """A run as pipeline.distill.start builds one, on the synthetic rows and a fresh student of the default's shape;
+    RL-KD without pre-training, so that its second epoch is a joint one."""
+    torch.manual_seed(seed)
+    cfg = P.Distill(epochs=2)
+    model = student.build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    settings = methods.load(name).settings(**({"pretrain_epochs": 0} if name == "rl_kd" else {}))
+    split = {"train": enc, "dev": enc, "test": enc}
+    return Run(
+        method=name, teachers=[f"t{k}" for k in range(cache["logits"].shape[1])], settings=settings, cfg=cfg,
+        seed=seed, rng=np.random.default_rng(seed), model=model, enc=split, pad=0,
+        gold={"train": labels, "dev": labels}, cache={"train": cache, "dev": cache}, teacher_logits=cache["logits"],
+        rows=rows, held_out=held_out, optimizer=optimizer, scheduler=get_constant_schedule(optimizer),
+        weight_sum=torch.zeros(len(labels), cache["logits"].shape[1]), dev_accuracy=lambda: 0.0,
+    )  # fmt: skip
+
+
 def measure(examples: int = 640, rounds: int = 5, teachers: int = 3, length: int = 40) -> dict:
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     enc, labels, cache = synthetic(examples, teachers, length, rng)
-    cfg = P.Distill()
-    model = student.build()  # the embedded default's student's shape
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scheduler = get_constant_schedule(optimizer)
-    names = [f"t{k}" for k in range(teachers)]
-
-    # every method on the same rows, train less the held-out slice that RL-KD's rewards read (as distill.fit)
-    rows, held_out = student_rows(examples, cfg.held_out_fraction, 0)
-
-    def build(name: str) -> methods.Weighting:  # as pipeline.distill.fit builds a method, with its defaults
-        method = methods.load(name)
-        context = methods.Context(
-            method=name, teachers=names, cache={"train": cache}, gold={"train": labels}, cfg=cfg,
-            settings=method.settings(), rng=rng, seed=0, params=SimpleNamespace(seed=0), model=model, enc=enc,
-            pad=0, num_labels=2, teacher_logits=cache["logits"], held_out=held_out,
-        )  # fmt: skip
-        return method.weighting(context)
-
-    weightings = {m: build(m) for m in ("u_ensemble", *ADAPTIVE)}
-    weightings["mtkd_rl"].epoch = 2  # past its warm-up: the agent weighs every batch
-    weightings["rl_kd"].active = True  # past its warm-up: the agent selects for every batch
-    weight_sum = torch.zeros(examples, teachers)
-    loop = Loop(enc, rows, cfg.batch_size, 0, rng, optimizer, scheduler, pieces=cfg.forward_pieces)
+    # every method on the same rows, train less the held-out slice that RL-KD's rewards read (as distill.start)
+    rows, held_out = student_rows(examples, P.Distill().held_out_fraction, 0)
 
     def epoch(method: str) -> float:
-        start = time.perf_counter()
-        train_epoch(model, loop, Teaching(labels, cache["logits"], weightings[method], cfg, weight_sum), "bench")
-        return time.perf_counter() - start
+        run = run_of(method, enc, labels, cache, rows, held_out, seed=0)
+        with contextlib.redirect_stdout(io.StringIO()):  # the loop's log lines
+            return distill.fit(run, methods.load(method).weighting(run)).history[1]["seconds"]
 
     order = ["u_ensemble", *ADAPTIVE]
     epoch("u_ensemble")  # warm-up, not timed

@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
-from pipeline.cluster import cores
+from orchestration.study import write_params
+from orchestration.workspace import cores
 from pipeline.params_file import read
-from pipeline.study import write_params
 
 from .memory import ROOT, scratch
 

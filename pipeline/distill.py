@@ -8,8 +8,8 @@ teacher forward pass runs here.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from . import compute, methods, models, training
 from .io import atomic_path, provenance, write_json
 from .losses import fill_empty, student_loss
+from .methods.weighting import Extra, Run, Weighting
 from .params_file import InputError, arguments, named, reported_errors
 from .schema import Distill, Params, load
 from .splits import by_eval_set
@@ -42,7 +43,7 @@ class Distilled:
     """A trained student, at its best epoch on dev, and the record of its training."""
 
     model: torch.nn.Module
-    history: list[dict]  # per epoch: loss, dev accuracy, speed (and RL-KD's selection rates and rewards)
+    history: list[dict]  # per epoch: loss, dev accuracy, speed, and the method's own figures (end_epoch)
     dev_accuracy: float
     test_logits: torch.Tensor
     train_seconds: float
@@ -50,124 +51,85 @@ class Distilled:
     weight_sum: torch.Tensor  # [N, K]: each training instance's teacher weights, summed over epochs
     rows: np.ndarray  # the training rows the student trained on (train less the held-out slice)
     static: torch.Tensor | None  # a method's one weight per teacher, where it has one
-    pretraining: list[dict]  # RL-KD's policy pre-training epochs
-    selection: torch.Tensor | None  # RL-KD: the final policy's selection probabilities [N, K]
+    extra: Extra  # what the method writes beyond these (Weighting.extra)
     setting: Distill  # the `distill` setting it trained with (a grid's best point on dev)
     method_settings: BaseModel  # its method's own settings (`methods.NAME`)
     grid: list[dict] = field(default_factory=list)  # every grid point's dev accuracy (empty without a grid)
 
 
-class Teaching:
-    """Distillation's objective for one epoch (`training.train_epoch`'s hooks): per batch, the method's teacher
-    weights, the KD loss (`losses.student_loss`) and the record of the weights, with the method's hooks
-    around the student's update."""
-
-    def __init__(self, labels, teacher_logits, weighting: methods.Weighting, cfg: Distill, weight_sum):
-        self.labels, self.teacher_logits, self.weighting, self.cfg = labels, teacher_logits, weighting, cfg
-        self.weight_sum = weight_sum
-
-    def before(self, idx) -> None:
-        self.weighting.before_update(idx)
-
-    def loss(self, idx, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        w = self.weighting.weigh(idx, logits.detach().cpu())
-        self.w, self.outputs = fill_empty(w, self.weighting.fill).to(logits.device), (logits.detach(), pooled.detach())
-        cfg, labels = self.cfg, self.labels[idx]
-        return student_loss(
-            logits, labels.to(logits.device), self.teacher_logits[idx], self.w, cfg.alpha, cfg.temperature,
-            cfg.t2_scaling,
-        )  # fmt: skip
-
-    def after(self, idx) -> None:
-        self.weighting.after_update(idx, *self.outputs)
-        self.weight_sum[idx] += self.w.cpu()
-
-    def stats(self) -> dict:
-        return self.weighting.end_epoch()
-
-
-@dataclass
-class Trainer:
-    """One student's training as a method's hooks see it: the student, how its epochs run, its weight record."""
-
-    model: torch.nn.Module
-    loop: training.Loop
-    cfg: Distill
-    weighting: methods.Weighting
-    labels: torch.Tensor  # the training split's gold labels
-    teacher_logits: torch.Tensor
-    weight_sum: torch.Tensor  # [N, K]: each training instance's teacher weights, summed over epochs
-    dev_accuracy: Callable[[], float]  # the student's accuracy on dev, as it is now
-
-    def epoch(self, desc: str) -> dict:
-        teaching = Teaching(self.labels, self.teacher_logits, self.weighting, self.cfg, self.weight_sum)
-        return training.train_epoch(self.model, self.loop, teaching, desc)
-
-
-def fit(params: Params, cfg: Distill, data: TaskData, method: str, settings, seed: int, acc=None) -> Distilled:
-    """Train the student with one setting of `distill`; return it at its best epoch on dev."""
+def start(params: Params, cfg: Distill, data: TaskData, method: str, settings, seed: int, acc=None) -> Run:
+    """A student run before its first step: the student, its tokenised splits, its rows, optimiser and schedule."""
     teachers, splits, gold, cache = params.run.teachers, data.splits, data.gold, data.cache
     training.seed_everything(seed)
-    rng = np.random.default_rng(seed)
     train = splits["train"]
     model, tokenizer = models.build_student(params, list(train.text_a) + list(train.text_b.dropna()), len(data.labels))
     model.to(compute.device(acc))
     pad = tokenizer.pad_token_id
     segments = models.uses_token_types(model.encoder)
     enc = {s: training.encode(tokenizer, df, params.student.max_length, segments) for s, df in splits.items()}
-    teacher_logits = cache["train"]["logits"].to(compute.device(acc))
     # every method's student trains on the same rows; the held-out slice is RL-KD's for its rewards
     rows, held_out = student_rows(len(train), cfg.held_out_fraction, params.seed)
-    context = methods.Context(
-        method=method, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=settings, rng=rng, seed=seed,
-        params=params, model=model, enc=enc["train"], pad=pad, num_labels=len(data.labels),
-        teacher_logits=teacher_logits, held_out=held_out, acc=acc,
-    )  # fmt: skip
-    weighting = methods.load(method, params.methods).weighting(context)
     optimizer, scheduler = training.optimiser(model, cfg, len(rows))
-    loop = training.Loop(
-        enc=enc["train"], rows=rows, batch_size=cfg.batch_size, pad_id=pad, rng=rng, optimizer=optimizer,
-        scheduler=scheduler, acc=acc, workers=params.compute.loader_workers, by_length=cfg.group_by_length,
-        pieces=cfg.forward_pieces,
+    workers = params.compute.loader_workers
+
+    def dev_accuracy() -> float:
+        logits = training.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, workers)[0]
+        return training.accuracy(logits, gold["dev"])
+
+    return Run(
+        method=method, teachers=teachers, settings=settings, cfg=cfg, seed=seed, rng=np.random.default_rng(seed),
+        model=model, enc=enc, pad=pad, gold=gold, cache=cache, teacher_logits=cache["train"]["logits"].to(
+        compute.device(acc)), rows=rows, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
+        weight_sum=torch.zeros(len(train), len(teachers)), dev_accuracy=dev_accuracy, acc=acc, workers=workers,
     )  # fmt: skip
-    trainer = Trainer(
-        model=model, loop=loop, cfg=cfg, weighting=weighting, labels=gold["train"], teacher_logits=teacher_logits,
-        weight_sum=torch.zeros(len(train), len(teachers)),
-        dev_accuracy=lambda: training.accuracy(dev_logits(), gold["dev"]),
-    )  # fmt: skip
-    print(
-        f"distill: {method} on {data.task}, seed {seed}: student {models.count_parameters(model) / 1e6:.2f} M "
-        f"parameters, {len(rows)} training examples, teachers {teachers}",
-        flush=True,
-    )
 
-    def one_epoch(epoch: int) -> dict:
-        weighting.start_epoch(epoch, trainer)
-        return trainer.epoch(f"{method} epoch {epoch}")
 
-    def log(stats: dict) -> None:
-        rates = stats.get("selection_rate")
-        rate = "" if rates is None else ", selection rate " + " ".join(f"{t} {r:.2f}" for t, r in zip(teachers, rates))
-        print(
-            f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}{rate}",
-            flush=True,
-        )
-
-    def dev_logits():
-        return training.predict(model, enc["dev"], cfg.eval_batch_size, pad, "dev", acc, loop.workers)[0]
-
-    start = time.perf_counter()
-    history, best = training.best_epoch(model, cfg.epochs, one_epoch, dev_logits, gold["dev"], log)
-    train_seconds = time.perf_counter() - start
-    t0 = time.perf_counter()
-    test_logits, _ = training.predict(model, enc["test"], cfg.eval_batch_size, pad, "test", acc, loop.workers)
-    infer_seconds = time.perf_counter() - t0
-    records = weighting.records(trainer)
+def fit(run: Run, weighting: Weighting) -> Distilled:
+    """Train the run's student, epoch by epoch as the method's schedule gives them; return it at its best epoch on
+    dev (the first of ties)."""
+    model, cfg, acc, labels, device = run.model, run.cfg, run.acc, run.gold["train"], compute.device(run.acc)
+    history, best, best_state, began = [], -1.0, None, time.perf_counter()
+    for epoch in weighting.schedule(run):
+        model.train()
+        total, seen, tic = 0.0, 0, time.perf_counter()
+        order = training.training_batches(run.rows, run.enc["train"], cfg.batch_size, run.rng, cfg.group_by_length)
+        loaded = training.batches(device, run.enc["train"], order, run.pad, run.workers, cfg.forward_pieces)
+        for step, (idx, batch) in enumerate(training.progress(loaded, epoch.desc, total=len(order)), 1):
+            weighting.before_update(idx)  # the student before its update, for a method that measures it
+            with compute.autocast(acc):
+                logits, pooled = training.forward(model, batch)
+            logits, pooled = logits.float(), pooled.float()
+            w = fill_empty(weighting.weigh(idx, logits.detach().cpu()), weighting.fill).to(device)
+            loss = student_loss(
+                logits, labels[idx].to(device), run.teacher_logits[idx], w, cfg.alpha, cfg.temperature, cfg.t2_scaling
+            )
+            value = training.finite(loss, epoch.desc, step)
+            run.optimizer.zero_grad(set_to_none=True)
+            compute.backward(acc, loss)
+            compute.clip_grad_norm(acc, model.parameters(), 1.0)
+            run.optimizer.step()
+            (epoch.scheduler or run.scheduler).step()
+            weighting.after_update(idx, logits.detach(), pooled.detach())
+            run.weight_sum[idx] += w.cpu()
+            total, seen = total + value * len(idx), seen + len(idx)
+        seconds = time.perf_counter() - tic
+        epoch.stats = {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen / seconds}
+        epoch.stats |= weighting.end_epoch()
+        if epoch.number is None:  # a pass outside the run's epochs (a method's phase): not scored
+            continue
+        epoch.stats.update(epoch=epoch.number, dev_accuracy=run.dev_accuracy())
+        history.append(epoch.stats)
+        print(f"  epoch {epoch.number}: loss {total / seen:.4f}, dev accuracy {history[-1]['dev_accuracy']:.4f}")
+        if history[-1]["dev_accuracy"] > best:
+            best, best_state = history[-1]["dev_accuracy"], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    train_seconds, tic = time.perf_counter() - began, time.perf_counter()
+    test_logits, _ = training.predict(model, run.enc["test"], cfg.eval_batch_size, run.pad, "test", acc, run.workers)
+    infer_seconds = time.perf_counter() - tic
     return Distilled(
         model=model, history=history, dev_accuracy=best, test_logits=test_logits, train_seconds=train_seconds,
-        infer_seconds=infer_seconds, weight_sum=trainer.weight_sum, rows=rows, static=weighting.static,
-        pretraining=records.get("pretraining", []), selection=records.get("selection"), setting=cfg,
-        method_settings=settings,
+        infer_seconds=infer_seconds, weight_sum=run.weight_sum, rows=run.rows, static=weighting.static,
+        extra=weighting.extra(run), setting=cfg, method_settings=run.settings,
     )  # fmt: skip
 
 
@@ -177,7 +139,18 @@ def distill(params: Params, data: TaskData, method: str, seed: int, settings=Non
     kept (and every point's dev accuracy in its `grid`)."""
     cfg = params.distill
     settings = methods.check(params, [method])[method] if settings is None else settings
-    best, grid = training.best_on_dev(cfg, lambda point: fit(params, point, data, method, settings, seed, acc))
+    best, grid = None, []
+    for point in cfg.points():
+        run = start(params, point, data, method, settings, seed, acc)
+        print(
+            f"distill: {method} on {data.task}, seed {seed}: student {models.count_parameters(run.model) / 1e6:.2f} M "
+            f"parameters, {len(run.rows)} training examples, teachers {run.teachers}",
+            flush=True,
+        )
+        student = fit(run, methods.load(method, params.methods).weighting(run))
+        grid.append({**point.point_label(cfg), "dev_accuracy": student.dev_accuracy})
+        if best is None or student.dev_accuracy > best.dev_accuracy:
+            best = student
     best.grid = grid if cfg.grid else []
     return best
 
@@ -202,7 +175,7 @@ def record(params: Params, data: TaskData, method: str, seed: int, student: Dist
         # over the rows the student trained on: the held-out slice, never trained on, has no weights
         "teacher_weights": {t: float(mean_w[student.rows, k].mean()) for k, t in enumerate(teachers)},
         "static_weights": None if static is None else {t: float(static[k]) for k, t in enumerate(teachers)},
-        "policy_pretraining": [{k: v for k, v in p.items() if k != "rewards"} for p in student.pretraining],
+        **student.extra.metrics,
         **({"grid": student.grid, "selected": student.setting.point_label(cfg)} if cfg.grid else {}),
         "provenance": provenance(
             seed,
@@ -219,23 +192,19 @@ def record(params: Params, data: TaskData, method: str, seed: int, student: Dist
 
 
 def write_run(out: Path, params: Params, data: TaskData, method: str, seed: int, student: Distilled, acc=None):
-    """The run's folder, written whole or not at all: history, RL-KD's rewards, test predictions, the
-    teachers' mean weights per training instance (RL-KD: and the policy's selections), metrics."""
-    teachers, history, test = params.run.teachers, student.history, data.splits["test"]
+    """The run's folder, written whole or not at all: history, test predictions, the teachers' mean weights per
+    training instance, metrics, and what the method adds to them (Weighting.extra)."""
+    teachers, history, test, extra = params.run.teachers, student.history, data.splits["test"], student.extra
     mean_w = student.weight_sum / student.setting.epochs
     columns = {"id": data.splits["train"].id, **{t: mean_w[:, k].numpy() for k, t in enumerate(teachers)}}
-    if student.selection is not None:  # the agent's final selection probability of every teacher for every instance
-        columns.update({f"select_{t}": student.selection[:, k].numpy() for k, t in enumerate(teachers)})
+    columns |= extra.columns
     metrics = record(params, data, method, seed, student, acc)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        # per-step rewards in a flat file of their own: DVC's plots cannot read lists nested in history.json
-        steps = [{"epoch": h["epoch"], "reward": r} for h in history for r in h.get("rewards", [])]
-        keys = [k for k in dict.fromkeys(k for h in history for k in h) if k != "rewards"]
-        # DVC's plots need the same keys in every row
+        keys = list(dict.fromkeys(k for h in history for k in h))  # DVC's plots need the same keys in every row
         write_json(tmp / "history.json", [{k: h.get(k) for k in keys} for h in history])
-        if steps:  # a method that learns from per-step rewards (RL-KD): dvc.yaml plots them
-            write_json(tmp / "rewards.json", [{"step": i, **s} for i, s in enumerate(steps, 1)])
+        for name, rows in extra.files.items():
+            write_json(tmp / name, rows)
         probs = student.test_logits.softmax(-1).numpy()
         preds = pd.DataFrame(
             {

@@ -6,12 +6,14 @@ Writes models/TASK/TEACHER/model/ (encoder, tokenizer, head) and models/TASK/TEA
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import compute, models, training
 from .assets import load_manifest
@@ -58,36 +60,46 @@ def fit(teacher: str, spec: Teacher, manifest, card: dict, parts: dict, seed: in
     enc = {s: training.encode(tokenizer, df, spec.max_length, segments) for s, df in parts.items()}
     gold = {s: torch.tensor(df.label.to_numpy()) for s, df in parts.items()}
     model, optimizer, scheduler = acc.prepare(model, *training.optimiser(model, spec, len(train)))
-    loop = training.Loop(
-        enc=enc["train"], rows=np.arange(len(train)), batch_size=spec.batch_size, pad_id=pad,
-        rng=np.random.default_rng(seed), optimizer=optimizer, scheduler=scheduler, acc=acc, workers=workers,
-        by_length=spec.group_by_length, pieces=spec.forward_pieces,
-    )  # fmt: skip
+    unwrapped, rng, rows = acc.unwrap_model(model), np.random.default_rng(seed), np.arange(len(train))
     acc.print(
         f"finetune: {teacher}: {len(train)} training examples, {spec.epochs} epoch(s), lr {spec.lr:g}, "
         f"{models.count_parameters(model) / 1e6:.1f} M parameters",
         flush=True,
     )
-    objective = training.CrossEntropy(gold["train"])
-
-    def log(stats: dict) -> None:
+    history, best, best_state, start = [], -1.0, None, time.perf_counter()
+    for epoch in range(1, spec.epochs + 1):
+        model.train()
+        total, seen, tic, desc = 0.0, 0, time.perf_counter(), f"{teacher} epoch {epoch}"
+        whole = training.training_batches(rows, enc["train"], spec.batch_size, rng, spec.group_by_length)
+        parts = [compute.shard(acc, c) for c in whole]  # data parallel: each process its share of every batch
+        loaded = training.batches(compute.device(acc), enc["train"], parts, pad, workers, spec.forward_pieces)
+        for step, ((idx, batch), size) in enumerate(zip(training.progress(loaded, desc, len(parts)), map(len, whole))):
+            with compute.autocast(acc):
+                logits, _ = training.forward(model, batch)
+            loss = F.cross_entropy(logits.float(), gold["train"][idx].to(logits.device))
+            if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
+                loss = loss * (len(idx) * acc.num_processes / size)
+            total, seen = total + training.finite(loss, desc, step + 1) * len(idx), seen + len(idx)
+            optimizer.zero_grad(set_to_none=True)
+            compute.backward(acc, loss)
+            compute.clip_grad_norm(acc, model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+        seconds = time.perf_counter() - tic
+        dev = training.predict(unwrapped, enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)[0]
+        history.append(
+            {"train_loss": total / seen, "seconds": seconds, "examples_per_s": seen * acc.num_processes / seconds}
+            | {"epoch": epoch, "dev_accuracy": training.accuracy(dev, gold["dev"])}
+        )
         acc.print(
-            f"  epoch {stats['epoch']}: loss {stats['train_loss']:.4f}, dev accuracy {stats['dev_accuracy']:.4f}, "
-            f"{stats['examples_per_s']:.1f} examples/s",
+            f"  epoch {epoch}: loss {total / seen:.4f}, dev accuracy {history[-1]['dev_accuracy']:.4f}, "
+            f"{history[-1]['examples_per_s']:.1f} examples/s",
             flush=True,
         )
-
-    def dev_logits():
-        return training.predict(acc.unwrap_model(model), enc["dev"], spec.eval_batch_size, pad, "dev", acc, workers)[0]
-
-    start = time.perf_counter()
-    history, best = training.best_epoch(
-        acc.unwrap_model(model), spec.epochs,
-        lambda epoch: training.train_epoch(model, loop, objective, f"{teacher} epoch {epoch}"),
-        dev_logits, gold["dev"], log,
-    )  # fmt: skip
-    model = acc.unwrap_model(model)
-    return FineTuned(model, tokenizer, enc, gold, history, best, time.perf_counter() - start, spec)
+        if history[-1]["dev_accuracy"] > best:
+            best, best_state = history[-1]["dev_accuracy"], copy.deepcopy(unwrapped.state_dict())
+    unwrapped.load_state_dict(best_state)
+    return FineTuned(unwrapped, tokenizer, enc, gold, history, best, time.perf_counter() - start, spec)
 
 
 def finetune(params: Params, teacher: str, parts: dict, card: dict, manifest=None, acc=None) -> FineTuned:
@@ -96,9 +108,12 @@ def finetune(params: Params, teacher: str, parts: dict, card: dict, manifest=Non
     seed, the best on dev kept. Its test predictions come with it."""
     spec = named(params, "teachers", teacher)
     acc, workers = acc or compute.from_params(params.compute), params.compute.loader_workers
-    best, grid = training.best_on_dev(
-        spec, lambda point: fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
-    )
+    best, grid = None, []
+    for point in spec.points():  # each from the same seed; the first of ties kept
+        model = fit(teacher, point, manifest, card, parts, params.seed, acc, workers)
+        grid.append({**point.point_label(spec), "dev_accuracy": model.dev_accuracy})
+        if best is None or model.dev_accuracy > best.dev_accuracy:
+            best = model
     best.grid = grid if spec.grid else []
     pad, test = best.tokenizer.pad_token_id, best.enc["test"]
     best.test_logits, _ = training.predict(best.model, test, spec.eval_batch_size, pad, "test", acc, workers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import frame, split_by_group
+from .examples import frame, split_by_group
 from .params_file import InputError
 
 GLUE_COLUMNS = {

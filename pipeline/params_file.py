@@ -2,8 +2,8 @@
 against its schema.
 
 Every stage reads the file through here and validates the sections it runs (pipeline/schema.py; a
-method's own section, pipeline/methods/; analysis/settings.py; the cluster's, pipeline/cluster.py).
-`python -m pipeline.plan`, the first step of `make repro`, checks every section before DVC starts.
+method's own section, pipeline/methods/; analysis/settings.py; the cluster's, orchestration/cluster.py).
+`python -m orchestration.plan`, the first step of `make repro`, checks every section before DVC starts.
 """
 
 from __future__ import annotations

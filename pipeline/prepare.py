@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, user_data
+from . import data, examples, user_data
 from .io import atomic_path, provenance, write_json
 from .params_file import arguments, named, reported_errors
 from .schema import load
@@ -27,7 +27,7 @@ def duplicates(splits: dict, removed: dict) -> dict:
     """Exact copies removed per split; kept examples whose text (pair) occurs in their split with another
     label; and texts of dev and test also in train (only GLUE's own test split can have any: the splits
     made here keep every example of a text in one split)."""
-    texts = {s: data.text_key(df) for s, df in splits.items()}
+    texts = {s: examples.text_key(df) for s, df in splits.items()}
     train = set(texts["train"])
     return {
         "removed": removed,

@@ -1,6 +1,6 @@
 """The schema of the sections that the training stages read: run, assets, tasks (pipeline/task_schema.py),
 teachers, student, distill and compute (a method's own section: pipeline/methods/; analysis:
-analysis/settings.py; cluster: pipeline/cluster.py). Every key is declared with its type and range; an
+analysis/settings.py; cluster: orchestration/cluster.py). Every key is declared with its type and range; an
 unknown key (a typo) is an error, so a misspelt setting can never be silently ignored.
 """
 
@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .params_file import (
     NAME,
@@ -197,6 +197,10 @@ class Compute(Strict):
 
 
 class Run(Strict):
+    # besides the keys below, run.<stage>: the rows of a stage of its own that a method declares (pipeline/methods/:
+    # `Method.stage`, `run_key`), checked against the registry by methods.check_listed
+    model_config = ConfigDict(**{**Strict.model_config, "extra": "allow"})
+
     tasks: list[str] = Field(min_length=1)
     teachers: list[str] = Field(min_length=1)
     # the stage `distill` over run.tasks x run.methods x run.seeds: a file of pipeline/methods/ each (docs/methods.md)
@@ -209,10 +213,17 @@ class Run(Strict):
     agents: list[str] = []
     seeds: list[Seed] = Field(default=[0], min_length=1)
 
+    @model_validator(mode="after")
+    def _stage_lists(self):
+        for key, value in (self.model_extra or {}).items():
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ValueError(f"{key}: expected a list of method names, the rows of a stage of its own")
+        return self
+
 
 class Params(Strict):
     """The file as the training stages read it. `methods`, `analysis` and `cluster` are checked by the code
-    that reads them (pipeline/methods/, analysis/settings.py, pipeline/cluster.py), so that a change to
+    that reads them (pipeline/methods/, analysis/settings.py, orchestration/cluster.py), so that a change to
     their schema reruns only what reads them."""
 
     seed: Seed = 0
@@ -229,7 +240,16 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _names_exist(self):
-        for kind in ("tasks", "teachers", "methods", "single", "drop", "agents", "seeds"):
+        for kind in (
+            "tasks",
+            "teachers",
+            "methods",
+            "single",
+            "drop",
+            "agents",
+            "seeds",
+            *(self.run.model_extra or {}),
+        ):
             values = getattr(self.run, kind)
             twice = sorted({str(v) for v in values if values.count(v) > 1})
             if twice:  # a teacher listed twice would count twice in every ensemble

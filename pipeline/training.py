@@ -1,17 +1,14 @@
-"""Tokenising, batching, a training epoch and batched prediction, shared by the training stages."""
+"""Tokenising, batching, the optimiser and batched prediction, shared by the training stages (their loops:
+pipeline/finetune.py and pipeline/distill.py, `fit`)."""
 
 from __future__ import annotations
 
-import copy
 import math
 import random
-import time
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -158,81 +155,6 @@ def finite(loss: torch.Tensor, desc: str, step: int) -> float:
     return value
 
 
-@dataclass
-class Loop:
-    """What every epoch of one training run shares: the training rows and how they are batched, the optimiser
-    and schedule, and `acc` (device, bf16, data parallel; the CPU in fp32 without one)."""
-
-    enc: dict
-    rows: np.ndarray
-    batch_size: int
-    pad_id: int
-    rng: np.random.Generator
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    acc: object = None
-    workers: int = 0
-    by_length: bool = False
-    pieces: int = 1
-
-
-class CrossEntropy:
-    """Fine-tuning's objective: the gold labels' cross-entropy. A training objective has the hooks
-    `train_epoch` calls per step (`before` the forward pass, `loss`, `after` the update) and `stats()`."""
-
-    def __init__(self, labels: torch.Tensor):
-        self.labels = labels
-
-    def before(self, idx) -> None:
-        pass
-
-    def loss(self, idx, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, self.labels[idx].to(logits.device))
-
-    def after(self, idx) -> None:
-        pass
-
-    def stats(self) -> dict:
-        return {}
-
-
-def train_epoch(model, loop: Loop, objective, desc: str = "train") -> dict:
-    """One epoch over `loop.rows` in a fresh random order, minimising `objective`. With `loop.acc` launched on
-    several processes (data parallel), `model`, optimiser and schedule are prepared by it and each process
-    takes its share of every batch."""
-    model.train()
-    acc, processes = loop.acc, loop.acc.num_processes if loop.acc else 1
-    total, seen, start = 0.0, 0, time.perf_counter()
-    whole = training_batches(loop.rows, loop.enc, loop.batch_size, loop.rng, loop.by_length)
-    parts = [compute.shard(acc, c) for c in whole]
-    loaded = batches(compute.device(acc), loop.enc, parts, loop.pad_id, loop.workers, loop.pieces)
-    bar = progress(loaded, desc, total=len(parts))
-    for step, ((idx, batch), size) in enumerate(zip(bar, map(len, whole)), 1):
-        objective.before(idx)
-        with compute.autocast(acc):
-            logits, pooled = forward(model, batch)
-        loss = objective.loss(idx, logits.float(), pooled.float())
-        if len(idx) < size:  # data parallel averages the processes' means: weigh each by its share of the batch
-            loss = loss * (len(idx) * processes / size)
-        value = finite(loss, desc, step)
-        loop.optimizer.zero_grad(set_to_none=True)
-        compute.backward(acc, loss)
-        compute.clip_grad_norm(acc, model.parameters(), 1.0)
-        loop.optimizer.step()
-        loop.scheduler.step()
-        objective.after(idx)
-        total += value * len(idx)
-        seen += len(idx)
-        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-    seconds = time.perf_counter() - start
-    return {
-        "train_loss": total / seen,
-        "seconds": seconds,
-        "examples_per_s": seen * processes / seconds,
-        **objective.stats(),
-    }
-
-
 def schedule_steps(epochs: int, rows: int, batch_size: int) -> int:
     """The optimiser steps of `epochs` epochs over `rows` training rows: what the learning-rate schedule spans."""
     return epochs * -(-rows // batch_size)
@@ -243,34 +165,6 @@ def optimiser(model, spec, rows: int):
     steps = schedule_steps(spec.epochs, rows, spec.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * steps), steps)
-
-
-def best_epoch(model, epochs: int, one_epoch, dev_logits, dev_gold: torch.Tensor, log) -> tuple[list[dict], float]:
-    """Train `epochs` epochs (`one_epoch(epoch)` -> its figures), score each on dev (`dev_logits()`), and leave
-    `model` at its best epoch on dev (the first of ties). Returns the history and the best dev accuracy."""
-    history, best, best_state = [], -1.0, None
-    for epoch in range(1, epochs + 1):
-        stats = one_epoch(epoch)
-        stats.update(epoch=epoch, dev_accuracy=accuracy(dev_logits(), dev_gold))
-        history.append(stats)
-        log(stats)
-        if stats["dev_accuracy"] > best:
-            best, best_state = stats["dev_accuracy"], copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    return history, best
-
-
-def best_on_dev(spec, fit) -> tuple[object, list[dict]]:
-    """Run `fit(point)` for every point of spec's grid (just spec without one), each from the same seed;
-    return the result (anything with a `dev_accuracy`) with the best dev accuracy, and every point's dev
-    accuracy."""
-    best, grid = None, []
-    for point in spec.points():
-        result = fit(point)
-        grid.append({**point.point_label(spec), "dev_accuracy": result.dev_accuracy})
-        if best is None or result.dev_accuracy > best.dev_accuracy:
-            best = result
-    return best, grid
 
 
 @torch.inference_mode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import subprocess
@@ -13,14 +15,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.planted import NEGATIVE, POSITIVE, sentiment_frame  # the planted benchmark's synthetic reviews
+from benchmarks.planted.designs import (  # the planted benchmark's synthetic reviews
+    NEGATIVE,
+    POSITIVE,
+    TINY_STUDENT,
+    sentiment_frame,
+)
+from pipeline import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tests' DVC commands (hundreds) would each start DVC's usage-report daemon: not for test runs
 os.environ["DVC_NO_ANALYTICS"] = "1"
-# every method of pipeline/methods/ but single_<teacher>, which has no section
-METHODS = ["ce", "u_ensemble", "w_ensemble", "rand_single", "lr_ensemble", "best_single", "ca_mkd", "ae_kd", "mtkd_rl"]
-METHODS += ["rl_kd", "effect_agent"]
+# every method of the registry (pipeline/methods/) but the per-teacher families, which have no section
+METHODS = methods.files()
 
 
 def pytest_collection_modifyitems(items):
@@ -112,19 +119,7 @@ def tiny_params(root: Path) -> dict:
             },
         },
         "teachers": {"tiny_a": tiny_teacher(32, 2), "tiny_b": tiny_teacher(48, 1, max_train=150)},
-        "student": {
-            "source": "random",
-            "arch": "bert",
-            "vocab_size": 200,
-            "max_length": 24,
-            "config": {
-                "hidden_size": 16,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 32,
-                "max_position_embeddings": 64,
-            },
-        },
+        "student": copy.deepcopy(TINY_STUDENT),
         "distill": {"epochs": 2, "max_train": None, "batch_size": 16, "lr": 2e-3, "alpha": 0.5, "temperature": 2.0},
         # each method's own section, its defaults; dvc.yaml tracks each run's method's section, so it must be there
         "methods": {m: {} for m in METHODS},
@@ -157,6 +152,28 @@ def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def dvc(repo: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in `repo`; `check`: fail the test, with DVC's output, if it exits with an error."""
+    done = run([sys.executable, "-m", "dvc", *args], repo)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def edit_json(path: Path, change) -> None:
+    """Load a JSON file, let `change` edit the object in place, write it back."""
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+def edit_params(root: Path, change) -> None:
+    """Load `root`/params.yaml, let `change` edit the dict in place, write it back (write_params)."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    change(params)
+    write_params(root, params)
+
+
 @pytest.fixture
 def tiny_repo(tmp_path) -> Path:
     """A copy of the pipeline with the tiny profile, initialised as a DVC project without git."""
@@ -166,7 +183,7 @@ def tiny_repo(tmp_path) -> Path:
 def make_tiny_repo(repo: Path) -> Path:
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
-    for package in ("pipeline", "analysis"):
+    for package in ("pipeline", "analysis", "orchestration"):
         shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     write_params(repo, tiny_params(repo))
     done = run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)

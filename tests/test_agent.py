@@ -1,8 +1,8 @@
-"""RL-KD's agent (pipeline/agent.py): the policy, its state, its update and its rewards.
+"""RL-KD's agent (pipeline/methods/rl_kd/): the policy, its state, its update and its rewards.
 
 Expected values are worked out independently of the code under test: by hand (2-class examples in
 the comments), or by a different computation (autograd and an actual small step of the student's head).
-The run tests use the planted `coin` design of benchmarks/planted.py with short schedules.
+The run tests use the planted `coin` design of benchmarks/planted/ with short schedules.
 """
 
 import copy
@@ -18,14 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 
-from benchmarks import planted as B
+from benchmarks.planted import designs as D
+from benchmarks.planted import runner as R
+from benchmarks.planted import settings as S
 from pipeline import distill, prepare, training
 from pipeline import schema as P
-from pipeline.agent import Agent, Policy
 from pipeline.losses import student_loss
 from pipeline.methods import effect_agent, rl_kd
+from pipeline.methods.rl_kd.agent import Agent, Policy
+from pipeline.methods.rl_kd.reward import Reward
+from pipeline.methods.weighting import Run
 from pipeline.models import Classifier
-from pipeline.reward import Reward
 from pipeline.task_data import student_rows
 from tests.conftest import write_params
 
@@ -519,9 +522,9 @@ def coin_root(tmp_path_factory):
     home = os.getcwd()
     os.chdir(root)
     try:
-        write_params(root, B.params("coin", root))
-        prepare.main(B.TASK)
-        B.plant("coin", root)
+        write_params(root, R.params("coin", root))
+        prepare.main(D.TASK)
+        D.plant("coin", root)
     finally:
         os.chdir(home)
     return root
@@ -535,17 +538,17 @@ def coin(coin_root, monkeypatch):
 
     def run(rl: dict):
         paper = {"method": "rl_kd"} if rl.get("reward") in rl_kd.SCALAR_REWARDS else {}  # the paper's rewards' file
-        values = B.params("coin", coin_root, {"pretrain_epochs": 1, **paper, **rl})
+        values = R.params("coin", coin_root, {"pretrain_epochs": 1, **paper, **rl})
         values["distill"]["epochs"] = 2
         write_params(coin_root, values)
-        distill.main(B.TASK, B.AGENT, "1")
-        return coin_root / "runs" / B.TASK / B.AGENT / "1"
+        distill.main(D.TASK, S.AGENT, "1")
+        return coin_root / "runs" / D.TASK / S.AGENT / "1"
 
     return run
 
 
 def train_size(root) -> int:
-    return len(pd.read_parquet(root / "data" / B.TASK / "train.parquet"))
+    return len(pd.read_parquet(root / "data" / D.TASK / "train.parquet"))
 
 
 @pytest.mark.slow
@@ -554,36 +557,19 @@ def test_the_student_never_trains_on_the_rows_the_reward_measures(coin, coin_roo
     """Spies on the batches of every training epoch (warm-up, pre-training, joint) and on the rows the reward
     runs the student on: the student must train on exactly the rows of task_data.student_rows (every method's
     student does), the reward draw only held-out rows; with instance_ce_delta the same rows train, and no reward
-    reads the held-out ones. (Scoring dev within an epoch, as RL-KD's guard does, is not training.)"""
-    trained, measured, inside = set(), set(), [False]
-    epoch, batches, forward, predict = training.train_epoch, training.batches, Reward.forward, training.predict
+    reads the held-out ones."""
+    trained, measured = set(), set()
+    order, forward = training.training_batches, Reward.forward
 
-    def spy_epoch(*args, **kwargs):
-        inside[0] = True
-        try:
-            return epoch(*args, **kwargs)
-        finally:
-            inside[0] = False
-
-    def spy_predict(*args, **kwargs):
-        was, inside[0] = inside[0], False
-        try:
-            return predict(*args, **kwargs)
-        finally:
-            inside[0] = was
-
-    def spy_batches(device, enc, chunks, *args, **kwargs):
-        if inside[0]:
-            trained.update(int(i) for c in chunks for i in c)
-        return batches(device, enc, chunks, *args, **kwargs)
+    def spy_order(rows, *args, **kwargs):  # every training epoch's batches are cut from its rows here
+        trained.update(int(i) for i in rows)
+        return order(rows, *args, **kwargs)
 
     def spy_forward(self, rows):
         measured.update(int(i) for i in rows)
         return forward(self, rows)
 
-    monkeypatch.setattr(training, "train_epoch", spy_epoch)
-    monkeypatch.setattr(training, "predict", spy_predict)
-    monkeypatch.setattr(training, "batches", spy_batches)
+    monkeypatch.setattr(training, "training_batches", spy_order)
     monkeypatch.setattr(Reward, "forward", spy_forward)
     coin({"reward": reward})
     n = train_size(coin_root)
@@ -601,7 +587,7 @@ def test_no_teacher_equal_gives_every_trained_row_weights_summing_to_one(coin, c
     """no_teacher: equal fills an empty selection with equal weights: every training row's mean teacher
     weights (weights.parquet) sum to 1; the held-out rows, never trained on, to 0."""
     out = coin({"no_teacher": "equal"})
-    w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
+    w = pd.read_parquet(out / "weights.parquet")[D.TEACHERS["coin"]].sum(axis=1).to_numpy()
     rows, held = student_rows(len(w), 0.1, 0)
     assert np.allclose(w[rows], 1.0, atol=1e-6)
     assert np.array_equal(w[held], np.zeros(len(held)))
@@ -613,7 +599,7 @@ def test_no_teacher_ce_leaves_some_rows_with_gold_labels_alone(coin, coin_root):
     that epoch are 0 and some training rows' mean weights sum to less than 1 (1/8 of instances per epoch at
     pi = 1/2 for three teachers); none sums to more."""
     out = coin({"no_teacher": "ce", "guard": "none"})  # the agent's weights, whichever run is better on dev
-    w = pd.read_parquet(out / "weights.parquet")[B.TEACHERS["coin"]].sum(axis=1).to_numpy()
+    w = pd.read_parquet(out / "weights.parquet")[D.TEACHERS["coin"]].sum(axis=1).to_numpy()
     rows, _ = student_rows(len(w), 0.1, 0)
     assert (w[rows] < 1 - 1e-6).sum() >= 5 and (w[rows] <= 1 + 1e-6).all()
 
@@ -630,7 +616,7 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 
     monkeypatch.setattr(rl_kd, "Agent", spy_agent)
     out = coin({"policy": "per_teacher"})
-    select = pd.read_parquet(out / "weights.parquet")[[f"select_{t}" for t in B.TEACHERS["coin"]]]
+    select = pd.read_parquet(out / "weights.parquet")[[f"select_{t}" for t in D.TEACHERS["coin"]]]
     assert select.stack().between(0, 1).all()
     policy = agents[0].policy
     assert not policy.shared and len(policy.linears) == 3
@@ -638,6 +624,28 @@ def test_a_per_teacher_policy_runs_with_one_linear_layer_per_teacher(coin, monke
 
 
 # ---- policy pre-training ------------------------------------------------------------------------
+
+
+def run_of(model, optimizer, scheduler, weight_sum, epochs: int) -> Run:
+    """A run with what pre-training moves: 12 training rows in batches of 4, `epochs` epochs."""
+    return Run(
+        method="rl_kd", teachers=[], settings=None, cfg=SimpleNamespace(epochs=epochs, batch_size=4), seed=3,
+        rng=np.random.default_rng(3), model=model, enc={}, pad=0, gold={}, cache={}, teacher_logits=None,
+        rows=np.arange(12), held_out=np.arange(0), optimizer=optimizer, scheduler=scheduler, weight_sum=weight_sum,
+        dev_accuracy=None,
+    )  # fmt: skip
+
+
+def play(schedule, run_epoch):
+    """The training loop's part in a method's schedule: run each epoch it yields (`run_epoch(epoch)` -> its
+    figures, put into `epoch.stats`); return what the schedule returns."""
+    try:
+        epoch = next(schedule)
+        while True:
+            epoch.stats = run_epoch(epoch)
+            epoch = next(schedule)
+    except StopIteration as done:
+        return done.value
 
 
 def test_pretrain_policy_puts_the_student_back_bit_for_bit():
@@ -665,31 +673,22 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
     state = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), weight_sum))
     changed = []
 
-    def epoch_of(desc, with_agent):
-        loop.rng.permutation(12)  # an epoch's batch order
+    def epoch_of(epoch, with_agent):  # the loop's part: an epoch's batches, on the epoch's own schedule
+        run.rng.permutation(12)  # an epoch's batch order
         for start in (0, 4, 8):
-            step(model, optimizer, scheduler, np.arange(start, start + 4))
+            step(model, optimizer, epoch.scheduler, np.arange(start, start + 4))
             weight_sum[start : start + 4] += 1.0
         changed.append(
             not torch.equal(model.head.weight, state[0]["head.weight"])
             and optimizer.param_groups[0]["lr"] != state[1]["param_groups"][0]["lr"]
             and not torch.equal(weight_sum, state[3])
         )
-        return {"reward_mean": 0.0, "desc": desc, "with_agent": with_agent}
+        return {"reward_mean": 0.0, "desc": epoch.desc, "with_agent": with_agent}
 
     method = object.__new__(rl_kd.RLKD)  # its hooks alone: no agent is needed to check the restore
-    loop = SimpleNamespace(
-        optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4, rng=np.random.default_rng(3)
-    )
+    run = run_of(model, optimizer, scheduler, weight_sum, epochs=7)  # 7 epochs of 3 steps: the schedule's 21
     order = np.random.default_rng(3).permutation(12)  # the first batch order after pre-training, had it not run
-    trainer = SimpleNamespace(
-        model=model,
-        loop=loop,
-        weight_sum=weight_sum,
-        cfg=SimpleNamespace(epochs=7),  # 7 epochs of 3 steps: the 21 steps of the schedule
-        epoch=lambda desc: epoch_of(desc, method.active),
-    )
-    stats = method.pretrain(trainer, 2)
+    stats = play(method.pretrain(run, 2), lambda epoch: epoch_of(epoch, method.active))
     assert [s["with_agent"] for s in stats] == [True, True] and changed == [True, True]
     for key, value in state[0].items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -699,7 +698,7 @@ def test_pretrain_policy_puts_the_student_back_bit_for_bit():
         assert all(torch.equal(torch.as_tensor(v), torch.as_tensor(now["state"][i][k])) for k, v in s.items()), i
     assert scheduler.state_dict() == state[2] and scheduler.get_last_lr() == twin[2].get_last_lr()
     assert torch.equal(weight_sum, state[3])
-    assert np.array_equal(loop.rng.permutation(12), order)
+    assert np.array_equal(run.rng.permutation(12), order)
     step(model, optimizer, scheduler, np.arange(2, 8))
     step(*twin, np.arange(2, 8))
     for (key, a), b in zip(model.state_dict().items(), twin[0].state_dict().values()):
@@ -719,29 +718,24 @@ def test_pre_training_runs_the_rest_of_the_schedule_and_never_at_learning_rate_0
         scheduler.step()
     seen = []
 
-    def epoch(desc):
+    def epoch(e):
         for _ in range(3):
             seen.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
-            trainer.loop.scheduler.step()
+            e.scheduler.step()
         return {}
 
-    loop = SimpleNamespace(
-        optimizer=optimizer, scheduler=scheduler, rows=np.arange(12), batch_size=4, rng=np.random.default_rng(3)
-    )
-    trainer = SimpleNamespace(
-        model=model, loop=loop, weight_sum=torch.zeros(1), cfg=SimpleNamespace(epochs=7), epoch=epoch
-    )
-    object.__new__(rl_kd.RLKD).pretrain(trainer, 3)
+    run = run_of(model, optimizer, scheduler, torch.zeros(1), epochs=7)
+    play(object.__new__(rl_kd.RLKD).pretrain(run, 3), epoch)
     assert seen == pytest.approx([(21 - t) / 19 for t in (15, 15, 16, 17, 17, 18, 19, 19, 20)])
-    assert trainer.loop.scheduler is scheduler and optimizer.param_groups[0]["lr"] == pytest.approx(6 / 19)
+    assert run.scheduler is scheduler and optimizer.param_groups[0]["lr"] == pytest.approx(6 / 19)
 
 
 def test_agreement_counts_the_instances_whose_held_out_view_favours_their_gold_label():
     """By hand: u_j favours label y when u_j[y] is below u_j's mean over the classes. Two classes:
     [0.1, -0.2] with y 1: -0.2 < -0.05, yes; [0.3, 0.1] with y 0: 0.3 < 0.2, no; [-0.5, 0.5] with y 0: yes.
     Three classes: [0.2, -0.1, 0.5] with y 1: -0.1 < 0.2, yes; with y 2: 0.5 < 0.2, no."""
-    from pipeline.reward import agreement
+    from pipeline.methods.rl_kd.reward import agreement
 
     u = torch.tensor([[0.1, -0.2], [0.3, 0.1], [-0.5, 0.5]])
     assert agreement(u, torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)

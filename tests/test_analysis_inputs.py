@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from analysis import analyze, figures
 from pipeline.params_file import InputError
 from pipeline.schema import load
 from tests import test_analyze as planted
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, edit_json, edit_params
 from tests.test_analyze import ACCURACY, SEEDS, TASK, write_run
 
 tree = planted.tree  # the fixture of the planted runs: runs/, models/, data/, logits/, results/latency/ of one task
@@ -37,18 +36,6 @@ def names(path: str, *what: str, stage: str) -> str:
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-
-
-def edit_json(path: Path, change) -> None:
-    obj = json.loads(path.read_text())
-    change(obj)
-    path.write_text(json.dumps(obj))
-
-
-def edit_params(root: Path, change) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    change(params)
-    write_params(root, params)
 
 
 def split_sets(root: Path) -> None:

@@ -11,7 +11,7 @@ from analysis import analyze
 from analysis.settings import Analysis
 from pipeline import logits
 from pipeline import schema as P
-from tests.conftest import write_params
+from tests.conftest import edit_params, write_params
 
 TASK, TEACHERS, SEEDS, N = "toy", ["big", "small"], [1, 2, 3], 400
 # planted test accuracy per method and seed: rl_kd is clearly ahead of ce, level with u_ensemble
@@ -288,6 +288,26 @@ def test_an_unknown_reference_method_is_refused(tree):
     params = (tree / "params.yaml").read_text().replace("gap: 1.0", "gap: 1.0\n  references: [rl_kdd]")
     (tree / "params.yaml").write_text(params)
     with pytest.raises(P.InputError, match="analysis.references: 'rl_kdd'"):
+        analyze.main()
+
+
+def test_the_references_default_to_the_agents_and_are_needed():
+    """analysis.references left out: the rows of run.agents; no agent and none named: refused by the stage."""
+    from analysis.settings import settings
+
+    params = P.Params.model_validate(
+        {"run": {"tasks": ["t"], "teachers": ["a"], "agents": ["rl_kd", "effect_agent"]}, "analysis": {}}
+        | {"tasks": {"t": {"source": "rotten_tomatoes"}}, "teachers": {"a": {"source": "random"}}}
+    )
+    assert settings(params).references == ["rl_kd", "effect_agent"]
+    assert settings(params.model_copy(update={"analysis": {"references": ["x"]}})).references == ["x"]
+    none = params.model_copy(update={"run": params.run.model_copy(update={"agents": []})})
+    assert settings(none).references == []
+
+
+def test_no_reference_is_refused(tree):
+    edit_params(tree, lambda p: (p["run"].update(agents=[]), p["analysis"].pop("references", None)))
+    with pytest.raises(P.InputError, match=r"analysis.references: no agent to test \(run.agents is empty\)"):
         analyze.main()
 
 

@@ -1,4 +1,4 @@
-"""`python -m pipeline.cluster`: stages in dependency waves (SLURM) or a pool of local workers through
+"""`python -m orchestration.cluster`: stages in dependency waves (SLURM) or a pool of local workers through
 submitit, results back through DVC.
 
 The end-to-end test runs the tiny profile through submitit's local executor with two workers, one killed
@@ -17,10 +17,9 @@ import cloudpickle
 import pytest
 import yaml
 
-from pipeline import cluster, plan, pool
+from orchestration import cluster, dvc_api, plan, pool
+from orchestration import stages as kinds
 from pipeline import schema as P
-from pipeline.methods.effect_agent import Settings as EffectAgent
-from pipeline.methods.rl_kd import Settings as RL
 from tests.conftest import ROOT, make_tiny_repo, run, write_params
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
@@ -36,7 +35,7 @@ def test_every_stage_runs_after_the_stages_it_depends_on(tmp_path):
     with Repo(str(tmp_path)) as repo:
         graph = repo.index.graph  # edges: stage -> a stage it depends on
         names = [s.name for s in repo.index.stages]
-        wave_of = {s: n for n, wave in enumerate(cluster.waves(names)) for group in wave.values() for s in group}
+        wave_of = {s: n for n, wave in enumerate(kinds.waves(names)) for group in wave.values() for s in group}
         wave_of["assets"] = -1  # runs on the submitting machine first
         pairs = [(a.name, b.name) for a, b in graph.edges]
     assert pairs and set(wave_of) == set(names)
@@ -46,13 +45,13 @@ def test_every_stage_runs_after_the_stages_it_depends_on(tmp_path):
 
 def test_a_stage_kind_without_a_wave_is_refused():
     with pytest.raises(P.InputError, match=r"stage kind\(s\) \['export'\] have no wave"):
-        cluster.waves(["prepare@rt", "export@rt"])
+        kinds.waves(["prepare@rt", "export@rt"])
 
 
 def test_shares_deal_stages_round_robin():
-    assert cluster.shares(list("abcde"), 2) == [["a", "c", "e"], ["b", "d"]]
-    assert cluster.shares(list("ab"), 5) == [["a"], ["b"]]
-    assert cluster.shares(list("abc"), 1) == [["a", "b", "c"]]
+    assert kinds.shares(list("abcde"), 2) == [["a", "c", "e"], ["b", "d"]]
+    assert kinds.shares(list("ab"), 5) == [["a"], ["b"]]
+    assert kinds.shares(list("abc"), 1) == [["a", "b", "c"]]
 
 
 def test_the_pool_takes_ready_stages_longest_kinds_first(tmp_path):
@@ -146,7 +145,7 @@ def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_pat
         "distill@t-ce-1": ["cache@t-a", "cache@t-b", "finetune@t-a", "finetune@t-b", "prepare@t"],
     }
     submit = lambda workers: [InProcess(w) for w in workers]  # noqa: E731
-    with pytest.raises(cluster.WaveFailed, match=r"stage\(s\) \['cache@t-a'\] failed 2 times, 1 left undone"):
+    with pytest.raises(kinds.WaveFailed, match=r"stage\(s\) \['cache@t-a'\] failed 2 times, 1 left undone"):
         pool.run_pool(stages, needs, 2, submit, 1, tmp_path, tmp_path, FakeWorker, poll=0)
     state = pool.StageQueue(tmp_path / "queue.json").read()
     # worker-0 was lost holding prepare: prepare went back, once (tries 1 of retries 1), and a new worker-0 ran it
@@ -162,10 +161,10 @@ def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_pat
 
 def test_forget_drops_only_the_named_lock_entries(tmp_path):
     lock = tmp_path / "dvc.lock"
-    cluster.forget(lock, ["a"])  # no lock yet: nothing to do
+    dvc_api.forget(lock, ["a"])  # no lock yet: nothing to do
     assert not lock.exists()
     lock.write_text("schema: '2.0'\nstages:\n  a:\n    cmd: x\n  b:\n    cmd: y\n")
-    cluster.forget(lock, ["a", "c"])
+    dvc_api.forget(lock, ["a", "c"])
     assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"b": {"cmd": "y"}}}
 
 
@@ -174,7 +173,7 @@ def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
         shutil.copy(ROOT / name, tmp_path)
     assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
     todo = ["prepare@rt", "finetune@rt-mpnet", "cache@rt-mpnet", "latency@rt", "distill@rt-ce-1"]
-    needs = cluster.upstream(tmp_path, todo)
+    needs = dvc_api.upstream(tmp_path, todo)
     assert needs["prepare@rt"] == [] and needs["cache@rt-mpnet"] == ["finetune@rt-mpnet", "prepare@rt"]
     # a student needs every teacher's cache; of those stages, only MPNet's are still to run here
     assert needs["distill@rt-ce-1"] == ["cache@rt-mpnet", "finetune@rt-mpnet", "prepare@rt"]
@@ -214,16 +213,21 @@ def test_bad_cluster_params_are_refused(tmp_path):
 
 def test_plan_shows_the_waves_with_their_hours():
     """One task, one teacher, 1,000 examples/s for both: the hours worked out by hand."""
-    params = P.Params.model_validate(
-        {
-            "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]},
-            "tasks": {"t": {"source": "rotten_tomatoes"}},
-            "teachers": {"a": {"source": "random", "epochs": 2}},
-            "distill": {"epochs": 3},
-        }
-    )
+
+    def profile(agent: str, section: dict) -> P.Params:
+        return P.Params.model_validate(
+            {
+                "run": {"tasks": ["t"], "teachers": ["a"], "methods": ["ce", "u_ensemble"], "agents": [agent]}
+                | {"seeds": [1, 2]},
+                "tasks": {"t": {"source": "rotten_tomatoes"}},
+                "teachers": {"a": {"source": "random", "epochs": 2}},
+                "distill": {"epochs": 3},
+                "methods": {"ce": {}, "u_ensemble": {}, agent: section},
+            }
+        )
+
     sizes = {"train": 1000, "dev": 100, "test": 200}
-    hours = plan.task_hours_by_kind(params, sizes, 1000, 1000, {"rl_kd": RL(warmup_epochs=1, pretrain_epochs=3)})
+    hours = plan.task_hours_by_kind(profile("rl_kd", {"warmup_epochs": 1, "pretrain_epochs": 3}), sizes, 1000, 1000)
     # teacher: 2 epochs x 3 passes x 1,000 + 2 x 100 dev + 200 test; cache: train and dev
     assert hours["finetune"] == pytest.approx((6000 + 200 + 200) / 1000 / 3600)
     assert hours["cache"] == pytest.approx(1100 / 1000 / 3600)
@@ -232,8 +236,8 @@ def test_plan_shows_the_waves_with_their_hours():
     # the paper's RL-KD: the run, plus pre-training (3 x 3 x 1,000) and the reward's passes (3 x 1,000), two seeds
     assert hours["agent"] == pytest.approx(2 * (9500 + 9000 + 3000) / 1000 / 3600)
     # effect_agent with its guard: also the guard's equal-weights run of the 2 joint epochs (2 x (3 x 1,000 + 100))
-    guarded = {"g": EffectAgent(warmup_epochs=1, guard="equal_weights")}
-    assert plan.task_hours_by_kind(params, sizes, 1000, 1000, guarded)["agent"] == pytest.approx(
+    guarded = profile("effect_agent", {"warmup_epochs": 1, "guard": "equal_weights"})
+    assert plan.task_hours_by_kind(guarded, sizes, 1000, 1000)["agent"] == pytest.approx(
         2 * (9500 + 9000 + 3000 + 6200) / 1000 / 3600
     )
     longest = {k: h / n for k, h, n in (("finetune", hours["finetune"], 1), ("distill", hours["distill"], 4))}
@@ -251,7 +255,7 @@ def test_plan_shows_the_waves_with_their_hours():
 
 def test_the_paper_profile_plan_adds_its_waves_up_to_the_estimate():
     params, chosen, settings = plan.check(ROOT / "params-paper.yaml")
-    lines, total = plan.plan(params, 500, 2000, {a: chosen[a] for a in params.run.agents}, settings)
+    lines, total = plan.plan(params, 500, 2000, chosen, settings)
     table = lines[lines.index(next(line for line in lines if line.startswith("wave "))) + 1 :]
     rows = [line.split() for line in table if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
@@ -265,7 +269,7 @@ class KilledOnce(pool.PoolWorker):
 
     def repro(self, work, stage):
         out = super().repro(work, stage)
-        if self.attempt == 0 and self.name == "worker-0" and cluster.kind(stage) in ("distill", "agent"):
+        if self.attempt == 0 and self.name == "worker-0" and dvc_api.kind(stage) in ("distill", "agent"):
             os.kill(os.getpid(), signal.SIGKILL)
         return out
 
@@ -321,7 +325,7 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     killed = [job for job in jobs if "failed" in job]
     assert [(j["job"], j["attempt"]) for j in killed] == [("worker-0", 0)]
     (lost,) = summary["pool"]["tries"]  # the stage worker-0 had finished but not reported
-    assert cluster.kind(lost) in ("distill", "agent") and done[lost]["ran"] == []  # restored, not redone
+    assert dvc_api.kind(lost) in ("distill", "agent") and done[lost]["ran"] == []  # restored, not redone
     ran = [s for record in done.values() for s in record["ran"]]
     assert sorted(ran) == sorted(set(done) - {lost})  # every other stage ran once, in its own worker's call
     assert summary["pool"]["failed"] == {} and summary["pool"]["pending"] == []

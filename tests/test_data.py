@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from pipeline import data, glue, prepare
+from pipeline import data, examples, glue, prepare
 from pipeline import schema as P
 from pipeline import task_schema as T
 from pipeline.splits import COLUMNS, SPLITS, cap, load_split, split_hash
@@ -9,14 +9,14 @@ from tests.conftest import pair_frame, sentiment_frame, tiny_params, write_param
 
 
 def test_groups_never_straddle_two_splits():
-    df = data.frame(
+    df = examples.frame(
         "t",
         [f"text {i}" for i in range(500)],
         [None] * 500,
         [i % 2 for i in range(500)],
         [f"g{i % 37}" for i in range(500)],
     )
-    splits = data.split_by_group(df, 0.2, 0.2, seed=3)
+    splits = examples.split_by_group(df, 0.2, 0.2, seed=3)
     groups = [set(s.group) for s in splits.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     assert sum(len(s) for s in splits.values()) == 500
@@ -25,25 +25,25 @@ def test_groups_never_straddle_two_splits():
 
 def test_groups_sharing_a_text_are_joined():
     # g2 and g1 share "x" (two labels), g2 and g3 share "y": one group, named g1; g4 shares nothing
-    df = data.frame(
+    df = examples.frame(
         "t", ["x", "x", "y", "y", "z", "w"], [None] * 6, [0, 1, 0, 1, 0, 0], ["g2", "g1", "g2", "g3", "g3", "g4"]
     )
-    assert data.join_groups_sharing_a_text(df).tolist() == ["g1"] * 5 + ["g4"]
+    assert examples.join_groups_sharing_a_text(df).tolist() == ["g1"] * 5 + ["g4"]
     for seed in range(5):
-        splits = data.split_by_group(df, 0.3, 0.3, seed)
+        splits = examples.split_by_group(df, 0.3, 0.3, seed)
         joined = [int(s.text_a.isin(["x", "y", "z"]).sum()) for s in splits.values()]
         assert sorted(joined) == [0, 0, 5]  # the joined group, whole, in one split
 
 
 def test_ids_are_stable_and_content_based():
-    a = data.frame("t", ["x", "y"], [None, None], [0, 1])
-    b = data.frame("t", ["y", "x"], [None, None], [1, 0])
+    a = examples.frame("t", ["x", "y"], [None, None], [0, 1])
+    b = examples.frame("t", ["y", "x"], [None, None], [1, 0])
     assert set(a.id) == set(b.id)
     assert a.id.is_unique
 
 
 def test_split_hash_changes_with_content():
-    df = data.frame("t", ["x", "y"], [None, None], [0, 1])
+    df = examples.frame("t", ["x", "y"], [None, None], [0, 1])
     changed = df.copy()
     changed.loc[0, "label"] = 1
     assert split_hash(df) == split_hash(df.copy())
@@ -51,7 +51,7 @@ def test_split_hash_changes_with_content():
 
 
 def test_cap_is_seeded():
-    df = data.frame("t", [str(i) for i in range(100)], [None] * 100, [0] * 100)
+    df = examples.frame("t", [str(i) for i in range(100)], [None] * 100, [0] * 100)
     assert list(cap(df, 10, 1).id) == list(cap(df, 10, 1).id)
     assert len(cap(df, 10, 1)) == 10 and cap(df, None, 1) is df
 

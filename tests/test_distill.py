@@ -9,34 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from pipeline import cache, distill, finetune, prepare, splits
+from pipeline import cache, distill, finetune, methods, prepare, splits
 from pipeline import schema as P
 from pipeline.task_data import student_rows
-from tests.conftest import tiny_params, write_params
+from tests.conftest import edit_params, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
-METHODS = [
-    "ce",
-    "single_tiny_a",
-    "single_tiny_b",
-    "u_ensemble",
-    "w_ensemble",
-    "rand_single",
-    "lr_ensemble",
-    "best_single",
-    "ca_mkd",
-    "ae_kd",
-    "mtkd_rl",
-]
+# the registry's methods of the stage distill, and one family's two runs (single_<teacher>: run.single)
+METHODS = [m for m in methods.files() if methods.load(m).stage == "distill"] + ["single_tiny_a", "single_tiny_b"]
 
 
 def distill_params(root):
     params = tiny_params(root)
-    methods = [m for m in METHODS if not m.startswith("single_")]  # single_<teacher>: run.single, the stage single
-    params["run"].update(tasks=["reviews"], methods=methods, single=["tiny_a", "tiny_b"], seeds=[1, 2])
+    chosen = [m for m in METHODS if not m.startswith("single_")]  # single_<teacher>: run.single, the stage single
+    params["run"].update(tasks=["reviews"], methods=chosen, single=["tiny_a", "tiny_b"], seeds=[1, 2])
     return params
 
 
@@ -68,12 +56,6 @@ def repo(cached, monkeypatch):
     monkeypatch.chdir(cached)
     yield cached
     write_params(cached, distill_params(cached))
-
-
-def edit_params(root, edit):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    edit(params)
-    write_params(root, params)
 
 
 def test_every_method_writes_its_outputs(repo):

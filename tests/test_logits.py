@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from pipeline import data, logits
+from pipeline import examples, logits
 from pipeline import schema as P
 
 
 @pytest.fixture
 def split():
-    return data.frame("t", [f"text {i}" for i in range(6)], [None] * 6, [0, 1, 0, 1, 1, 0])
+    return examples.frame("t", [f"text {i}" for i in range(6)], [None] * 6, [0, 1, 0, 1, 1, 0])
 
 
 def values(n=6):

@@ -8,19 +8,20 @@ from pipeline import methods
 from pipeline import schema as P
 from pipeline.methods import mtkd_rl
 from pipeline.methods.ae_kd import min_norm_weights
+from pipeline.methods.weighting import Run
 
 TEACHERS = ["a", "b", "c"]
 
 
 def build_method(name, teachers, cache, gold, cfg, rng, seed=0, **settings):
-    """A method's weighting as a run builds it (methods.Context), with only what weights need."""
+    """A method's weighting as a run builds it (weighting.Run), with only what weights need."""
     method = methods.load(name)
-    context = methods.Context(
-        method=name, teachers=teachers, cache=cache, gold=gold, cfg=cfg, settings=method.settings(**settings),
-        rng=rng, seed=seed, params=None, model=None, enc={}, pad=0, num_labels=2, teacher_logits=None,
-        held_out=np.arange(0),
+    run = Run(
+        method=name, teachers=teachers, settings=method.settings(**settings), cfg=cfg, seed=seed, rng=rng,
+        model=None, enc={}, pad=0, gold=gold, cache=cache, teacher_logits=None, rows=np.arange(0),
+        held_out=np.arange(0), optimizer=None, scheduler=None, weight_sum=None, dev_accuracy=None,
     )  # fmt: skip
-    return method.weighting(context)
+    return method.weighting(run)
 
 
 @pytest.fixture

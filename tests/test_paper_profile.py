@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import plan, prepare
+from orchestration import plan
+from pipeline import prepare
 from pipeline import schema as P
 from tests.conftest import run, tiny_params, write_params
 

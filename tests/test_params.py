@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from pipeline import methods, plan
+from orchestration import plan
+from pipeline import methods
 from pipeline import schema as P
 from pipeline import task_schema as T
 from tests.conftest import tiny_params, write_params

@@ -1,22 +1,17 @@
 """`dvc repro` end to end on the tiny profile, in a temporary copy of the repository."""
 
 import json
-import sys
 
 import pytest
 import yaml
 
 from pipeline import logits, splits
-from tests.conftest import run
-from tests.new_method import METHOD_FILE
+from tests.conftest import dvc, edit_params
+from tests.new_method import METHOD_FILE, PACKAGE_FILES, stage_block
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 TASKS, TEACHERS, METHODS = ("reviews", "pairs"), ("tiny_a", "tiny_b"), ("ce", "u_ensemble", "ca_mkd")
-
-
-def dvc(repo, *args):
-    return run([sys.executable, "-m", "dvc", *args], repo)
 
 
 def stale(repo) -> set[str]:
@@ -61,9 +56,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert "models/pairs/tiny_b/metrics.json" in shown.stdout
 
     # changing one teacher's setting reruns only that teacher's stages and the students that learn from it
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    params["teachers"]["tiny_b"]["lr"] = 1e-3
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(tiny_repo, lambda p: p["teachers"]["tiny_b"].update(lr=1e-3))
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
@@ -79,8 +72,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     )
 
     # changing an RL-KD setting reruns the RL-KD runs only
-    params["methods"]["rl_kd"] = {"policy_lr": 0.02}
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(tiny_repo, lambda p: p["methods"].update(rl_kd={"policy_lr": 0.02}))
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
@@ -88,9 +80,10 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
 
     # a new method is one file and its lines in params.yaml: its runs and analyze are all that change
     (tiny_repo / "pipeline/methods/confident.py").write_text(METHOD_FILE)
-    params["run"]["methods"].append("confident")
-    params["methods"]["confident"] = {"sharpness": 2.0}
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(
+        tiny_repo,
+        lambda p: (p["run"]["methods"].append("confident"), p["methods"].update(confident={"sharpness": 2.0})),
+    )
     new = {f"distill@{task}-confident-1" for task in TASKS}
     assert stale(tiny_repo) == new | {"analyze"}
     done = dvc(tiny_repo, "repro")
@@ -100,12 +93,30 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert "confident" in (tiny_repo / "results/tables/table2_main.csv").read_text()
 
     # one method's setting makes that method's runs stale, no other
-    params["methods"]["confident"]["sharpness"] = 3.0
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(tiny_repo, lambda p: p["methods"]["confident"].update(sharpness=3.0))
     assert stale(tiny_repo) == new
-    params["methods"]["confident"]["sharpness"] = 2.0
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(tiny_repo, lambda p: p["methods"]["confident"].update(sharpness=2.0))
     assert stale(tiny_repo) == set()
+
+    # a learned method of two files, a package with a stage of its own: the package, its params.yaml lines and its
+    # block in dvc.yaml are all that is added, and its runs and analyze all that is stale
+    package = tiny_repo / "pipeline/methods/hedge"
+    package.mkdir()
+    for name, text in PACKAGE_FILES.items():
+        (package / name).write_text(text)
+    edit_params(tiny_repo, lambda p: (p["run"].update(hedge=["hedge"]), p["methods"].update(hedge={})))
+    pipeline = yaml.safe_load((tiny_repo / "dvc.yaml").read_text())
+    pipeline["stages"]["hedge"] = stage_block(pipeline, "hedge", "pipeline/methods/hedge")
+    (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    hedged = {f"hedge@{task}-hedge-1" for task in TASKS}
+    assert stale(tiny_repo) == hedged | {"analyze"}
+    done = dvc(tiny_repo, "repro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == hedged | {"analyze"}
+    assert "hedge" in (tiny_repo / "results/tables/table2_main.csv").read_text()
+    (package / "weights.py").write_text(PACKAGE_FILES["weights.py"] + "\n# an edit\n")
+    assert stale(tiny_repo) == hedged | {"analyze"}  # its code: its runs, and analyze, which reads the registry
 
     # the GLUE loader: only prepare lists it (DVC cannot give one task's prepare its own loader); nothing
     # after prepare runs GLUE's code, and a prepare that reruns writes the same splits, so nothing else reruns
@@ -115,9 +126,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
 
 
 def test_bad_parameter_stops_repro_before_any_output(tiny_repo):
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    params["teachers"]["tiny_a"]["max_train"] = 0
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(tiny_repo, lambda p: p["teachers"]["tiny_a"].update(max_train=0))
     done = dvc(tiny_repo, "repro")
     assert done.returncode != 0
     assert "teachers.tiny_a.max_train: Input should be greater than 0" in done.stdout + done.stderr

@@ -13,16 +13,10 @@ import pytest
 import yaml
 
 from pipeline import io
-from tests.conftest import make_tiny_repo, run
+from tests.conftest import dvc, make_tiny_repo
 
 STAGE = "distill@reviews-u_ensemble-1"
 OUT = "runs/reviews/u_ensemble/1"
-
-
-def dvc(repo, *args):
-    done = run([sys.executable, "-m", "dvc", *args], repo)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def long_distill(tmp_path_factory):
     params["run"].update(tasks=["reviews"], methods=["u_ensemble"], seeds=[1])
     params["distill"]["epochs"] = 40
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc(repo, "repro", "-q", "cache@reviews-tiny_a", "cache@reviews-tiny_b")
+    dvc(repo, "repro", "-q", "cache@reviews-tiny_a", "cache@reviews-tiny_b", check=True)
     return repo
 
 
@@ -86,12 +80,12 @@ def test_a_killed_distill_run_is_completed_by_repro_with_the_same_numbers(long_d
     out = repo / OUT
     # nothing that a later stage would take as a result: no run folder, at most a hidden partial one
     assert not (out / "predictions.parquet").exists() and not (out / "metrics.json").exists()
-    assert STAGE in dvc(repo, "status", STAGE)
+    assert STAGE in dvc(repo, "status", STAGE, check=True).stdout
 
-    dvc(repo, "repro", STAGE)  # picks up cleanly: no stale lock, no partial file in the way
+    dvc(repo, "repro", STAGE, check=True)  # picks up cleanly: no stale lock, no partial file in the way
     assert not list(out.parent.glob(".*partial"))
     resumed = {f: (out / f).read_bytes() for f in ("predictions.parquet", "weights.parquet")}
-    dvc(repo, "repro", "-f", "-s", STAGE)  # the same run, uninterrupted
+    dvc(repo, "repro", "-f", "-s", STAGE, check=True)  # the same run, uninterrupted
     for name, content in resumed.items():
         assert (out / name).read_bytes() == content, name
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] >= 1

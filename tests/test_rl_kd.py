@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import planted as B
+from benchmarks.planted import designs as D
+from benchmarks.planted import runner as R
+from benchmarks.planted import settings as S
 from pipeline import distill, prepare
 from pipeline import schema as P
 from pipeline.methods.rl_kd import Settings as RL
@@ -25,15 +27,15 @@ from tests.conftest import write_params
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 SEEDS = ["1", "2", "3"]
-TEACHERS = B.TEACHERS["coin"]
+TEACHERS = D.TEACHERS["coin"]
 
 
 @pytest.fixture
 def planted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, B.params("coin", tmp_path))
+    write_params(tmp_path, R.params("coin", tmp_path))
     prepare.main("reviews")
-    return tmp_path, B.plant("coin", tmp_path)
+    return tmp_path, D.plant("coin", tmp_path)
 
 
 def run(root, method, seed):
@@ -41,14 +43,14 @@ def run(root, method, seed):
     return json.loads((root / "runs/reviews" / method / seed / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("design", B.DESIGNS)
+@pytest.mark.parametrize("design", D.DESIGNS)
 def test_agent_learns_to_avoid_corrupted_teachers_and_beats_equal_weights(tmp_path, design):
-    runs = B.run_design(design, SEEDS, {"effect_agent": {}}, tmp_path)["effect_agent"]["runs"]
+    runs = R.run_design(design, SEEDS, {"effect_agent": {}}, tmp_path)["effect_agent"]["runs"]
     assert [r["seed"] for r in runs] == SEEDS and all("error" not in r for r in runs), runs
     failed = []
     for r in runs:
-        assert set(r["gaps"]) == ({"bad_a", "bad_b"} if design == "coin" else set(B.TEACHERS[design]))
-        failed += [(r["seed"], f"gap {t}", g) for t, g in r["gaps"].items() if g < B.MIN_GAP]
+        assert set(r["gaps"]) == ({"bad_a", "bad_b"} if design == "coin" else set(D.TEACHERS[design]))
+        failed += [(r["seed"], f"gap {t}", g) for t, g in r["gaps"].items() if g < R.MIN_GAP]
         if not r["agent"] > r["u_ensemble"]:
             failed.append((r["seed"], "effect_agent <= u_ensemble", (r["agent"], r["u_ensemble"])))
     assert not failed, (design, failed)  # every seed's every check, to read at once
@@ -56,9 +58,9 @@ def test_agent_learns_to_avoid_corrupted_teachers_and_beats_equal_weights(tmp_pa
 
 def test_rl_kd_writes_its_curves(planted):
     root, _ = planted
-    write_params(root, B.params("coin", root, {"method": "rl_kd"}))  # the paper's RL-KD
-    run(root, B.AGENT, "1")
-    out = root / "runs/reviews" / B.AGENT / "1"
+    write_params(root, R.params("coin", root, {"method": "rl_kd"}))  # the paper's RL-KD
+    run(root, S.AGENT, "1")
+    out = root / "runs/reviews" / S.AGENT / "1"
     history = json.loads((out / "history.json").read_text())
     assert history[0]["selection_rate"] is None  # the warm-up epoch uses equal weights
     assert all(len(h["selection_rate"]) == 3 for h in history[1:])
@@ -80,15 +82,15 @@ def test_rl_kd_writes_its_curves(planted):
     [
         # the schema's and the cross-section checks, as the stage meets them (the rest: tests/test_params.py)
         ({"state": ["pooled", "attention"]}, "methods.agent.state.1"),
-        ({"warmup_epochs": B.EPOCHS}, "methods.agent.warmup_epochs"),  # no epoch left for the agent
+        ({"warmup_epochs": R.EPOCHS}, "methods.agent.warmup_epochs"),  # no epoch left for the agent
     ],
 )
 def test_bad_rl_parameters_stop_before_training(tmp_path, monkeypatch, rl, message):
     """An agent's run stops at its own check of its section, before anything is trained or written."""
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, B.params("coin", tmp_path, rl))
+    write_params(tmp_path, R.params("coin", tmp_path, rl))
     with pytest.raises(P.InputError, match=message):
-        distill.main("reviews", B.AGENT, "1")
+        distill.main("reviews", S.AGENT, "1")
     assert not (tmp_path / "runs").exists()
 
 
@@ -96,11 +98,11 @@ def test_guard_changes_nothing_when_the_agent_wins(planted):
     """The guard's equal-weights run leaves no trace (batches, dropout, student) on the agent's run, so a run the
     agent wins on dev is the run without the guard, number for number."""
     root, _ = planted
-    write_params(root, B.params("coin", root, {"guard": "none"}))
-    unguarded = run(root, B.AGENT, "1")
-    write_params(root, B.params("coin", root, {"guard": "equal_weights"}))
-    guarded = run(root, B.AGENT, "1")
-    history = json.loads((root / "runs/reviews" / B.AGENT / "1/history.json").read_text())
+    write_params(root, R.params("coin", root, {"guard": "none"}))
+    unguarded = run(root, S.AGENT, "1")
+    write_params(root, R.params("coin", root, {"guard": "equal_weights"}))
+    guarded = run(root, S.AGENT, "1")
+    history = json.loads((root / "runs/reviews" / S.AGENT / "1/history.json").read_text())
     assert history[-1]["guard"]["kept"] == "agent"
     assert guarded["test_accuracy"] == unguarded["test_accuracy"]
     assert guarded["dev_accuracy"] == unguarded["dev_accuracy"]
@@ -110,7 +112,7 @@ def test_guard_keeps_equal_weights_where_the_agent_fails(planted, monkeypatch):
     """An agent made to fail (the student taught by the two corrupted teachers alone, wrong on half of train):
     without the guard the student ends below equal weights on dev; with it, the run keeps its equal-weights
     run, whose best dev accuracy is the run's."""
-    from pipeline.agent import Agent
+    from pipeline.methods.rl_kd.agent import Agent
 
     root, _ = planted
     act = Agent.act
@@ -120,11 +122,11 @@ def test_guard_keeps_equal_weights_where_the_agent_fails(planted, monkeypatch):
         return torch.tensor([[0.0, 0.5, 0.5]]).expand(len(idx), -1)  # good, bad_a, bad_b
 
     monkeypatch.setattr(Agent, "act", saboteur)
-    write_params(root, B.params("coin", root, {"guard": "none"}))
-    failed = run(root, B.AGENT, "1")
-    write_params(root, B.params("coin", root, {"guard": "equal_weights"}))
-    guarded = run(root, B.AGENT, "1")
-    guard = json.loads((root / "runs/reviews" / B.AGENT / "1/history.json").read_text())[-1]["guard"]
+    write_params(root, R.params("coin", root, {"guard": "none"}))
+    failed = run(root, S.AGENT, "1")
+    write_params(root, R.params("coin", root, {"guard": "equal_weights"}))
+    guarded = run(root, S.AGENT, "1")
+    guard = json.loads((root / "runs/reviews" / S.AGENT / "1/history.json").read_text())[-1]["guard"]
     assert guard["kept"] == "equal_weights", guard
     assert guarded["dev_accuracy"] == guard["equal_weights_dev_accuracy"] > guard["agent_dev_accuracy"]
     assert guarded["dev_accuracy"] > failed["dev_accuracy"]

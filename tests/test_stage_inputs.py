@@ -2,7 +2,6 @@
 go wrong, each with the clear error (or the correct result) that an outside fuzz of these surfaces asked for.
 Nothing here trains: the models are saved untrained and the teacher caches are made up."""
 
-import json
 import os
 import re
 import runpy
@@ -19,7 +18,7 @@ from pipeline import schema as P
 from pipeline.params_file import InputError
 from pipeline.splits import load_split
 from pipeline.task_data import student_rows
-from tests.conftest import ROOT, tiny_params, tiny_teacher, write_params
+from tests.conftest import ROOT, edit_json, tiny_params, tiny_teacher, write_params
 
 # ---- command lines: python -m MODULE ARGS -> exit code, and what it says ----------------------------------
 
@@ -34,9 +33,9 @@ COMMAND_LINES = {
     "--help as a task": ("pipeline.cache", ["--help"], 0, r"usage: python -m pipeline.cache"),
     "params as an option": ("pipeline.prepare", ["--params", "gone.yaml", "reviews"], 2, r"gone.yaml: .*not found"),
     "params a folder": ("pipeline.prepare", ["--params", "user_data", "reviews"], 2, r"user_data: not a regular file"),
-    "plan at 0 examples/s": ("pipeline.plan", ["--base-ex-s", "0"], 2, r"--base-ex-s: expected a positive number"),
-    "plan at -1 examples/s": ("pipeline.plan", ["--base-ex-s=-1"], 2, r"--base-ex-s: expected a positive number"),
-    "plan at nan examples/s": ("pipeline.plan", ["--student-ex-s", "nan"], 2, r"--student-ex-s: expected a positive"),
+    "plan at 0 examples/s": ("orchestration.plan", ["--base-ex-s", "0"], 2, r"--base-ex-s: expected a positive number"),
+    "plan at -1 examples/s": ("orchestration.plan", ["--base-ex-s=-1"], 2, r"--base-ex-s: expected a positive number"),
+    "plan at nan examples/s": ("orchestration.plan", ["--student-ex-s", "nan"], 2, r"--student-ex-s: expected a posit"),
     "analyze takes no task": ("analysis.analyze", ["reviews"], 2, r"unrecognized arguments: reviews"),
 }
 
@@ -85,12 +84,6 @@ def project(workdir):
             values = logits.tensors(made_up, torch.zeros(len(df), 4), torch.tensor(df.label.to_numpy()))
             logits.save(out, df, values, task="reviews", teacher=name)
     return params
-
-
-def edit_json(path: Path, change) -> None:
-    record = json.loads(path.read_text())
-    change(record)
-    path.write_text(json.dumps(record))
 
 
 def swap(a: Path, b: Path) -> None:
@@ -272,7 +265,7 @@ def test_a_file_size_limit_and_a_c_locale(workdir):
     params = workdir / "params.yaml"
     params.write_text("# critiques de films: « frais » ou « pourri »\n" + params.read_text(), encoding="utf-8")
     c_locale = stage(
-        workdir, ["pipeline.plan"], env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+        workdir, ["orchestration.plan"], env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     )
     assert c_locale.returncode == 0, c_locale.stderr
     assert "stages:" in c_locale.stdout

@@ -1,4 +1,4 @@
-"""`python -m pipeline.study`: its parameters and how a rerun picks up the committed seeds.
+"""`python -m orchestration.study`: its parameters and how a rerun picks up the committed seeds.
 
 The study itself (hours) is not run here; docs/study.md has its measured time. Its resume on a fresh clone: the
 committed runs go into an empty DVC cache and a job restores them (a tiny DVC project, seconds).
@@ -10,7 +10,8 @@ import shutil
 import pytest
 import yaml
 
-from pipeline import cluster, methods, study
+from orchestration import dvc_api, study, study_report, study_runs
+from pipeline import methods
 from pipeline.params_file import InputError
 from tests.conftest import ROOT
 
@@ -84,25 +85,25 @@ def test_committed_runs_go_into_an_empty_cache_and_jobs_restore_them(tmp_path):
     # a finished workspace: its outputs and dvc.lock, as git (results/study/) carries them to a fresh clone
     done = tmp_path / "done"
     (done / "out").mkdir(parents=True)
-    cluster.dvc("init", "--no-scm", cwd=done)
+    dvc_api.dvc("init", "--no-scm", cwd=done)
     (done / "dvc.yaml").write_text(STAGES)
     (done / "code.py").write_text("# the runs' code")
-    cluster.dvc("repro", cwd=done)
+    dvc_api.dvc("repro", cwd=done)
     clone = tmp_path / "clone"  # the outputs and dvc.lock without DVC's cache
     shutil.copytree(done, clone, ignore=shutil.ignore_patterns("cache", "tmp"))
     (clone / "code.py").write_text("# the runs' code, edited since")  # the runs stay stale: DVC runs them again
-    study.cache_committed(clone, ("distill",))
-    assert cluster.stale(clone) == {"distill@1", "distill@2", "analyze"}
+    dvc_api.commit_current(clone, ("distill",))
+    assert dvc_api.stale(clone) == {"distill@1", "distill@2", "analyze"}
     (clone / "code.py").write_text("# the runs' code")  # back to the committed code: both current
-    study.cache_committed(clone, ("distill",))
-    assert cluster.stale(clone) == {"analyze"}  # the kinds asked for only: analyze's report is not in the cache
+    dvc_api.commit_current(clone, ("distill",))
+    assert dvc_api.stale(clone) == {"analyze"}  # the kinds asked for only: analyze's report is not in the cache
     job = tmp_path / "job"  # a job's copy: no outputs, the stages forgotten from its lock
     shutil.copytree(clone, job, ignore=shutil.ignore_patterns("out", "cache", "tmp"))
     (job / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {clone / '.dvc' / 'cache'}\n")
     (job / "out").mkdir()
-    cluster.forget(job / "dvc.lock", ["distill@1", "distill@2"])
-    out = cluster.dvc("repro", "distill@1", "distill@2", cwd=job)
-    assert sorted(cluster.RESTORED.findall(out)) == ["distill@1", "distill@2"] and not cluster.RAN.findall(out), out
+    dvc_api.forget(job / "dvc.lock", ["distill@1", "distill@2"])
+    out = dvc_api.dvc("repro", "distill@1", "distill@2", cwd=job)
+    assert sorted(dvc_api.RESTORED.findall(out)) == ["distill@1", "distill@2"] and not dvc_api.RAN.findall(out), out
     assert (job / "out" / "2").read_text() == "run 2" and (job / "out" / "2.json").read_text() == "{}"
 
 
@@ -125,23 +126,23 @@ def test_a_code_edit_that_changes_no_output_carries_the_committed_runs(tmp_path)
     shows the same bytes; an edit that changes an output is refused, naming it, and carries nothing."""
     done = tmp_path / "done"
     (done / "out").mkdir(parents=True)
-    cluster.dvc("init", "--no-scm", cwd=done)
+    dvc_api.dvc("init", "--no-scm", cwd=done)
     (done / "dvc.yaml").write_text(CARRIED)
     (done / "code.py").write_text("run = 1  # the runs' code")
     (done / "helper.py").write_text("# a module the runs import")
-    cluster.dvc("repro", cwd=done)
+    dvc_api.dvc("repro", cwd=done)
     (done / "code.py").write_text("run = 1  # the runs' code, its comment edited")  # the outputs: 'run = '
     (done / "helper.py").write_text("# a module the runs import, edited")
-    assert cluster.stale(done) == {"distill@1", "distill@2"}
-    study.carry(done, ("distill",), ["helper.py"])  # code.py changed too and is not carried: nothing is
-    assert cluster.stale(done) == {"distill@1", "distill@2"}
-    study.carry(done, ("distill",), ["code.py", "helper.py"])
-    assert cluster.stale(done) == set() and (done / "out" / "2").read_text() == "run = "
+    assert dvc_api.stale(done) == {"distill@1", "distill@2"}
+    study_runs.carry(done, ("distill",), ["helper.py"])  # code.py changed too and is not carried: nothing is
+    assert dvc_api.stale(done) == {"distill@1", "distill@2"}
+    study_runs.carry(done, ("distill",), ["code.py", "helper.py"])
+    assert dvc_api.stale(done) == set() and (done / "out" / "2").read_text() == "run = "
     (done / "code.py").write_text("runs = 2")  # the outputs change: 'runs ='
     with pytest.raises(InputError, match=r"changes \['out/1', 'out/2'\].*not carried"):
-        study.carry(done, ("distill",), ["code.py"])
+        study_runs.carry(done, ("distill",), ["code.py"])
     # the committed files are put back, and the runs left for DVC to run again
-    assert (done / "out" / "1").read_text() == "run = " and cluster.stale(done) == {"distill@1", "distill@2"}
+    assert (done / "out" / "1").read_text() == "run = " and dvc_api.stale(done) == {"distill@1", "distill@2"}
 
 
 def test_each_round_adds_step_seeds_from_the_first_not_committed():
@@ -161,21 +162,21 @@ def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
             {**comparison, "a": "rl_kd", "b": "ce", "role": "secondary", "mdd_upper": 0.05},
         ]
     }
-    points = study.curve(progress, [1, 2, 3, 4, 5], 2, metrics)
+    points = study_report.curve(progress, [1, 2, 3, 4, 5], 2, metrics)
     assert [p["seeds"] for p in points] == [2]  # the round's point replaces the old one of 2 seeds
     assert points[0]["hours"] == 0.35  # (600 + 660) s of seeds 1 and 2; seeds 3 and 4 came in a later round
     assert [c["role"] for c in points[0]["comparisons"]] == ["primary", "premise"]
     progress["curve"] = points
-    points = study.curve(progress, [1, 2, 3, 4, 5], 4, metrics)
+    points = study_report.curve(progress, [1, 2, 3, 4, 5], 4, metrics)
     assert [(p["seeds"], p["hours"]) for p in points] == [(2, 0.35), (4, 0.683)]  # 2,460 s
-    study.write_curve(points, tmp_path)
+    study_report.write_curve(points, tmp_path)
     table = (tmp_path / "curve.md").read_text()
     assert "| 4 | 0.68 | rt | primary: rl_kd - u_ensemble | -0.17 [-2.06, +1.71] | 2.53 | 5.99 |" in table
     assert "| 2 | 0.35 | rt | premise: u_ensemble - ce | -0.17 [-2.06, +1.71] | 2.53 | 4.90 |" in table
     assert (tmp_path / "figures" / "curve.png").stat().st_size > 0
     one = {"seeds": 1, "hours": 0.1, "comparisons": [{**points[0]["comparisons"][0], "ci_low": None, "ci_high": None}]}
     one["comparisons"][0].update(mdd=None, mdd_upper=None)  # one seed: no variance, no interval, no power
-    study.write_curve([one, *points], tmp_path)
+    study_report.write_curve([one, *points], tmp_path)
     assert (
         "| 1 | 0.10 | rt | primary: rl_kd - u_ensemble | -0.17 [n/a, n/a] | n/a | n/a |"
         in (tmp_path / "curve.md").read_text()
@@ -184,15 +185,16 @@ def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
 
 def test_readme_quotes_the_studys_findings_between_its_markers(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Suite\n\n## What it finds\n\n{study.FINDINGS[0]}\nold text\n{study.FINDINGS[1]}\n\nMore.\n")
-    progress = {"seeds_done": [1, 2, 3], "command": "python -m pipeline.study"}
-    study.write_findings(readme, progress, {"findings": ["KD helps: +1.1 points.", "RL-KD: -0.5 points."]})
+    start, end = study_report.FINDINGS
+    readme.write_text(f"# Suite\n\n## What it finds\n\n{start}\nold text\n{end}\n\nMore.\n")
+    progress = {"seeds_done": [1, 2, 3], "command": "python -m orchestration.study"}
+    study_report.write_findings(readme, progress, {"findings": ["KD helps: +1.1 points.", "RL-KD: -0.5 points."]})
     text = readme.read_text()
-    assert "old text" not in text and text.endswith(f"{study.FINDINGS[1]}\n\nMore.\n")
+    assert "old text" not in text and text.endswith(f"{study_report.FINDINGS[1]}\n\nMore.\n")
     assert "The study at 3 seeds" in text and "- KD helps: +1.1 points.\n- RL-KD: -0.5 points.\n" in text
     readme.write_text("# Suite without markers\n")
     with pytest.raises(InputError, match="markers"):
-        study.write_findings(readme, progress, {"findings": []})
+        study_report.write_findings(readme, progress, {"findings": []})
 
 
 def test_the_studys_rows_are_its_run_lists_with_the_families_named():

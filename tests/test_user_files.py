@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import data, user_data, user_files
+from pipeline import data, user_data, user_files, user_tables
 from pipeline import task_schema as T
 from pipeline.params_file import InputError
 
@@ -444,7 +444,7 @@ def test_a_user_file(tmp_path, name, content, spec, expected):
 def test_read_table_keeps_the_file_text_and_where_each_row_is(tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(b'text,label,n\n\n"two\nlines",pos,007\n1.50,neg,\n')
-    raw = user_files.read_table(path, "tasks.t")
+    raw = user_tables.read_table(path, "tasks.t")
     assert list(raw.columns) == ["text", "label", "n"]
     assert raw.to_dict("list") == {"text": ["two\nlines", "1.50"], "label": ["pos", "neg"], "n": ["007", ""]}
     assert [user_files.locate(raw, i, "csv") for i in range(2)] == ["line 3", "line 5"]

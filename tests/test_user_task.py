@@ -11,19 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.planted import FILLER, NEGATIVE, POSITIVE
+from benchmarks.planted.designs import FILLER, NEGATIVE, POSITIVE
 from pipeline import logits
 from pipeline.splits import SPLITS, load_split
-from tests.conftest import make_tiny_repo, run, tiny_params, write_params
+from tests.conftest import dvc, make_tiny_repo, run, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier
 
 NEUTRAL = "okay plain average ordinary usual standard fine middling".split()
 LABELS = ["négatif", "neutre", "positif"]
-
-
-def dvc(repo, *args):
-    return run([sys.executable, "-m", "dvc", *args], repo)
 
 
 def tweets(n: int, seed: int = 0) -> pd.DataFrame:
@@ -108,7 +104,7 @@ def test_dry_run_on_a_clone_with_nothing_built_lists_the_stages_with_force(tiny_
     listed = {line.split("'")[1] for line in forced.stdout.splitlines() if line.startswith("Running stage")}
     stages = {line.split()[0] for line in dvc(tiny_repo, "stage", "list").stdout.splitlines()}
     assert listed == stages and len(stages) == 22  # assets, 2 prepare, 4 finetune, 4 cache, 6 distill, 2 agent, ...
-    plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
+    plan = run([sys.executable, "-m", "orchestration.plan"], tiny_repo)
     assert "(22 in all)" in plan.stdout  # the plan counts what DVC runs
     assert not any((tiny_repo / folder).exists() for folder in ("assets", "data", "models", "runs", "results"))
 
@@ -117,7 +113,7 @@ def test_rl_kd_in_run_methods_is_named_by_plan_and_stops_dvc_before_anything_run
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["run"]["methods"].append("rl_kd")
     write_params(tiny_repo, params)
-    plan = run([sys.executable, "-m", "pipeline.plan"], tiny_repo)
+    plan = run([sys.executable, "-m", "orchestration.plan"], tiny_repo)
     assert plan.returncode == 2
     assert "run.methods: rl_kd runs in the stage `agent` (run.agents); move it there" in plan.stderr
     # DVC reads dvc.yaml, and refuses two stages writing one output, before any stage (and its check) runs

@@ -1,7 +1,8 @@
-"""Teacher-weighting methods, one file each in this folder, found by name: `methods.load("ae_kd")` imports
-pipeline/methods/ae_kd.py and returns its `METHOD`. A method gives, per batch of training rows, each
-teacher's weight in the student's loss (losses.student_loss); a method that learns does so in the hooks
-around the student's update. The training loop (pipeline/distill.py) knows no method by name.
+"""The registry of teacher-weighting methods: a file or a package each in this folder, found by name:
+`methods.load("ae_kd")` imports pipeline/methods/ae_kd.py and returns its `METHOD`, the registration that
+declares what the method is (`Method`). A method gives, per batch of training rows, each teacher's weight in the
+student's loss (losses.student_loss), through the hooks of weighting.py; the training loop (pipeline/distill.py)
+knows no method by name.
 
 A row of the results is a name under params.yaml's `methods:`: a method's file of the same name, or a named
 setting of another method (`method: FILE` in its section, e.g. the paper's RL-KD with another reward), each with
@@ -10,8 +11,8 @@ stage `agent` over run.agents, where named settings are declared; the fixed and 
 stage `distill` over run.methods, by file name.
 
 Adding a method: docs/methods.md, "Adding a method". A method's file may import the shared modules that
-every distill stage lists in dvc.yaml (this one, losses, compute, schema, params_file) and third-party
-packages; an agent's code beyond one file is listed in the stage `agent`.
+every distill stage lists in dvc.yaml (this one, weighting, losses, compute, training, schema, params_file) and
+third-party packages; a method of several files is a package, which its stage lists.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
-import numpy as np
-import torch
 from pydantic import BaseModel
 
 from ..params_file import InputError, validate
 from ..schema import Distill, Params, Strict
+
+if TYPE_CHECKING:  # the registry reads names, not code: analyze imports it without a method's dependencies
+    from .weighting import Run, Weighting
 
 FOLDER = Path(__file__).parent
 SINGLE = "single_"  # single_<teacher>: the student of one teacher (pipeline/methods/single.py, stage `single`)
@@ -38,91 +40,32 @@ class NoSettings(Strict):
     """A method without settings: its section is `{}`."""
 
 
-@dataclass
-class Context:
-    """What a method builds its weighting from, for one student run."""
-
-    method: str  # its name (single_<teacher> names the teacher)
-    teachers: list[str]
-    cache: dict  # per split (train, dev) the teachers' outputs: logits [N, K, C], ce [N, K], pooled: [N, H_k] each
-    gold: dict  # per split the gold label ids
-    cfg: Distill  # the run's `distill` setting (a grid point)
-    settings: BaseModel  # the method's own section, `methods.<name>`
-    rng: np.random.Generator  # the run's, for draws per batch
-    seed: int  # the run's seed
-    params: Params
-    model: torch.nn.Module  # the student, for methods that measure it
-    enc: dict  # the student's tokenised training split
-    pad: int
-    num_labels: int
-    teacher_logits: torch.Tensor  # the train split's teacher logits on the student's device
-    held_out: np.ndarray  # the train rows no student trains on (distill.held_out_fraction): RL-KD's reward rows
-    acc: object = None  # compute.accelerator: the device and precision
-
-
-class Weighting:
-    """A method as the training loop sees it. `weigh` gives a batch's weights [B, K]: each row sums to one, or to
-    zero for an instance that learns from the gold label alone (`fill: equal` gives it all teachers equally).
-    A method that learns overrides the hooks, which the loop calls in this order each epoch:
-    `start_epoch`, then per batch `weigh` (in the loss), `before_update` (before it; the student as it is)
-    and `after_update` (after the optimiser's step), then `end_epoch` (its figures go into the history)."""
-
-    static: torch.Tensor | None = None  # a fixed method's one weight per teacher [K], for the run's record
-    fill: str = "ce"
-
-    def weigh(self, idx: np.ndarray, student_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def start_epoch(self, epoch: int, trainer) -> None:
-        pass
-
-    def before_update(self, idx: np.ndarray) -> None:
-        pass
-
-    def after_update(self, idx: np.ndarray, logits: torch.Tensor, pooled: torch.Tensor) -> None:
-        pass
-
-    def end_epoch(self) -> dict:
-        return {}
-
-    def records(self, trainer) -> dict:
-        """What the run keeps besides its weights, after training: `selection` (a policy's selection
-        probability per training instance and teacher [N, K]) and `pretraining` (per epoch records)."""
-        return {}
-
-
-class Constant(Weighting):
-    """One weight vector for every instance of the run."""
-
-    def __init__(self, weights: torch.Tensor):
-        self.static = weights
-
-    def weigh(self, idx, student_logits):
-        return self.static.expand(len(idx), -1)
-
-
-class PerBatch(Weighting):
-    """Weights from a function of the batch's rows and the student's logits, learning nothing."""
-
-    def __init__(self, weigh: Callable[[np.ndarray, torch.Tensor], torch.Tensor]):
-        self.weigh = weigh
-
-
 @dataclass(frozen=True)
 class Method:
-    """A method's registration: `METHOD = Method(...)` in its file."""
+    """A method's registration: `METHOD = Method(...)` in its file, or its package's __init__.py."""
 
-    weighting: Callable[[Context], Weighting]
+    weighting: Callable[[Run], Weighting]  # builds the run's weighting (pipeline/methods/weighting.py)
+    # fixed: one weight per teacher for the run; adaptive: weights per batch from a rule that learns nothing;
+    # learned: weights from something trained during the run (the analysis sets them apart, docs/methods.md)
+    kind: Literal["fixed", "adaptive", "learned"]
+    label: str = ""  # what it is, in the report's sentences (an agent: the paper's RL-KD, or beyond the paper)
     settings: type[BaseModel] = NoSettings  # the schema of `methods.<name>`
     min_teachers: int = 1
-    learns: bool = False  # it learns during the run, through the hooks
     check: Callable[[BaseModel, Params], None] | None = None  # raises ValueError("key: why") across sections
-    stage: str = "distill"  # its DVC stage: `distill` (run.methods) or `agent` (run.agents, named settings too)
+    # its DVC stage: `distill` (run.methods), or a stage of its own whose block in dvc.yaml lists its code: `agent`
+    # (run.agents, named settings too) or any other (run.<stage>; tests/test_registry.py checks dvc.yaml against it)
+    stage: str = "distill"
+    files: tuple[str, ...] = ()  # what its runs write beyond predictions, weights, metrics and history (Extra.files)
+    # the examples a run processes beyond a plain run of distill.epochs (a training pass counts 3): its own phases
+    # and passes, from (settings, the distill setting, the split sizes); python -m orchestration.plan's estimate
+    extra_examples: Callable[[BaseModel, Distill, dict], float] | None = None
 
 
 def files() -> list[str]:
-    """The method files of this folder (a per-teacher family's file aside)."""
-    return sorted(p.stem for p in FOLDER.glob("*.py") if not p.stem.startswith("_") and p.stem not in FAMILIES.values())
+    """The methods of this folder, a file or a package each (a per-teacher family's file and the shared
+    weighting.py aside)."""
+    found = [p.stem for p in FOLDER.glob("*.py")] + [p.parent.name for p in FOLDER.glob("*/__init__.py")]
+    return sorted(n for n in found if not n.startswith("_") and n not in (*FAMILIES.values(), "weighting"))
 
 
 def family(name: str) -> str | None:
@@ -193,18 +136,62 @@ def check(params: Params, chosen: list[str], path="params.yaml") -> dict[str, Ba
     return out
 
 
+def label(name: str, sections: dict | None = None) -> str:
+    """What a row is, in the report's words: its method's `label` (a named setting's: its file's); "" for none."""
+    module = module_of(name, sections)
+    return load(module).label if module in files() else ""
+
+
+def stages() -> list[str]:
+    """The DVC stages that train students, in dvc.yaml's order: `distill`, the per-teacher families' (single, drop)
+    and the stages of their own that methods declare (`agent`)."""
+    return ["distill", *FAMILIES.values(), *own_stages()]
+
+
+def own_stages() -> list[str]:
+    """The stages of their own that methods declare (`Method.stage` other than `distill`): `agent`, and any other."""
+    return sorted({load(m).stage for m in files()} - {"distill"})
+
+
+def run_key(stage: str) -> str:
+    """The key of params.yaml's `run:` that lists a stage's rows: run.methods (distill), run.single and run.drop (the
+    families, by teacher), run.agents (agent), and run.<stage> for any other stage of its own."""
+    return {"distill": "methods", "agent": "agents"}.get(stage, stage)
+
+
+def listed(params: Params) -> dict[str, list[str]]:
+    """Each student stage's rows that `dvc repro` runs: run.methods, the families of run.single and run.drop
+    (single_<teacher>, drop_<teacher>), and the list of each stage of its own."""
+    run = params.run
+    rows = {stage: [p + t for t in getattr(run, stage)] for p, stage in FAMILIES.items()}
+    return {"distill": list(run.methods), **rows, **{s: list(getattr(run, run_key(s), [])) for s in own_stages()}}
+
+
+def rows(params: Params) -> list[str]:
+    """Every row `dvc repro` runs, in the stages' order."""
+    return [name for names in listed(params).values() for name in names]
+
+
 def stage_of(name: str, sections: dict | None = None) -> str:
-    """The DVC stage that runs `name`: its family's (single, drop), `agent`, or `distill`."""
+    """The DVC stage that runs `name`: its family's (single, drop), the stage its method declares, or `distill`."""
     return family(name) or load(name, sections).stage
 
 
 def check_listed(params: Params, path="params.yaml") -> None:
     """run.methods names method files that run in the stage `distill`, run.agents the agents (files or named
-    settings) of the stage `agent`: checked from the names alone, by every student stage, so that a typo stops the
-    first run rather than DVC an hour later."""
-    known = names(params.run.teachers, params.methods)
-    for key, stage in (("methods", "distill"), ("agents", "agent")):
-        for name in getattr(params.run, key):
+    settings) of the stage `agent`, run.<stage> those of any other stage of its own: checked from the names alone,
+    by every student stage, so that a typo stops the first run rather than DVC an hour later."""
+    known, own = names(params.run.teachers, params.methods), own_stages()
+    lists = [("distill", "methods"), *((s, run_key(s)) for s in own)]
+    for key in params.run.model_extra or {}:
+        if key not in {k for _, k in lists}:
+            close = [run_key(s) for s in own if s.startswith(key[:3])]
+            raise InputError(
+                f"{path}: run.{key}: unknown key; the methods' stages of their own are {own} (run.<stage>)"
+                + (f"; did you mean run.{close[0]}?" if close else "")
+            )
+    for stage, key in lists:
+        for name in getattr(params.run, key, []):
             if name not in known:
                 raise InputError(f"{path}: run.{key}: unknown method {name!r}; expected one of {known}")
             if not family(name) and module_of(name, params.methods) not in files():
@@ -212,9 +199,8 @@ def check_listed(params: Params, path="params.yaml") -> None:
                 raise InputError(f"{path}: methods.{name}.method: {base!r} is not a method's file; one of {files()}")
             where = stage_of(name, params.methods)
             if where != stage:
-                home = {"single": "run.single", "drop": "run.drop", "agent": "run.agents", "distill": "run.methods"}
                 raise InputError(
-                    f"{path}: run.{key}: {name} runs in the stage `{where}` ({home[where]}); move it there"
+                    f"{path}: run.{key}: {name} runs in the stage `{where}` (run.{run_key(where)}); move it there"
                 )
             if stage == "distill" and module_of(name, params.methods) != name:
                 raise InputError(
@@ -225,13 +211,6 @@ def check_listed(params: Params, path="params.yaml") -> None:
 
 
 def run_methods(params: Params, path="params.yaml") -> dict[str, BaseModel]:
-    """`check` of every method that `dvc repro` runs: run.methods, run.agents and the families of run.single
-    and run.drop."""
+    """`check` of every method that `dvc repro` runs (`rows`)."""
     check_listed(params, path)
-    run = params.run
-    families = [*(SINGLE + t for t in run.single), *(DROP + t for t in run.drop)]
-    return check(params, [*run.methods, *families, *run.agents], path)
-
-
-def one_hot(k: torch.Tensor, num: int) -> torch.Tensor:
-    return torch.nn.functional.one_hot(k, num).float()
+    return check(params, rows(params), path)

@@ -17,7 +17,8 @@ from pydantic import Field
 from scipy.optimize import minimize
 
 from ..schema import Strict
-from . import Method, PerBatch
+from . import Method
+from .weighting import PerBatch
 
 
 class Settings(Strict):
@@ -92,7 +93,8 @@ def check(settings: Settings, params) -> None:
 
 
 METHOD = Method(
-    lambda ctx: PerBatch(weigher(ctx.cache["train"]["logits"], ctx.cfg.temperature, ctx.settings.tolerance)),
+    lambda run: PerBatch(weigher(run.cache["train"]["logits"], run.cfg.temperature, run.settings.tolerance)),
+    kind="adaptive",
     settings=Settings,
     check=check,
 )

@@ -3,12 +3,13 @@ w_k = 1 for k = argmin_k CE_k(x) (each teacher's cross-entropy against the gold 
 
 from __future__ import annotations
 
-from . import Method, PerBatch, one_hot
+from . import Method
+from .weighting import PerBatch, one_hot
 
 
-def weighting(ctx):
-    ce = ctx.cache["train"]["ce"]
+def weighting(run):
+    ce = run.cache["train"]["ce"]
     return PerBatch(lambda idx, _: one_hot(ce[idx].argmin(-1), ce.shape[1]))
 
 
-METHOD = Method(weighting)
+METHOD = Method(weighting, kind="adaptive")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Method, PerBatch
+from . import Method
+from .weighting import PerBatch
 
 
 def ca_mkd_weights(ce: torch.Tensor) -> torch.Tensor:
@@ -24,4 +25,6 @@ def ca_mkd_weights(ce: torch.Tensor) -> torch.Tensor:
     return (1 - ce.softmax(-1)) / (ce.shape[-1] - 1)
 
 
-METHOD = Method(lambda ctx: PerBatch(lambda idx, _: ca_mkd_weights(ctx.cache["train"]["ce"][idx])), min_teachers=2)
+METHOD = Method(
+    lambda run: PerBatch(lambda idx, _: ca_mkd_weights(run.cache["train"]["ce"][idx])), kind="adaptive", min_teachers=2
+)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import torch
 
-from . import DROP, Constant, Method
+from . import DROP, Method
+from .weighting import Constant
 
 
-def weighting(ctx):
-    left_out = ctx.teachers.index(ctx.method[len(DROP) :])
-    weights = torch.ones(len(ctx.teachers))
+def weighting(run):
+    left_out = run.teachers.index(run.method[len(DROP) :])
+    weights = torch.ones(len(run.teachers))
     weights[left_out] = 0.0
     return Constant(weights / weights.sum())
 
 
-METHOD = Method(weighting, min_teachers=2)
+METHOD = Method(weighting, kind="fixed", min_teachers=2)

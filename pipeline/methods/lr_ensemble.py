@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Constant, Method
+from . import Method
+from .weighting import Constant
 
 
 def lr_weights(dev_logits: torch.Tensor, dev_labels: torch.Tensor, steps: int = 200) -> torch.Tensor:
@@ -30,4 +31,4 @@ def lr_weights(dev_logits: torch.Tensor, dev_labels: torch.Tensor, steps: int = 
     return w / w.sum() if w.sum() > 0 else torch.full_like(w, 1.0 / len(w))
 
 
-METHOD = Method(lambda ctx: Constant(lr_weights(ctx.cache["dev"]["logits"], ctx.gold["dev"])))
+METHOD = Method(lambda run: Constant(lr_weights(run.cache["dev"]["logits"], run.gold["dev"])), kind="fixed")

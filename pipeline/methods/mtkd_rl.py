@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..schema import Distill, Strict
-from . import Method, Weighting
+from . import Method
+from .weighting import Weighting
 
 
 class Settings(Strict):
@@ -145,9 +146,9 @@ def check_epochs(params) -> None:
 
 
 METHOD = Method(
-    lambda ctx: MTKDRL(ctx.cache["train"], ctx.gold["train"], ctx.cfg, ctx.seed, ctx.settings.lr),
+    lambda run: MTKDRL(run.cache["train"], run.gold["train"], run.cfg, run.seed, run.settings.lr),
+    kind="learned",
     settings=Settings,
     min_teachers=2,
-    learns=True,
     check=lambda settings, params: check_epochs(params),
 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from . import Method, PerBatch, one_hot
+from . import Method
+from .weighting import PerBatch, one_hot
 
 
-def weighting(ctx):
-    k = len(ctx.teachers)
-    return PerBatch(lambda idx, _: one_hot(torch.tensor(int(ctx.rng.integers(k))), k).expand(len(idx), -1))
+def weighting(run):
+    k = len(run.teachers)
+    return PerBatch(lambda idx, _: one_hot(torch.tensor(int(run.rng.integers(k))), k).expand(len(idx), -1))
 
 
-METHOD = Method(weighting)
+METHOD = Method(weighting, kind="adaptive")

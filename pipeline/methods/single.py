@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from . import SINGLE, Constant, Method, one_hot
+from . import SINGLE, Method
+from .weighting import Constant, one_hot
 
 
-def weighting(ctx):
-    teacher = ctx.method[len(SINGLE) :]
-    return Constant(one_hot(torch.tensor(ctx.teachers.index(teacher)), len(ctx.teachers)))
+def weighting(run):
+    teacher = run.method[len(SINGLE) :]
+    return Constant(one_hot(torch.tensor(run.teachers.index(teacher)), len(run.teachers)))
 
 
-METHOD = Method(weighting)
+METHOD = Method(weighting, kind="fixed")

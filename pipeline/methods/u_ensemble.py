@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Constant, Method
+from . import Method
+from .weighting import Constant
 
-METHOD = Method(lambda ctx: Constant(torch.full((len(ctx.teachers),), 1.0 / len(ctx.teachers))))
+METHOD = Method(lambda run: Constant(torch.full((len(run.teachers),), 1.0 / len(run.teachers))), kind="fixed")

@@ -9,19 +9,20 @@ import torch
 from pydantic import Field
 
 from ..schema import Strict
-from . import Constant, Method
+from . import Method
+from .weighting import Constant
 
 
 class Settings(Strict):
     fixed_weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] | None = None  # null: each teacher's dev accuracy
 
 
-def weighting(ctx):
-    fixed = ctx.settings.fixed_weights
+def weighting(run):
+    fixed = run.settings.fixed_weights
     if fixed is None:  # proportional to each teacher's dev accuracy
-        a = (ctx.cache["dev"]["logits"].argmax(-1) == ctx.gold["dev"][:, None]).float().mean(0)
+        a = (run.cache["dev"]["logits"].argmax(-1) == run.gold["dev"][:, None]).float().mean(0)
     else:
-        a = torch.tensor([fixed[t] for t in ctx.teachers], dtype=torch.float)
+        a = torch.tensor([fixed[t] for t in run.teachers], dtype=torch.float)
     return Constant(a / a.sum())
 
 
@@ -38,4 +39,4 @@ def check(settings: Settings, params) -> None:
         raise ValueError("methods.w_ensemble.fixed_weights: the weights sum to zero; at least one must be positive")
 
 
-METHOD = Method(weighting, settings=Settings, check=check)
+METHOD = Method(weighting, kind="fixed", settings=Settings, check=check)

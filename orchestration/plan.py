@@ -1,7 +1,7 @@
 """What a parameter file will run, printed before anything runs: stages, runs, data sizes, and an
 estimate of accelerator hours. Needs no network and no data.
 
-Usage: python -m pipeline.plan [PARAMS] [--base-ex-s N] [--student-ex-s N]
+Usage: python -m orchestration.plan [PARAMS] [--base-ex-s N] [--student-ex-s N]
 Sizes come from the prepared task card where one exists, else from GLUE's published split sizes,
 else from the task's caps. Throughputs are assumptions (flags), not measurements: the estimate is
 examples processed divided by them.
@@ -13,11 +13,14 @@ import argparse
 import math
 from pathlib import Path
 
-from . import user_data
-from .io import remove_stale
-from .params_file import InputError, reported_errors
-from .schema import Params, load
-from .splits import load_card
+from pipeline import methods, user_data
+from pipeline.io import remove_stale
+from pipeline.params_file import InputError, reported_errors
+from pipeline.schema import Params, load
+from pipeline.splits import load_card
+
+from . import cluster as cluster_settings
+from .stages import WAVES
 
 # GLUE split sizes (train, validation), as published; dev is carved out of train by `dev_fraction`
 GLUE_SIZES = {
@@ -71,23 +74,23 @@ def check(path: str | Path = "params.yaml") -> tuple[Params, dict, object]:
     cluster's). `make repro` runs this first: DVC reads the stages' outputs before any stage's own check runs."""
     from analysis.settings import settings as analysis_settings
 
-    from . import cluster, methods
-
     params = load(path)
     user_data.check(Path("user_data"))  # before DVC hashes it: a FIFO there would hang `dvc status`
     chosen = methods.run_methods(params, path)
     analysis_settings(params, path)
-    return params, chosen, cluster.settings(path)
+    return params, chosen, cluster_settings.settings(path)
 
 
 def task_hours_by_kind(
-    params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents: dict | None = None
+    params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, chosen: dict | None = None
 ) -> dict[str, float]:
     """Accelerator hours of one task by stage kind: every teacher's fine-tuning (with its test pass) and
-    caching, every student run (training passes count 3x a forward pass). `agents`: each agent of run.agents and
-    its settings (methods.run_methods'); its defaults where none are given."""
+    caching, every student run (training passes count 3x a forward pass), and what a method's run processes
+    beyond that (its registration's `extra_examples`: RL-KD's pre-training and reward passes). `chosen`: every
+    run's method and its settings (methods.run_methods'), which it works out where not given."""
     run, d = params.run, params.distill
-    hours = dict.fromkeys(("finetune", "cache", "distill", "single", "drop", "agent"), 0.0)
+    chosen = methods.run_methods(params) if chosen is None else chosen
+    hours = dict.fromkeys(("finetune", "cache", *methods.stages()), 0.0)
     for teacher in run.teachers:
         t = params.teachers[teacher]
         train = min(sizes["train"], t.max_train or sizes["train"])
@@ -98,31 +101,21 @@ def task_hours_by_kind(
         hours["cache"] += points * (sizes["train"] + sizes["dev"]) / base_ex_s / 3600
     train = min(sizes["train"], d.max_train or sizes["train"])
     per_run = 3 * d.epochs * train + d.epochs * sizes["dev"] + sizes["test"]
-    if agents is None:
-        from .methods.rl_kd import Settings
-
-        agents = {name: Settings() for name in run.agents}
     scale = len(d.points()) * len(run.seeds) / student_ex_s / 3600
-    for agent in agents.values():
-        # pre-training, the reward's passes, and a guard's equal-weights run of the joint epochs (with its dev passes)
-        guarded = getattr(agent, "guard", "none") == "equal_weights"
-        guard = (d.epochs - agent.warmup_epochs) * (3 * train + sizes["dev"]) if guarded else 0
-        hours["agent"] += (per_run + 3 * agent.pretrain_epochs * train + d.epochs * train + guard) * scale
-    hours["distill"] = per_run * len(run.methods) * scale
-    hours["single"] = per_run * len(run.single) * scale
-    hours["drop"] = per_run * len(run.drop) * scale
+    for name, settings in chosen.items():
+        extra = methods.load(name, params.methods).extra_examples
+        examples = per_run + (extra(settings, d, {**sizes, "train": train}) if extra else 0)
+        hours[methods.stage_of(name, params.methods)] += examples * scale
     return hours
 
 
-def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, agents=None) -> float:
-    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).values())
+def task_hours(params: Params, sizes: dict, base_ex_s: float, student_ex_s: float, chosen=None) -> float:
+    return sum(task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).values())
 
 
 def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], longest: dict[str, float]) -> list[str]:
-    """The table of `python -m pipeline.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
+    """The table of `python -m orchestration.cluster`'s waves: jobs (one a stage on SLURM), each kind's GPUs and
     time limit (cluster.jobs), the estimated hours of the longest job and of the whole wave."""
-    from .cluster import WAVES
-
     lines = [
         f"{'wave':<6}{'stages':<34}{'jobs':>6}{'GPUs/job':>12}{'time limit':>20}{'longest job':>13}{'accel. hours':>14}"
     ]
@@ -145,15 +138,13 @@ def wave_lines(jobs: dict, counts: dict[str, int], hours: dict[str, float], long
     return lines
 
 
-def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, cluster=None) -> tuple[list[str], float]:
-    """Return the report's lines and the estimated hours (`agents`: each agent's settings; `cluster`: the
-    cluster's)."""
-    from .cluster import Cluster
-
-    run, cluster = params.run, cluster or Cluster()
-    methods = [*run.methods, *(f"single_{t}" for t in run.single), *(f"drop_{t}" for t in run.drop), *run.agents]
+def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, cluster=None) -> tuple[list[str], float]:
+    """Return the report's lines and the estimated hours (`chosen`: every run's method and its settings;
+    `cluster`: the cluster's)."""
+    run, cluster, listed = params.run, cluster or cluster_settings.Cluster(), methods.listed(params)
+    rows = [m for names in listed.values() for m in names]
     lines = [
-        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(methods)} (agents: "
+        f"tasks {len(run.tasks)}, teachers {len(run.teachers)}, methods {len(rows)} (agents: "
         f"{', '.join(run.agents) or 'none'}), seeds {len(run.seeds)}",
         "",
     ]
@@ -168,28 +159,22 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
-        per_stage = {
-            "finetune": len(run.teachers),
-            "cache": len(run.teachers),
-            "distill": len(run.methods) * len(run.seeds),
-            "single": len(run.single) * len(run.seeds),
-            "drop": len(run.drop) * len(run.seeds),
-            "agent": len(run.agents) * len(run.seeds),
-        }
-        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, agents).items():
+        per_stage = {"finetune": len(run.teachers), "cache": len(run.teachers)}
+        per_stage |= {stage: len(names) * len(run.seeds) for stage, names in listed.items()}
+        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(
-                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, agents)
+                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, chosen)
                 for n in GLUE_EVAL_SIZES[spec.name].values()
             )
             shared.append(
                 (
                     name,
                     list(GLUE_EVAL_SIZES[spec.name]),
-                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, agents),
+                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, chosen),
                 )
             )
     stages = {
@@ -197,10 +182,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
         "prepare": len(run.tasks),
         "finetune": len(run.tasks) * len(run.teachers),
         "cache": len(run.tasks) * len(run.teachers),
-        "distill": len(run.tasks) * len(run.methods) * len(run.seeds),
-        "single": len(run.tasks) * len(run.single) * len(run.seeds),
-        "drop": len(run.tasks) * len(run.drop) * len(run.seeds),
-        "agent": len(run.tasks) * len(run.agents) * len(run.seeds),
+        **{stage: len(run.tasks) * len(names) * len(run.seeds) for stage, names in listed.items()},
         "latency": len(run.tasks),
         "analyze": 1,
     }
@@ -217,9 +199,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
     hub = sorted({s.name for _, s in encoders if s.source == "hub"})
     glue = sorted({params.tasks[t].name for t in run.tasks if params.tasks[t].source == "glue"})
     for name, sets, saved in shared:
-        per_task = (
-            2 * len(run.teachers) + len(methods) * len(run.seeds) + 2
-        )  # finetune, cache, students, prepare, latency
+        per_task = 2 * len(run.teachers) + len(rows) * len(run.seeds) + 2  # finetune, cache, students, prepare, latency
         lines.append(
             f"{name}: {' and '.join(sets)} share one training set: each teacher is fine-tuned and cached once "
             f"and each student trained once, then tested on both ({per_task * (len(sets) - 1)} stages and "
@@ -235,7 +215,7 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, agents=None, clu
         lines.append(f"not counted: {unknown} (sizes unknown until `dvc repro prepare`)")
     lines += [
         "",
-        "on a cluster (python -m pipeline.cluster; `assets` runs first, on the submitting machine):",
+        "on a cluster (python -m orchestration.cluster; `assets` runs first, on the submitting machine):",
         *wave_lines(cluster.jobs, stages, by_kind, longest),
     ]
     return lines, hours
@@ -253,7 +233,7 @@ def speed(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.plan", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m orchestration.plan", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", metavar="PATH", help="the parameter file (default: %(default)s)")
     ap.add_argument(
         "--base-ex-s",
@@ -267,8 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         params, chosen, cluster = check(args.params)
         for p in sweep():
             print(f"plan: removed {p}, left by a stage that was killed")
-        agents = {name: chosen[name] for name in params.run.agents}
-        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, agents, cluster)
+        lines, _ = plan(params, args.base_ex_s, args.student_ex_s, chosen, cluster)
     print("\n".join(lines))
 
 

@@ -3,10 +3,10 @@
 For each training instance j and teacher k the policy gives pi_jk = sigmoid(W s_jk + b), the
 probability of learning from teacher k on instance j; actions a_jk ~ Bernoulli(pi_jk) are drawn
 independently, so an instance may get 0..K teachers. The student learns from the selected teachers,
-normalised; an instance with none learns from all of them equally, or from the gold label (`rl.no_teacher`).
+normalised; an instance with none learns from all of them equally, or from the gold label (`no_teacher`).
 
-The reward comes from pipeline/reward.py; the method that puts the two around the student's updates
-is pipeline/methods/rl_kd.py. docs: docs/rl-kd.md.
+The reward comes from reward.py beside it; the method that puts the two around the student's updates is this
+package's __init__.py. docs: docs/rl-kd.md.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .params_file import InputError
+from ...params_file import InputError
 
 # state feature -> the cache field it is read from; the others come from the input or the student
 CACHE_FIELDS = {"pooled": "pooled", "probs": "probs", "ce": "ce"}
@@ -25,8 +25,11 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
 
 
-def teacher_features(cache: dict, teachers: list[str], state: list[str], lengths: torch.Tensor) -> list[torch.Tensor]:
-    """Per teacher, the fixed part of its state for every training instance, standardised: [N, d_k].
+def teacher_features(
+    cache: dict, teachers: list[str], state: list[str], lengths: torch.Tensor, section: str = "methods.rl_kd"
+) -> list[torch.Tensor]:
+    """Per teacher, the fixed part of its state for every training instance, standardised: [N, d_k] (`section`:
+    the params.yaml section whose `state` names the features, for the error).
 
     `length` (the instance's log token count) lets the policy tell kinds of input apart; `teacher` (a
     one-hot teacher identity) lets a shared policy hold a bias per teacher."""
@@ -38,7 +41,8 @@ def teacher_features(cache: dict, teachers: list[str], state: list[str], lengths
                 field = CACHE_FIELDS[name]
                 if field not in cache:
                     raise InputError(
-                        f"rl.state: feature {name!r} needs the cache field {field!r}, which the teacher cache lacks"
+                        f"{section}.state: feature {name!r} needs the cache field {field!r}, which the teacher "
+                        "cache lacks"
                     )
                 value = cache[field][k] if isinstance(cache[field], list) else cache[field][:, k]
                 parts.append(standardise(value.reshape(len(value), -1).float()))
@@ -74,15 +78,17 @@ class Policy(nn.Module):
 class Agent:
     """RL-KD's teacher selector: its state features, its policy and its policy-gradient step."""
 
-    def __init__(self, cfg, cache: dict, teachers: list[str], num_labels: int, seed: int, lengths: torch.Tensor):
+    def __init__(
+        self, cfg, cache: dict, teachers: list[str], num_labels: int, seed: int, lengths, section="methods.rl_kd"
+    ):
         self.cfg = cfg
-        self.features = teacher_features(cache, teachers, cfg.state, lengths)
+        self.features = teacher_features(cache, teachers, cfg.state, lengths, section)
         extra = (num_labels if "student_probs" in cfg.state else 0) + (1 if "student_ce" in cfg.state else 0)
         self.policy = Policy([f.shape[1] + extra for f in self.features], cfg.policy == "shared")
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
-        self.pending = 0  # policy losses accumulated towards the next step (`rl.policy_batches`)
+        self.pending = 0  # policy losses accumulated towards the next step (`policy_batches`)
         self.last = None
 
     def states(self, idx, student_logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
@@ -111,7 +117,7 @@ class Agent:
         batch whose reward carries no per-teacher signal) leaves the policy as it is.
 
         `reward` is a scalar, one value per instance [B], or one value per instance and teacher [B, K].
-        A scalar or per-instance reward is compared with a moving-average baseline (`rl.baseline_momentum`).
+        A scalar or per-instance reward is compared with a moving-average baseline (`baseline_momentum`).
         A per-teacher value is the reward of selecting that teacher where it was selected, and 0 where it was
         not (it had no part in the update); standardised per teacher over the whole batch, so that its batch
         mean is the baseline: an unselected instance gets minus that baseline as its advantage, pushing

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import compute
+from ... import compute
+from ...losses import fill_empty, student_loss
 from .agent import normalise
-from .losses import fill_empty, student_loss
 
 
 @contextmanager
@@ -36,7 +36,7 @@ class Reward:
       `held_out_accuracy`: the student's accuracy after the update;
       `neg_ce`: minus its CE after the update;
       `neg_ce_kd`: minus its training loss after the update, KD to the teachers equally weighted.
-      With `rl.scalar_reward: gain`, each is its value after the update minus before it, on the same batch.
+      With `scalar_reward: gain`, each is its value after the update minus before it, on the same batch.
     Beyond the paper:
       `held_out_effect` (default): a closed-form, first-order counterfactual through the student's head;
         nothing is measured after the update. Per instance j and teacher k: the decrease of held-out CE,
@@ -44,7 +44,7 @@ class Reward:
         w.r.t. the logits, dotted with u_j, the held-out CE gradient seen from j's pooled vector), with k
         selected minus with k left out, the other selections as sampled. It re-aggregates the scores that
         `gradient_alignment` computes over the sampled selections, and the agent ascends its expectation
-        exactly (agent._expected_step), so `rl.entropy` has no part in it. With it, `agreement`: the share of
+        exactly (agent._expected_step), so `entropy` has no part in it. With it, `agreement`: the share of
         the batch's instances whose u_j favours their own gold label (a step raising j's gold logit lowers
         held-out CE). While the student's pooled vectors barely differ between instances, every u_j is about
         the same (the held-out residual's mean: "push towards the class under-predicted on held-out"), about
@@ -81,7 +81,7 @@ class Reward:
     def forward(self, rows):
         """The student's logits and pooled vectors on `rows` of train (in that order), in eval mode, without
         gradients; in `distill.forward_pieces` length-sorted pieces, as the training batches."""
-        from .training import collate_pieces, forward, length_argsort
+        from ...training import collate_pieces, forward, length_argsort
 
         rows = np.asarray(rows)
         order = length_argsort(self.enc, rows)
@@ -151,7 +151,7 @@ class Reward:
     def effect(self, ce: torch.Tensor, kd: torch.Tensor, u: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Per instance, the held-out CE decrease that a step along its loss gradient under `actions` makes,
         to first order, per unit learning rate (losses.student_loss: CE alone where no teacher is selected
-        and `rl.no_teacher` is `ce`)."""
+        and `no_teacher` is `ce`)."""
         w = fill_empty(normalise(actions), self.no_teacher)
         has = (w.sum(-1) > 0)[:, None]
         grad = torch.where(has, (1 - self.cfg.alpha) * ce + self.cfg.alpha * (w[..., None] * kd).sum(1), ce)

@@ -1,11 +1,11 @@
-"""`python -m pipeline.cluster --executor local`: the stages on this machine's cores, each started as soon as
+"""`python -m orchestration.cluster --executor local`: the stages on this machine's cores, each started as soon as
 the stages it depends on are done.
 
-Waves (pipeline.cluster, for SLURM) leave cores idle on one machine: a wave waits for its longest stage
+Waves (orchestration.cluster, for SLURM) leave cores idle on one machine: a wave waits for its longest stage
 (MPNet's fine-tuning) while the other workers have nothing to do, though the cache of a teacher that is
 already trained could run. Here `cluster.local_workers` long-lived workers (submitit's local executor)
 share one queue of stages, a JSON file under a lock: each worker takes the first stage whose upstream
-stages are done, longest kinds first (cluster.LONGEST_FIRST), runs `dvc repro STAGE` in its own copy of the
+stages are done, longest kinds first (stages.LONGEST_FIRST), runs `dvc repro STAGE` in its own copy of the
 snapshot, and takes the next. As in a wave, DVC does the work: a stage's upstream outputs come back from
 the run-cache, and a stage a killed worker had finished is restored, not run again.
 """
@@ -21,14 +21,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cluster import LONGEST_FIRST, RAN, DvcFailed, WaveFailed, copy_snapshot, dvc, kind, save_uncached
+from .dvc_api import RAN, DvcFailed, dvc, save_uncached
+from .stages import WaveFailed, longest_first
+from .workspace import copy_snapshot
 
 WAIT = ""  # take(): nothing ready yet, but a running stage may make something ready
-
-
-def order(stages: list[str]) -> list[str]:
-    """Longest kinds first; within a kind, dvc.yaml's order."""
-    return sorted(stages, key=lambda s: LONGEST_FIRST.index(kind(s)))
 
 
 class StageQueue:
@@ -42,7 +39,9 @@ class StageQueue:
     @classmethod
     def create(cls, path: Path, stages: list[str], needs: dict[str, list[str]]) -> StageQueue:
         queue = cls(path)
-        queue.write({"pending": order(stages), "needs": needs, "running": {}, "done": {}, "failed": {}, "tries": {}})
+        queue.write(
+            {"pending": longest_first(stages), "needs": needs, "running": {}, "done": {}, "failed": {}, "tries": {}}
+        )
         return queue
 
     def write(self, state: dict) -> None:

@@ -1,15 +1,16 @@
 """`rl_kd`: RL-KD, reinforced multi-teacher selection (Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, AAAI 2021;
-arXiv:2012.06048), the paper's procedure as this suite reconstructs it. An agent (pipeline/agent.py) selects, per
+arXiv:2012.06048), the paper's procedure as this suite reconstructs it. An agent (agent.py) selects, per
 training instance, which teachers the student learns from, a_jk ~ Bernoulli(pi_jk), pi_jk = sigmoid(W s_jk + b)
 over a state s_jk of teacher k's [CLS] vector, probabilities and CE on instance j, and the student's weights are the
 selections normalised:
 
     w_jk = a_jk / sum_l a_jl          (an instance with none: the gold label alone, `no_teacher: ce`)
 
-The agent is rewarded once per batch by the student's progress on held-out rows (pipeline/reward.py: one of the
-paper's three rewards) and learns by REINFORCE with a moving-average baseline. The schedule, [reconstructed] from
-Algorithm 1: `warmup_epochs` of equal weights, then `pretrain_epochs` of policy pre-training against a student that
-is restored afterwards, then joint training; the student kept is its best epoch on dev, as every method's.
+The agent is rewarded once per batch by the student's progress on held-out rows (reward.py: one of the paper's
+three rewards) and learns by REINFORCE with a moving-average baseline. The schedule (`RLKD.schedule`),
+[reconstructed] from Algorithm 1: `warmup_epochs` of equal weights, then `pretrain_epochs` of policy pre-training
+against a student that is put back afterwards, then joint training; the student kept is its best epoch on dev, as
+every method's.
 A named setting of it (`method: rl_kd` in a section of params.yaml's `methods:`) is a row of its own: the paper's
 other rewards, a state with the teacher's identity. The suite's own agent, with a reward, a gate and a fallback
 the paper does not have, is `effect_agent` (pipeline/methods/effect_agent.py). The stage `agent` runs both;
@@ -18,7 +19,6 @@ docs/rl-kd.md has the fidelity table.
 
 from __future__ import annotations
 
-import copy
 from typing import Annotated, Literal
 
 import numpy as np
@@ -26,11 +26,12 @@ import torch
 from pydantic import Field, model_validator
 from torch.optim.lr_scheduler import LambdaLR
 
-from .. import compute, training
-from ..agent import Agent
-from ..reward import Reward
-from ..schema import Strict
-from . import Method, Weighting
+from ... import compute, training
+from ...schema import Strict
+from .. import Method
+from ..weighting import Epoch, Extra, Run, Weighting
+from .agent import Agent
+from .reward import Reward
 
 SCALAR_REWARDS = ("held_out_accuracy", "neg_ce", "neg_ce_kd")  # the paper's: one value per batch
 TEACHER_REWARDS = ("held_out_effect", "gradient_alignment")  # one value per instance and teacher (effect_agent)
@@ -89,68 +90,72 @@ class Settings(AgentSettings):
     reward: Literal["held_out_accuracy", "neg_ce", "neg_ce_kd"] = "held_out_accuracy"
 
 
-def rehearsal(trainer, epochs: int) -> LambdaLR:
+def rehearsal(run: Run, epochs: int) -> LambdaLR:
     """The learning-rate schedule of pre-training: the rest of the student's own schedule, from where warm-up left
     it to its end, stretched over pre-training's `epochs`. Pre-training rehearses the joint epochs, so its student
     sees their learning rates; running on in the student's own schedule past its end would train the last
     pre-training epochs at learning rate 0, where the student does not move and a reward measured around its
     update is noise."""
-    loop, schedule = trainer.loop, trainer.loop.scheduler
-    per_epoch = training.schedule_steps(1, len(loop.rows), loop.batch_size)
-    start = schedule.last_epoch  # the student's steps so far: the warm-up epochs'
-    stretch = (training.schedule_steps(trainer.cfg.epochs, len(loop.rows), loop.batch_size) - start) / (
+    per_epoch = training.schedule_steps(1, len(run.rows), run.cfg.batch_size)
+    start = run.scheduler.last_epoch  # the student's steps so far: the warm-up epochs'
+    stretch = (training.schedule_steps(run.cfg.epochs, len(run.rows), run.cfg.batch_size) - start) / (
         epochs * per_epoch
     )
-    own = schedule.lr_lambdas[0]
-    return LambdaLR(loop.optimizer, lambda step: own(start + int(step * stretch)))
+    own = run.scheduler.lr_lambdas[0]
+    return LambdaLR(run.optimizer, lambda step: own(start + int(step * stretch)))
 
 
 class RLKD(Weighting):
     """Equal weights for the warm-up epochs, then the agent's selections; the reward measured around each update."""
 
-    def __init__(self, ctx):
-        s, train = ctx.settings, ctx.cache["train"]
-        self.settings, self.labels, self.fill = s, ctx.gold["train"], s.no_teacher
-        k = len(ctx.teachers)
+    def __init__(self, run: Run):
+        s, train = run.settings, run.cache["train"]
+        self.settings, self.labels, self.fill = s, run.gold["train"], s.no_teacher
+        k = len(run.teachers)
         self.equal = torch.full((k,), 1.0 / k)
         # every reward but instance_ce_delta measures the student on the rows no student trains on
-        self.held_out = None if s.reward == "instance_ce_delta" else ctx.held_out
-        lengths = torch.tensor([len(ids) for ids in ctx.enc["input_ids"]])
-        self.agent = Agent(s, train, ctx.teachers, ctx.num_labels, ctx.seed, lengths)
+        self.held_out = None if s.reward == "instance_ce_delta" else run.held_out
+        enc = run.enc["train"]
+        lengths = torch.tensor([len(ids) for ids in enc["input_ids"]])
+        section = f"methods.{run.method}"
+        self.agent = Agent(s, train, run.teachers, run.num_labels, run.seed, lengths, section)
         self.reward = Reward(
-            s, ctx.model, ctx.enc, self.labels, ctx.teacher_logits, ctx.cfg, ctx.pad, self.held_out, ctx.rng, ctx.acc
+            s, run.model, enc, self.labels, run.teacher_logits, run.cfg, run.pad, self.held_out, run.rng, run.acc
         )
-        self.active, self.pretraining = False, []
+        self.active, self.pretraining, self.steps, self.epoch = False, [], [], None
         self.reset()
 
     def reset(self) -> None:
         self.selected, self.rewards, self.seen, self.skipped = torch.zeros(len(self.equal)), [], 0, 0
         self.none_selected, self.all_selected = 0, 0
 
-    def start_epoch(self, epoch: int, trainer) -> None:
+    def schedule(self, run: Run):
+        """Algorithm 1 ([reconstructed]): equal weights for the warm-up epochs; before the first joint epoch, the
+        policy's pre-training; then the agent's selections."""
         s = self.settings
-        if epoch == s.warmup_epochs + 1 and s.pretrain_epochs:
-            self.pretraining = self.pretrain(trainer, s.pretrain_epochs)
-        self.active = epoch > s.warmup_epochs
-        self.trainer, self.epoch = trainer, epoch
+        for epoch in range(1, run.cfg.epochs + 1):
+            if epoch == s.warmup_epochs + 1 and s.pretrain_epochs:
+                self.pretraining = yield from self.pretrain(run, s.pretrain_epochs)
+            self.active, self.epoch = epoch > s.warmup_epochs, epoch
+            yield Epoch(epoch, f"{run.method} epoch {epoch}")
+
+    def pretrain(self, run: Run, epochs: int):
+        """Train the policy against the student's feedback while the student trains as usual, on the rest of its
+        learning-rate schedule (`rehearsal`), then put the student (its optimiser, schedule, weight record and batch
+        order) back as it was, so that pre-training teaches the agent without moving the student ([reconstructed]
+        from Algorithm 1). Returns each pre-training epoch's record."""
+        start, lr = run.snapshot(), rehearsal(run, epochs)
+        self.active, self.epoch, stats = True, None, []
+        for e in range(1, epochs + 1):
+            epoch = Epoch(None, f"policy pre-training {e}", scheduler=lr)
+            yield epoch
+            stats.append(epoch.stats)
+        run.restore(start)
+        return stats
 
     def informative(self) -> bool:
         """Whether the policy steps on this batch's reward: always, in the paper's procedure."""
         return True
-
-    def pretrain(self, trainer, epochs: int) -> list[dict]:
-        """Train the policy against the student's feedback while the student trains as usual, then put the
-        student (its optimiser, schedule, weight record and batch order) back as it was, so that pre-training teaches
-        the agent without moving the student ([reconstructed] from Algorithm 1)."""
-        start = snapshot(trainer)
-        self.active, schedule = True, trainer.loop.scheduler
-        trainer.loop.scheduler = rehearsal(trainer, epochs)
-        try:
-            stats = [trainer.epoch(f"policy pre-training {e}") for e in range(1, epochs + 1)]
-        finally:
-            trainer.loop.scheduler = schedule
-        restore(trainer, start)
-        return stats
 
     def weigh(self, idx, student_logits):
         if not self.active:
@@ -177,59 +182,43 @@ class RLKD(Weighting):
     def end_epoch(self) -> dict:
         if not self.active:
             return {}
+        if self.epoch is not None:  # a joint epoch: its rewards step by step, for rewards.json
+            self.steps += [{"epoch": self.epoch, "reward": r} for r in self.rewards]
         equal_fill = self.settings.no_teacher == "equal"
         stats = {
             "selection_rate": (self.selected / self.seen).tolist(),
             "reward_mean": sum(self.rewards) / len(self.rewards),
-            "rewards": self.rewards,
             "policy_steps": len(self.rewards) - self.skipped,
             "policy_steps_skipped": self.skipped,  # batches on which the policy did not step (effect_agent's gate)
             "no_teacher_share": self.none_selected / self.seen,  # instances with no teacher selected
             # instances whose weights were exactly equal: every teacher selected, or none with `no_teacher: equal`
             "equal_weights_share": (self.all_selected + equal_fill * self.none_selected) / self.seen,
         }
+        print("  selection rate " + " ".join(f"{r:.2f}" for r in stats["selection_rate"]), flush=True)
         self.reset()
         return stats
 
-    def records(self, trainer) -> dict:
-        return {"pretraining": self.pretraining, "selection": self.final_selection(trainer)}
+    def extra(self, run: Run) -> Extra:
+        """The final policy's selection probabilities (weights.parquet's `select_<teacher>`), the pre-training
+        epochs (metrics.json's `policy_pretraining`) and every joint step's reward (rewards.json)."""
+        selection = self.final_selection(run)
+        return Extra(
+            columns={f"select_{t}": selection[:, k].numpy() for k, t in enumerate(run.teachers)},
+            metrics={"policy_pretraining": self.pretraining},
+            files={"rewards.json": [{"step": i, **s} for i, s in enumerate(self.steps, 1)]},
+        )
 
-    def final_selection(self, trainer) -> torch.Tensor:
+    def final_selection(self, run: Run) -> torch.Tensor:
         """The policy's selection probability of every teacher for every training instance, at the end."""
-        model, loop = trainer.model, trainer.loop
-        model.eval()
+        run.model.eval()
         out = []
         with torch.inference_mode():
-            chunks = training.chunks(np.arange(len(self.labels)), trainer.cfg.eval_batch_size)
-            for idx, batch in training.batches(compute.device(loop.acc), loop.enc, chunks, loop.pad_id):
-                with compute.autocast(loop.acc):
-                    student_logits = model(**batch)[0].float().cpu()
+            chunks = training.chunks(np.arange(len(self.labels)), run.cfg.eval_batch_size)
+            for idx, batch in training.batches(compute.device(run.acc), run.enc["train"], chunks, run.pad):
+                with compute.autocast(run.acc):
+                    student_logits = run.model(**batch)[0].float().cpu()
                 out.append(self.agent.probabilities(idx, student_logits, self.labels[idx]))
         return torch.cat(out)
-
-
-def snapshot(trainer) -> tuple:
-    """Everything an epoch moves: the student, its optimiser and schedule, its weight record, the batch order's
-    generator."""
-    loop = trainer.loop
-    return copy.deepcopy(
-        (
-            trainer.model.state_dict(),
-            loop.optimizer.state_dict(),
-            loop.scheduler.state_dict(),
-            trainer.weight_sum,
-            loop.rng.bit_generator.state,
-        )
-    )
-
-
-def restore(trainer, state: tuple) -> None:
-    loop = trainer.loop
-    trainer.model.load_state_dict(state[0])
-    loop.optimizer.load_state_dict(state[1])
-    loop.scheduler.load_state_dict(state[2])
-    trainer.weight_sum.copy_(state[3])
-    loop.rng.bit_generator.state = copy.deepcopy(state[4])
 
 
 def check(settings: Settings, params) -> None:
@@ -245,4 +234,12 @@ def check(settings: Settings, params) -> None:
         )
 
 
-METHOD = Method(RLKD, settings=Settings, learns=True, check=check, stage="agent")
+def extra_examples(settings: AgentSettings, cfg, sizes: dict) -> float:
+    """Pre-training's epochs (3 passes an example) and the reward's forward pass over a held-out batch per step."""
+    return 3 * settings.pretrain_epochs * sizes["train"] + cfg.epochs * sizes["train"]
+
+
+METHOD = Method(
+    RLKD, kind="learned", label="the paper's RL-KD", settings=Settings, check=check, stage="agent",
+    files=("rewards.json",), extra_examples=extra_examples,
+)  # fmt: skip

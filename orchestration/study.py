@@ -1,0 +1,206 @@
+"""The study: every method of the suite over many seeds on the default's teachers, resumable seed by seed.
+
+Usage: python -m orchestration.study [--seeds N] [--step K] [--no-commit] [--carry FILE ...]
+It works in `.study/`, a copy of this workspace's code (no outputs) on this workspace's DVC cache, whose
+params.yaml is this one with params-study.yaml's keys put over it. It adds one seed at a time (`run.seeds` the
+first k of the study's seeds), runs what is new through `python -m orchestration.cluster --executor local` (DVC
+restores what the default's `make repro` already ran: the same teachers, the same runs), and copies the
+results, the study's dvc.lock and its runs' files to results/study/, committing each seed to git. A rerun, here
+or on a fresh clone after `make repro`, puts the committed runs back beside that dvc.lock, so DVC runs only the
+seeds that are missing. `--carry FILE ...`: the committed runs stay current through an edit of these code files
+that changes none of their outputs, checked by rerunning one committed run of each method first (`carry`).
+docs/study.md has what it runs, its time and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from pipeline import methods
+from pipeline.io import atomic_path, write_json
+from pipeline.params_file import InputError, read, reported_errors
+from pipeline.schema import load
+
+from .dvc_api import cache_dir, commit_current, dvc, kind, stage_names
+from .stages import STUDENTS
+from .study_report import README, curve, write_curve, write_findings
+from .study_runs import carry, forget_stale_runs
+from .workspace import cores, snapshot
+
+WORK = Path(".study")
+OUT = Path("results/study")
+EXPORTED = ("tables", "figures", "report.md", "metrics.json", "provenance.json", "latency")  # under results/
+
+
+def merged(base: dict, over: dict) -> dict:
+    """`base` with `over`'s keys put over it, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def study_params(params: str | Path = "params.yaml", study: str | Path = "params-study.yaml") -> dict:
+    """The study's parameters: params.yaml with params-study.yaml over it, checked as the stages check them."""
+    out = merged(read(params), read(study))
+    if not out.get("run", {}).get("seeds"):
+        raise InputError(f"{study}: run.seeds is empty; the study needs seeds to add one at a time")
+    return out
+
+
+def study_rows(params: dict) -> list[str]:
+    """The study's rows that run, read from the parameters as a dict: run.methods, the families of run.single and
+    run.drop, and the list of each stage of its own (run.agents, run.<stage>), as the registry's `rows`."""
+    run = params["run"]
+    families = [p + t for p, stage in methods.FAMILIES.items() for t in run.get(stage, [])]
+    own = [name for stage in methods.own_stages() for name in run.get(methods.run_key(stage), [])]
+    return [*run.get("methods", []), *families, *own]
+
+
+def write_params(params: dict, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        YAML().dump(params, f)
+
+
+def restore(out: Path, work: Path) -> int:
+    """Put the committed runs and their dvc.lock back into the study's workspace; how many seeds they hold."""
+    progress = out / "progress.json"
+    if not progress.exists():
+        return 0
+    if (out / "runs").exists():
+        shutil.copytree(out / "runs", work / "runs", dirs_exist_ok=True)
+    shutil.copy2(out / "dvc.lock", work / "dvc.lock")
+    return len(json.loads(progress.read_text())["seeds_done"])
+
+
+def export(work: Path, out: Path, progress: dict) -> None:
+    """The study's results, its dvc.lock, params and every run's files (a few MB) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in EXPORTED:
+        src, dst = work / "results" / name, out / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        elif src.exists():
+            shutil.copy2(src, dst)
+    if (out / "runs").exists():
+        shutil.rmtree(out / "runs")
+    shutil.copytree(work / "runs", out / "runs")
+    for name in ("dvc.lock", "params.yaml"):
+        shutil.copy2(work / name, out / name)
+    write_json(out / "progress.json", progress)
+
+
+KERNELS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
+
+
+def git(*args: str) -> str:
+    for _ in range(10):  # another git command holds the index (someone committing beside the study): wait
+        done = subprocess.run(["git", *args], capture_output=True, text=True)
+        if "index.lock" not in done.stderr:
+            break
+        time.sleep(3)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, help="stop after this many seeds (default: all of params-study.yaml's)")
+    ap.add_argument("--step", type=int, default=1, help="seeds added (and committed) at a time; more cores, more")
+    ap.add_argument("--no-commit", action="store_true", help="write results/study/ but commit nothing")
+    ap.add_argument(
+        "--carry",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="code files whose edit changed no committed run's outputs: checked on one run per method, then the "
+        "committed runs are kept rather than rerun",
+    )
+    args = ap.parse_args(argv)
+    with reported_errors():
+        params = study_params()
+        seeds = params["run"]["seeds"][: args.seeds]
+        snapshot(Path.cwd(), WORK, cache_dir(), skip=("results/study", WORK.name))
+        write_params({**params, "run": {**params["run"], "seeds": seeds[:1]}}, WORK / "params.yaml")
+        load(WORK / "params.yaml")  # refused here, before any stage runs
+    done = restore(OUT, WORK)
+    progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
+    rows = study_rows(params)
+    # the committed rounds' rows (a study before rows were recorded: those of its params.yaml, the agent aside)
+    before = progress.get("rows") or (study_rows(read(OUT / "params.yaml")) if done else rows)
+    if done and before != rows:  # rows added: their seeds from the first, the others restored
+        added = sorted(set(rows) - set(before))
+        print(f"study: rows {added} are new: the seeds run again from the first, for them alone", flush=True)
+        earlier = {"rows": before, **{k: progress.pop(k) for k in ("seeds_done", "seconds", "curve") if k in progress}}
+        progress.pop("rows", None)
+        progress |= {"earlier": [*progress.get("earlier", []), earlier], "seeds_done": [], "seconds": {}}
+        done = 0
+    progress |= {
+        "rows": rows,
+        "command": "python -m orchestration.study"
+        + (f" --seeds {args.seeds}" if args.seeds else "")
+        + (f" --step {args.step}" if args.step != 1 else ""),
+        "commit": git("rev-parse", "HEAD"),
+        "machine": {
+            "cores": cores(),
+            "processor": platform.processor() or platform.machine(),
+            # the float kernels this run forced, if any (docs/reproducibility.md: the same bytes on another CPU)
+            "kernels": {k: os.environ[k] for k in KERNELS if k in os.environ},
+        },
+    }
+    students = (*STUDENTS, "analyze")
+    teachers = [s for s in stage_names(WORK) if kind(s) not in students]
+    print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
+    dvc("repro", *teachers, cwd=WORK)
+    if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
+        write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")
+    if restored and args.carry:
+        with reported_errors():
+            carry(WORK, students, args.carry)
+    if restored:
+        commit_current(WORK, students)
+        forget_stale_runs(WORK, students)
+    for k in steps(len(seeds), args.step, done):
+        print(f"study: seeds {seeds[:k]} of {seeds}", flush=True)
+        write_params({**params, "run": {**params["run"], "seeds": seeds[:k]}}, WORK / "params.yaml")
+        start = time.perf_counter()
+        ran = subprocess.run([sys.executable, "-m", "orchestration.cluster", "--executor", "local"], cwd=WORK)
+        if ran.returncode:
+            sys.exit(f"study: seed {seeds[k - 1]} failed; its logs: {WORK / '.dvc/tmp/cluster'}; rerun to continue")
+        new = [s for s in seeds[:k] if s not in progress["seeds_done"]]
+        progress["seeds_done"] += new
+        if new:
+            progress["seconds"][",".join(map(str, new))] = round(time.perf_counter() - start)
+        progress["curve"] = curve(progress, seeds, k, json.loads((WORK / "results" / "metrics.json").read_text()))
+        export(WORK, OUT, progress)
+        write_curve(progress["curve"], OUT)
+        write_findings(README, progress, json.loads((OUT / "metrics.json").read_text()))
+        if not args.no_commit and git("status", "--porcelain", "--", str(OUT), str(README)):
+            git("add", "--", str(OUT), str(README))
+            git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT), str(README))
+        print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)
+
+
+def steps(n: int, step: int, done: int) -> list[int]:
+    """How many seeds each round runs: `step` more each time, from the first round beyond the `done` already
+    committed, to all `n`; all done: the last round again (the analysis of the latest code)."""
+    if done >= n:
+        return [n]
+    return sorted({min(k, n) for k in range(done + step, n + step, step)})
+
+
+if __name__ == "__main__":
+    main()

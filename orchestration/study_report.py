@@ -1,0 +1,95 @@
+"""What the study writes for a reader after each round: README's findings, and its power against its hours
+(curve.md, figures/curve.png|pdf)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.params_file import InputError
+
+README = Path("README.md")
+FINDINGS = ("<!-- findings: written by python -m orchestration.study -->", "<!-- /findings -->")
+
+
+def write_findings(readme: Path, progress: dict, metrics: dict) -> None:
+    """README's "What it finds": the study's verdict in the sentences its analysis wrote (metrics.json
+    `findings`), between the two FINDINGS markers, with the seeds they rest on."""
+    text = readme.read_text()
+    start, end = text.find(FINDINGS[0]), text.find(FINDINGS[1])
+    if start < 0 or end < start:
+        raise InputError(f"{readme}: the markers {FINDINGS} are missing; put them where the study's findings go")
+    seeds = len(progress["seeds_done"])
+    said = "\n".join(f"- {s}" for s in metrics.get("findings", []))
+    block = (
+        f"{FINDINGS[0]}\nThe study at {seeds} seed{'s' if seeds != 1 else ''} "
+        f"([results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`):\n\n{said}\n"
+    )
+    readme.write_text(text[:start] + block + text[end:])
+
+
+def curve(progress: dict, seeds: list[int], k: int, metrics: dict) -> list[dict]:
+    """progress.json's curve with the point of the first k seeds put in: the hours of the rounds that ran them,
+    and the primary comparison's and KD's premise's difference, interval, detectable difference and its 95%
+    upper bound, from the round's analysis (results/metrics.json)."""
+    first = {str(s) for s in seeds[:k]}
+    seconds = sum(t for key, t in progress["seconds"].items() if set(key.split(",")) <= first)
+    keep = ("task", "a", "b", "role", "diff", "ci_low", "ci_high", "mdd", "mdd_upper")
+    chosen = [{key: c[key] for key in keep} for c in metrics["comparisons"] if c["role"] in ("primary", "premise")]
+    point = {"seeds": k, "hours": round(seconds / 3600, 3), "comparisons": chosen}
+    return sorted([p for p in progress.get("curve", []) if p["seeds"] != k] + [point], key=lambda p: p["seeds"])
+
+
+def write_curve(points: list[dict], out: Path) -> None:
+    """curve.md and figures/curve.png|pdf: the detectable difference (and its upper bound) against hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def pp(value, sign=""):  # None: not computable at one seed
+        return "n/a" if value is None else f"{100 * value:{sign}.2f}"
+
+    rows = [
+        f"| {p['seeds']} | {p['hours']:.2f} | {c['task']} | {c['role']}: {c['a']} - {c['b']} | "
+        f"{pp(c['diff'], '+')} [{pp(c['ci_low'], '+')}, {pp(c['ci_high'], '+')}] | {pp(c['mdd'])} | "
+        f"{pp(c['mdd_upper'])} |"
+        for p in points
+        for c in p["comparisons"]
+    ]
+    (out / "curve.md").write_text(
+        "# The study's power against its hours\n\n"
+        "After each round: the seeds so far, the hours this study's rounds took (runs restored from `make repro` "
+        "cost none), and for the primary comparison and KD's premise the difference in points with its 95% "
+        "interval, the difference the test detects with 80% power and that difference's 95% upper bound "
+        "(docs/statistics.md). The goal: a detectable difference of 0.5 point.\n\n"
+        "| seeds | hours | task | comparison | difference [95% CI] | detectable | its upper bound |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for task, role in dict.fromkeys((c["task"], c["role"]) for p in points for c in p["comparisons"]):
+        at = [
+            (p["hours"], p["seeds"], c)
+            for p in points
+            for c in p["comparisons"]
+            if (c["task"], c["role"]) == (task, role) and None not in (c["mdd"], c["mdd_upper"])
+        ]
+        hours, mdd, upper = (
+            [h for h, _, _ in at],
+            [100 * c["mdd"] for *_, c in at],
+            [100 * c["mdd_upper"] for *_, c in at],
+        )
+        (line,) = ax.plot(hours, mdd, "o-", label=f"{task} {role}")
+        ax.plot(hours, upper, "--", color=line.get_color(), alpha=0.6)
+        for h, k, y in zip(hours, [k for _, k, _ in at], mdd):
+            ax.annotate(str(k), (h, y), textcoords="offset points", xytext=(0, -11), fontsize=7, ha="center")
+    for goal in (0.5, 1.0):
+        ax.axhline(goal, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")  # the upper bound at 2 seeds is tens of points, the goal half a point
+    ax.set(xlabel="hours of the study's rounds", ylabel="detectable difference (points, log scale)")
+    ax.set_title("Power against hours (numbers: seeds; dashed: 95% upper bound)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / "figures" / f"curve.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else {})
+    plt.close(fig)

@@ -1,0 +1,60 @@
+"""Copies of this workspace for jobs: a snapshot without outputs, and each job's own copy of it, on a shared
+DVC cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .dvc_api import output_paths
+
+# a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
+NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
+DVC_OWN = (".dvc/cache", ".dvc/tmp", ".dvc/config.local")
+
+
+def snapshot(root: Path, to: Path, cache_dir: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy `root` to `to` without outputs, git, virtual environments or the paths `skip`, and point its DVC at
+    `cache_dir`, without git (a job needs none). The assets stage's outputs are kept: they are not in
+    DVC's cache, so they travel with the snapshot (hard-linked, hundreds of MB of encoders)."""
+    skip = {root / p for p in output_paths(root) if not p.startswith("assets")} | {root / p for p in DVC_OWN + skip}
+
+    def ignore(folder, names):
+        return [n for n in names if n in NOT_COPIED or Path(folder) / n in skip]
+
+    if to.exists():
+        shutil.rmtree(to)
+    shutil.copytree(root, to, ignore=ignore, symlinks=True, copy_function=linked_assets(root))
+    local = to / ".dvc" / "config.local"
+    local.write_text(
+        f"[core]\n    no_scm = true\n    autostage = false\n[cache]\n    dir = {cache_dir}\n"
+        '    type = "hardlink,copy"\n    shared = group\n'
+    )
+
+
+def linked_assets(root: Path):
+    assets = (root / "assets").resolve()
+
+    def copy(src, dst):
+        if Path(src).resolve().is_relative_to(assets):
+            try:
+                return os.link(src, dst)
+            except OSError:  # another filesystem
+                pass
+        return shutil.copy2(src, dst)
+
+    return copy
+
+
+def copy_snapshot(snap: Path, to: Path) -> None:
+    """A job attempt's own workspace: a copy of the snapshot (assets hard-linked again)."""
+    if to.exists():
+        shutil.rmtree(to)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(snap, to, symlinks=True, copy_function=linked_assets(snap))
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

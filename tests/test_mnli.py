@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis import analyze
-from pipeline import cache, distill, finetune, latency, plan, prepare, splits
+from orchestration import plan
+from pipeline import cache, distill, finetune, latency, prepare, splits
 from tests.conftest import NEGATIVE, POSITIVE, tiny_params, write_params
 
 pytestmark = pytest.mark.slow  # trains models or runs DVC: out of the fast tier

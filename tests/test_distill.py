@@ -186,13 +186,13 @@ def test_a_student_trained_on_part_of_train_reads_its_rows_of_the_cache(cached, 
     shutil.copytree(cached, repo)
     monkeypatch.chdir(repo)
     seen = {}
-    fit = distill.fit
+    start = distill.start
 
-    def spy(params, cfg, task_data, *rest):
+    def spy(params, point, task_data, *rest):
         seen.update(ids=list(task_data.splits["train"].id), logits=task_data.cache["train"]["logits"].clone())
-        return fit(params, cfg, task_data, *rest)
+        return start(params, point, task_data, *rest)
 
-    monkeypatch.setattr(distill, "fit", spy)
+    monkeypatch.setattr(distill, "start", spy)
     full = splits.load_split(repo / "data/reviews", "train")
     teachers = ["tiny_a", "tiny_b"]
     whole = {t: logits.load(repo / f"logits/reviews/{t}/train.safetensors", full)["logits"] for t in teachers}
@@ -235,9 +235,7 @@ def test_a_loss_that_is_not_finite_stops_the_run_with_nothing_written(repo, monk
 
 
 def test_a_teacher_whose_loss_is_not_finite_stops_with_nothing_written(repo, monkeypatch):
-    from pipeline import training
-
-    monkeypatch.setattr(training.F, "cross_entropy", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
+    monkeypatch.setattr(finetune.F, "cross_entropy", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
     edit_params(repo, lambda p: p["teachers"].update(fresh=p["teachers"]["tiny_a"]))
     with pytest.raises(P.InputError, match=r"fresh epoch 1: the training loss is inf at batch 1"):
         finetune.main("reviews", "fresh")

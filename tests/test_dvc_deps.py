@@ -152,7 +152,7 @@ def test_editing_a_module_makes_dvc_status_name_the_stages_that_run_it(tiny_repo
     assert "modified:           pipeline/models.py" in status
     assert "prepare@reviews" not in status  # prepare runs no model code
 
-    agent = tiny_repo / "pipeline" / "agent.py"  # only distill and rl_kd run the agent
+    agent = tiny_repo / "pipeline" / "methods" / "rl_kd" / "agent.py"  # only the student stages run the agent
     models.write_text(models.read_text().removesuffix("\n# an edit\n"))
     agent.write_text(agent.read_text() + "\n# an edit\n")
     assert "up to date" in stale()

@@ -117,6 +117,8 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     assert "hedge" in (tiny_repo / "results/tables/table2_main.csv").read_text()
     (package / "weights.py").write_text(PACKAGE_FILES["weights.py"] + "\n# an edit\n")
     assert stale(tiny_repo) == hedged | {"analyze"}  # its code: its runs, and analyze, which reads the registry
+    (package / "weights.py").write_text(PACKAGE_FILES["weights.py"])
+    assert stale(tiny_repo) == set()
 
     # the GLUE loader: only prepare lists it (DVC cannot give one task's prepare its own loader); nothing
     # after prepare runs GLUE's code, and a prepare that reruns writes the same splits, so nothing else reruns

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -28,6 +29,7 @@ from pydantic import Field, field_validator
 from pipeline.params_file import read, reported_errors, validate
 from pipeline.schema import Strict, load
 
+from . import slurm
 from .dvc_api import RAN, RESTORED, cache_dir, dvc, forget, kind, save_uncached, stage_names, stale, upstream
 from .pool import PoolWorker, run_pool
 from .stages import CLUSTER_KINDS, WaveFailed, shares, waves
@@ -71,6 +73,15 @@ def settings(path: str | Path = "params.yaml") -> Cluster:
     return validate(Cluster, read(path).get("cluster"), path, prefix="cluster")
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job as squeue, sacct and scancel name it (ARRAY_TASK for a task of a job array: its
+    own SLURM_JOB_ID is not accepted by scancel everywhere); None outside SLURM (the local executor)."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
 @dataclass
 class StageJob:
     """One job of a wave: `dvc repro` of its stages in a fresh copy of the snapshot. What a killed attempt
@@ -97,12 +108,17 @@ class StageJob:
         record = {
             "job": self.name,
             "attempt": self.attempt,
+            "slurm_job": slurm_job(),
             "stages": self.stages,
             "ran": RAN.findall(out),
             "restored": RESTORED.findall(out),
             "seconds": round(time.perf_counter() - start, 1),
         }
-        shutil.rmtree(work)  # every output is in the cache now; the log stays beside it
+        # every output is in the cache now; the logs stay. An earlier attempt's workspace, where a killed or
+        # failed job left half-written outputs, goes too
+        for done in work.parent.glob("attempt-*"):
+            if done.is_dir():
+                shutil.rmtree(done)
         return record
 
     def repro(self, work: Path) -> str:
@@ -122,7 +138,9 @@ def executor(cluster: Cluster, how: str, kind_: str, folder: Path):
     import submitit
 
     spec = cluster.jobs[kind_]
-    ex = submitit.AutoExecutor(folder=folder / "logs" / kind_, cluster=how)
+    # a job at its time limit is not requeued (a job runs one stage, which would run out of time again): it
+    # fails, and its wave resubmits it as any failed job; a preempted job is still requeued
+    ex = submitit.AutoExecutor(folder=folder / "logs" / kind_, cluster=how, slurm_max_num_timeout=0)
     ex.update_parameters(
         name=f"rlkd-{kind_}",
         timeout_min=spec.timeout_min,
@@ -183,7 +201,8 @@ def run_wave(
             except Exception as err:  # a lost, killed or failed job: its wave resubmits it
                 print(f"cluster: job {job.name} (attempt {job.attempt}) failed: {str(err).strip()[-500:]}", flush=True)
                 records.append(
-                    {"job": job.name, "attempt": job.attempt, "stages": job.stages, "failed": str(err)[-2000:]}
+                    {"job": job.name, "attempt": job.attempt, "slurm_job": handle.job_id, "stages": job.stages}
+                    | {"failed": str(err)[-2000:]}
                 )
                 failed.append(job)
         if not failed:
@@ -271,10 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     with reported_errors():
         load("params.yaml")  # what the stages read
         cluster = settings("params.yaml")
+        every = waves(stage_names())
         if args.dry:  # `run` prints each wave as it submits it
-            for number, wave in enumerate(waves(stage_names()), 1):
+            for number, wave in enumerate(every, 1):
                 print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
             return
+        if args.executor == "slurm":  # before `assets` or any stage runs
+            slurm.check(cluster, [k for wave in every for k in wave])
     try:
         summary = run(cluster, args.executor)
     except (WaveFailed, RuntimeError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,10 @@ METHODS = methods.files()
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that fetch the real assets or run the cluster driver are slow too: `-m "not slow"` leaves them out."""
+    """Tests that fetch the real assets, run the cluster driver or start SLURM are slow too: `-m "not slow"`
+    leaves them out."""
     for item in items:
-        if item.get_closest_marker("assets") or item.get_closest_marker("cluster"):
+        if any(item.get_closest_marker(m) for m in ("assets", "cluster", "slurm")):
             item.add_marker(pytest.mark.slow)
 
 
@@ -189,3 +191,38 @@ def make_tiny_repo(repo: Path) -> Path:
     done = run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)
     assert done.returncode == 0, done.stderr
     return repo
+
+
+def tiny_cluster_repo(path: Path) -> Path:
+    """The tiny profile cut to one task and three methods, for the cluster driver (tests/test_cluster.py,
+    tests/test_slurm.py)."""
+    repo = make_tiny_repo(path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["run"].update(tasks=["reviews"], methods=["ce", "u_ensemble", "best_single"])
+    params["cluster"] = {"local_workers": 2, "retries": 1}
+    write_params(repo, params)
+    return repo
+
+
+# what carries the time or the machine of its run: outputs() compares JSON without these keys
+TIMED = re.compile(r"seconds|per_s|_ms$|provenance|started|finished|host")
+
+
+def untimed(value):
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not TIMED.search(k)}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def outputs(repo) -> dict:
+    """Every output file of every stage, as bytes, or as JSON without its timings; left out: the figures
+    (their PDFs hold a creation date), the report (it quotes run times) and Table 4 (latencies)."""
+    out = {}
+    for path in sorted(p for top in ("data", "models", "logits", "runs", "results") for p in (repo / top).rglob("*")):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_dir() or rel.startswith(("results/figures", "results/report.md", "results/tables/table4")):
+            continue
+        out[rel] = untimed(json.loads(path.read_text())) if path.suffix == ".json" else path.read_bytes()
+    return out

@@ -6,7 +6,6 @@ after its first student stage, and checks the result against a single-machine `d
 """
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,7 @@ import yaml
 from orchestration import cluster, dvc_api, plan, pool
 from orchestration import stages as kinds
 from pipeline import schema as P
-from tests.conftest import ROOT, make_tiny_repo, run, write_params
+from tests.conftest import ROOT, outputs, run, tiny_cluster_repo, write_params
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the local executor's jobs unpickle KilledOnce
 
@@ -272,39 +271,6 @@ class KilledOnce(pool.PoolWorker):
         if self.attempt == 0 and self.name == "worker-0" and dvc_api.kind(stage) in ("distill", "agent"):
             os.kill(os.getpid(), signal.SIGKILL)
         return out
-
-
-def tiny_cluster_repo(path):
-    repo = make_tiny_repo(path)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["run"].update(tasks=["reviews"], methods=["ce", "u_ensemble", "best_single"])
-    params["cluster"] = {"local_workers": 2, "retries": 1}
-    write_params(repo, params)
-    return repo
-
-
-# what carries the time or the machine of its run: compared without these keys
-TIMED = re.compile(r"seconds|per_s|_ms$|provenance|started|finished|host")
-
-
-def untimed(value):
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if not TIMED.search(k)}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
-
-
-def outputs(repo) -> dict:
-    """Every output file of every stage, as bytes, or as JSON without its timings; left out: the figures
-    (their PDFs hold a creation date), the report (it quotes run times) and Table 4 (latencies)."""
-    out = {}
-    for path in sorted(p for top in ("data", "models", "logits", "runs", "results") for p in (repo / top).rglob("*")):
-        rel = path.relative_to(repo).as_posix()
-        if path.is_dir() or rel.startswith(("results/figures", "results/report.md", "results/tables/table4")):
-            continue
-        out[rel] = untimed(json.loads(path.read_text())) if path.suffix == ".json" else path.read_bytes()
-    return out
 
 
 @pytest.mark.cluster

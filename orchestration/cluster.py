@@ -33,7 +33,7 @@ from . import slurm
 from .dvc_api import RAN, RESTORED, cache_dir, dvc, forget, kind, save_uncached, stage_names, stale, upstream
 from .pool import PoolWorker, run_pool
 from .stages import CLUSTER_KINDS, WaveFailed, shares, waves
-from .workspace import copy_snapshot, cores, snapshot
+from .workspace import attempt_workspace, cores, snapshot
 
 
 class ClusterJob(Strict):
@@ -95,9 +95,7 @@ class StageJob:
 
     def __call__(self) -> dict:
         start = time.perf_counter()
-        work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
-        copy_snapshot(Path(self.snapshot), work)
-        log = work.parent / f"attempt-{self.attempt}.log"
+        work, log = attempt_workspace(self.snapshot, self.folder, self.name, self.attempt)
         try:
             out = self.repro(work)
         except RuntimeError as err:  # DVC or a stage failed: its output beside the kept workspace

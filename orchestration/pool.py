@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .dvc_api import RAN, DvcFailed, dvc, save_uncached
 from .stages import WaveFailed, longest_first
-from .workspace import copy_snapshot
+from .workspace import attempt_workspace
 
 WAIT = ""  # take(): nothing ready yet, but a running stage may make something ready
 
@@ -108,9 +108,8 @@ class PoolWorker:
 
     def __call__(self) -> dict:
         start = time.perf_counter()
-        work = Path(self.folder) / self.name / f"attempt-{self.attempt}"
-        copy_snapshot(Path(self.snapshot), work)
-        queue, log = StageQueue(self.queue), work.parent / f"attempt-{self.attempt}.log"
+        work, log = attempt_workspace(self.snapshot, self.folder, self.name, self.attempt)
+        queue = StageQueue(self.queue)
         for stage in queue.held_by(self.name):  # submitit restarted this worker in place: its stage goes back
             queue.release(stage, f"{self.name} restarted", self.retries)
         stages = []

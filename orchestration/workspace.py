@@ -47,12 +47,15 @@ def linked_assets(root: Path):
     return copy
 
 
-def copy_snapshot(snap: Path, to: Path) -> None:
-    """A job attempt's own workspace: a copy of the snapshot (assets hard-linked again)."""
+def attempt_workspace(snap: str, folder: str, job: str, attempt: int) -> tuple[Path, Path]:
+    """One attempt of a job (or local worker): its own workspace, a fresh copy of the snapshot (assets hard-linked
+    again) at FOLDER/JOB/attempt-N, and the path of its log beside it."""
+    to = Path(folder) / job / f"attempt-{attempt}"
     if to.exists():
         shutil.rmtree(to)
     to.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(snap, to, symlinks=True, copy_function=linked_assets(snap))
+    shutil.copytree(snap, to, symlinks=True, copy_function=linked_assets(Path(snap)))
+    return to, to.parent / f"attempt-{attempt}.log"
 
 
 def cores() -> int:

@@ -19,8 +19,10 @@ import yaml
 from benchmarks.planted.designs import (  # the planted benchmark's synthetic reviews
     NEGATIVE,
     POSITIVE,
+    REVIEWS_TASK,
     TINY_STUDENT,
     sentiment_frame,
+    tiny_teacher,
 )
 from pipeline import methods
 
@@ -58,28 +60,6 @@ def pair_frame(n: int, seed: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tiny_teacher(hidden: int = 32, layers: int = 2, **overrides) -> dict:
-    spec = {
-        "source": "random",
-        "arch": "bert",
-        "vocab_size": 300,
-        "epochs": 2,
-        "max_length": 24,
-        "batch_size": 16,
-        "lr": 2e-3,
-        "warmup_ratio": 0.0,
-        "config": {
-            "hidden_size": hidden,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 2,
-            "intermediate_size": 2 * hidden,
-            "max_position_embeddings": 64,
-        },
-    }
-    spec.update(overrides)
-    return spec
-
-
 def tiny_params(root: Path) -> dict:
     """A profile of two user-file tasks (one single-sentence, one pair) and two tiny teachers."""
     data = root / "user_data"
@@ -99,16 +79,7 @@ def tiny_params(root: Path) -> dict:
         },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
         "tasks": {
-            "reviews": {
-                "source": "file",
-                "path": "user_data/reviews.csv",
-                "text_a": "review",
-                "label": "sentiment",
-                "labels": ["neg", "pos"],
-                "group": "movie",
-                "dev_fraction": 0.2,
-                "test_fraction": 0.2,
-            },
+            "reviews": dict(REVIEWS_TASK),
             "pairs": {
                 "source": "file",
                 "path": "user_data/pairs.jsonl",

@@ -21,6 +21,12 @@ def stale(repo) -> set[str]:
     return {line[:-1] for line in out.stdout.splitlines() if line.endswith(":") and not line[0].isspace()}
 
 
+def repro(repo) -> set[str]:
+    """`dvc repro`, which must succeed; the stages it ran."""
+    done = dvc(repo, "repro", check=True)
+    return {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+
+
 def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     done = dvc(tiny_repo, "repro")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -57,9 +63,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
 
     # changing one teacher's setting reruns only that teacher's stages and the students that learn from it
     edit_params(tiny_repo, lambda p: p["teachers"]["tiny_b"].update(lr=1e-3))
-    done = dvc(tiny_repo, "repro")
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    ran = repro(tiny_repo)
     students = {f"distill@{task}-{method}-1" for task in TASKS for method in METHODS}
     rl_kd = {f"agent@{task}-rl_kd-1" for task in TASKS}
     latency = {f"latency@{task}" for task in TASKS}
@@ -73,9 +77,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
 
     # changing an RL-KD setting reruns the RL-KD runs only
     edit_params(tiny_repo, lambda p: p["methods"].update(rl_kd={"policy_lr": 0.02}))
-    done = dvc(tiny_repo, "repro")
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    ran = repro(tiny_repo)
     assert ran == rl_kd | {"analyze"}
 
     # a new method is one file and its lines in params.yaml: its runs and analyze are all that change
@@ -86,9 +88,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     )
     new = {f"distill@{task}-confident-1" for task in TASKS}
     assert stale(tiny_repo) == new | {"analyze"}
-    done = dvc(tiny_repo, "repro")
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    ran = repro(tiny_repo)
     assert ran == new | {"analyze"}
     assert "confident" in (tiny_repo / "results/tables/table2_main.csv").read_text()
 
@@ -110,9 +110,7 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     hedged = {f"hedge@{task}-hedge-1" for task in TASKS}
     assert stale(tiny_repo) == hedged | {"analyze"}
-    done = dvc(tiny_repo, "repro")
-    assert done.returncode == 0, done.stderr[-3000:]
-    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    ran = repro(tiny_repo)
     assert ran == hedged | {"analyze"}
     assert "hedge" in (tiny_repo / "results/tables/table2_main.csv").read_text()
     (package / "weights.py").write_text(PACKAGE_FILES["weights.py"] + "\n# an edit\n")

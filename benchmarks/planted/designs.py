@@ -43,6 +43,40 @@ TINY_STUDENT = {
     },
 }
 TASK = "reviews"
+# its section in params.yaml: sentiment_frame's columns, written to user_data/reviews.csv
+REVIEWS_TASK = {
+    "source": "file",
+    "path": "user_data/reviews.csv",
+    "text_a": "review",
+    "label": "sentiment",
+    "labels": ["neg", "pos"],
+    "group": "movie",
+    "dev_fraction": 0.2,
+    "test_fraction": 0.2,
+}
+
+
+def tiny_teacher(hidden: int = 32, layers: int = 2, **overrides) -> dict:
+    """A tiny random BERT teacher (of the designs and of the tests' tiny profile): `hidden` wide, `layers` deep;
+    the longest text of the designs, 12 words and [CLS], [SEP] (an index of 3 digits is at most 3 word pieces),
+    fits its 24 positions."""
+    return {
+        "source": "random",
+        "arch": "bert",
+        "vocab_size": 300,
+        "epochs": 2,
+        "max_length": 24,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_ratio": 0.0,
+        "config": {
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden,
+            "max_position_embeddings": 64,
+        },
+    } | overrides
 
 
 POSITIVE = "good great superb lovely moving brilliant fun charming".split()

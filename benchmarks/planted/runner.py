@@ -22,6 +22,7 @@ from pipeline import distill, prepare
 from .designs import (
     DESIGNS,
     MISLEADING,
+    REVIEWS_TASK,
     TASK,
     TEACHERS,
     TINY_STUDENT,
@@ -29,6 +30,7 @@ from .designs import (
     kinds_frame,
     plant,
     sentiment_frame,
+    tiny_teacher,
 )
 from .settings import AGENT, agent_section
 
@@ -57,24 +59,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
     (root / "user_data").mkdir(parents=True, exist_ok=True)
     frame = kinds_frame(700) if design == "specialists" else sentiment_frame(700)
     frame.to_csv(root / "user_data/reviews.csv", index=False)
-    # the longest text: 12 words and [CLS], [SEP]; an index of 3 digits is at most 3 word pieces: 16 <= 24
-    teacher = {
-        "source": "random",
-        "arch": "bert",
-        "vocab_size": 300,
-        "epochs": 2,
-        "max_length": 24,
-        "batch_size": 16,
-        "lr": 2e-3,
-        "warmup_ratio": 0.0,
-        "config": {
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "max_position_embeddings": 64,
-        },
-    }
+    teacher = tiny_teacher()
     return {
         "seed": 0,
         "run": {
@@ -87,18 +72,7 @@ def params(design: str, root: Path, rl: dict | None = None) -> dict:
             "seeds": [1],
         },
         "assets": {"dir": "assets", "encoders": [], "corpora": []},
-        "tasks": {
-            TASK: {
-                "source": "file",
-                "path": "user_data/reviews.csv",
-                "text_a": "review",
-                "label": "sentiment",
-                "labels": ["neg", "pos"],
-                "group": "movie",
-                "dev_fraction": 0.2,
-                "test_fraction": 0.2,
-            }
-        },
+        "tasks": {TASK: dict(REVIEWS_TASK)},
         "teachers": {t: dict(teacher) for t in teachers},  # never trained: their caches are planted
         "student": copy.deepcopy(TINY_STUDENT),
         "distill": {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "alpha": ALPHA, "temperature": 2.0},

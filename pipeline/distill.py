@@ -32,6 +32,8 @@ def resolve(params: Params, task: str, method: str, seed: str, path: str = "para
     """Check the names and settings a run needs before anything is loaded or trained: (seed, method settings)."""
     named(params, "tasks", task)
     methods.check_listed(params, path)
+    if method not in (known := methods.names(params.run.teachers, params.methods)):
+        raise InputError(f"command line: unknown method {method!r}; expected one of {known}")
     settings = methods.check(params, [method], path)[method]
     if not (seed.isascii() and seed.isdigit()) or int(seed) > 2**32 - 1:  # numpy's and torch's seed range
         raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")

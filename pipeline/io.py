@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -21,6 +22,9 @@ def sha256(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error ends its message
 
 
 @contextmanager
@@ -43,6 +47,11 @@ def atomic_path(path: str | Path):
     except OSError as err:  # a library's write error (pyarrow's) may not say which file: this output
         if err.filename is None:
             err.filename = str(path)
+        raise
+    except Exception as err:  # a Rust library's (safetensors') refused write is its own error, "... (os error N)"
+        if found := RUST_OS_ERROR.search(str(err)):
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code), str(path)) from err
         raise
     finally:
         _remove(tmp)

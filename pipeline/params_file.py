@@ -159,11 +159,14 @@ def validate(model: type[BaseModel], raw, path: str | Path, prefix: str = "", ta
 
 
 def named(params, kind: str, name: str):
-    """`params.tasks[name]` or `params.teachers[name]` (kind "tasks" or "teachers"); an unknown name is refused
-    with the names that are defined, before anything is loaded."""
+    """`params.tasks[name]` or `params.teachers[name]` (kind "tasks" or "teachers"), for a name a stage's command
+    line gives; an unknown name is refused, blamed on the command line, with the names that are defined, before
+    anything is loaded."""
     defined = getattr(params, kind)
     if name not in defined:
-        raise InputError(f"unknown {kind[:-1]} {name!r}; {kind} defined in params.yaml: {sorted(defined)}")
+        raise InputError(
+            f"command line: unknown {kind[:-1]} {name!r}; {kind} defined in params.yaml: {sorted(defined)}"
+        )
     return defined[name]
 
 
@@ -189,6 +192,9 @@ ENVIRONMENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG
 def reported_errors():
     """Turn InputError, and the machine's refusals (ENVIRONMENT), into a one-line message and exit code 2 (for a
     stage's __main__)."""
+    for stream in (sys.stdout, sys.stderr):  # an ASCII locale cannot print "négatif": escape it, never fail on it,
+        if hasattr(stream, "reconfigure"):  # as a print after the outputs are written would fail the stage
+            stream.reconfigure(errors="backslashreplace")
     try:
         yield
     except InputError as err:

@@ -219,6 +219,8 @@ def read_parquet(path: Path, key: str) -> pd.DataFrame:
 def read_table(path: Path, key: str, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a user's file; `key` (tasks.NAME) is named in every error. Every column holds text (or None where a
     value is missing, or a JSON array or object); the index tells where each row is (see `locate`)."""
+    if path.is_dir():
+        raise InputError(f"{key}.path: {path}: a folder; expected a data file (.csv, .jsonl or .parquet)")
     if not path.is_file():
         raise InputError(f"{key}.path: {path}: data file not found")
     kind = file_kind(path, key)

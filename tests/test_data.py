@@ -168,6 +168,9 @@ def test_missing_column_and_missing_file(tmp_path):
         data.user_file("r", file_spec(tmp_path / "r.csv", text_a="txt"), 0)
     with pytest.raises(P.InputError, match=r"^tasks.r.path: .*/gone.csv: data file not found$"):
         data.user_file("r", file_spec(tmp_path / "gone.csv"), 0)
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(P.InputError, match=r"^tasks.r.path: .*/folder.csv: a folder; expected a data file \(.csv"):
+        data.user_file("r", file_spec(tmp_path / "folder.csv"), 0)
     (tmp_path / "r.xlsx").write_text("x")
     with pytest.raises(P.InputError, match=r"^tasks.r.path: .*/r.xlsx: unknown file type '.xlsx'; expected .csv"):
         data.user_file("r", file_spec(tmp_path / "r.xlsx"), 0)
@@ -240,7 +243,7 @@ def test_prepare_bad_label_leaves_nothing(workdir):
 
 
 def test_prepare_unknown_task(workdir):
-    with pytest.raises(P.InputError, match=r"unknown task 'nope'.*\['pairs', 'reviews'\]"):
+    with pytest.raises(P.InputError, match=r"^command line: unknown task 'nope'.*\['pairs', 'reviews'\]"):
         prepare.main("nope")
 
 

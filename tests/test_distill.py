@@ -143,7 +143,7 @@ def test_bad_parameters_stop_before_training(repo, edit, message):
 
 
 def test_unknown_method_and_bad_seed_on_the_command_line(repo):
-    with pytest.raises(P.InputError, match=r"unknown method 'single_bert'.*single_tiny_a"):
+    with pytest.raises(P.InputError, match=r"^command line: unknown method 'single_bert'.*single_tiny_a"):
         distill.main("reviews", "single_bert", "1")
     with pytest.raises(P.InputError, match=r"seed must be an integer from 0 to 2\*\*32 - 1, got 'one'"):
         distill.main("reviews", "ce", "one")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -18,7 +19,7 @@ from pipeline import schema as P
 from pipeline.params_file import InputError
 from pipeline.splits import load_split
 from pipeline.task_data import student_rows
-from tests.conftest import ROOT, edit_json, tiny_params, tiny_teacher, write_params
+from tests.conftest import ROOT, edit_json, edit_params, tiny_params, tiny_teacher, write_params
 
 # ---- command lines: python -m MODULE ARGS -> exit code, and what it says ----------------------------------
 
@@ -269,6 +270,36 @@ def test_a_file_size_limit_and_a_c_locale(workdir):
     )
     assert c_locale.returncode == 0, c_locale.stderr
     assert "stages:" in c_locale.stdout
+
+
+def test_a_non_ascii_label_printed_in_an_ascii_locale(workdir):
+    """A C locale without UTF-8 mode cannot encode "négatif": what a stage prints after its outputs are written
+    (prepare's labels) must not fail it, or DVC would not record good outputs. The letter is escaped instead."""
+    reviews = workdir / "user_data/reviews.csv"
+    frame = pd.read_csv(reviews)
+    frame.assign(sentiment=frame.sentiment.replace({"neg": "négatif"})).to_csv(reviews, index=False)
+    edit_params(workdir, lambda p: p["tasks"]["reviews"].update(labels=["négatif", "pos"]))
+    ascii_only = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    done = stage(workdir, ["pipeline.prepare", "reviews"], env=ascii_only)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "n\\xe9gatif" in done.stdout and (workdir / "data/reviews/card.json").is_file()
+
+
+@pytest.mark.slow  # fine-tunes a teacher
+def test_a_file_size_limit_while_a_model_is_saved(workdir):
+    """safetensors reports a refused write as its own SafetensorError ("... (os error 27)"), not as an OSError:
+    still one line that names the output, and nothing half-written."""
+    import resource
+
+    assert stage(workdir, ["pipeline.prepare", "reviews"]).returncode == 0
+    saved = stage(
+        workdir,
+        ["pipeline.finetune", "reviews", "tiny_a"],
+        preexec=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY)),
+    )
+    assert saved.returncode == 2 and "Traceback" not in saved.stderr, saved.stderr[-2000:]
+    assert re.search(r"^error: models/reviews/tiny_a/model: File too large", saved.stderr), saved.stderr[-2000:]
+    assert [p for p in (workdir / "models").rglob("*") if not p.is_dir()] == []  # no file, partial or whole
 
 
 def test_a_file_where_an_output_folder_goes_is_replaced(workdir, capsys):

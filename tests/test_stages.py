@@ -132,7 +132,7 @@ def test_cache_needs_a_finetuned_model(workdir):
 def test_command_line_error_is_one_line_and_exit_code_2(workdir):
     done = run([sys.executable, "-m", "pipeline.finetune", "reviews", "nobody"], workdir)
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("error: unknown teacher 'nobody'")
+    assert done.stderr.strip().startswith("error: command line: unknown teacher 'nobody'; teachers defined in params")
     assert "Traceback" not in done.stderr
 
 

@@ -33,7 +33,7 @@ from . import slurm
 from .dvc_api import RAN, RESTORED, cache_dir, dvc, forget, kind, save_uncached, stage_names, stale, upstream
 from .pool import PoolWorker, run_pool
 from .stages import CLUSTER_KINDS, WaveFailed, shares, waves
-from .workspace import attempt_workspace, cores, snapshot
+from .workspace import attempt_workspace, cores, hold, snapshot
 
 
 class ClusterJob(Strict):
@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
     args = ap.parse_args(argv)
     with reported_errors():
+        if not args.dry:  # one runner a workspace; --dry only reads
+            hold(Path.cwd(), f"python -m orchestration.cluster --executor {args.executor}")
         load("params.yaml")  # what the stages read
         cluster = settings("params.yaml")
         every = waves(stage_names())

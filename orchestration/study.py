@@ -35,7 +35,7 @@ from .dvc_api import cache_dir, commit_current, dvc, kind, stage_names
 from .stages import STUDENTS
 from .study_report import README, curve, write_curve, write_findings
 from .study_runs import carry, forget_stale_runs
-from .workspace import cores, snapshot
+from .workspace import cores, hold, snapshot
 
 WORK = Path(".study")
 OUT = Path("results/study")
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     with reported_errors():
+        hold(Path.cwd(), "python -m orchestration.study")
         params = study_params()
         seeds = params["run"]["seeds"][: args.seeds]
         snapshot(Path.cwd(), WORK, cache_dir(), skip=("results/study", WORK.name))

@@ -3,11 +3,16 @@ DVC cache."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
 
+from pipeline.params_file import InputError
+
 from .dvc_api import output_paths
+
+_held = []  # the locks this process holds: released when it ends, killed or not (the kernel closes the file)
 
 # a job's copy never holds these: DVC restores the outputs, the rest is this machine's own
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache")
@@ -61,3 +66,23 @@ def attempt_workspace(snap: str, folder: str, job: str, attempt: int) -> tuple[P
 def cores() -> int:
     """The cores this process may run on (a container's or a job's share, not the machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def hold(root: Path, who: str) -> None:
+    """Make this process the workspace's only runner (`make repro`, `make study`) until it ends: a second one is
+    refused with who holds it, rather than two writers of one dvc.lock, one queue and one results/."""
+    path = root / ".dvc" / "tmp" / "runner.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise InputError(
+            f"{who}: this workspace is busy: {lock.read().strip() or 'another run'} holds {path}; let it finish "
+            "(or stop it) and run this again"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{who} (pid {os.getpid()})")
+    lock.flush()
+    _held.append(lock)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
 
 import networkx as nx
 import pytest
@@ -77,3 +79,37 @@ def test_same_outputs_sets_timings_aside_and_nothing_else(tmp_path, monkeypatch)
     result = same_outputs.compare(lock("bb", "cc", "dd"), lock("bx", "cx", "dx"), saved)
     assert result["differ"] == ["distill@t-m-1: history.json at [0]/train_loss", "distill@t-m-1: w.parquet"]
     assert result["compared"] == 4 and result["records_timing_aside"] == 2
+
+
+@pytest.mark.slow  # starts three Pythons
+def test_a_second_runner_of_one_workspace_is_refused_until_the_first_ends(tmp_path):
+    """`make study` (or `make repro`) while another runs in the same workspace: refused with who holds it, before
+    it reads anything; once the first has ended, killed or not, the lock is free again."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", "from pathlib import Path; from orchestration.workspace import hold; "
+         "hold(Path('.'), 'make study'); print('held', flush=True); input()"],
+        cwd=tmp_path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert first.stdout.readline() == "held\n"
+        for module in ("orchestration.study", "orchestration.cluster"):
+            second = subprocess.run(
+                [sys.executable, "-m", module], cwd=tmp_path, env=env, capture_output=True, text=True
+            )
+            assert second.returncode == 2, second.stderr
+            assert re.fullmatch(
+                rf"error: python -m {module}[^:]*: this workspace is busy: make study \(pid {first.pid}\) holds "
+                r"\S+/\.dvc/tmp/runner\.lock; let it finish \(or stop it\) and run this again\n",
+                second.stderr,
+            ), second.stderr
+    finally:
+        first.kill()  # as a SIGKILL would: the kernel releases the lock
+        first.wait()
+    after = subprocess.run(
+        [sys.executable, "-m", "orchestration.study"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert "busy" not in after.stderr and after.returncode == 2, after.stderr  # on to its next check: no params file

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline import io
-from tests.conftest import dvc, make_tiny_repo
+from tests.conftest import ROOT, dvc, make_tiny_repo
 
 STAGE = "distill@reviews-u_ensemble-1"
 OUT = "runs/reviews/u_ensemble/1"
@@ -118,6 +119,26 @@ def test_a_stale_partial_folder_is_cleared_by_the_next_write(tmp_path):
         (tmp / "metrics.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.slow  # runs DVC
+def test_dvc_never_hashes_what_a_killed_stage_left_in_a_folder_it_tracks(tmp_path):
+    """A SIGKILLed `cache` stage leaves `logits/TASK/.TEACHER.partial-PID` inside `logits/TASK`, which the students
+    depend on: the project's .dvcignore keeps it (and an `.old-PID`) out of the folder's hash, so nothing reruns."""
+    shutil.copy(ROOT / ".dvcignore", tmp_path)
+    (tmp_path / "logits/t/a").mkdir(parents=True)
+    (tmp_path / "logits/t/a/train.safetensors").write_text("cached")
+    stage = {"cmd": "ls -R logits > out.txt", "deps": ["logits/t"], "outs": ["out.txt"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"student": stage}}))
+    dvc(tmp_path, "init", "--no-scm", "-q", check=True)
+    dvc(tmp_path, "repro", check=True)
+    for kind in ("partial", "old"):
+        (tmp_path / f"logits/t/.b.{kind}-{DEAD}").mkdir()
+        (tmp_path / f"logits/t/.b.{kind}-{DEAD}/train.safetensors").write_text("half")
+    assert "up to date" in dvc(tmp_path, "status", check=True).stdout
+    (tmp_path / "logits/t/b").mkdir()  # a finished output does count
+    (tmp_path / "logits/t/b/train.safetensors").write_text("cached")
+    assert "modified:           logits/t" in dvc(tmp_path, "status", check=True).stdout
 
 
 def test_only_the_partials_of_ended_processes_are_removed(tmp_path):

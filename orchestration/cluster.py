@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from pipeline import user_data
 from pipeline.params_file import read, reported_errors, validate
 from pipeline.schema import Strict, load
 
@@ -295,10 +296,12 @@ def main(argv: list[str] | None = None) -> None:
             for number, wave in enumerate(every, 1):
                 print(f"wave {number}: " + ", ".join(f"{k} x{len(v)}" for k, v in wave.items()))
             return
+        user_data.check(Path("user_data"))  # before DVC hashes it: a FIFO there would hang `dvc repro`
         if args.executor == "slurm":  # before `assets` or any stage runs
             slurm.check(cluster, [k for wave in every for k in wave])
     try:
-        summary = run(cluster, args.executor)
+        with reported_errors():  # a full disk, a refused write: one line naming the file
+            summary = run(cluster, args.executor)
     except (WaveFailed, RuntimeError) as err:
         sys.exit(f"cluster: {err}")
     final = summary["final_repro"]

@@ -17,9 +17,12 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from pipeline.io import atomic_path
 
 from .dvc_api import RAN, DvcFailed, dvc, save_uncached
 from .stages import WaveFailed, longest_first
@@ -45,9 +48,8 @@ class StageQueue:
         return queue
 
     def write(self, state: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:  # a refused write (a full disk) names the queue, and leaves it whole
+            tmp.write_text(json.dumps(state, indent=1))
 
     def read(self) -> dict:
         return json.loads(self.path.read_text())
@@ -163,6 +165,21 @@ def report(done: dict, said: set, total: int) -> set:
     return said
 
 
+def stop(handle) -> None:
+    """Stop a worker that is still running. submitit's `cancel` of a local job sends its controller SIGINT, on which
+    the controller dies printing a KeyboardInterrupt traceback into this run's output, above the error that
+    stopped the pool; SIGTERM it forwards to the worker, and then ends quietly."""
+    from submitit.local.local import LocalJob
+
+    if isinstance(handle, LocalJob):
+        try:
+            os.kill(int(handle.job_id), signal.SIGTERM)  # a local job's id is its controller's process id
+        except ProcessLookupError:
+            pass
+    else:
+        handle.cancel(check=False)
+
+
 def run_pool(
     stages: list[str],
     needs: dict[str, list[str]],
@@ -206,11 +223,14 @@ def run_pool(
         report(queue.read()["done"], said, len(stages))
     finally:  # stopped here (an error, Ctrl-C): no worker runs on unwatched
         for _, handle in running:
-            handle.cancel(check=False)
+            stop(handle)
     state = queue.read()
     if state["failed"] or state["pending"]:
+        lines = [line.strip() for e in state["failed"].values() for line in e.strip().splitlines()]
+        last = [line for line in lines if line.startswith("error:")][-1:] or lines[-1:]  # a stage's own error first
         raise WaveFailed(
-            f"stage(s) {sorted(state['failed'])} failed {retries + 1} times, {len(state['pending'])} left undone; "
-            f"the logs: {folder / 'jobs'}/worker-*/attempt-*.log and {folder / 'logs'}"
+            f"stage(s) {sorted(state['failed'])} failed {retries + 1} times, {len(state['pending'])} left undone"
+            + (f"; the last error: {last[0].strip()}" if last else "")
+            + f"; the logs: {folder / 'jobs'}/worker-*/attempt-*.log and {folder / 'logs'}"
         )
     return {**state, "workers": workers, "jobs": jobs}

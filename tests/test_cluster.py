@@ -122,7 +122,7 @@ class FakeWorker(pool.PoolWorker):
             if self.name == "worker-0" and self.attempt == 0:
                 raise RuntimeError("node lost")
             if stage == self.fails:
-                q.release(stage, "boom", self.retries)
+                q.release(stage, "DVC's output\nerror: boom", self.retries)  # the last line goes in the error
                 continue
             q.finish(stage, {"worker": self.name, "attempt": self.attempt, "ran": [stage], "seconds": 1})
         return {"job": self.name, "attempt": self.attempt}
@@ -144,7 +144,8 @@ def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_pat
         "distill@t-ce-1": ["cache@t-a", "cache@t-b", "finetune@t-a", "finetune@t-b", "prepare@t"],
     }
     submit = lambda workers: [InProcess(w) for w in workers]  # noqa: E731
-    with pytest.raises(kinds.WaveFailed, match=r"stage\(s\) \['cache@t-a'\] failed 2 times, 1 left undone"):
+    failed = r"stage\(s\) \['cache@t-a'\] failed 2 times, 1 left undone; the last error: error: boom; the logs"
+    with pytest.raises(kinds.WaveFailed, match=failed):
         pool.run_pool(stages, needs, 2, submit, 1, tmp_path, tmp_path, FakeWorker, poll=0)
     state = pool.StageQueue(tmp_path / "queue.json").read()
     # worker-0 was lost holding prepare: prepare went back, once (tries 1 of retries 1), and a new worker-0 ran it

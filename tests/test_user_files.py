@@ -6,6 +6,8 @@ to hash: no FIFO, device or linked folder in it."""
 import bz2
 import gzip
 import os
+import re
+import sys
 import threading
 
 import pandas as pd
@@ -16,6 +18,7 @@ import pytest
 from pipeline import data, user_data, user_files, user_tables
 from pipeline import task_schema as T
 from pipeline.params_file import InputError
+from tests.conftest import run
 
 
 def parquet(columns: dict, cut: int | None = None):
@@ -538,6 +541,23 @@ def test_the_user_data_folder(tmp_path, where, make, expected):
     else:
         with pytest.raises(InputError, match=expected):
             check_in_time(folder)
+
+
+@pytest.mark.slow  # starts each entry point
+@pytest.mark.parametrize(
+    "command",
+    [["orchestration.plan"], ["orchestration.cluster", "--executor", "local"], ["orchestration.study"]],
+    ids=["make-repro-plan", "cluster", "make-study"],
+)
+def test_every_entry_point_refuses_a_fifo_before_dvc_hashes_it(tiny_repo, command):
+    """`make repro` (its plan, then the cluster driver), the cluster driver alone and `make study` check user_data/
+    first: DVC would wait forever on the FIFO (a raw `dvc status` does: docs/your-task.md), the study's copy of
+    the workspace would fail on it."""
+    os.mkfifo(tiny_repo / "user_data" / "pipe")
+    (tiny_repo / "params-study.yaml").write_text("run:\n  seeds: [1]\n")
+    done = run([sys.executable, "-m", *command], tiny_repo, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.fullmatch(r"error: user_data/pipe: a FIFO \(named pipe\); expected a regular file .*\n", done.stderr)
 
 
 def test_a_missing_user_data_folder_is_fine(tmp_path):

@@ -19,20 +19,20 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from pipeline import methods
+from pipeline import methods, user_data
 from pipeline.io import atomic_path, write_json
 from pipeline.params_file import InputError, read, reported_errors
 from pipeline.schema import load
 
 from .dvc_api import cache_dir, commit_current, dvc, kind, stage_names
 from .stages import STUDENTS
+from .study_faults import clear_killed_commit, commit, git, run_round, stop_orphaned_round
 from .study_report import README, curve, write_curve, write_findings
 from .study_runs import carry, forget_stale_runs
 from .workspace import cores, hold, snapshot
@@ -72,8 +72,18 @@ def write_params(params: dict, path: Path) -> None:
         YAML().dump(params, f)
 
 
+def recover(out: Path) -> None:
+    """A study killed between export's two renames left the last complete export as `.NAME.old-PID` and no `out`:
+    put it back, before io.atomic_path would clear it as a dead process's leftover."""
+    if not out.exists():
+        for old in sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)[-1:]:
+            os.replace(old, out)
+            print(f"study: {out} put back from {old.name}, where a killed study had moved it", flush=True)
+
+
 def restore(out: Path, work: Path) -> int:
     """Put the committed runs and their dvc.lock back into the study's workspace; how many seeds they hold."""
+    recover(out)
     progress = out / "progress.json"
     if not progress.exists():
         return 0
@@ -84,36 +94,24 @@ def restore(out: Path, work: Path) -> int:
 
 
 def export(work: Path, out: Path, progress: dict) -> None:
-    """The study's results, its dvc.lock, params and every run's files (a few MB) into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in EXPORTED:
-        src, dst = work / "results" / name, out / name
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst)
-        elif src.exists():
-            shutil.copy2(src, dst)
-    if (out / "runs").exists():
-        shutil.rmtree(out / "runs")
-    shutil.copytree(work / "runs", out / "runs")
-    for name in ("dvc.lock", "params.yaml"):
-        shutil.copy2(work / name, out / name)
-    write_json(out / "progress.json", progress)
+    """The study's results, its dvc.lock, params, every run's files (a few MB) and its power curve into `out`,
+    replaced whole (built beside it, then renamed in): a kill leaves the last export or this one, never a mix."""
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for name in EXPORTED:
+            src, dst = work / "results" / name, tmp / name
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            elif src.exists():
+                shutil.copy2(src, dst)
+        shutil.copytree(work / "runs", tmp / "runs")
+        for name in ("dvc.lock", "params.yaml"):
+            shutil.copy2(work / name, tmp / name)
+        write_curve(progress["curve"], tmp)
+        write_json(tmp / "progress.json", progress)
 
 
 KERNELS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
-
-
-def git(*args: str) -> str:
-    for _ in range(10):  # another git command holds the index (someone committing beside the study): wait
-        done = subprocess.run(["git", *args], capture_output=True, text=True)
-        if "index.lock" not in done.stderr:
-            break
-        time.sleep(3)
-    if done.returncode:
-        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,13 +128,21 @@ def main(argv: list[str] | None = None) -> None:
         "committed runs are kept rather than rerun",
     )
     args = ap.parse_args(argv)
-    with reported_errors():
-        hold(Path.cwd(), "python -m orchestration.study")
-        params = study_params()
-        seeds = params["run"]["seeds"][: args.seeds]
-        snapshot(Path.cwd(), WORK, cache_dir(), skip=("results/study", WORK.name))
-        write_params({**params, "run": {**params["run"], "seeds": seeds[:1]}}, WORK / "params.yaml")
-        load(WORK / "params.yaml")  # refused here, before any stage runs
+    with reported_errors():  # a bad input, a full disk: one line, and the committed rounds as they were
+        study(args)
+
+
+def study(args: argparse.Namespace) -> None:
+    hold(Path.cwd(), "python -m orchestration.study")
+    params = study_params()
+    seeds = params["run"]["seeds"][: args.seeds]
+    user_data.check(Path("user_data"))  # before DVC hashes it, or the snapshot copies it: a FIFO would hang both
+    if not args.no_commit:
+        clear_killed_commit()
+    stop_orphaned_round(WORK)
+    snapshot(Path.cwd(), WORK, cache_dir(), skip=("results/study", WORK.name))
+    write_params({**params, "run": {**params["run"], "seeds": seeds[:1]}}, WORK / "params.yaml")
+    load(WORK / "params.yaml")  # refused here, before any stage runs
     done = restore(OUT, WORK)
     progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
     rows = study_rows(params)
@@ -169,8 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
         write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")
     if restored and args.carry:
-        with reported_errors():
-            carry(WORK, students, args.carry)
+        carry(WORK, students, args.carry)
     if restored:
         commit_current(WORK, students)
         forget_stale_runs(WORK, students)
@@ -178,20 +183,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"study: seeds {seeds[:k]} of {seeds}", flush=True)
         write_params({**params, "run": {**params["run"], "seeds": seeds[:k]}}, WORK / "params.yaml")
         start = time.perf_counter()
-        ran = subprocess.run([sys.executable, "-m", "orchestration.cluster", "--executor", "local"], cwd=WORK)
-        if ran.returncode:
-            sys.exit(f"study: seed {seeds[k - 1]} failed; its logs: {WORK / '.dvc/tmp/cluster'}; rerun to continue")
+        if run_round(WORK):
+            disk = shutil.disk_usage(WORK)  # a fact beside the error, which names the cause
+            sys.exit(
+                f"study: the round of seeds {seeds[:k]} failed (its error above; its logs: {WORK / '.dvc/tmp/cluster'}"
+                f"); {disk.free / 2**20:,.0f} of {disk.total / 2**20:,.0f} MB free on {WORK}'s disk; nothing of the "
+                f"round is committed: {OUT} holds seeds {progress['seeds_done']}; rerun to continue"
+            )
         new = [s for s in seeds[:k] if s not in progress["seeds_done"]]
         progress["seeds_done"] += new
         if new:
             progress["seconds"][",".join(map(str, new))] = round(time.perf_counter() - start)
         progress["curve"] = curve(progress, seeds, k, json.loads((WORK / "results" / "metrics.json").read_text()))
         export(WORK, OUT, progress)
-        write_curve(progress["curve"], OUT)
         write_findings(README, progress, json.loads((OUT / "metrics.json").read_text()))
-        if not args.no_commit and git("status", "--porcelain", "--", str(OUT), str(README)):
-            git("add", "--", str(OUT), str(README))
-            git("commit", "--quiet", "-m", f"study: {k} of {len(seeds)} seeds", "--", str(OUT), str(README))
+        if not args.no_commit:
+            commit([str(OUT), str(README)], f"study: {k} of {len(seeds)} seeds")
         print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)
 
 

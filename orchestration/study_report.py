@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.io import atomic_path
 from pipeline.params_file import InputError
 
 README = Path("README.md")
@@ -24,7 +25,8 @@ def write_findings(readme: Path, progress: dict, metrics: dict) -> None:
         f"{FINDINGS[0]}\nThe study at {seeds} seed{'s' if seeds != 1 else ''} "
         f"([results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`):\n\n{said}\n"
     )
-    readme.write_text(text[:start] + block + text[end:])
+    with atomic_path(readme) as tmp:  # the project's front page: never left half written by a kill
+        tmp.write_text(text[:start] + block + text[end:])
 
 
 def curve(progress: dict, seeds: list[int], k: int, metrics: dict) -> list[dict]:

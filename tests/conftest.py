@@ -115,14 +115,19 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run a command with this interpreter's environment first on PATH (DVC calls `python`)."""
-    env = {
+def command_env(cwd: Path) -> dict:
+    """The environment of a command run in `cwd`: this interpreter's folder first on PATH (DVC calls `python`),
+    and `cwd`'s code (or this repository's) on PYTHONPATH."""
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT) if not (cwd / "pipeline").is_dir() else str(cwd),
     }
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command with command_env (this interpreter first on PATH)."""
+    return subprocess.run(cmd, cwd=cwd, env=command_env(cwd), capture_output=True, text=True, timeout=timeout)
 
 
 def dvc(repo: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:

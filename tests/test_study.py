@@ -58,6 +58,19 @@ def test_a_rerun_puts_the_committed_seeds_back(tmp_path):
     assert (work / "dvc.lock").read_text() == "schema: '2.0'\n"
 
 
+def test_an_export_killed_between_its_two_renames_is_put_back(tmp_path):
+    """Killed after the last export moved out of the way (`.study.old-PID`) and before the new one (a complete or
+    half-written `.study.partial-PID`) moved in: the next study starts from the last complete export."""
+    out = tmp_path / "results" / "study"
+    old = out.with_name(".study.old-4194305")  # above Linux's largest process id: a process that has ended
+    (old / "runs").mkdir(parents=True)
+    (old / "dvc.lock").write_text("schema: '2.0'\n")
+    (old / "progress.json").write_text(json.dumps({"seeds_done": [1], "seconds": {"1": 60}}))
+    out.with_name(".study.partial-4194305").mkdir()
+    assert study.restore(out, tmp_path / "work") == 1
+    assert (out / "progress.json").exists() and not old.exists()
+
+
 STAGES = """stages:
   distill:
     foreach: [1, 2]

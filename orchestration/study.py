@@ -128,8 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         "committed runs are kept rather than rerun",
     )
     args = ap.parse_args(argv)
-    with reported_errors():  # a bad input, a full disk: one line, and the committed rounds as they were
-        study(args)
+    try:
+        with reported_errors():  # a bad input, a full disk: one line, and the committed rounds as they were
+            study(args)
+    except KeyboardInterrupt:  # Ctrl-C outside a round (a round's own stop says more)
+        sys.exit("study: stopped by SIGINT; the committed rounds are as they were; rerun to continue")
 
 
 def study(args: argparse.Namespace) -> None:

@@ -66,13 +66,14 @@ def clear_killed_commit() -> list[Path]:
 def run_round(work: Path) -> int:
     """One round, `python -m orchestration.cluster --executor local` in `work`, as a process group of its own (the
     cluster, its submitit workers and their DVC): ended with the study, whether it returns, fails, or is stopped
-    by Ctrl-C, SIGTERM or SIGHUP. Only a SIGKILL of the study alone leaves it running: the next study stops it."""
+    by Ctrl-C (SIGINT), SIGTERM or SIGHUP. Only a SIGKILL of the study alone leaves it running: the next study
+    stops it."""
 
     def stop(signum, frame):
         name = signal.Signals(signum).name
         raise SystemExit(f"study: stopped by {name}; the round's finished runs are in DVC's cache; rerun to continue")
 
-    handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cluster", "--executor", "local"], cwd=work, start_new_session=True
     )

@@ -1,8 +1,9 @@
-"""The study under faults (docs/reliability.md): the tiny profile's study of 3 seeds killed at points of its rounds
-(a worker; the study alone during a run, leaving its round running; everything during the closing repro; everything
-inside its git commit), a second runner started beside it, and a disk that fills mid-round. Each time, running the
-study again finishes it with exactly the runs of one uninterrupted `dvc repro` of the same seeds, byte for byte, no
-run done twice, a clean git history and DVC status. About 6 minutes, the disk test another 3 (as root)."""
+"""The study under faults (docs/reliability.md): the tiny profile's study of 3 seeds stopped at points of its rounds
+(Ctrl-C; a worker killed; the study alone killed during a run, leaving its round running; everything killed during
+the closing repro, and inside its git commit), a second runner started beside it, and a disk that fills mid-round.
+Each time, running the study again finishes it with exactly the runs of one uninterrupted `dvc repro` of the same
+seeds, byte for byte, no run done twice, a clean git history and DVC status. About 6 minutes, the disk test another
+3 (as root)."""
 
 from __future__ import annotations
 
@@ -153,7 +154,16 @@ def test_the_study_survives_kills_at_any_point_of_a_round(tmp_path, reference):
     logs = [tmp_path / f"study-{i}.log" for i in range(4)]
     delay = lambda: time.sleep(DRAW.uniform(0, 3))  # noqa: E731
 
-    # round 1: a worker killed in the middle of a run; its stage goes back to the queue, the round goes on
+    # round 1: Ctrl-C mid-run (SIGINT to the study's process group, as a terminal sends it): the round, a process
+    # group of its own that the terminal does not reach, stops with the study
+    study = start(repo, logs[0])
+    wait_for(lambda: processes_in(repo, STUDENT), "a student run", logs[0], study)
+    os.killpg(study.pid, signal.SIGINT)
+    assert study.wait(timeout=60) == 1
+    assert "study: stopped by SIGINT; the round's finished runs are in DVC's cache" in logs[0].read_text()
+    wait_for(lambda: not processes_in(repo), "the round's end", logs[0], timeout=10)
+
+    # round 1 again: a worker killed in the middle of a run; its stage goes back to the queue, the round goes on
     study = start(repo, logs[0])
     wait_for(lambda: processes_in(repo, STUDENT), "a student run", logs[0], study)
     delay()

@@ -5,8 +5,7 @@ Each job copies a snapshot of this workspace (code, params, dvc.yaml and dvc.loc
 and runs `dvc repro STAGE ...` for its share of the wave, on this workspace's DVC cache (a shared
 cache on the cluster's filesystem). Every stage a job runs lands in DVC's run-cache, so the next wave's
 jobs restore what they depend on instead of running it, a resubmitted job restores what its killed
-attempt had finished, and the closing `dvc repro` here restores every stage and records it in
-dvc.lock. No scheduling of our own on a cluster: SLURM runs the jobs, DVC decides what runs.
+attempt had finished, and at the end every stage is restored here and recorded in dvc.lock. No scheduling of our own on a cluster: SLURM runs the jobs, DVC decides what runs.
 docs/cluster.md has the SLURM set-up and the command for the paper profile. On one machine
 (`--executor local`) a wave would idle cores while its longest stage runs: there, submitit's local
 executor runs a pool of workers that start each stage as soon as its upstream is done (orchestration/pool.py).
@@ -31,7 +30,7 @@ from pipeline.params_file import read, reported_errors, validate
 from pipeline.schema import Strict, load
 
 from . import slurm
-from .dvc_api import RAN, RESTORED, cache_dir, dvc, forget, kind, save_uncached, stage_names, stale, upstream
+from .dvc_api import RAN, RESTORED, cache_dir, dvc, forget, keep_only, kind, restore, save_uncached, stage_names, todo
 from .pool import PoolWorker, run_pool
 from .stages import CLUSTER_KINDS, WaveFailed, shares, waves
 from .workspace import attempt_workspace, cores, hold, snapshot
@@ -227,26 +226,25 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
     cache = cache_dir()
-    changed = stale(root)
-    todo = [s for s in stage_names(root) if s in changed]
-    plan = waves(todo)  # refuses a stage kind it does not know, before anything runs
-    # the jobs restore every stage from the run-cache: the current ones go in (DVC leaves out a stage with an
-    # output outside its cache), the lock entries of those to run go out (forget)
-    save_uncached(root, [s for s in stage_names(root) if s not in todo and s != "assets"])
+    due = todo(root)
+    plan = waves(due.stages)  # refuses a stage kind it does not know, before anything runs
+    # the jobs restore what their stages read from the run-cache (DVC leaves out a stage with an output outside its
+    # cache: it goes in here); their lock holds those stages alone, so that DVC there parses a short one
+    save_uncached(root, [s for s in due.inputs if s != "assets"])
     snap = folder / "snapshot"
     snapshot(root, snap, cache)
-    forget(snap / "dvc.lock", todo)
+    keep_only(snap / "dvc.lock", due.inputs)
     summary = {"executor": how, "cache": cache, "waves": []}
     # on one machine `analyze` is left to the closing `dvc repro` here, where every run is checked out anyway:
     # a worker's fresh copy would first restore every run (about 2.5 s each, minutes for the study's hundreds)
-    pooled = [s for s in todo if kind(s) != "analyze"] if how == "local" else []
+    pooled = [s for s in due.stages if kind(s) != "analyze"] if how == "local" else []
     if pooled:
         workers = min(cluster.local_workers or cores(), len(pooled))
         print(f"cluster: {len(pooled)} stage(s), {workers} local workers on {cores()} cores", flush=True)
         start = time.perf_counter()
         submit = pool_executor(cluster, folder, pooled).submit_array
         summary["pool"] = run_pool(
-            pooled, upstream(root, pooled), workers, submit, cluster.retries, snap, folder, worker_class or PoolWorker
+            pooled, due.needs, workers, submit, cluster.retries, snap, folder, worker_class or PoolWorker
         )
         summary["pool"]["seconds"] = round(time.perf_counter() - start, 1)
     executors = {}
@@ -268,10 +266,16 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
                 "seconds": round(time.perf_counter() - start, 1),
             }
         )
-    forget(root / "dvc.lock", todo)  # every job succeeded: their stages are in the run-cache
-    print("cluster: the closing `dvc repro` here (restores every stage; locally, runs the analysis)", flush=True)
-    out = dvc("repro")  # restores every stage from the run-cache and records it in dvc.lock
-    summary["final_repro"] = {"ran": RAN.findall(out), "restored": RESTORED.findall(out)}
+    forget(root / "dvc.lock", due.stages)  # every job succeeded: their stages are in the run-cache
+    print("cluster: restoring the stages here from DVC's run-cache", flush=True)
+    restored = restore(root, [s for s in due.stages if kind(s) != "analyze"])
+    left = [s for s in due.stages if s not in restored]
+    out = ""
+    if left:  # locally, the analysis; alone, `--single-item`: a full `dvc repro` checks every stage again (30 s)
+        alone = all(kind(s) == "analyze" for s in left)
+        print(f"cluster: the closing `dvc repro` here of {', '.join(left) if alone else 'every stage'}", flush=True)
+        out = dvc("repro", "--single-item", *left) if alone else dvc("repro")
+    summary["final_repro"] = {"ran": RAN.findall(out), "restored": restored + RESTORED.findall(out)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

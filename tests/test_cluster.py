@@ -168,12 +168,21 @@ def test_forget_drops_only_the_named_lock_entries(tmp_path):
     assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"b": {"cmd": "y"}}}
 
 
+def test_keep_only_drops_every_other_lock_entry(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  a:\n    cmd: x\n  b:\n    cmd: y\n  c:\n    cmd: z\n")
+    dvc_api.keep_only(lock, ["b", "d"])
+    assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"b": {"cmd": "y"}}}
+
+
 def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path)
     assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
     todo = ["prepare@rt", "finetune@rt-mpnet", "cache@rt-mpnet", "latency@rt", "distill@rt-ce-1"]
     needs = dvc_api.upstream(tmp_path, todo)
+    due = dvc_api.todo(tmp_path)  # nothing has run here: every stage is to do, and reads none that is done
+    assert {s: [n for n in due.needs[s] if n in todo] for s in todo} == needs and due.inputs == []
     assert needs["prepare@rt"] == [] and needs["cache@rt-mpnet"] == ["finetune@rt-mpnet", "prepare@rt"]
     # a student needs every teacher's cache; of those stages, only MPNet's are still to run here
     assert needs["distill@rt-ce-1"] == ["cache@rt-mpnet", "finetune@rt-mpnet", "prepare@rt"]

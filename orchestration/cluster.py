@@ -1,11 +1,12 @@
 """Run the pipeline on a cluster: its stages in dependency waves, one job array per wave, through submitit.
 
 Usage: python -m orchestration.cluster [--executor slurm|local] [--dry]   (reads params.yaml's `cluster:`)
-Each job copies a snapshot of this workspace (code, params, dvc.yaml and dvc.lock, without outputs)
-and runs `dvc repro STAGE ...` for its share of the wave, on this workspace's DVC cache (a shared
+Each job copies a snapshot of this workspace (code, params, dvc.yaml, and dvc.lock's entries of the stages the jobs
+read, without outputs) and runs `dvc repro STAGE ...` for its share of the wave, on this workspace's DVC cache (a shared
 cache on the cluster's filesystem). Every stage a job runs lands in DVC's run-cache, so the next wave's
 jobs restore what they depend on instead of running it, a resubmitted job restores what its killed
-attempt had finished, and at the end every stage is restored here and recorded in dvc.lock. No scheduling of our own on a cluster: SLURM runs the jobs, DVC decides what runs.
+attempt had finished, and at the end every stage is restored here and recorded in dvc.lock. No scheduling of
+our own on a cluster: SLURM runs the jobs, DVC decides what runs.
 docs/cluster.md has the SLURM set-up and the command for the paper profile. On one machine
 (`--executor local`) a wave would idle cores while its longest stage runs: there, submitit's local
 executor runs a pool of workers that start each stage as soon as its upstream is done (orchestration/pool.py).
@@ -228,16 +229,17 @@ def run(cluster: Cluster, how: str, worker_class=None) -> dict:
     cache = cache_dir()
     due = todo(root)
     plan = waves(due.stages)  # refuses a stage kind it does not know, before anything runs
-    # the jobs restore what their stages read from the run-cache (DVC leaves out a stage with an output outside its
-    # cache: it goes in here); their lock holds those stages alone, so that DVC there parses a short one
-    save_uncached(root, [s for s in due.inputs if s != "assets"])
-    snap = folder / "snapshot"
-    snapshot(root, snap, cache)
-    keep_only(snap / "dvc.lock", due.inputs)
-    summary = {"executor": how, "cache": cache, "waves": []}
     # on one machine `analyze` is left to the closing `dvc repro` here, where every run is checked out anyway:
     # a worker's fresh copy would first restore every run (about 2.5 s each, minutes for the study's hundreds)
     pooled = [s for s in due.stages if kind(s) != "analyze"] if how == "local" else []
+    # the jobs restore what their stages read from the run-cache (DVC leaves out a stage with an output outside its
+    # cache: it goes in here); their lock holds those stages alone, so that DVC there parses a short one
+    reads = due.inputs(pooled if how == "local" else due.stages)
+    save_uncached(root, [s for s in reads if s != "assets"])
+    snap = folder / "snapshot"
+    snapshot(root, snap, cache)
+    keep_only(snap / "dvc.lock", reads)
+    summary = {"executor": how, "cache": cache, "waves": []}
     if pooled:
         workers = min(cluster.local_workers or cores(), len(pooled))
         print(f"cluster: {len(pooled)} stage(s), {workers} local workers on {cores()} cores", flush=True)

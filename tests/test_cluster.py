@@ -182,7 +182,7 @@ def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
     todo = ["prepare@rt", "finetune@rt-mpnet", "cache@rt-mpnet", "latency@rt", "distill@rt-ce-1"]
     needs = dvc_api.upstream(tmp_path, todo)
     due = dvc_api.todo(tmp_path)  # nothing has run here: every stage is to do, and reads none that is done
-    assert {s: [n for n in due.needs[s] if n in todo] for s in todo} == needs and due.inputs == []
+    assert {s: [n for n in due.needs[s] if n in todo] for s in todo} == needs and due.inputs(todo) == []
     assert needs["prepare@rt"] == [] and needs["cache@rt-mpnet"] == ["finetune@rt-mpnet", "prepare@rt"]
     # a student needs every teacher's cache; of those stages, only MPNet's are still to run here
     assert needs["distill@rt-ce-1"] == ["cache@rt-mpnet", "finetune@rt-mpnet", "prepare@rt"]
@@ -314,5 +314,15 @@ def test_two_workers_and_a_killed_job_give_a_single_machine_result(tmp_path, mon
     mine, theirs = outputs(repo), outputs(reference)
     assert sorted(mine) == sorted(theirs)
     assert [k for k in mine if mine[k] != theirs[k]] == []
+    # one run to do again (its lock entry gone): a worker restores it from the run-cache, reading a lock that holds
+    # only the stages that run reads, not the other runs or the analysis
+    one = "distill@reviews-ce-1"
+    dvc_api.forget(repo / "dvc.lock", [one])
+    redo = cluster.run(cluster.settings("params.yaml"), "local")
+    assert sorted(redo["pool"]["done"]) == [one] and redo["pool"]["done"][one]["ran"] == []
+    assert redo["final_repro"] == {"ran": ["analyze"], "restored": [one]}  # analyze reads the restored run's files
+    snapshot_lock = yaml.safe_load((repo / ".dvc/tmp/cluster/snapshot/dvc.lock").read_text())["stages"]
+    teachers = [f"{k}@reviews-{t}" for k in ("finetune", "cache") for t in ("tiny_a", "tiny_b")]
+    assert sorted(snapshot_lock) == sorted(["assets", "prepare@reviews", *teachers])
     again = cluster.run(cluster.settings("params.yaml"), "local")  # nothing stale: no worker, nothing runs
     assert "pool" not in again and again["final_repro"]["ran"] == []

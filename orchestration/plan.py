@@ -159,22 +159,23 @@ def plan(params: Params, base_ex_s: float, student_ex_s: float, chosen=None, clu
             lines.append(f"{name:<18}{label:<16}{'unknown until prepared':>28}")
             continue
         lines.append(f"{name:<18}{label:<16}{sizes['train']:>10,}{sizes['dev']:>9,}{sizes['test']:>9,}")
+        own = params.for_task(name)  # its teachers' and students' sizes as its stages read them
         per_stage = {"finetune": len(run.teachers), "cache": len(run.teachers)}
         per_stage |= {stage: len(names) * len(run.seeds) for stage, names in listed.items()}
-        for k, h in task_hours_by_kind(params, sizes, base_ex_s, student_ex_s, chosen).items():
+        for k, h in task_hours_by_kind(own, sizes, base_ex_s, student_ex_s, chosen).items():
             by_kind[k] = by_kind.get(k, 0.0) + h
             longest[k] = max(longest.get(k, 0.0), h / max(per_stage[k], 1))
         if spec.source == "glue" and spec.name in GLUE_EVAL_SIZES:
             # what two tasks, one per evaluation set, would cost on top: everything trained a second time
             apart = sum(
-                task_hours(params, {**sizes, "test": n}, base_ex_s, student_ex_s, chosen)
+                task_hours(own, {**sizes, "test": n}, base_ex_s, student_ex_s, chosen)
                 for n in GLUE_EVAL_SIZES[spec.name].values()
             )
             shared.append(
                 (
                     name,
                     list(GLUE_EVAL_SIZES[spec.name]),
-                    apart - task_hours(params, sizes, base_ex_s, student_ex_s, chosen),
+                    apart - task_hours(own, sizes, base_ex_s, student_ex_s, chosen),
                 )
             )
     stages = {

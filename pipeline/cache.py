@@ -42,7 +42,7 @@ def teacher_outputs(model, tokenizer, max_length: int, splits: dict, batch_size:
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
-    params = load(params_path)
+    params = load(params_path).for_task(task)  # the task's own overrides, if any (tasks.TASK.overrides)
     named(params, "tasks", task)
     spec = named(params, "teachers", teacher)
     acc = compute.from_params(params.compute)

@@ -224,7 +224,7 @@ def write_run(out: Path, params: Params, data: TaskData, method: str, seed: int,
 
 
 def main(task: str, method: str, seed: str, params_path: str = "params.yaml") -> None:
-    params = load(params_path)
+    params = load(params_path).for_task(task)  # the task's own overrides, if any (tasks.TASK.overrides)
     seed, settings = resolve(params, task, method, seed, params_path)
     acc = compute.from_params(params.compute)
     if acc.num_processes > 1:

@@ -121,7 +121,7 @@ def finetune(params: Params, teacher: str, parts: dict, card: dict, manifest=Non
 
 
 def main(task: str, teacher: str, params_path: str = "params.yaml") -> None:
-    params = load(params_path)
+    params = load(params_path).for_task(task)  # the task's own overrides, if any (tasks.TASK.overrides)
     spec, manifest, card = resolve(params, task, teacher)
     splits = {s: load_split(Path("data") / task, s) for s in SPLITS}
     parts = {

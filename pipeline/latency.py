@@ -68,7 +68,7 @@ def measure(name: str, model, tokenizer, test: pd.DataFrame, max_length: int, re
 
 
 def main(task: str, params_path: str = "params.yaml", repeats: int = 5) -> None:
-    params = load(params_path)
+    params = load(params_path).for_task(task)  # the task's own overrides, if any (tasks.TASK.overrides)
     named(params, "tasks", task)
     compute.pin_threads(params.compute)
     torch.manual_seed(params.seed)

@@ -285,6 +285,8 @@ class Params(Strict):
         for key, spec in encoders:
             if spec.source == "asset" and spec.name not in self.assets.encoders:
                 raise ValueError(f"{key}: asset {spec.name!r} is not in assets.encoders {self.assets.encoders}")
+        for name in self.run.tasks:
+            self.for_task(name)  # a task's overrides name keys of their sections, with valid values
         corpus_of = {"rotten_tomatoes": "rotten_tomatoes", "chatterbot_qa": "chatterbot", "tweets": "tweets"}
         for name in self.run.tasks:
             corpus = corpus_of.get(self.tasks[name].source)
@@ -294,6 +296,32 @@ class Params(Strict):
                     "add it there, so that the assets stage fetches it"
                 )
         return self
+
+
+    def for_task(self, task: str) -> Params:
+        """These params as task `task`'s stages read them: its `overrides` (tasks.TASK.overrides) put over the keys
+        of teachers.NAME, student and distill that they name."""
+        over = self.tasks[task].overrides if task in self.tasks else None  # an unknown task: the stage names it
+        if over is None:
+            return self
+
+        def put(where: str, section: Strict, keys: dict) -> Strict:
+            unknown = sorted(set(keys) - set(type(section).model_fields))
+            if unknown:
+                raise ValueError(f"tasks.{task}.overrides.{where}: {unknown} not keys of {where}")
+            try:
+                return type(section).model_validate({**section.model_dump(), **keys})
+            except ValidationError as err:
+                e = err.errors()[0]
+                key = ".".join(map(str, e["loc"]))
+                raise ValueError(f"tasks.{task}.overrides.{where}.{key}: {e['msg']} (got {e.get('input')!r})") from None
+
+        for name in over.teachers:
+            if name not in self.teachers:
+                raise ValueError(f"tasks.{task}.overrides.teachers: unknown teacher {name!r}")
+        teachers = {n: put(f"teachers.{n}", t, over.teachers.get(n, {})) for n, t in self.teachers.items()}
+        student, distill = put("student", self.student, over.student), put("distill", self.distill, over.distill)
+        return self.model_copy(update={"teachers": teachers, "student": student, "distill": distill})
 
 
 # dvc.yaml tracks these sections; DVC stops at the first stage that names a missing one, which may be after an

@@ -6,15 +6,34 @@ from __future__ import annotations
 import codecs
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from .params_file import Fraction, PositiveInt, Strict
+
+
+class Overrides(Strict):
+    """A task's own values of keys of other sections, for its stages alone (`Params.for_task`): a task whose
+    teachers or student need other sizes than the default's (docs/design.md: the line-up of each task)."""
+
+    teachers: dict[str, dict] = {}  # teacher name -> keys of teachers.NAME
+    student: dict = {}  # keys of student
+    distill: dict = {}  # keys of distill
 
 
 class Caps(Strict):
     max_train: PositiveInt | None = None
     max_dev: PositiveInt | None = None
     max_test: PositiveInt | None = None
+    # recorded in the task card with the keys above, which every later stage of the task checks against
+    # params.yaml: a change reruns this task's stages, and no other task's
+    overrides: Overrides | None = None
+
+    @model_serializer(mode="wrap")
+    def _no_empty_overrides(self, handler):
+        out = handler(self)
+        if out.get("overrides") is None:  # a task without them: its card as before they existed
+            out.pop("overrides", None)
+        return out
 
 
 class RottenTomatoes(Caps):

@@ -451,3 +451,38 @@ def test_a_named_setting_is_a_row_of_its_own_with_its_files_defaults(tmp_path):
     path = write_params(tmp_path, values)
     with pytest.raises(P.InputError, match="run.methods: rl_kd_neg_ce runs in the stage `agent`"):
         methods.run_methods(P.load(path), path)
+
+
+def test_a_tasks_overrides_reach_its_own_stages_alone(tmp_path, base):
+    base["tasks"]["pairs"]["overrides"] = {
+        "teachers": {"tiny_b": {"max_train": 200, "epochs": 3}},
+        "student": {"layers": 2},
+        "distill": {"max_train": 120},
+    }
+    params = load(tmp_path, base)
+    pairs, reviews = params.for_task("pairs"), params.for_task("reviews")
+    assert reviews is params  # no overrides: the params as they are
+    assert (pairs.teachers["tiny_b"].max_train, pairs.teachers["tiny_b"].epochs) == (200, 3)
+    assert pairs.teachers["tiny_a"] == params.teachers["tiny_a"]  # not named: untouched
+    assert (pairs.student.layers, pairs.distill.max_train) == (2, 120)
+    assert (params.teachers["tiny_b"].max_train, params.student.layers) == (150, base["student"].get("layers"))
+    # the card records a task's keys: one without overrides records what it did before they existed
+    assert "overrides" not in params.tasks["reviews"].model_dump()
+    assert params.tasks["pairs"].model_dump()["overrides"]["student"] == {"layers": 2}
+
+
+@pytest.mark.parametrize(
+    "over, words",
+    [
+        ({"teachers": {"tiny_b": {"max_trian": 200}}}, "tasks.pairs.overrides.teachers.tiny_b: ['max_trian'] not keys"),
+        ({"teachers": {"tiny_c": {"epochs": 2}}}, "tasks.pairs.overrides.teachers: unknown teacher 'tiny_c'"),
+        ({"student": {"layers": 0}}, "tasks.pairs.overrides.student.layers: Input should be greater than 0"),
+        ({"distill": {"alpha": 2}}, "tasks.pairs.overrides.distill.alpha: Input should be less than or equal to 1"),
+        ({"methods": {}}, "tasks.pairs.overrides.methods: unknown key"),
+    ],
+)
+def test_bad_overrides_name_the_key(tmp_path, base, over, words):
+    base["tasks"]["pairs"]["overrides"] = over
+    with pytest.raises(P.InputError) as err:
+        load(tmp_path, base)
+    assert words in str(err.value)

@@ -121,8 +121,20 @@ def test_repro_runs_every_stage_then_only_what_changed(tiny_repo):
     # the GLUE loader: only prepare lists it (DVC cannot give one task's prepare its own loader); nothing
     # after prepare runs GLUE's code, and a prepare that reruns writes the same splits, so nothing else reruns
     glue = tiny_repo / "pipeline/glue.py"
-    glue.write_text(glue.read_text() + "\n# an edit\n")
+    code = glue.read_text()
+    glue.write_text(code + "\n# an edit\n")
     assert stale(tiny_repo) == {f"prepare@{task}" for task in TASKS}
+    glue.write_text(code)
+
+    # a task's own value of a teacher's key (tasks.TASK.overrides) reaches that task's stages, and reruns them alone
+    edit_params(tiny_repo, lambda p: p["tasks"]["pairs"].update(overrides={"teachers": {"tiny_b": {"max_train": 100}}}))
+    ran = repro(tiny_repo)
+    every = set(yaml.safe_load((tiny_repo / "dvc.lock").read_text())["stages"])
+    assert ran == {s for s in every if "@pairs" in s} | {"analyze"}
+    examples = {
+        t: json.loads((tiny_repo / f"models/{t}/tiny_b/metrics.json").read_text())["train_examples"] for t in TASKS
+    }
+    assert examples == {"reviews": 150, "pairs": 100}  # teachers.tiny_b.max_train, and the override on pairs
 
 
 def test_bad_parameter_stops_repro_before_any_output(tiny_repo):

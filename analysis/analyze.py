@@ -24,7 +24,7 @@ from . import collect, decision, figures, run_files, selection, tables
 from .report import report_markdown
 from .settings import Analysis as Settings
 from .settings import settings
-from .verdict import verdict_sentences
+from .verdict import agreement, verdict_sentences
 
 RESULTS = Path("results")
 # what the stage writes under results/ (dvc.yaml's analyze outs and metrics); results/ holds other stages' too
@@ -223,7 +223,8 @@ def analyze(params: Params, root: Path = Path(".")) -> Analysis:
             for s in verdict_sentences(
                 task, t, cfg, {m: registry.module_of(m, params.methods) for m in params.run.agents}, brief=True
             )
-        ],
+        ]
+        + agreement(sig, cfg.baseline),
     }
     report = report_markdown(
         params, cfg, sets, n_runs, md, shown, runs=runs, t1=t1[0], sig=sig, power=power[0], t4=t4[0], sel=sel, t5=t5[0]

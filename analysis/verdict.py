@@ -80,11 +80,44 @@ def verdict_sentences(task: str, t: pd.DataFrame, cfg, kinds: dict | None = None
     return out
 
 
+def agreement(sig: pd.DataFrame, baseline: str) -> list[str]:
+    """With two tasks or more, each declared question's verdicts side by side, and whether the tasks agree; a method
+    that wins on one task and loses on another is said to."""
+    if sig.task.nunique() < 2:
+        return []
+    asked = sig[sig.role.isin(["premise", "primary", "table1"])]
+    answers: dict[str, dict] = {}
+    for (task, role, family), g in asked.groupby(["task", "role", "family"], sort=False, dropna=False):
+        for i, (_, r) in enumerate(g.iterrows()):
+            if role == "premise":
+                question = "KD's premise (the best fixed-weight KD on dev v `ce`)"
+            elif role == "table1":
+                question = "Table 1's finding (the best single-teacher student on dev v the strongest teacher's)"
+            else:
+                question = f"`{family}` v " + ("the strongest baseline on dev" if i == 0 else f"`{baseline}`")
+            answers.setdefault(question, {})[task] = r
+    out = []
+    for question, by_task in answers.items():
+        said = ", ".join(f"`{r.verdict}` on `{task}` ({pp(r['diff'])})" for task, r in by_task.items())
+        verdicts = {r.verdict for r in by_task.values()}
+        if len(by_task) < sig.task.nunique():
+            how = "not asked on every task"
+        elif {"better", "worse"} <= verdicts:
+            wins = [t for t, r in by_task.items() if r.verdict == "better"]
+            loses = [t for t, r in by_task.items() if r.verdict == "worse"]
+            how = f"the tasks disagree: it wins on {', '.join(wins)} and loses on {', '.join(loses)}"
+        else:
+            how = "the tasks agree" if len(verdicts) == 1 else "the tasks differ"
+        out.append(f"Across tasks, {question}: {said}; {how}.")
+    return out
+
+
 def read_verdict(sig: pd.DataFrame, cfg, kinds: dict | None = None) -> str:
     """The report's first section: per task, the answers to the declared questions, with their power."""
     if sig.empty:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
     out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg, kinds)]
+    out += agreement(sig, cfg.baseline)
     out.append(
         "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); "
         f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, "

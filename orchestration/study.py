@@ -67,6 +67,25 @@ def study_rows(params: dict) -> list[str]:
     return [*run.get("methods", []), *families, *own]
 
 
+def widened(progress: dict, rows: list[str], tasks: list[str], committed: dict | None) -> list[str]:
+    """The rows and tasks that `rows` and `tasks` add to the committed rounds (`progress`; `committed`: their
+    params.yaml, None before the first round), named. Where any, the rounds' record moves to `progress["earlier"]`
+    and `seeds_done` starts again, empty. A study from before progress.json recorded its rows and tasks: those of
+    its params.yaml."""
+    if committed is None:
+        return []
+    before = progress.get("rows") or study_rows(committed)
+    before_tasks = progress.get("tasks") or committed["run"]["tasks"]
+    added = [r for r in rows if r not in before] + [f"task {t}" for t in tasks if t not in before_tasks]
+    if added:
+        earlier = {"rows": before, "tasks": before_tasks}
+        earlier |= {k: progress.pop(k) for k in ("seeds_done", "seconds", "curve") if k in progress}
+        for key in ("rows", "tasks"):
+            progress.pop(key, None)
+        progress |= {"earlier": [*progress.get("earlier", []), earlier], "seeds_done": [], "seconds": {}}
+    return added
+
+
 def write_params(params: dict, path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         YAML().dump(params, f)
@@ -148,18 +167,14 @@ def study(args: argparse.Namespace) -> None:
     load(WORK / "params.yaml")  # refused here, before any stage runs
     done = restore(OUT, WORK)
     progress = json.loads((OUT / "progress.json").read_text()) if done else {"seeds_done": [], "seconds": {}}
-    rows = study_rows(params)
-    # the committed rounds' rows (a study before rows were recorded: those of its params.yaml, the agent aside)
-    before = progress.get("rows") or (study_rows(read(OUT / "params.yaml")) if done else rows)
-    if done and before != rows:  # rows added: their seeds from the first, the others restored
-        added = sorted(set(rows) - set(before))
-        print(f"study: rows {added} are new: the seeds run again from the first, for them alone", flush=True)
-        earlier = {"rows": before, **{k: progress.pop(k) for k in ("seeds_done", "seconds", "curve") if k in progress}}
-        progress.pop("rows", None)
-        progress |= {"earlier": [*progress.get("earlier", []), earlier], "seeds_done": [], "seconds": {}}
+    rows, tasks = study_rows(params), params["run"]["tasks"]
+    added = widened(progress, rows, tasks, read(OUT / "params.yaml") if done else None)
+    if added:  # their seeds from the first, the committed runs restored at each
+        print(f"study: {added} new: the seeds run again from the first, for them alone", flush=True)
         done = 0
     progress |= {
         "rows": rows,
+        "tasks": tasks,
         "command": "python -m orchestration.study"
         + (f" --seeds {args.seeds}" if args.seeds else "")
         + (f" --step {args.step}" if args.step != 1 else ""),

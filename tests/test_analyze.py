@@ -573,3 +573,33 @@ def test_the_chosen_rows_take_each_seeds_best_run_on_dev_and_read_its_files(tmp_
     # without drop_<teacher> for every teacher there is no grid to choose W-Ensemble's weights from
     partial = run.model_copy(update={"drop": ["big"]})
     assert list(selection.candidates(partial)) == ["single_dev"]
+
+
+def test_two_tasks_verdicts_are_read_side_by_side_and_a_split_decision_is_named():
+    from analysis.verdict import agreement
+
+    row = lambda task, role, family, a, b, diff, verdict: dict(  # noqa: E731
+        task=task, role=role, family=family, a=a, b=b, diff=diff, verdict=verdict
+    )
+    sig = pd.DataFrame(
+        [
+            row("rt", "primary", "rl_kd", "rl_kd", "u_ensemble", -0.002, "inconclusive"),
+            row("rt", "premise", None, "u_ensemble", "ce", 0.011, "better"),
+            row("rt", "table1", None, "single_minilm_l3", "single_mpnet", 0.004, "better"),
+            row("tw", "primary", "rl_kd", "rl_kd", "w_ensemble", 0.012, "better"),
+            row("tw", "primary", "rl_kd", "rl_kd", "u_ensemble", 0.015, "better"),
+            row("tw", "premise", None, "u_ensemble", "ce", -0.02, "worse"),
+            row("tw", "table1", None, "single_minilm_l6", "single_minilm_l6", 0.0, "degenerate"),
+            row("tw", "secondary", None, "rl_kd", "ce", 0.03, "better"),  # not a declared question: left out
+        ]
+    )
+    assert agreement(sig[sig.task == "rt"], "u_ensemble") == []  # one task: nothing to compare
+    assert agreement(sig, "u_ensemble") == [
+        "Across tasks, `rl_kd` v the strongest baseline on dev: `inconclusive` on `rt` (-0.2), `better` on `tw` "
+        "(+1.2); the tasks differ.",
+        "Across tasks, KD's premise (the best fixed-weight KD on dev v `ce`): `better` on `rt` (+1.1), `worse` on "
+        "`tw` (-2.0); the tasks disagree: it wins on rt and loses on tw.",
+        "Across tasks, Table 1's finding (the best single-teacher student on dev v the strongest teacher's): `better` "
+        "on `rt` (+0.4), `degenerate` on `tw` (+0.0); the tasks differ.",
+        "Across tasks, `rl_kd` v `u_ensemble`: `better` on `tw` (+1.5); not asked on every task.",
+    ]

@@ -215,3 +215,26 @@ def test_the_studys_rows_are_its_run_lists_with_the_families_named():
     assert study.study_rows(params) == ["ce", "single_a", "single_b", "drop_a", "rl_kd", "x"]
     # a study committed before the agents had a list of their own: its rows are those its params.yaml names
     assert study.study_rows({"run": {"methods": ["ce"], "single": ["a"]}}) == ["ce", "single_a"]
+
+
+def test_rows_or_tasks_added_start_the_seeds_again_and_keep_the_earlier_record():
+    committed = {"run": {"tasks": ["rt"], "methods": ["ce", "u_ensemble"], "seeds": [1, 2]}}
+    progress = {"rows": ["ce", "u_ensemble"], "seeds_done": [1, 2], "seconds": {"1": 60, "2": 70}, "commit": "abc"}
+    same = dict(progress)
+    assert study.widened(same, ["ce", "u_ensemble"], ["rt"], committed) == [] and same == progress
+    assert study.widened(dict(progress), ["ce"], ["rt"], committed) == []  # a row dropped: nothing to run again
+    assert study.widened(dict(progress), ["ce"], ["rt"], None) == []  # no committed round yet
+
+    added = study.widened(progress, ["ce", "u_ensemble", "rl_kd"], ["rt", "tw"], committed)
+    assert added == ["rl_kd", "task tw"]
+    assert progress == {
+        "commit": "abc",
+        "earlier": [
+            {"rows": ["ce", "u_ensemble"], "tasks": ["rt"], "seeds_done": [1, 2], "seconds": {"1": 60, "2": 70}}
+        ],
+        "seeds_done": [],
+        "seconds": {},
+    }
+    # a study from before progress.json named its tasks: those of its params.yaml
+    old = {"rows": ["ce"], "seeds_done": [1], "seconds": {}, "earlier": [{"rows": ["ce"], "seeds_done": [1]}]}
+    assert study.widened(old, ["ce"], ["rt", "tw"], committed) == ["task tw"] and len(old["earlier"]) == 2

@@ -1,7 +1,8 @@
 """Run every benchmark and write results/benchmarks.json (and a Markdown table to stdout).
 
 Usage: python -m benchmarks [--skip NAME ...] [--only NAME ...]
-(NAME: kd_step method_epoch pieces online caching repro memory bootstrap startup decision placebo workers)
+(NAME: kd_step method_epoch pieces online caching repro memory bootstrap startup decision placebo workers round
+precision)
 With --only, the named benchmarks are rerun and replace their entries in results/benchmarks.json, each
 entry with the provenance of the run that measured it.
 Needs the embedded default reproduced (`dvc repro`): the teacher, repro and memory benchmarks use its
@@ -20,7 +21,21 @@ from pathlib import Path
 
 from pipeline.io import provenance, write_json
 
-from . import bootstrap, decision, kd_step, memory, method_epoch, pieces, placebo, repro, startup, teachers, workers
+from . import (
+    bootstrap,
+    decision,
+    kd_step,
+    memory,
+    method_epoch,
+    pieces,
+    placebo,
+    precision,
+    repro,
+    startup,
+    study_round,
+    teachers,
+    workers,
+)
 
 BENCHMARKS = {
     "kd_step": kd_step.measure,
@@ -35,6 +50,8 @@ BENCHMARKS = {
     "decision": decision.measure,
     "placebo": placebo.measure,
     "workers": workers.measure,
+    "round": study_round.measure,
+    "precision": precision.measure,
 }
 OUT = Path("results/benchmarks.json")
 NAMES = {"rl_kd": "RL-KD", "ca_mkd": "CA-MKD", "ae_kd": "AE-KD", "mtkd_rl": "MTKD-RL"}
@@ -144,6 +161,26 @@ def table(results: dict) -> str:
                 f"(`make repro`'s workers) | {m['ratio']} ({m['serial_all_threads_s']} v {m['workers_1_thread_s']} s) "
                 f"| > 1 | {'yes' if m['ratio'] > 1 else 'no'} |"
             )
+    if "round" in r and "skipped" in r["round"]:
+        rows.append(f"| a study round / an earlier orchestration | skipped: {r['round']['skipped']} | <= 0.7 | - |")
+    elif "round" in r:
+        k = r["round"]
+        b, a = k["before"]["dvc_in_a_worker"], k["after"]["dvc_in_a_worker"]
+        rows.append(
+            f"| a study round (seed {k['seed']}, every row) / with the orchestration of {k['revision']} | "
+            f"{k['ratio']} ({k['after']['wall_s']:.0f} v {k['before']['wall_s']:.0f} s; DVC in a worker: first stage "
+            f"{a['first_restore_s']} v {b['first_restore_s']} s, next {a['next_restore_s']} v {b['next_restore_s']} s; "
+            f"outputs {'identical' if k['identical_outputs'] else 'DIFFER'}) | <= 0.7, identical | "
+            f"{'yes' if k['met'] else 'no'} |"
+        )
+    if "precision" in r:
+        k = r["precision"]
+        has = ", ".join(k["cpu_bf16"]) or "no bf16 instructions"
+        rows.append(
+            f"| a U-Ensemble run's training in bf16 / fp32 on the CPU ({has}; opt-in: `compute.precision: bf16`) | "
+            f"{k['speedup']}x faster; test accuracy {100 * k['test_accuracy_bf16']:.1f} v "
+            f"{100 * k['test_accuracy_fp32']:.1f} | (measured, not a target) | - |"
+        )
     return "\n".join(rows)
 
 

@@ -26,9 +26,9 @@ def test_the_committed_results_render_as_the_benchmarks_page_table():
     table = bench.table(results)
     assert table in (ROOT / "docs/benchmarks.md").read_text()  # the benchmarks page shows what the last run measured
     # header, rule, one row per measure: kd_step 1, method_epoch 4, pieces 1, online 1, caching 1, repro 3, memory 1,
-    # startup 1, bootstrap 1, decision 1 (2 with the false-equivalence rate), placebo 1, workers 2
+    # startup 1, bootstrap 1, decision 1 (2 with the false-equivalence rate), placebo 1, workers 2, round 1, precision 1
     decision = 2 if "worst_false_equivalent" in results["decision"] else 1
-    assert len(table.splitlines()) == 2 + 17 + (decision - 1) + 1
+    assert len(table.splitlines()) == 2 + 19 + (decision - 1) + 1
 
 
 def test_bootstrap_benchmark_reports_a_bounded_peak():

@@ -297,7 +297,6 @@ class Params(Strict):
                 )
         return self
 
-
     def for_task(self, task: str) -> Params:
         """These params as task `task`'s stages read them: its `overrides` (tasks.TASK.overrides) put over the keys
         of teachers.NAME, student and distill that they name."""

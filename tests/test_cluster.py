@@ -180,9 +180,9 @@ def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
         shutil.copy(ROOT / name, tmp_path)
     assert run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path).returncode == 0
     todo = ["prepare@rt", "finetune@rt-mpnet", "cache@rt-mpnet", "latency@rt", "distill@rt-ce-1"]
-    needs = dvc_api.upstream(tmp_path, todo)
     due = dvc_api.todo(tmp_path)  # nothing has run here: every stage is to do, and reads none that is done
-    assert {s: [n for n in due.needs[s] if n in todo] for s in todo} == needs and due.inputs(todo) == []
+    assert due.inputs(todo) == []
+    needs = {s: [n for n in due.needs[s] if n in todo] for s in todo}
     assert needs["prepare@rt"] == [] and needs["cache@rt-mpnet"] == ["finetune@rt-mpnet", "prepare@rt"]
     # a student needs every teacher's cache; of those stages, only MPNet's are still to run here
     assert needs["distill@rt-ce-1"] == ["cache@rt-mpnet", "finetune@rt-mpnet", "prepare@rt"]

@@ -121,8 +121,8 @@ def test_real_tasks_split_as_promised(installed):
             texts = [set(df.text_a) for df in splits.values()]
             assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
             assert any("\x8a" in t for t in texts[0] | texts[1] | texts[2])  # the mojibake is kept as it is
-        else:  # one shuffled-answer negative per true pair
-            assert sum(int(df.label.sum()) for df in splits.values()) * 2 == total
+        else:  # each turn and its reply (1,229 distinct non-empty pairs), one shuffled-answer negative per true pair
+            assert total == 2458 and sum(int(df.label.sum()) for df in splits.values()) * 2 == total
         assert all(df.text_a.str.strip().str.len().gt(0).all() for df in splits.values())
 
 

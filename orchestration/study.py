@@ -40,6 +40,7 @@ from .workspace import cores, hold, snapshot
 WORK = Path(".study")
 OUT = Path("results/study")
 EXPORTED = ("tables", "figures", "report.md", "metrics.json", "provenance.json", "latency")  # under results/
+EARLIER = "earlier"  # results/study/earlier/: the last verdict before rows or tasks were added (keep_earlier)
 
 
 def merged(base: dict, over: dict) -> dict:
@@ -112,17 +113,55 @@ def restore(out: Path, work: Path) -> int:
     return len(json.loads(progress.read_text())["seeds_done"])
 
 
+def copy_results(src: Path, dst: Path) -> None:
+    """The EXPORTED files and folders of one results folder into another (`dst` exists)."""
+    for name in EXPORTED:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name)
+        elif (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+
+
+def keep_earlier(out: Path) -> None:
+    """Rows or tasks added: the committed verdict (report, metrics, tables, figures, progress.json) into
+    `out`/earlier/, which README's findings quote until the widened study has as many seeds; otherwise its first
+    rounds, at one seed, would stand in for a verdict of many. One kept already (a study widened again before it
+    caught up) has more seeds than the rounds since, and stays."""
+    if (out / EARLIER).exists() or not (out / "metrics.json").exists():
+        return
+    with atomic_path(out / EARLIER) as tmp:
+        tmp.mkdir()
+        copy_results(out, tmp)
+        for name in ("progress.json", "params.yaml"):
+            shutil.copy2(out / name, tmp / name)
+
+
+def earlier_verdict(out: Path, progress: dict) -> dict | None:
+    """The verdict kept by keep_earlier, while the study has fewer seeds than it: its progress.json (its rows and
+    tasks from its params.yaml where it predates their record there) and findings."""
+    if not (out / EARLIER / "progress.json").exists():
+        return None
+    kept = json.loads((out / EARLIER / "progress.json").read_text())
+    if len(progress["seeds_done"]) >= len(kept["seeds_done"]):
+        return None
+    committed = read(out / EARLIER / "params.yaml")
+    return kept | {
+        "rows": kept.get("rows") or study_rows(committed),
+        "tasks": kept.get("tasks") or committed["run"]["tasks"],
+        "findings": json.loads((out / EARLIER / "metrics.json").read_text()).get("findings", []),
+    }
+
+
 def export(work: Path, out: Path, progress: dict) -> None:
     """The study's results, its dvc.lock, params, every run's files (a few MB) and its power curve into `out`,
-    replaced whole (built beside it, then renamed in): a kill leaves the last export or this one, never a mix."""
+    replaced whole (built beside it, then renamed in): a kill leaves the last export or this one, never a mix. The
+    earlier verdict (keep_earlier) goes along until this export has as many seeds."""
+    keep = earlier_verdict(out, progress) is not None
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for name in EXPORTED:
-            src, dst = work / "results" / name, tmp / name
-            if src.is_dir():
-                shutil.copytree(src, dst)
-            elif src.exists():
-                shutil.copy2(src, dst)
+        copy_results(work / "results", tmp)
+        if keep:
+            shutil.copytree(out / EARLIER, tmp / EARLIER)
         shutil.copytree(work / "runs", tmp / "runs")
         for name in ("dvc.lock", "params.yaml"):
             shutil.copy2(work / name, tmp / name)
@@ -171,6 +210,7 @@ def study(args: argparse.Namespace) -> None:
     added = widened(progress, rows, tasks, read(OUT / "params.yaml") if done else None)
     if added:  # their seeds from the first, the committed runs restored at each
         print(f"study: {added} new: the seeds run again from the first, for them alone", flush=True)
+        keep_earlier(OUT)
         done = 0
     progress |= {
         "rows": rows,
@@ -214,7 +254,7 @@ def study(args: argparse.Namespace) -> None:
             progress["seconds"][",".join(map(str, new))] = round(time.perf_counter() - start)
         progress["curve"] = curve(progress, seeds, k, json.loads((WORK / "results" / "metrics.json").read_text()))
         export(WORK, OUT, progress)
-        write_findings(README, progress, json.loads((OUT / "metrics.json").read_text()))
+        write_findings(README, progress, json.loads((OUT / "metrics.json").read_text()), earlier_verdict(OUT, progress))
         if not args.no_commit:
             commit([str(OUT), str(README)], f"study: {k} of {len(seeds)} seeds")
         print(f"study: {k} of {len(seeds)} seeds in {OUT}", flush=True)

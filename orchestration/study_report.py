@@ -12,21 +12,38 @@ README = Path("README.md")
 FINDINGS = ("<!-- findings: written by python -m orchestration.study -->", "<!-- /findings -->")
 
 
-def write_findings(readme: Path, progress: dict, metrics: dict) -> None:
+def write_findings(readme: Path, progress: dict, metrics: dict, earlier: dict | None = None) -> None:
     """README's "What it finds": the study's verdict in the sentences its analysis wrote (metrics.json
-    `findings`), between the two FINDINGS markers, with the seeds they rest on."""
+    `findings`), between the two FINDINGS markers, with the seeds they rest on. `earlier`: the verdict from before
+    rows or tasks were added (study.earlier_verdict), quoted first while the widened study has fewer seeds."""
     text = readme.read_text()
     start, end = text.find(FINDINGS[0]), text.find(FINDINGS[1])
     if start < 0 or end < start:
         raise InputError(f"{readme}: the markers {FINDINGS} are missing; put them where the study's findings go")
-    seeds = len(progress["seeds_done"])
-    said = "\n".join(f"- {s}" for s in metrics.get("findings", []))
-    block = (
-        f"{FINDINGS[0]}\nThe study at {seeds} seed{'s' if seeds != 1 else ''} "
-        f"([results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`):\n\n{said}\n"
-    )
+    report = f"[results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`"
+    now = f"{seed_count(progress)} ({report}):\n\n{bullets(metrics.get('findings', []))}"
+    if earlier is None:
+        block = f"The study at {now}"
+    else:
+        new = [f"`{t}`" for t in progress["tasks"] if t not in earlier["tasks"]]
+        new += [f"`{r}`" for r in progress["rows"] if r not in earlier["rows"]]
+        block = (
+            f"The study at {seed_count(earlier)}, before {', '.join(new)} joined it ([results/study/earlier/report.md]"
+            f"(results/study/earlier/report.md#verdict)):\n\n{bullets(earlier['findings'])}\n"
+            f"With {', '.join(new)} the study runs again from the first seed, the earlier runs restored at each; so "
+            f"far, at {now}"
+        )
     with atomic_path(readme) as tmp:  # the project's front page: never left half written by a kill
-        tmp.write_text(text[:start] + block + text[end:])
+        tmp.write_text(text[:start] + f"{FINDINGS[0]}\n{block}" + text[end:])
+
+
+def seed_count(progress: dict) -> str:
+    n = len(progress["seeds_done"])
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def bullets(sentences: list[str]) -> str:
+    return "".join(f"- {s}\n" for s in sentences)
 
 
 def curve(progress: dict, seeds: list[int], k: int, metrics: dict) -> list[dict]:

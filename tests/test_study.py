@@ -6,6 +6,7 @@ committed runs go into an empty DVC cache and a job restores them (a tiny DVC pr
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -208,6 +209,53 @@ def test_readme_quotes_the_studys_findings_between_its_markers(tmp_path):
     readme.write_text("# Suite without markers\n")
     with pytest.raises(InputError, match="markers"):
         study_report.write_findings(readme, progress, {"findings": []})
+
+
+def export_of(folder: Path, seeds: list[int], findings: list[str], tasks: list[str]) -> None:
+    """A results folder as a round exports it: report, metrics with findings, progress, params."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(f"report at {len(seeds)} seeds")
+    (folder / "metrics.json").write_text(json.dumps({"findings": findings}))
+    (folder / "progress.json").write_text(json.dumps({"seeds_done": seeds, "rows": ["ce"], "tasks": tasks}))
+    (folder / "params.yaml").write_text(yaml.safe_dump({"run": {"tasks": tasks, "methods": ["ce"]}}))
+
+
+def test_a_widened_study_keeps_quoting_its_earlier_verdict_until_it_has_as_many_seeds(tmp_path):
+    out, work = tmp_path / "study", tmp_path / "work"
+    export_of(out, [1, 2, 3], ["On `rt`, KD helps: +1.1 points."], ["rt"])
+    study.keep_earlier(out)  # `tw` added: the 3-seed verdict is kept
+    assert (out / "earlier" / "report.md").read_text() == "report at 3 seeds"
+    export_of(out / "earlier", [1, 2, 3, 4], ["other"], ["rt"])  # not replaced by a second widening
+    study.keep_earlier(out)
+    assert (out / "earlier" / "report.md").read_text() == "report at 4 seeds"
+
+    export_of(work / "results", [1], ["On `tw`, KD helps: +0.2 points."], ["rt", "tw"])
+    (work / "runs").mkdir()
+    (work / "dvc.lock").write_text("schema: '2.0'\n")
+    (work / "params.yaml").write_text("run: {}\n")
+    progress = {"seeds_done": [1], "rows": ["ce"], "tasks": ["rt", "tw"], "curve": [], "seconds": {}}
+    study.export(work, out, progress)
+    assert (out / "earlier" / "report.md").read_text() == "report at 4 seeds"  # carried through the export
+    kept = study.earlier_verdict(out, progress)
+    assert kept["findings"] == ["other"] and kept["tasks"] == ["rt"]
+
+    readme = tmp_path / "README.md"
+    start, end = study_report.FINDINGS
+    readme.write_text(f"# Suite\n\n{start}\nold\n{end}\n")
+    progress["command"] = "python -m orchestration.study"
+    study_report.write_findings(readme, progress, {"findings": ["On `tw`, KD helps: +0.2 points."]}, kept)
+    link = "[results/study/report.md](results/study/report.md#verdict), written by `python -m orchestration.study`"
+    assert readme.read_text() == (
+        f"# Suite\n\n{start}\nThe study at 4 seeds, before `tw` joined it ([results/study/earlier/report.md]"
+        "(results/study/earlier/report.md#verdict)):\n\n- other\n\nWith `tw` the study runs again from the first "
+        f"seed, the earlier runs restored at each; so far, at 1 seed ({link}):\n\n- On `tw`, KD helps: +0.2 "
+        f"points.\n{end}\n"
+    )
+    # caught up: the export drops the earlier verdict, and README quotes the study's own
+    progress["seeds_done"] = [1, 2, 3, 4]
+    assert study.earlier_verdict(out, progress) is None
+    study.export(work, out, progress)
+    assert not (out / "earlier").exists()
 
 
 def test_the_studys_rows_are_its_run_lists_with_the_families_named():

@@ -93,6 +93,10 @@ def agreement(sig: pd.DataFrame, baseline: str) -> list[str]:
                 question = "KD's premise (the best fixed-weight KD on dev v `ce`)"
             elif role == "table1":
                 question = "Table 1's finding (the best single-teacher student on dev v the strongest teacher's)"
+            elif i == 0 and r.b == baseline:  # the strongest on dev is the declared baseline: one test answers both
+                for question in (f"`{family}` v the strongest baseline on dev", f"`{family}` v `{baseline}`"):
+                    answers.setdefault(question, {})[task] = r
+                continue
             else:
                 question = f"`{family}` v " + ("the strongest baseline on dev" if i == 0 else f"`{baseline}`")
             answers.setdefault(question, {})[task] = r

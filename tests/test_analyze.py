@@ -594,12 +594,20 @@ def test_two_tasks_verdicts_are_read_side_by_side_and_a_split_decision_is_named(
         ]
     )
     assert agreement(sig[sig.task == "rt"], "u_ensemble") == []  # one task: nothing to compare
+    # on rt the strongest baseline on dev is U-Ensemble: its one comparison answers both questions there
     assert agreement(sig, "u_ensemble") == [
         "Across tasks, `rl_kd` v the strongest baseline on dev: `inconclusive` on `rt` (-0.2), `better` on `tw` "
         "(+1.2); the tasks differ.",
+        "Across tasks, `rl_kd` v `u_ensemble`: `inconclusive` on `rt` (-0.2), `better` on `tw` (+1.5); the tasks "
+        "differ.",
         "Across tasks, KD's premise (the best fixed-weight KD on dev v `ce`): `better` on `rt` (+1.1), `worse` on "
         "`tw` (-2.0); the tasks disagree: it wins on rt and loses on tw.",
         "Across tasks, Table 1's finding (the best single-teacher student on dev v the strongest teacher's): `better` "
         "on `rt` (+0.4), `degenerate` on `tw` (+0.0); the tasks differ.",
-        "Across tasks, `rl_kd` v `u_ensemble`: `better` on `tw` (+1.5); not asked on every task.",
     ]
+    # a task that asks only one of the two questions is still said to
+    other = sig[sig.task == "tw"].assign(task="qa")
+    other = other[~((other.role == "primary") & (other.b == "u_ensemble"))]
+    assert "Across tasks, `rl_kd` v `u_ensemble`: `better` on `tw` (+1.5); not asked on every task." in agreement(
+        pd.concat([sig[sig.task == "tw"], other]), "u_ensemble"
+    )

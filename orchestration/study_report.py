@@ -21,17 +21,17 @@ def write_findings(readme: Path, progress: dict, metrics: dict, earlier: dict | 
     if start < 0 or end < start:
         raise InputError(f"{readme}: the markers {FINDINGS} are missing; put them where the study's findings go")
     report = f"[results/study/report.md](results/study/report.md#verdict), written by `{progress['command']}`"
-    now = f"{seed_count(progress)} ({report}):\n\n{bullets(metrics.get('findings', []))}"
     if earlier is None:
-        block = f"The study at {now}"
-    else:
+        block = f"The study at {seed_count(progress)} ({report}):\n\n{bullets(metrics.get('findings', []))}"
+    else:  # the widened rounds' findings stay in their report: at a seed or two they test nothing, and the
+        # README is a front page
         new = [f"`{t}`" for t in progress["tasks"] if t not in earlier["tasks"]]
         new += [f"`{r}`" for r in progress["rows"] if r not in earlier["rows"]]
         block = (
             f"The study at {seed_count(earlier)}, before {', '.join(new)} joined it ([results/study/earlier/report.md]"
             f"(results/study/earlier/report.md#verdict)):\n\n{bullets(earlier['findings'])}\n"
-            f"With {', '.join(new)} the study runs again from the first seed, the earlier runs restored at each; so "
-            f"far, at {now}"
+            f"With {', '.join(new)} the study runs again from the first seed, the earlier runs restored at each: "
+            f"{seed_count(progress)} so far ({report}).\n"
         )
     with atomic_path(readme) as tmp:  # the project's front page: never left half written by a kill
         tmp.write_text(text[:start] + f"{FINDINGS[0]}\n{block}" + text[end:])

@@ -248,8 +248,7 @@ def test_a_widened_study_keeps_quoting_its_earlier_verdict_until_it_has_as_many_
     assert readme.read_text() == (
         f"# Suite\n\n{start}\nThe study at 4 seeds, before `tw` joined it ([results/study/earlier/report.md]"
         "(results/study/earlier/report.md#verdict)):\n\n- other\n\nWith `tw` the study runs again from the first "
-        f"seed, the earlier runs restored at each; so far, at 1 seed ({link}):\n\n- On `tw`, KD helps: +0.2 "
-        f"points.\n{end}\n"
+        f"seed, the earlier runs restored at each: 1 seed so far ({link}).\n{end}\n"
     )
     # caught up: the export drops the earlier verdict, and README quotes the study's own
     progress["seeds_done"] = [1, 2, 3, 4]

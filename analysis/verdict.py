@@ -106,6 +106,8 @@ def agreement(sig: pd.DataFrame, baseline: str) -> list[str]:
         verdicts = {r.verdict for r in by_task.values()}
         if len(by_task) < sig.task.nunique():
             how = "not asked on every task"
+        elif all(v.startswith("not tested") for v in verdicts):  # one seed: nothing to agree on yet
+            how = "no task has tested it yet"
         elif {"better", "worse"} <= verdicts:
             wins = [t for t, r in by_task.items() if r.verdict == "better"]
             loses = [t for t, r in by_task.items() if r.verdict == "worse"]

@@ -611,3 +611,9 @@ def test_two_tasks_verdicts_are_read_side_by_side_and_a_split_decision_is_named(
     assert "Across tasks, `rl_kd` v `u_ensemble`: `better` on `tw` (+1.5); not asked on every task." in agreement(
         pd.concat([sig[sig.task == "tw"], other]), "u_ensemble"
     )
+    # at one seed every task says "not tested": that is not agreement
+    untested = sig.assign(verdict="not tested (one seed)")
+    assert agreement(untested, "u_ensemble")[2] == (
+        "Across tasks, KD's premise (the best fixed-weight KD on dev v `ce`): `not tested (one seed)` on `rt` (+1.1), "
+        "`not tested (one seed)` on `tw` (-2.0); no task has tested it yet."
+    )

@@ -58,6 +58,23 @@ def curve(progress: dict, seeds: list[int], k: int, metrics: dict) -> list[dict]
     return sorted([p for p in progress.get("curve", []) if p["seeds"] != k] + [point], key=lambda p: p["seeds"])
 
 
+def questions(comparisons: list[dict]) -> list[tuple[str, dict]]:
+    """One task's comparisons of a round under the question each answers, whose baseline may change from round to
+    round (the strongest on dev is chosen again): an agent's first primary comparison is with the strongest
+    baseline on dev, its second with the declared one; a single one is both (the strongest is the declared)."""
+    out = []
+    for c in comparisons:
+        if c["role"] == "premise":
+            out.append(("KD's premise: best fixed-weight KD - ce", c))
+        elif c["role"] == "primary":
+            mine = [d for d in comparisons if d["role"] == "primary" and d["a"] == c["a"]]
+            if c is mine[0]:
+                out.append((f"{c['a']} - strongest on dev", c))
+            if c is mine[-1]:
+                out.append((f"{c['a']} - {c['b']}", c))  # the declared baseline
+    return out
+
+
 def write_curve(points: list[dict], out: Path) -> None:
     """curve.md and figures/curve.png|pdf: the detectable difference (and its upper bound) against hours."""
     import matplotlib
@@ -84,29 +101,30 @@ def write_curve(points: list[dict], out: Path) -> None:
         "| seeds | hours | task | comparison | difference [95% CI] | detectable | its upper bound |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for task, role in dict.fromkeys((c["task"], c["role"]) for p in points for c in p["comparisons"]):
-        at = [
-            (p["hours"], p["seeds"], c)
-            for p in points
-            for c in p["comparisons"]
-            if (c["task"], c["role"]) == (task, role) and None not in (c["mdd"], c["mdd_upper"])
-        ]
-        hours, mdd, upper = (
-            [h for h, _, _ in at],
-            [100 * c["mdd"] for *_, c in at],
-            [100 * c["mdd_upper"] for *_, c in at],
-        )
-        (line,) = ax.plot(hours, mdd, "o-", label=f"{task} {role}")
-        ax.plot(hours, upper, "--", color=line.get_color(), alpha=0.6)
-        for h, k, y in zip(hours, [k for _, k, _ in at], mdd):
-            ax.annotate(str(k), (h, y), textcoords="offset points", xytext=(0, -11), fontsize=7, ha="center")
-    for goal in (0.5, 1.0):
-        ax.axhline(goal, color="grey", lw=0.8, ls=":")
-    ax.set_yscale("log")  # the upper bound at 2 seeds is tens of points, the goal half a point
-    ax.set(xlabel="hours of the study's rounds", ylabel="detectable difference (points, log scale)")
-    ax.set_title("Power against hours (numbers: seeds; dashed: 95% upper bound)", fontsize=10)
-    ax.legend(fontsize=8)
+    # a panel per task, a line per question: not one line zigzagging between an agent's two comparisons
+    tasks = list(dict.fromkeys(c["task"] for p in points for c in p["comparisons"])) or ["none"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(5.5, 3.4 * len(tasks) + 0.6), 3.6), sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        lines: dict[str, list] = {}
+        for p in points:
+            for label, c in questions([c for c in p["comparisons"] if c["task"] == task]):
+                if None not in (c["mdd"], c["mdd_upper"]):
+                    lines.setdefault(label, []).append((p["hours"], p["seeds"], c))
+        for i, (label, at) in enumerate(lines.items()):
+            hours = [h for h, _, _ in at]
+            (line,) = ax.plot(hours, [100 * c["mdd"] for *_, c in at], "o-", ms=3, label=label)
+            ax.plot(hours, [100 * c["mdd_upper"] for *_, c in at], "--", color=line.get_color(), alpha=0.5)
+            if i == 0:  # the seed counts once a panel: every line has a point at each round
+                for h, k, c in at:
+                    ax.annotate(str(k), (h, 100 * c["mdd"]), textcoords="offset points", xytext=(0, -10), fontsize=6)
+        for goal in (0.5, 1.0):
+            ax.axhline(goal, color="grey", lw=0.8, ls=":")
+        ax.set_yscale("log")  # the upper bound at 2 seeds is tens of points, the goal half a point
+        ax.set(title=task, xlabel="hours of the study's rounds")
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=6, loc="upper right")
+    axes[0][0].set_ylabel("detectable difference (points, log)")
+    fig.suptitle("Power against hours (numbers: seeds; dashed: 95% upper bound)", fontsize=10)
     fig.tight_layout()
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):

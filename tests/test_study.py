@@ -197,6 +197,34 @@ def test_the_curve_puts_each_rounds_power_beside_its_hours(tmp_path):
     )
 
 
+def test_the_curve_draws_a_line_per_question_though_the_strongest_baseline_changes():
+    c = lambda role, a, b: {"task": "qa", "role": role, "a": a, "b": b}  # noqa: E731
+    round_ = [
+        c("primary", "rl_kd", "w_ensemble_dev"),
+        c("primary", "rl_kd", "u_ensemble"),
+        c("primary", "effect_agent", "u_ensemble"),  # the strongest on dev is the declared baseline: one comparison
+        c("premise", "lr_ensemble", "ce"),
+    ]
+    assert [label for label, _ in study_report.questions(round_)] == [
+        "rl_kd - strongest on dev",
+        "rl_kd - u_ensemble",
+        "effect_agent - strongest on dev",
+        "effect_agent - u_ensemble",
+        "KD's premise: best fixed-weight KD - ce",
+    ]
+    # a later round chose another strongest baseline and another best fixed-weight KD: the same lines
+    later = [
+        c("primary", "rl_kd", "single_mpnet"),
+        c("primary", "rl_kd", "u_ensemble"),
+        c("premise", "u_ensemble", "ce"),
+    ]
+    assert [label for label, _ in study_report.questions(later)] == [
+        "rl_kd - strongest on dev",
+        "rl_kd - u_ensemble",
+        "KD's premise: best fixed-weight KD - ce",
+    ]
+
+
 def test_readme_quotes_the_studys_findings_between_its_markers(tmp_path):
     readme = tmp_path / "README.md"
     start, end = study_report.FINDINGS

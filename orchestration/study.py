@@ -229,14 +229,18 @@ def study(args: argparse.Namespace) -> None:
     students = (*STUDENTS, "analyze")
     teachers = [s for s in stage_names(WORK) if kind(s) not in students]
     print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
+    start = time.perf_counter()
     dvc("repro", *teachers, cwd=WORK)
+    print(f"study: the teachers in place after {time.perf_counter() - start:.0f} s", flush=True)
     if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
         write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")
     if restored and args.carry:
         carry(WORK, students, args.carry)
     if restored:
+        start = time.perf_counter()
         commit_current(WORK, students)
         forget_stale_runs(WORK, students)
+        print(f"study: the committed runs in DVC's cache after {time.perf_counter() - start:.0f} s", flush=True)
     for k in steps(len(seeds), args.step, done):
         print(f"study: seeds {seeds[:k]} of {seeds}", flush=True)
         write_params({**params, "run": {**params["run"], "seeds": seeds[:k]}}, WORK / "params.yaml")

@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from pipeline import user_data
-from pipeline.params_file import read, reported_errors, validate
+from pipeline.params_file import InputError, read, reported_errors, validate
 from pipeline.schema import Strict, load
 
 from . import slurm
@@ -216,18 +216,18 @@ def run_wave(
     )
 
 
-def run(cluster: Cluster, how: str, worker_class=None) -> dict:
-    """Run every stage that `dvc repro` would run, but `assets`, through submitit; return the summary (also
-    written to the folder). On SLURM, one job per stage, wave after wave; locally, `cluster.local_workers`
-    workers share the stages but `analyze`, which the closing `dvc repro` runs (orchestration/pool.py; `worker_class`
-    stands in for its PoolWorker). Each stage runs on `compute.threads` torch threads (1 by default), so that
-    local workers do not oversubscribe the cores."""
+def run(cluster: Cluster, how: str, worker_class=None, only: set[str] | None = None) -> dict:
+    """Run every stage that `dvc repro` would run, but `assets`, through submitit (with `only`, the stages of those
+    kinds and the stages they need); return the summary (also written to the folder). On SLURM, one job per stage,
+    wave after wave; locally, `cluster.local_workers` workers share the stages but `analyze`, which the closing `dvc
+    repro` runs (orchestration/pool.py; `worker_class` stands in for its PoolWorker). Each stage runs on
+    `compute.threads` torch threads (1 by default), so that local workers do not oversubscribe the cores."""
     root = Path.cwd()
     folder = (root / cluster.folder).resolve()
     print("cluster: assets, here first (not restorable from DVC's cache)", flush=True)
     dvc("repro", "assets")
     cache = cache_dir()
-    due = todo(root)
+    due = todo(root).only(only) if only else todo(root)
     plan = waves(due.stages)  # refuses a stage kind it does not know, before anything runs
     # on one machine `analyze` is left to the closing `dvc repro` here, where every run is checked out anyway:
     # a worker's fresh copy would first restore every run (about 2.5 s each, minutes for the study's hundreds)
@@ -291,8 +291,13 @@ def main(argv: list[str] | None = None) -> None:
         help="slurm: submit to the cluster; local: jobs as processes on this machine",
     )
     ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
+    ap.add_argument(
+        "--only", nargs="+", metavar="KIND", help="only the stages of these kinds (finetune, ...) and theirs"
+    )
     args = ap.parse_args(argv)
     with reported_errors():
+        if unknown := set(args.only or ()) - set(CLUSTER_KINDS):
+            raise InputError(f"--only: {sorted(unknown)} is no stage kind; the kinds: {', '.join(CLUSTER_KINDS)}")
         if not args.dry:  # one runner a workspace; --dry only reads
             hold(Path.cwd(), f"python -m orchestration.cluster --executor {args.executor}")
         load("params.yaml")  # what the stages read
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             slurm.check(cluster, [k for wave in every for k in wave])
     try:
         with reported_errors():  # a full disk, a refused write: one line naming the file
-            summary = run(cluster, args.executor)
+            summary = run(cluster, args.executor, only=set(args.only or ()))
     except (WaveFailed, RuntimeError) as err:
         sys.exit(f"cluster: {err}")
     final = summary["final_repro"]

@@ -126,6 +126,12 @@ class Todo:
         """The stages done already whose outputs `stages` read: what a job that runs them restores first."""
         return sorted(set().union(*(self.above[s] for s in stages)) - set(self.stages))
 
+    def only(self, kinds: set[str]) -> Todo:
+        """The stages of `kinds` and those they need, upstream among the stages to do, direct or not."""
+        wanted = {s for s in self.stages if kind(s) in kinds}
+        keep = [s for s in self.stages if s in wanted or any(s in self.above[w] for w in wanted)]
+        return Todo(keep, {s: [n for n in self.needs[s] if n in keep] for s in keep}, {s: self.above[s] for s in keep})
+
 
 def todo(root: Path | str = ".") -> Todo:
     """stale() and each stage's upstream (DVC's graph, direct or not) in one reading of dvc.yaml and dvc.lock: at

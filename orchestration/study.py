@@ -30,7 +30,7 @@ from pipeline.io import atomic_path, write_json
 from pipeline.params_file import InputError, read, reported_errors
 from pipeline.schema import load
 
-from .dvc_api import cache_dir, commit_current, dvc, kind, stage_names
+from .dvc_api import cache_dir, commit_current, kind, stage_names
 from .stages import STUDENTS
 from .study_faults import clear_killed_commit, commit, git, run_round, stop_orphaned_round
 from .study_report import README, curve, write_curve, write_findings
@@ -228,9 +228,10 @@ def study(args: argparse.Namespace) -> None:
     }
     students = (*STUDENTS, "analyze")
     teachers = [s for s in stage_names(WORK) if kind(s) not in students]
-    print("study: the teachers (DVC restores the default's from its run-cache)", flush=True)
+    print("study: the teachers, restored from DVC's run-cache or trained on every core", flush=True)
     start = time.perf_counter()
-    dvc("repro", *teachers, cwd=WORK)
+    if run_round(WORK, only=tuple(sorted({kind(s) for s in teachers} - {"assets"}))):
+        sys.exit(f"study: the teachers failed (their error above; their logs: {WORK / '.dvc/tmp/cluster'})")
     print(f"study: the teachers in place after {time.perf_counter() - start:.0f} s", flush=True)
     if restored := (OUT / "progress.json").exists():  # every committed seed's runs, whichever round runs them
         write_params({**params, "run": {**params["run"], "seeds": seeds}}, WORK / "params.yaml")

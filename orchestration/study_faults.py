@@ -63,8 +63,9 @@ def clear_killed_commit() -> list[Path]:
     return removed
 
 
-def run_round(work: Path) -> int:
-    """One round, `python -m orchestration.cluster --executor local` in `work`, as a process group of its own (the
+def run_round(work: Path, only: tuple[str, ...] = ()) -> int:
+    """One round, `python -m orchestration.cluster --executor local` in `work` (with `--only` those kinds, if
+    given), as a process group of its own (the
     cluster, its submitit workers and their DVC): ended with the study, whether it returns, fails, or is stopped
     by Ctrl-C (SIGINT), SIGTERM or SIGHUP. Only a SIGKILL of the study alone leaves it running: the next study
     stops it."""
@@ -75,7 +76,9 @@ def run_round(work: Path) -> int:
 
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cluster", "--executor", "local"], cwd=work, start_new_session=True
+        [sys.executable, "-m", "orchestration.cluster", "--executor", "local", *(["--only", *only] if only else [])],
+        cwd=work,
+        start_new_session=True,
     )
     try:
         return proc.wait()

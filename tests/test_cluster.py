@@ -189,6 +189,31 @@ def test_the_pool_knows_what_each_stage_waits_for(tmp_path):
     assert needs["latency@rt"] == ["finetune@rt-mpnet", "prepare@rt"]  # it times the teachers, not the students
 
 
+def test_only_some_kinds_keeps_the_stages_they_need():
+    above = {  # a toy graph: prepare <- finetune <- cache <- distill; latency reads the teacher alone
+        "prepare@rt": set(),
+        "finetune@rt-a": {"prepare@rt"},
+        "cache@rt-a": {"prepare@rt", "finetune@rt-a"},
+        "latency@rt": {"prepare@rt", "finetune@rt-a"},
+        "distill@rt-ce-1": {"prepare@rt", "finetune@rt-a", "cache@rt-a"},
+    }
+    due = dvc_api.Todo(list(above), {s: sorted(up) for s, up in above.items()}, above)
+    only = due.only({"cache", "latency"})
+    assert only.stages == ["prepare@rt", "finetune@rt-a", "cache@rt-a", "latency@rt"]  # no student
+    assert only.needs["cache@rt-a"] == ["finetune@rt-a", "prepare@rt"]
+    # a stage already done is not to do: the teacher restored, only its cache is left
+    done = dvc_api.Todo(["cache@rt-a", "distill@rt-ce-1"], {"cache@rt-a": [], "distill@rt-ce-1": ["cache@rt-a"]}, above)
+    assert done.only({"finetune", "cache"}).stages == ["cache@rt-a"]
+    assert due.only({"analyze"}).stages == []
+
+
+def test_only_an_unknown_kind_is_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cluster.main(["--executor", "local", "--only", "finetune", "teachers"])
+    assert exit_.value.code == 2
+    assert "--only: ['teachers'] is no stage kind; the kinds: prepare, finetune, cache" in capsys.readouterr().err
+
+
 def test_a_stage_runs_on_compute_threads():
     import torch
 

@@ -292,7 +292,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--dry", action="store_true", help="print the waves, submit nothing")
     ap.add_argument(
-        "--only", nargs="+", metavar="KIND", help="only the stages of these kinds (finetune, ...) and theirs"
+        "--only",
+        nargs="+",
+        metavar="KIND",
+        help="only the stale stages of these kinds (finetune cache ...) and the stale stages they need",
     )
     args = ap.parse_args(argv)
     with reported_errors():

@@ -65,10 +65,9 @@ def clear_killed_commit() -> list[Path]:
 
 def run_round(work: Path, only: tuple[str, ...] = ()) -> int:
     """One round, `python -m orchestration.cluster --executor local` in `work` (with `--only` those kinds, if
-    given), as a process group of its own (the
-    cluster, its submitit workers and their DVC): ended with the study, whether it returns, fails, or is stopped
-    by Ctrl-C (SIGINT), SIGTERM or SIGHUP. Only a SIGKILL of the study alone leaves it running: the next study
-    stops it."""
+    given), as a process group of its own (the cluster, its submitit workers and their DVC): ended with the study,
+    whether it returns, fails, or is stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP. Only a SIGKILL of the study
+    alone leaves it running: the next study stops it."""
 
     def stop(signum, frame):
         name = signal.Signals(signum).name

@@ -4,9 +4,9 @@ Usage: python -m orchestration.study [--seeds N] [--step K] [--no-commit] [--car
 It works in `.study/`, a copy of this workspace's code (no outputs) on this workspace's DVC cache, whose
 params.yaml is this one with params-study.yaml's keys put over it. It adds one seed at a time (`run.seeds` the
 first k of the study's seeds), runs what is new through `python -m orchestration.cluster --executor local` (DVC
-restores what the default's `make repro` already ran: the same teachers, the same runs), and copies the
-results, the study's dvc.lock and its runs' files to results/study/, committing each seed to git. A rerun, here
-or on a fresh clone after `make repro`, puts the committed runs back beside that dvc.lock, so DVC runs only the
+restores what already ran, here or in `make repro`: the same teachers, the same runs; it trains the teachers it
+lacks), and copies the results, the study's dvc.lock and its runs' files to results/study/, committing each seed
+to git. A rerun, here or on a fresh clone, puts the committed runs back beside that dvc.lock, so DVC runs only the
 seeds that are missing. `--carry FILE ...`: the committed runs stay current through an edit of these code files
 that changes none of their outputs, checked by rerunning one committed run of each method first (`carry`).
 docs/study.md has what it runs, its time and how to read it.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import psutil
 
 from pipeline.io import atomic_path
 
@@ -166,18 +166,25 @@ def report(done: dict, said: set, total: int) -> set:
 
 
 def stop(handle) -> None:
-    """Stop a worker that is still running. submitit's `cancel` of a local job sends its controller SIGINT, on which
-    the controller dies printing a KeyboardInterrupt traceback into this run's output, above the error that
-    stopped the pool; SIGTERM it forwards to the worker, and then ends quietly."""
+    """Stop a worker that is still running, with the `dvc repro` and the stage it started. Signals do not: submitit's
+    worker ignores SIGTERM, and SIGINT (submitit's `cancel` of a local job) ends the worker but leaves its `dvc repro`
+    and stage running on, orphaned. So the local job's processes are killed, its controller (whose process id is the
+    job's id) and every descendant; the stage killed midway was not saved to the run-cache and runs again next time.
+    A SLURM job is cancelled (scancel ends the job's processes)."""
     from submitit.local.local import LocalJob
 
-    if isinstance(handle, LocalJob):
-        try:
-            os.kill(int(handle.job_id), signal.SIGTERM)  # a local job's id is its controller's process id
-        except ProcessLookupError:
-            pass
-    else:
+    if not isinstance(handle, LocalJob):
         handle.cancel(check=False)
+        return
+    try:
+        controller = psutil.Process(int(handle.job_id))
+        tree = [controller, *controller.children(recursive=True)]  # before any dies and its children move away
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=10)
 
 
 def run_pool(

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 
 import cloudpickle
 import pytest
@@ -157,6 +158,57 @@ def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_pat
     done = pool.run_pool(stages, needs, 2, submit, 1, tmp_path, tmp_path / "ok", HealthyWorker, poll=0)
     assert sorted(done["done"]) == sorted(stages) and done["failed"] == {}
     assert [j["job"] for j in done["jobs"] if "failed" in j] == ["worker-0"]
+
+
+class Running:
+    """A submitit job that runs until stopped; its first poll is when the coordinator gets `signum`."""
+
+    def __init__(self, signum):
+        self.signum, self.cancelled = signum, False
+
+    def done(self):
+        os.kill(os.getpid(), self.signum)
+        return False
+
+    def cancel(self, check=True):
+        self.cancelled = True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_stops_the_local_workers_as_ctrl_c_does(tmp_path, signum):
+    jobs = []
+    submit = lambda workers: jobs.extend(Running(signum) for _ in workers) or jobs[-len(workers) :]  # noqa: E731
+    before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name):
+        with cluster.stopped_as_ctrl_c():
+            pool.run_pool(["prepare@t"], {"prepare@t": []}, 2, submit, 1, tmp_path, tmp_path, HealthyWorker, poll=0)
+    assert [job.cancelled for job in jobs] == [True, True]  # no worker left running unwatched
+    assert signal.getsignal(signum) is before  # outside the run, the signal is as it was
+
+
+def holds_a_child(pid_file):
+    """A local job that starts a process (as a worker starts `dvc repro`) and waits on it."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    pid_file.write_text(str(child.pid))
+    child.wait()
+
+
+def test_a_stopped_local_worker_leaves_no_process_behind(tmp_path):
+    import psutil
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
+    job = ex.submit(holds_a_child, tmp_path / "child")
+    for _ in range(600):  # its start: an interpreter and the pickle, a few seconds
+        if (tmp_path / "child").exists():
+            break
+        time.sleep(0.05)
+    child, controller = int((tmp_path / "child").read_text()), int(job.job_id)
+    pool.stop(job)
+    gone = lambda pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # noqa: E731
+    assert gone(controller) and gone(child)  # not left to run on, orphaned, as SIGTERM or SIGINT would
 
 
 def test_forget_drops_only_the_named_lock_entries(tmp_path):

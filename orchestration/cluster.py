@@ -15,11 +15,9 @@ executor runs a pool of workers that start each stage as soon as its upstream is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -284,27 +282,6 @@ def run(cluster: Cluster, how: str, worker_class=None, only: set[str] | None = N
     return summary
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is."""
-
-
-@contextlib.contextmanager
-def stopped_as_ctrl_c():
-    """Inside, SIGTERM and SIGHUP stop the run as Ctrl-C does, through every `finally`: the pool's stops its local
-    workers. By default either ends the process at once, leaving the workers to run on unwatched (a SLURM wave's
-    jobs run on either way, as after Ctrl-C: what they finish comes back from the run-cache)."""
-
-    def stop(signum, frame):
-        raise Stopped(signal.Signals(signum).name)
-
-    handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -337,12 +314,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.executor == "slurm":  # before `assets` or any stage runs
             slurm.check(cluster, [k for wave in every for k in wave])
     try:
-        with reported_errors(), stopped_as_ctrl_c():  # a full disk, a refused write: one line naming the file
+        with reported_errors():  # a full disk, a refused write: one line naming the file
             summary = run(cluster, args.executor, only=set(args.only or ()))
     except (WaveFailed, RuntimeError) as err:
         sys.exit(f"cluster: {err}")
     except KeyboardInterrupt as err:
-        sys.exit(f"cluster: stopped by {err or 'SIGINT'}; the stages that finished are in DVC's run-cache; rerun")
+        sys.exit(f"cluster: stopped by {str(err) or 'SIGINT'}; the stages that finished are in DVC's run-cache; rerun")
     final = summary["final_repro"]
     print(
         f"cluster: done; the closing `dvc repro` restored {len(final['restored'])} stage(s) and ran "

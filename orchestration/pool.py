@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import shutil
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -165,26 +166,59 @@ def report(done: dict, said: set, total: int) -> set:
     return said
 
 
-def stop(handle) -> None:
-    """Stop a worker that is still running, with the `dvc repro` and the stage it started. Signals do not: submitit's
+class Stopped(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP while the pool runs; its text names the signal."""
+
+
+@contextlib.contextmanager
+def stopped_as_ctrl_c():
+    """Inside, SIGINT, SIGTERM and SIGHUP raise Stopped, so that the pool's `finally` stops its workers: by default
+    SIGTERM and SIGHUP end the process at once and leave them running on, unwatched. A second signal while the workers
+    are being stopped is ignored, so that the stopping finishes. Only around the pool: a `dvc` that the driver runs
+    itself and a signal would interrupt (subprocess kills it and orphans its stage) ends by itself, as before."""
+
+    def stop(signum, frame):
+        for s in handlers:
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signal.Signals(signum).name)
+
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+
+
+def processes(pid: int) -> list[psutil.Process]:
+    """A process and every descendant, each suspended as it is found, so that none starts another meanwhile."""
+    found = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        while new := [p for p in [root, *root.children(recursive=True)] if p.pid not in found]:
+            for proc in new:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.suspend()
+                    found[proc.pid] = proc
+    return list(found.values())
+
+
+def stop(handles: list) -> None:
+    """Stop the workers still running, with the `dvc repro` and the stage each started. Signals do not: submitit's
     worker ignores SIGTERM, and SIGINT (submitit's `cancel` of a local job) ends the worker but leaves its `dvc repro`
-    and stage running on, orphaned. So the local job's processes are killed, its controller (whose process id is the
-    job's id) and every descendant; the stage killed midway was not saved to the run-cache and runs again next time.
+    and stage running on, orphaned. So a local job's processes are killed, its controller (whose process id is the
+    job's id) and every descendant; a stage killed midway was not saved to the run-cache and runs again next time.
     A SLURM job is cancelled (scancel ends the job's processes)."""
     from submitit.local.local import LocalJob
 
-    if not isinstance(handle, LocalJob):
-        handle.cancel(check=False)
-        return
-    try:
-        controller = psutil.Process(int(handle.job_id))
-        tree = [controller, *controller.children(recursive=True)]  # before any dies and its children move away
-    except psutil.NoSuchProcess:
-        return
-    for proc in tree:
+    local = [p for h in handles if isinstance(h, LocalJob) for p in processes(int(h.job_id))]
+    for handle in handles:
+        if not isinstance(handle, LocalJob):
+            handle.cancel(check=False)
+    for proc in local:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-    psutil.wait_procs(tree, timeout=10)
+    psutil.wait_procs(local, timeout=5)  # the controllers are reaped; a grandchild is init's to reap
 
 
 def run_pool(
@@ -207,30 +241,30 @@ def run_pool(
     pool = [
         worker_class(f"worker-{i}", str(queue.path), str(snap), str(folder / "jobs"), retries) for i in range(workers)
     ]
-    running = list(zip(pool, submit(pool)))
-    jobs, said, lost = [], set(), 0
-    try:
-        while running:
-            time.sleep(poll)
-            said |= report(queue.read()["done"], said, len(stages))
-            for worker, handle in [(w, h) for w, h in running if h.done()]:
-                running.remove((worker, handle))
-                try:
-                    jobs.append(handle.result())
-                except Exception as err:  # a killed or lost worker: its stage goes back, a new worker takes over
-                    lost += 1
-                    message = str(err).strip()[-500:]
-                    print(f"cluster: {worker.name} (attempt {worker.attempt}) lost: {message}", flush=True)
-                    jobs.append({"job": worker.name, "attempt": worker.attempt, "failed": str(err)[-2000:]})
-                    for stage in queue.held_by(worker.name):
-                        queue.release(stage, f"{worker.name} lost: {message}", retries)
-                    if queue.read()["pending"] and lost <= retries * workers:
-                        again = replace(worker, attempt=worker.attempt + 1)
-                        running += list(zip([again], submit([again])))
-        report(queue.read()["done"], said, len(stages))
-    finally:  # stopped here (an error, Ctrl-C): no worker runs on unwatched
-        for _, handle in running:
-            stop(handle)
+    running, jobs, said, lost = [], [], set(), 0
+    with stopped_as_ctrl_c():
+        try:
+            running += zip(pool, submit(pool))
+            while running:
+                time.sleep(poll)
+                said |= report(queue.read()["done"], said, len(stages))
+                for worker, handle in [(w, h) for w, h in running if h.done()]:
+                    running.remove((worker, handle))
+                    try:
+                        jobs.append(handle.result())
+                    except Exception as err:  # a killed or lost worker: its stage goes back, a new worker takes over
+                        lost += 1
+                        message = str(err).strip()[-500:]
+                        print(f"cluster: {worker.name} (attempt {worker.attempt}) lost: {message}", flush=True)
+                        jobs.append({"job": worker.name, "attempt": worker.attempt, "failed": str(err)[-2000:]})
+                        for stage in queue.held_by(worker.name):
+                            queue.release(stage, f"{worker.name} lost: {message}", retries)
+                        if queue.read()["pending"] and lost <= retries * workers:
+                            again = replace(worker, attempt=worker.attempt + 1)
+                            running += zip([again], submit([again]))
+            report(queue.read()["done"], said, len(stages))
+        finally:  # stopped here (an error, a signal): no worker runs on unwatched
+            stop([handle for _, handle in running])
     state = queue.read()
     if state["failed"] or state["pending"]:
         lines = [line.strip() for e in state["failed"].values() for line in e.strip().splitlines()]

@@ -161,7 +161,8 @@ def test_the_pool_replaces_a_lost_worker_and_gives_up_on_a_failing_stage(tmp_pat
 
 
 class Running:
-    """A submitit job that runs until stopped; its first poll is when the coordinator gets `signum`."""
+    """A submitit job that runs until stopped. Its first poll is when the driver gets `signum`; it gets it again
+    while the job is being stopped."""
 
     def __init__(self, signum):
         self.signum, self.cancelled = signum, False
@@ -171,19 +172,25 @@ class Running:
         return False
 
     def cancel(self, check=True):
+        os.kill(os.getpid(), self.signum)  # a second Ctrl-C, or a supervisor's second SIGTERM
         self.cancelled = True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_or_sighup_stops_the_local_workers_as_ctrl_c_does(tmp_path, signum):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_every_local_worker_even_when_it_comes_again(tmp_path, signum):
+    def not_caught(*_):
+        pytest.fail(f"{signal.Signals(signum).name} reached the process, not the pool")
+
     jobs = []
     submit = lambda workers: jobs.extend(Running(signum) for _ in workers) or jobs[-len(workers) :]  # noqa: E731
-    before = signal.getsignal(signum)
-    with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name):
-        with cluster.stopped_as_ctrl_c():
+    before = signal.signal(signum, not_caught)  # by default SIGTERM or SIGHUP would end pytest itself
+    try:
+        with pytest.raises(pool.Stopped, match=signal.Signals(signum).name):
             pool.run_pool(["prepare@t"], {"prepare@t": []}, 2, submit, 1, tmp_path, tmp_path, HealthyWorker, poll=0)
-    assert [job.cancelled for job in jobs] == [True, True]  # no worker left running unwatched
-    assert signal.getsignal(signum) is before  # outside the run, the signal is as it was
+        assert [job.cancelled for job in jobs] == [True, True]  # no worker left running unwatched
+        assert signal.getsignal(signum) is not_caught  # outside the pool, the signal is as it was
+    finally:
+        signal.signal(signum, before)
 
 
 def holds_a_child(pid_file):
@@ -191,24 +198,36 @@ def holds_a_child(pid_file):
     import subprocess
 
     child = subprocess.Popen(["sleep", "300"])
-    pid_file.write_text(str(child.pid))
+    pid_file.with_suffix(".tmp").write_text(str(child.pid))
+    pid_file.with_suffix(".tmp").rename(pid_file)  # whole, or not there yet
     child.wait()
 
 
+@pytest.mark.slow
 def test_a_stopped_local_worker_leaves_no_process_behind(tmp_path):
     import psutil
     import submitit
 
+    def gone(pid):
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
     ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
     job = ex.submit(holds_a_child, tmp_path / "child")
-    for _ in range(600):  # its start: an interpreter and the pickle, a few seconds
-        if (tmp_path / "child").exists():
-            break
-        time.sleep(0.05)
-    child, controller = int((tmp_path / "child").read_text()), int(job.job_id)
-    pool.stop(job)
-    gone = lambda pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # noqa: E731
-    assert gone(controller) and gone(child)  # not left to run on, orphaned, as SIGTERM or SIGINT would
+    controller = int(job.job_id)
+    try:
+        for _ in range(600):  # its start: an interpreter and the pickle, a few seconds
+            if (tmp_path / "child").exists():
+                break
+            time.sleep(0.05)
+        child = int((tmp_path / "child").read_text())
+        pool.stop([job])
+        assert gone(controller) and gone(child)  # not left to run on, orphaned, as after SIGTERM or SIGINT
+    finally:
+        for proc in pool.processes(controller):
+            proc.kill()
 
 
 def test_forget_drops_only_the_named_lock_entries(tmp_path):

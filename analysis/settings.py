@@ -25,6 +25,9 @@ class Analysis(Strict):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # after Holm correction
     wilcoxon_min_seeds: Annotated[int, Field(ge=2, le=1000)] = 6
+    # where the decision was declared and what of it was chosen after numbers had been seen: the Verdict quotes
+    # it, so that the reader of the verdict learns it there (docs/statistics.md); empty: no declaration is cited
+    declared: Annotated[str, Field(max_length=600)] = ""
 
     @property
     def reference(self) -> str:

@@ -124,6 +124,8 @@ def read_verdict(sig: pd.DataFrame, cfg, kinds: dict | None = None) -> str:
         return f"No other method ran, so there is nothing to compare `{cfg.reference}` with."
     out = [s for task, t in sig.groupby("task", sort=False) for s in verdict_sentences(task, t, cfg, kinds)]
     out += agreement(sig, cfg.baseline)
+    if cfg.declared:
+        out.append(cfg.declared.strip())
     out.append(
         "Each comparison is a t test over seeds that also counts test sampling (docs/statistics.md); "
         f"`equivalent` needs the whole {100 * cfg.confidence:.0f}% interval within {cfg.gap:g} pp either way, "

@@ -617,3 +617,20 @@ def test_two_tasks_verdicts_are_read_side_by_side_and_a_split_decision_is_named(
         "Across tasks, KD's premise (the best fixed-weight KD on dev v `ce`): `not tested (one seed)` on `rt` (+1.1), "
         "`not tested (one seed)` on `tw` (-2.0); no task has tested it yet."
     )
+
+
+def test_the_verdict_quotes_where_the_decision_was_declared_and_only_when_told():
+    from analysis.settings import Analysis
+    from analysis.verdict import read_verdict
+
+    sig = pd.DataFrame(
+        [dict(task="rt", role="premise", family=None, a="u_ensemble", b="ce", diff=0.011, ci_low=0.003,
+              ci_high=0.019, p=0.02, p_adjusted=0.02, seeds=8, mdd=0.012, mdd_upper=0.022, verdict="better")]
+    )  # fmt: skip
+    said = "The 8 seeds were chosen after numbers had been seen."
+    quoted = read_verdict(sig, Analysis(references=["rl_kd"], declared=said))
+    assert quoted.startswith("On `rt`, KD's premise, `u_ensemble` (the best fixed-weight KD on dev) - `ce`: +1.1")
+    assert f"**better**. {said} Each comparison is a t test" in quoted
+    assert "chosen after" not in read_verdict(sig, Analysis(references=["rl_kd"]))
+    with pytest.raises(ValueError, match="declared"):
+        Analysis(references=["rl_kd"], declared="x" * 601)

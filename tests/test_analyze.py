@@ -634,3 +634,25 @@ def test_the_verdict_quotes_where_the_decision_was_declared_and_only_when_told()
     assert "chosen after" not in read_verdict(sig, Analysis(references=["rl_kd"]))
     with pytest.raises(ValueError, match="declared"):
         Analysis(references=["rl_kd"], declared="x" * 601)
+
+
+def test_the_papers_table1_is_called_the_same_finding_only_where_ours_is_better():
+    from analysis.settings import Analysis
+    from analysis.verdict import verdict_sentences
+
+    def said(verdict: str, diff: float) -> str:
+        t = pd.DataFrame(
+            [dict(task="qa", role="table1", family=None, a="single_minilm_l3", b="single_minilm_l6", diff=diff,
+                  ci_low=diff - 0.02, ci_high=diff + 0.02, p=0.03, p_adjusted=0.03, seeds=16, mdd=0.03,
+                  mdd_upper=0.05, verdict=verdict)]
+        )  # fmt: skip
+        (sentence,) = verdict_sentences("qa", t, Analysis(references=["rl_kd"]))
+        return sentence
+
+    assert "**better**. The paper's Table 1 found the same kind of thing: BERT_3 learns better" in said("better", 0.025)
+    # qa's 13-seed interim: the student chosen on dev worse on test than the strongest teacher's
+    worse = said("worse", -0.028)
+    assert "same kind of thing" not in worse
+    assert "a weaker teacher can give the stronger student: BERT_3" in worse
+    assert worse.endswith("(88.5 / 86.8, student 73.0 / 71.9); not shown here.")
+    assert "same kind of thing" not in said("equivalent (within ±1 pp)", 0.004)
